@@ -1,0 +1,141 @@
+"""The ``halo-exchange`` command: operator tools over the package.
+
+Today it inspects peg data (split a value, decode a peglevel or pegdata string, apply the supply rule).
+The devnet node, the exchange service and ``audit`` join it as their issues land. Output is plain text for
+people; ``--json`` gives the same facts to scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from halo_exchange import __version__
+from halo_exchange.peg import PEG_SIZE, Fractions, PegData, PegLevel, next_supply_index
+
+
+def _level_facts(level: PegLevel) -> dict[str, Any]:
+    return {
+        "valid": level.is_valid(),
+        "cycle": level.cycle,
+        "cycle_prev": level.cycle_prev,
+        "buffer": level.buffer,
+        "supply": level.supply,
+        "supply_next": level.supply_next,
+        "supply_next_next": level.supply_next_next,
+        "shift": level.shift,
+        "shift_last_part": level.shift_last_part,
+        "shift_last_total": level.shift_last_total,
+        "partial": level.is_partial(),
+        "hex": level.to_hex(),
+    }
+
+
+def _cmd_split(args: argparse.Namespace) -> dict[str, Any]:
+    fractions = Fractions.std(args.value)
+    supplies = args.supply or [0, 3, 100, 500, 1000, PEG_SIZE - 1]
+    return {
+        "value": args.value,
+        "hli": fractions.hli(),
+        "at": [{"supply": s, "liquid": fractions.high(s), "reserve": fractions.low(s)} for s in supplies],
+    }
+
+
+def _cmd_level(args: argparse.Namespace) -> dict[str, Any]:
+    return _level_facts(PegLevel.from_hex(args.hex))
+
+
+def _cmd_pegdata(args: argparse.Namespace) -> dict[str, Any]:
+    pegdata = PegData.from_base64(args.base64)
+    return {
+        "valid": pegdata.is_valid(),
+        "value": pegdata.value,
+        "liquid": pegdata.liquid,
+        "reserve": pegdata.reserve,
+        "id": pegdata.id,
+        "value_hli": pegdata.fractions.hli(),
+        "level": _level_facts(pegdata.level),
+    }
+
+
+def _cmd_next_supply(args: argparse.Namespace) -> dict[str, Any]:
+    votes, votes_prev = args.votes, args.votes_prev or [0, 0, 0]
+    return {"base": args.base, "votes": votes, "votes_prev": votes_prev,
+            "next": next_supply_index(args.base, votes, votes_prev)}
+
+
+def _print_text(facts: Any, indent: str = "") -> None:
+    if isinstance(facts, dict):
+        for key, value in facts.items():
+            if isinstance(value, (dict, list)):
+                print(f"{indent}{key}:")
+                _print_text(value, indent + "  ")
+            else:
+                print(f"{indent}{key}: {value}")
+    elif isinstance(facts, list):
+        for item in facts:
+            if isinstance(item, dict):
+                print(indent + ", ".join(f"{k} {v}" for k, v in item.items()))
+            else:
+                print(f"{indent}{item}")
+
+
+def _overview() -> None:
+    print(f"halo-exchange {__version__}: exchange mode for a Halo-style BitBay node")
+    print()
+    print("Available now:")
+    print("  halo-exchange peg split VALUE [--supply S ...]   liquid/reserve of a new amount")
+    print("  halo-exchange peg level HEX                      decode a peglevel (v2, v1, legacy)")
+    print("  halo-exchange peg pegdata BASE64                 decode a balance pegdata")
+    print("  halo-exchange peg next-supply BASE I D N [I D N] apply the supply index rule")
+    print("Add --json to any of them for machine-readable output.")
+    print()
+    print("Coming with their issues: the devnet node, the exchange service (XML-RPC on 127.0.0.1:55779),")
+    print("audit and backup/restore. `make test` runs the whole suite; `make bench` the benchmarks.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="halo-exchange", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"halo-exchange {__version__}")
+    commands = parser.add_subparsers(dest="command")
+
+    peg = commands.add_parser("peg", help="inspect peg arithmetic and peg data")
+    peg_commands = peg.add_subparsers(dest="peg_command", required=True)
+
+    def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = peg_commands.add_parser(name, help=help_text)
+        sub.add_argument("--json", action="store_true", help="print JSON")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    split = add("split", _cmd_split, "liquid and reserve of the standard split of VALUE satoshis")
+    split.add_argument("value", type=int, help="amount in satoshis")
+    split.add_argument("--supply", type=int, action="append", help="supply index (repeatable)")
+    add("level", _cmd_level, "decode a peglevel hex string").add_argument("hex")
+    add("pegdata", _cmd_pegdata, "decode a pegdata base64 string").add_argument("base64")
+    nxt = add("next-supply", _cmd_next_supply, "supply index after a cycle's votes")
+    nxt.add_argument("base", type=int)
+    nxt.add_argument("votes", type=int, nargs=3, metavar="INFLATE DEFLATE NOCHANGE")
+    nxt.add_argument("--prev", dest="votes_prev", type=int, nargs=3, metavar="N",
+                     help="previous cycle's votes (inflate deflate nochange)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        _overview()
+        return 0
+    facts = args.handler(args)
+    if args.json:
+        print(json.dumps(facts, indent=2))
+    else:
+        _print_text(facts)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The one error hierarchy of halo-exchange.
+
+Every error the package raises on purpose derives from :class:`HaloExchangeError`, so callers (the RPC
+layer above all) can tell a documented refusal from a bug. Each class says, in its docstring, what a user
+or operator should understand when they see it.
+"""
+
+from __future__ import annotations
+
+
+class HaloExchangeError(Exception):
+    """Base of every deliberate halo-exchange error."""
+
+
+class DecodeError(HaloExchangeError, ValueError):
+    """Bytes or text could not be decoded: truncated, oversized, or not in any known format."""
+
+
+class PegError(HaloExchangeError):
+    """A peg operation was refused; the message follows bitbay-core's wording where the spec quotes it.
+
+    Nothing the operation was given is modified when it raises.
+    """
+
+
+class PegCodecError(PegError, DecodeError):
+    """A fractions vector, peglevel or pegdata blob could not be encoded or decoded."""
+
+
+class TransferRuleError(PegError):
+    """A transaction breaks the consensus fraction transfer rule (bitbay-core ``CalculateStandardFractions``).
+
+    ``rule`` is bitbay-core's code for the broken rule, such as ``P-O-4`` (an output to a foreign address
+    needs more liquidity than the inputs carry) or ``P-I-4`` (a frozen input is still locked).
+    """
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(f"{rule}: {message}")
+        self.rule = rule
+        self.detail = message

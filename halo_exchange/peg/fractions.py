@@ -1,0 +1,535 @@
+"""``Fractions``: the 1200 integer fractions every BitBay amount carries (bitbay-core ``CFractions``).
+
+A value is split into ``PEG_SIZE`` fractions by the standard geometric series (:meth:`Fractions.std`);
+at supply index ``S`` the fractions below ``S`` are *reserve* and the rest *liquid*. This module owns that
+vector, its exact integer arithmetic (truncating division, the ``+1`` remainder walks of ``RatioPart`` and
+``MoveRatioPartTo``), the peglevel-aware split with a partial fraction, and the ``CFractions::Pack`` codec
+that bitbay-core's pegdb stores. Bit-exact with bitbay-core (reference/peg-spec.md §1.2-§1.6, §1.10).
+
+Pure: no I/O. Fractions can be negative (pegshift, removecoins), so every division truncates toward zero.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from itertools import accumulate
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+
+from halo_exchange.errors import DecodeError, PegCodecError, PegError
+from halo_exchange.peg.arith import ratio, tdiv
+from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32, pack_u64
+
+if TYPE_CHECKING:  # pragma: no cover
+    from halo_exchange.peg.level import PegLevel
+
+PEG_SIZE = 1200
+PEG_RATE = 100
+
+# In-memory flags (CFractions::nFlags, pegdata.h:88-95).
+VALUE = 1 << 0  # compact form: only the total is known; the vector is Std(total)
+STD = 1 << 1  # full 1200-entry vector
+NOTARY_F = 1 << 2  # frozen reserve
+NOTARY_L = 1 << 3
+NOTARY_V = 1 << 4  # voluntarily frozen liquid
+NOTARY_C = 1 << 5  # cold
+MARKS = NOTARY_F | NOTARY_L | NOTARY_V | NOTARY_C
+
+# Serialization-only flags and the mask applied after unpacking.
+SER_VALUE = 1 << 16
+SER_ZDELTA = 1 << 17
+SER_RAW = 1 << 18
+SER_MASK = 0xFFFF
+
+FRACTIONS_VERSION = 1
+_ZLIB_LEVEL = 1  # bitbay-core since 51023835 (gopegops used 9; readers accept both)
+_MAX_ZLEN = 19200  # Unpack refuses longer compressed payloads
+_RAW = struct.Struct("<%dq" % PEG_SIZE)
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _std_list(value: int) -> list[int]:
+    """The standard split: each fraction takes 1/100 (truncated) of what is left; the last takes the rest."""
+    out = [0] * PEG_SIZE
+    v = value
+    if v >= 0:
+        for i in range(PEG_SIZE - 1):
+            if v < PEG_RATE:  # every further fraction would be 0: all of it stays for the last one
+                break
+            q = v // PEG_RATE
+            out[i] = q
+            v -= q
+    else:
+        for i in range(PEG_SIZE - 1):
+            q = tdiv(v, PEG_RATE)
+            if q == 0:
+                break
+            out[i] = q
+            v -= q
+    out[PEG_SIZE - 1] = v
+    return out
+
+
+def _decay(prev: int) -> int:
+    """``trunc(prev * 99 / 100)``: the delta codec's prediction of the next fraction."""
+    return prev * 99 // 100 if prev >= 0 else -((-prev) * 99 // 100)
+
+
+def to_deltas(values: Sequence[int]) -> list[int]:
+    """``d[0] = f[0]``, ``d[i] = f[i] - trunc(f[i-1]*99/100)``: Std vectors become mostly 0 and 1."""
+    return [values[0]] + [cur - _decay(prev) for prev, cur in zip(values, values[1:])]
+
+
+def from_deltas(deltas: Sequence[int]) -> list[int]:
+    """Inverse of :func:`to_deltas`."""
+    out = [0] * len(deltas)
+    prev = 0
+    for i, d in enumerate(deltas):
+        prev = d if i == 0 else d + _decay(prev)
+        out[i] = prev
+    return out
+
+
+class Fractions:
+    """A value split into ``PEG_SIZE`` integer fractions, with bitbay-core's mark, lock time and return address.
+
+    Build one with :meth:`std` (a value never seen before), :meth:`from_value` (the compact ``VALUE`` form
+    bitbay-core uses for outputs without pegdb data), or ``Fractions(list)`` (a full vector; a shorter list
+    is zero-padded). Supply-index queries take an ``int`` index (:meth:`low`, :meth:`high`, ...) or a
+    :class:`~halo_exchange.peg.level.PegLevel` (the ``*_at`` methods), whose partial fraction is split.
+
+    Instances are mutable only through :meth:`move_ratio_part_to`, which by definition moves value from one
+    vector into another; every other operation returns a new object.
+    """
+
+    __slots__ = ("_f", "_value", "flags", "lock_time", "return_addr")
+
+    def __init__(
+        self,
+        values: Iterable[int] = (),
+        *,
+        flags: int = STD,
+        lock_time: int = 0,
+        return_addr: str = "",
+    ) -> None:
+        f = [int(v) for v in values]
+        if len(f) > PEG_SIZE:
+            raise PegError(f"fractions have {len(f)} entries, at most {PEG_SIZE} allowed")
+        if len(f) < PEG_SIZE:
+            f.extend([0] * (PEG_SIZE - len(f)))
+        self._f: list[int] | None = f
+        self._value = 0
+        self.flags = (flags & ~VALUE) | STD
+        self.lock_time = lock_time
+        self.return_addr = return_addr
+
+    # -- construction ---------------------------------------------------------------------------------
+
+    @classmethod
+    def _wrap(cls, f: list[int], flags: int = STD, lock_time: int = 0, return_addr: str = "") -> Fractions:
+        """Adopt ``f`` (exactly PEG_SIZE ints) without copying or validating it."""
+        obj = cls.__new__(cls)
+        obj._f = f
+        obj._value = 0
+        obj.flags = (flags & ~VALUE) | STD
+        obj.lock_time = lock_time
+        obj.return_addr = return_addr
+        return obj
+
+    @classmethod
+    def std(cls, value: int, *, flags: int = STD, lock_time: int = 0, return_addr: str = "") -> Fractions:
+        """The standard split of ``value`` (bitbay-core ``Std()``), as new coins and stake rewards get."""
+        return cls._wrap(_std_list(int(value)), flags, lock_time, return_addr)
+
+    @classmethod
+    def from_value(cls, value: int, *, flags: int = 0, lock_time: int = 0, return_addr: str = "") -> Fractions:
+        """The compact ``VALUE`` form: only the total is stored and the vector reads as ``Std(value)``."""
+        obj = cls.__new__(cls)
+        obj._f = None
+        obj._value = int(value)
+        obj.flags = (flags & ~STD) | VALUE
+        obj.lock_time = lock_time
+        obj.return_addr = return_addr
+        return obj
+
+    @classmethod
+    def zero(cls) -> Fractions:
+        return cls._wrap([0] * PEG_SIZE)
+
+    def copy(self) -> Fractions:
+        if self._f is None:
+            return Fractions.from_value(
+                self._value, flags=self.flags, lock_time=self.lock_time, return_addr=self.return_addr
+            )
+        return Fractions._wrap(list(self._f), self.flags, self.lock_time, self.return_addr)
+
+    def _vec(self) -> list[int]:
+        """The full vector; a VALUE-form object materialises (and caches) its Std split."""
+        if self._f is None:
+            self._f = _std_list(self._value)
+        return self._f
+
+    def _to_std(self) -> list[int]:
+        """Convert in place to the STD form (before an in-place modification), returning the vector."""
+        f = self._vec()
+        self.flags = (self.flags & ~VALUE) | STD
+        return f
+
+    # -- plain views ------------------------------------------------------------------------------------
+
+    @property
+    def is_value_form(self) -> bool:
+        return bool(self.flags & VALUE)
+
+    def to_list(self) -> list[int]:
+        return list(self._vec())
+
+    def __len__(self) -> int:
+        return PEG_SIZE
+
+    def __getitem__(self, index: int) -> int:
+        return self._vec()[index]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._vec())
+
+    def total(self) -> int:
+        if self.flags & VALUE:
+            return self._value
+        return sum(self._f)  # type: ignore[arg-type]
+
+    def is_zero(self) -> bool:
+        if self._f is None:
+            return self._value == 0
+        return not any(self._f)
+
+    def has_negative(self) -> bool:
+        return any(v < 0 for v in self._vec())
+
+    def __eq__(self, other: object) -> bool:
+        """Same fractions, same marks, lock time and return address (the VALUE/STD form is not compared)."""
+        if not isinstance(other, Fractions):
+            return NotImplemented
+        return (
+            self._vec() == other._vec()
+            and (self.flags & ~(VALUE | STD)) == (other.flags & ~(VALUE | STD))
+            and self.lock_time == other.lock_time
+            and self.return_addr == other.return_addr
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Fractions(total={self.total()}, flags={self.flags:#x}, lock_time={self.lock_time})"
+
+    # -- reserve / liquid at a plain supply index ---------------------------------------------------------
+
+    @staticmethod
+    def _clamp(supply: int) -> int:
+        return 0 if supply < 0 else PEG_SIZE if supply > PEG_SIZE else supply
+
+    def low(self, supply: int | PegLevel) -> int:
+        """Reserve at ``supply``: the sum of the fractions below it. A PegLevel delegates to :meth:`low_at`."""
+        if not isinstance(supply, int):
+            return self.low_at(supply)
+        return sum(self._vec()[: self._clamp(supply)])
+
+    def high(self, supply: int | PegLevel) -> int:
+        """Liquid at ``supply``: the sum of the fractions at and above it. A PegLevel delegates to :meth:`high_at`."""
+        if not isinstance(supply, int):
+            return self.high_at(supply)
+        return sum(self._vec()[self._clamp(supply) :])
+
+    def low_part(self, supply: int | PegLevel) -> Fractions:
+        """The reserve fractions at ``supply`` (zeros from ``supply`` up)."""
+        if not isinstance(supply, int):
+            return self.low_part_at(supply)
+        s = self._clamp(supply)
+        f = self._vec()
+        return Fractions._wrap(f[:s] + [0] * (PEG_SIZE - s))
+
+    def high_part(self, supply: int | PegLevel) -> Fractions:
+        """The liquid fractions at ``supply`` (zeros below it)."""
+        if not isinstance(supply, int):
+            return self.high_part_at(supply)
+        s = self._clamp(supply)
+        f = self._vec()
+        return Fractions._wrap([0] * s + f[s:])
+
+    # -- reserve / liquid at a peglevel (supply + shift, partial fraction) ----------------------------------
+
+    def partial_reserve_piece(self, level: PegLevel) -> int:
+        """The reserve share of the fraction at a partial level's effective index.
+
+        ``RatioPart(f[idx], part, total)``, plus one satoshi if that is still below ``f[idx]``: bitbay-core's
+        "better rounding", which gives the rounding satoshi to reserve.
+        """
+        v = self._vec()[level.supply + level.shift]
+        piece = ratio(v, level.shift_last_part, level.shift_last_total)
+        return piece + 1 if piece < v else piece
+
+    def _effective(self, level: PegLevel) -> tuple[int, bool] | None:
+        idx = level.supply + level.shift
+        if idx < 0 or idx >= PEG_SIZE:
+            return None
+        return idx, level.shift_last_part > 0 and level.shift_last_total > 0
+
+    def low_at(self, level: PegLevel) -> int:
+        """Reserve at ``level``; 0 when its effective index is outside ``[0, 1199]`` (as bitbay-core)."""
+        eff = self._effective(level)
+        if eff is None:
+            return 0
+        idx, partial = eff
+        below = sum(self._vec()[:idx])
+        return below + self.partial_reserve_piece(level) if partial else below
+
+    def high_at(self, level: PegLevel) -> int:
+        """Liquid at ``level``; 0 when its effective index is outside ``[0, 1199]`` (as bitbay-core)."""
+        eff = self._effective(level)
+        if eff is None:
+            return 0
+        idx, partial = eff
+        f = self._vec()
+        if partial:
+            return sum(f[idx + 1 :]) + f[idx] - self.partial_reserve_piece(level)
+        return sum(f[idx:])
+
+    def low_part_at(self, level: PegLevel) -> Fractions:
+        eff = self._effective(level)
+        if eff is None:
+            return Fractions.zero()
+        idx, partial = eff
+        f = self._vec()
+        out = f[:idx] + [0] * (PEG_SIZE - idx)
+        if partial:
+            out[idx] = self.partial_reserve_piece(level)
+        return Fractions._wrap(out)
+
+    def high_part_at(self, level: PegLevel) -> Fractions:
+        eff = self._effective(level)
+        if eff is None:
+            return Fractions.zero()
+        idx, partial = eff
+        f = self._vec()
+        out = [0] * idx + f[idx:]
+        if partial:
+            out[idx] = f[idx] - self.partial_reserve_piece(level)
+        return Fractions._wrap(out)
+
+    def n_change(self, level: PegLevel) -> int:
+        """How the liquid at ``level`` changes when the next cycle's supply takes effect (``NChange``)."""
+        return self.high_at(level.shifted_one_cycle()) - self.high_at(level)
+
+    # -- proportional slices ------------------------------------------------------------------------------
+
+    def ratio_part(self, part: int) -> Fractions:
+        """A slice proportional to this vector whose sum is exactly ``part`` (bitbay-core ``RatioPart``).
+
+        Each entry is ``trunc(f[i]*part/total)``; a shortfall is made up one satoshi at a time, walking
+        cyclically from the first non-zero entry over entries whose slice is still below the entry. A
+        ``part`` above the total gives a full copy. With negative entries the sum can exceed ``part``; like
+        bitbay-core, that excess is left as is.
+        """
+        f = self._vec()
+        if part == 0:
+            return Fractions.zero()
+        total = self.total()
+        if part > total:
+            return Fractions._wrap(list(f))
+        out = _scaled(f, part, total)
+        deficit = part - sum(out)
+        if deficit > 0:
+            start = next((i for i, v in enumerate(f) if v != 0), PEG_SIZE)
+            _walk_remainder(out, deficit, start, lambda i: out[i] < f[i], +1)
+        return Fractions._wrap(out)
+
+    def move_ratio_part_to(self, value: int, dst: Fractions) -> int:
+        """Move a proportional slice of ``value`` from this vector into ``dst``; return the part not moved.
+
+        bitbay-core ``MoveRatioPartTo``: with a total of 0 nothing moves and ``value`` is returned; a
+        ``value`` of at least the total moves everything and returns ``value - total``; otherwise the
+        remainder walk moves one satoshi from every entry that is still positive.
+        """
+        total = self.total()
+        if total == 0:
+            return value
+        src = self._to_std()
+        out = dst._to_std()
+        if value >= total:
+            for i, v in enumerate(src):
+                out[i] += v
+            src[:] = [0] * PEG_SIZE
+            return value - total
+        pieces = _scaled(src, value, total)
+        src[:] = [v - p for v, p in zip(src, pieces)]
+        out[:] = [v + p for v, p in zip(out, pieces)]
+        remain = value - sum(pieces)
+        if remain > 0:
+            start = next((i for i, v in enumerate(src) if v != 0), PEG_SIZE)
+
+            def step(i: int) -> bool:
+                if src[i] > 0:
+                    src[i] -= 1
+                    out[i] += 1
+                    return True
+                return False
+
+            remain = _walk_remainder(None, remain, start, step, 0)
+        return remain
+
+    # -- other helpers bitbay-core exposes -------------------------------------------------------------
+
+    def hli(self) -> int:
+        """Half liquidity index: the first index where the running sum exceeds ``trunc(total/2)`` (0 if none)."""
+        half = tdiv(self.total(), 2)
+        for i, running in enumerate(accumulate(self._vec())):
+            if running > half:
+                return i
+        return 0
+
+    def positive(self) -> Fractions:
+        return Fractions._wrap([v if v > 0 else 0 for v in self._vec()])
+
+    def negative(self) -> Fractions:
+        return Fractions._wrap([v if v < 0 else 0 for v in self._vec()])
+
+    def __and__(self, other: Fractions) -> Fractions:
+        """Element-wise minimum by magnitude: min of two non-negatives, max of two negatives, else 0."""
+        out = []
+        for a, b in zip(self._vec(), other._vec()):
+            if a >= 0 and b >= 0:
+                out.append(min(a, b))
+            elif a < 0 and b < 0:
+                out.append(max(a, b))
+            else:
+                out.append(0)
+        return Fractions._wrap(out)
+
+    # -- arithmetic (the left operand keeps its marks, lock time and return address) -----------------------
+
+    def __add__(self, other: Fractions) -> Fractions:
+        if not isinstance(other, Fractions):
+            return NotImplemented
+        return Fractions._wrap(
+            [a + b for a, b in zip(self._vec(), other._vec())], self.flags, self.lock_time, self.return_addr
+        )
+
+    def __sub__(self, other: Fractions) -> Fractions:
+        if not isinstance(other, Fractions):
+            return NotImplemented
+        return Fractions._wrap(
+            [a - b for a, b in zip(self._vec(), other._vec())], self.flags, self.lock_time, self.return_addr
+        )
+
+    def __neg__(self) -> Fractions:
+        return Fractions._wrap([-a for a in self._vec()], self.flags, self.lock_time, self.return_addr)
+
+    # -- CFractions::Pack / Unpack --------------------------------------------------------------------------
+
+    def pack(self) -> bytes:
+        """``u8 version | u32 flags|SER_x | u64 lock_time | string return_addr | payload`` (pegdb value format).
+
+        The payload is the total for the VALUE form, else the zlib-compressed (level 1, as bitbay-core)
+        little-endian int64 deltas.
+        """
+        if self.lock_time < 0:
+            raise PegCodecError("lock time cannot be negative")
+        head_flags = self.flags & SER_MASK
+        if self.flags & VALUE:
+            header = pack_u8(FRACTIONS_VERSION) + pack_u32(head_flags | SER_VALUE) + pack_u64(self.lock_time)
+            return header + pack_bytes(self.return_addr.encode("latin-1")) + pack_i64(self._value)
+        deltas = to_deltas(self._vec())
+        try:
+            raw = _RAW.pack(*deltas)
+        except struct.error as exc:
+            raise PegCodecError("a fraction delta does not fit in int64") from exc
+        payload = zlib.compress(raw, _ZLIB_LEVEL)
+        header = pack_u8(FRACTIONS_VERSION) + pack_u32(head_flags | SER_ZDELTA) + pack_u64(self.lock_time)
+        return header + pack_bytes(self.return_addr.encode("latin-1")) + pack_u64(len(payload)) + payload
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Fractions:
+        """Decode ``CFractions::Pack`` bytes; truncated, oversized or trailing data raises PegCodecError."""
+        reader = ByteReader(data)
+        try:
+            fractions = cls.read(reader)
+            reader.expect_end("fractions")
+        except DecodeError as exc:
+            raise PegCodecError(f"bad fractions: {exc}") from exc
+        return fractions
+
+    @classmethod
+    def read(cls, reader: ByteReader, *, with_version: bool = True, with_return_addr: str = "before") -> Fractions:
+        """Read one packed vector from ``reader``.
+
+        ``with_version`` and ``with_return_addr`` (``"before"`` the payload, ``"after"`` it, or ``"none"``)
+        select the current layout or the two legacy layouts of ``pegdata_compat.cpp``.
+        """
+        if with_version:
+            reader.u8()  # bitbay-core reads and ignores the fractions version
+        ser_flags = reader.u32()
+        lock_time = reader.u64()
+        return_addr = ""
+        if with_return_addr == "before":
+            return_addr = reader.var_bytes().decode("latin-1")
+        flags = ser_flags & SER_MASK
+        if ser_flags & SER_VALUE:
+            fractions = cls.from_value(reader.i64(), flags=flags)
+        elif ser_flags & SER_ZDELTA:
+            zlen = reader.u64()
+            if zlen > _MAX_ZLEN:
+                raise PegCodecError(f"compressed fractions of {zlen} bytes exceed {_MAX_ZLEN}")
+            fractions = cls._wrap(from_deltas(_inflate(reader.read(zlen))), flags)
+        elif ser_flags & SER_RAW:
+            fractions = cls._wrap(list(_RAW.unpack(reader.read(_RAW.size))), flags)
+        else:
+            raise PegCodecError(f"fractions flags {ser_flags:#x} name no payload format")
+        if with_return_addr == "after":
+            return_addr = reader.var_bytes().decode("latin-1")
+        fractions.lock_time = lock_time
+        fractions.return_addr = return_addr
+        return fractions
+
+
+def _scaled(values: list[int], part: int, total: int) -> list[int]:
+    """``[trunc(v * part / total) for v in values]``; floor division is the same when nothing is negative."""
+    if part > 0 and total > 0 and min(values) >= 0:
+        return [v * part // total for v in values]
+    return [ratio(v, part, total) for v in values]
+
+
+def _inflate(blob: bytes) -> list[int]:
+    """Decompress exactly 1200 int64 deltas; anything shorter, longer or corrupt is refused."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(blob, _RAW.size + 1)
+    except zlib.error as exc:
+        raise PegCodecError(f"corrupt compressed fractions: {exc}") from exc
+    if len(raw) != _RAW.size or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
+        raise PegCodecError(f"compressed fractions must hold exactly {_RAW.size} bytes")
+    return list(_RAW.unpack(raw))
+
+
+def _walk_remainder(out, remaining: int, start: int, step, add: int) -> int:
+    """The remainder walk of RatioPart / MoveRatioPartTo: cycle from ``start``, applying ``step`` where it fits.
+
+    ``step(i)`` says whether index ``i`` can take one more satoshi (and, for a move, takes it). With
+    ``out`` given, a ``True`` adds ``add`` to ``out[i]``. Stops when nothing is left, or when a whole
+    pass takes nothing (bitbay-core would spin forever there; it cannot happen for non-negative input).
+    """
+    if start >= PEG_SIZE:
+        return remaining
+    order = list(range(start, PEG_SIZE)) + list(range(0, start))
+    while remaining > 0:
+        took = False
+        for i in order:
+            if remaining == 0:
+                break
+            if step(i):
+                if out is not None:
+                    out[i] += add
+                remaining -= 1
+                took = True
+        if not took:
+            break
+    return remaining

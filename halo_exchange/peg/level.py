@@ -1,0 +1,266 @@
+"""``PegLevel``: the supply indexes a set of balances is valued at (bitbay-core ``CPegLevel``).
+
+A level holds the current and the next two supply indexes (each already raised by the exchange's buffer),
+the cycle it belongs to and the cycle balances were last updated at, and an optional *shift*: when the
+exchange's books promise more liquid than its wallet holds (the pegshift distortion), the effective supply
+moves up by whole fractions and then by a partial fraction ``shift_last_part / shift_last_total``.
+
+This module owns the constructor arithmetic (buffer, cap, shift), validity, the comparison bitbay-core
+uses to detect outdated balances, and the hex codecs (v2 written; v2, v1 and the 80-hex legacy form read).
+Pure: no I/O. Spec: reference/peg-spec.md §1.7-§1.8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from halo_exchange.errors import DecodeError
+from halo_exchange.peg.fractions import PEG_SIZE, Fractions
+from halo_exchange.serialize import ByteReader, pack_i16, pack_i64, pack_u8
+
+# The highest index a buffered level may hold (PEG_SIZE - 1); the network itself stops at 1198.
+MAX_LEVEL_INDEX = PEG_SIZE - 1
+DEFAULT_BUFFER = 3
+LEVEL_VERSION = 2
+_V2_SIZE, _V1_SIZE, _LEGACY_SIZE = 43, 41, 40
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class PegLevel:
+    """Supply indexes of one peg cycle as an exchange values balances at them.
+
+    ``PegLevel(cycle, cycle_prev, buffer, supply, supply_next, supply_next_next)`` adds ``buffer`` to each
+    network supply and caps the result at 1199, as bitbay-core's constructor does; the stored
+    ``supply``/``supply_next``/``supply_next_next`` are the buffered values. Use
+    :meth:`with_distortion` to compute the shift from the exchange book and pegshift, and
+    :meth:`from_fields` to rebuild a level from stored fields without adding the buffer again.
+
+    ``==`` compares every field. bitbay-core's own ``operator==`` (which ignores the cycle) is
+    :meth:`same_effective_level`.
+    """
+
+    cycle: int
+    cycle_prev: int
+    buffer: int
+    supply: int
+    supply_next: int
+    supply_next_next: int
+    shift: int
+    shift_last_part: int
+    shift_last_total: int
+
+    def __init__(
+        self, cycle: int, cycle_prev: int, buffer: int, supply: int, supply_next: int, supply_next_next: int
+    ) -> None:
+        self._set(
+            cycle=cycle,
+            cycle_prev=cycle_prev,
+            buffer=buffer,
+            supply=min(supply + buffer, MAX_LEVEL_INDEX),
+            supply_next=min(supply_next + buffer, MAX_LEVEL_INDEX),
+            supply_next_next=min(supply_next_next + buffer, MAX_LEVEL_INDEX),
+            shift=0,
+            shift_last_part=0,
+            shift_last_total=0,
+        )
+
+    def _set(self, **fields: int) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, int(value))
+
+    @classmethod
+    def from_fields(
+        cls,
+        *,
+        cycle: int,
+        cycle_prev: int,
+        buffer: int,
+        supply: int,
+        supply_next: int,
+        supply_next_next: int,
+        shift: int = 0,
+        shift_last_part: int = 0,
+        shift_last_total: int = 0,
+    ) -> PegLevel:
+        """A level with exactly these stored fields (the supplies already include the buffer)."""
+        level = cls.__new__(cls)
+        level._set(
+            cycle=cycle,
+            cycle_prev=cycle_prev,
+            buffer=buffer,
+            supply=supply,
+            supply_next=supply_next,
+            supply_next_next=supply_next_next,
+            shift=shift,
+            shift_last_part=shift_last_part,
+            shift_last_total=shift_last_total,
+        )
+        return level
+
+    @classmethod
+    def invalid(cls) -> PegLevel:
+        """What bitbay-core's default constructor and unparsable hex produce: supply -1, never valid."""
+        return cls.from_fields(
+            cycle=0, cycle_prev=0, buffer=DEFAULT_BUFFER, supply=-1, supply_next=-1, supply_next_next=-1
+        )
+
+    @classmethod
+    def with_distortion(
+        cls,
+        cycle: int,
+        cycle_prev: int,
+        buffer: int,
+        supply: int,
+        supply_next: int,
+        supply_next_next: int,
+        exchange: Fractions,
+        pegshift: Fractions,
+    ) -> PegLevel:
+        """The level whose shift keeps the exchange's reported liquid within what its wallet really holds.
+
+        The wallet holds ``exchange + pegshift``. If the book's liquid at ``supply`` exceeds the wallet's,
+        the effective supply walks up through the book's fractions: each whole fraction that fits in the
+        remaining difference adds one to ``shift``; the first that does not becomes the partial fraction
+        (``shift_last_total`` = that fraction, ``shift_last_part`` = what remained).
+        """
+        level = cls(cycle, cycle_prev, buffer, supply, supply_next, supply_next_next)
+        book = exchange.to_list()
+        wallet = (exchange + pegshift).to_list()
+        start = level.supply
+        if start < 0 or start >= PEG_SIZE:
+            return level
+        difference = sum(book[start:]) - sum(wallet[start:])
+        if difference <= 0:
+            return level
+        shift = 0
+        for i in range(start, PEG_SIZE):
+            fraction = book[i]
+            if fraction <= difference:
+                shift += 1
+                difference -= fraction
+                continue
+            return level.evolve(shift=shift, shift_last_part=difference, shift_last_total=fraction)
+        return level.evolve(shift=shift)
+
+    def evolve(self, **changes: int) -> PegLevel:
+        """A copy with some stored fields changed (no buffer arithmetic)."""
+        return PegLevel.from_fields(**{**asdict(self), **changes})
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    @property
+    def effective_supply(self) -> int:
+        """``supply + shift``: the index at which the reserve ends (the partial fraction sits here)."""
+        return self.supply + self.shift
+
+    def is_partial(self) -> bool:
+        return self.shift_last_part > 0 and self.shift_last_total > 0
+
+    def is_valid(self) -> bool:
+        return (
+            self.buffer >= 0
+            and all(0 <= s <= MAX_LEVEL_INDEX for s in (self.supply, self.supply_next, self.supply_next_next))
+            and self.shift >= 0
+            and self.supply + self.shift < PEG_SIZE
+            and self.shift_last_part >= 0
+            and self.shift_last_total >= 0
+        )
+
+    def same_effective_level(self, other: PegLevel) -> bool:
+        """bitbay-core ``CPegLevel::operator==``: same effective supply and same partial ratio; cycles ignored.
+
+        ``moveliquid`` and friends accept a balance whose level passes this test, so a balance left at the
+        previous cycle still trades when the effective level did not move.
+        """
+        return (
+            self.effective_supply == other.effective_supply
+            and self.shift_last_part * other.shift_last_total == other.shift_last_part * self.shift_last_total
+        )
+
+    def shifted_one_cycle(self) -> PegLevel:
+        """The same level one cycle later: next supply becomes current (shift kept), as ``NChange`` uses."""
+        return self.evolve(supply=self.supply_next, supply_next=self.supply_next_next)
+
+    def network_level(self) -> PegLevel:
+        """The network's supplies: the buffer taken off again, buffer 0 (bitbay-core's ``peglevel_net``)."""
+        return self.evolve(
+            buffer=0,
+            supply=self.supply - self.buffer,
+            supply_next=self.supply_next - self.buffer,
+            supply_next_next=self.supply_next_next - self.buffer,
+        )
+
+    # -- codecs ---------------------------------------------------------------------------------------
+
+    def pack(self) -> bytes:
+        """The 43-byte v2 form: ``u8 2 | i64 cycle | i64 prev | i16 buffer, supply, next, nextnext, shift |
+        i64 part | i64 total``."""
+        return b"".join(
+            (
+                pack_u8(LEVEL_VERSION),
+                pack_i64(self.cycle),
+                pack_i64(self.cycle_prev),
+                pack_i16(self.buffer),
+                pack_i16(self.supply),
+                pack_i16(self.supply_next),
+                pack_i16(self.supply_next_next),
+                pack_i16(self.shift),
+                pack_i64(self.shift_last_part),
+                pack_i64(self.shift_last_total),
+            )
+        )
+
+    def to_hex(self) -> str:
+        return self.pack().hex()
+
+    @classmethod
+    def read(cls, reader: ByteReader) -> PegLevel:
+        """Read a versioned (v2 or v1) level from ``reader``; raises DecodeError otherwise."""
+        version = reader.u8()
+        if version == LEVEL_VERSION:
+            return cls._read_fields(reader, buffer=None)
+        if version == 1:
+            return cls._read_fields(reader, buffer=DEFAULT_BUFFER)
+        raise DecodeError(f"unknown peglevel version {version}")
+
+    @classmethod
+    def read_legacy(cls, reader: ByteReader) -> PegLevel:
+        """Read the 40-byte legacy level (no version byte, no buffer; the buffer reads as 3)."""
+        return cls._read_fields(reader, buffer=DEFAULT_BUFFER)
+
+    @classmethod
+    def _read_fields(cls, reader: ByteReader, buffer: int | None) -> PegLevel:
+        cycle = reader.i64()
+        cycle_prev = reader.i64()
+        if buffer is None:
+            buffer = reader.i16()
+        return cls.from_fields(
+            cycle=cycle,
+            cycle_prev=cycle_prev,
+            buffer=buffer,
+            supply=reader.i16(),
+            supply_next=reader.i16(),
+            supply_next_next=reader.i16(),
+            shift=reader.i16(),
+            shift_last_part=reader.i64(),
+            shift_last_total=reader.i64(),
+        )
+
+    @classmethod
+    def from_hex(cls, text: str) -> PegLevel:
+        """Decode v2, v1 or the 80-hex legacy form. Unparsable input gives :meth:`invalid`, never an exception.
+
+        As bitbay-core: exactly 80 hex digits is the legacy form; anything else is tried as a versioned
+        level first, then as legacy. Trailing bytes after a complete level are ignored, as C++ streams do.
+        """
+        try:
+            data = bytes.fromhex(text)
+        except (TypeError, ValueError):
+            return cls.invalid()
+        readers = (cls.read_legacy,) if len(data) == _LEGACY_SIZE else (cls.read, cls.read_legacy)
+        for read in readers:
+            try:
+                return read(ByteReader(data))
+            except DecodeError:
+                continue
+        return cls.invalid()

@@ -1,0 +1,22 @@
+"""``make bench``: run every benchmark and print one table of medians."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+from tests.bench import peg_bench
+
+
+def main() -> int:
+    runs = 5
+    print(f"halo-exchange benchmarks: median of {runs} runs, Python {platform.python_version()}, {platform.machine()}")
+    print(f"{'operation':<28} {'ops/s':>14}  note")
+    print("-" * 70)
+    for name, rate, note in peg_bench.run(runs):
+        print(f"{name:<28} {rate:>14,.0f}  {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

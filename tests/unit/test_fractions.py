@@ -1,0 +1,225 @@
+"""Fractions: the standard split, supply queries, proportional slices and the CFractions::Pack codec."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from halo_exchange.errors import PegCodecError, PegError
+from halo_exchange.peg import NOTARY_F, PEG_SIZE, Fractions, PegLevel
+from halo_exchange.peg.fractions import SER_RAW, SER_ZDELTA, from_deltas, to_deltas
+from halo_exchange.serialize import pack_bytes, pack_u8, pack_u32, pack_u64
+from tests import strategies as hs
+
+
+def test_std_of_negative_value_truncates() -> None:
+    """Std of a negative value mirrors the positive split (C++ truncation, not flooring)."""
+    assert Fractions.std(-12345).to_list() == [-v for v in Fractions.std(12345).to_list()]
+
+
+def test_short_list_is_zero_padded_and_long_list_refused() -> None:
+    """A shorter list is padded with zeros; more than 1200 entries is an error."""
+    assert Fractions([1, 2]).to_list() == [1, 2] + [0] * (PEG_SIZE - 2)
+    with pytest.raises(PegError):
+        Fractions([0] * (PEG_SIZE + 1))
+
+
+def test_value_form_reads_as_std_and_packs_compactly() -> None:
+    """The VALUE form behaves as Std(value) and packs as 8 bytes of value, not a vector."""
+    compact = Fractions.from_value(100_000_000)
+    assert compact.to_list() == Fractions.std(100_000_000).to_list()
+    assert compact.is_value_form
+    packed = compact.pack()
+    assert len(packed) == 1 + 4 + 8 + 1 + 8
+    again = Fractions.unpack(packed)
+    assert again.is_value_form and again.total() == 100_000_000
+
+
+def test_supply_out_of_range_clamps_for_plain_index() -> None:
+    """A plain index below 0 counts everything liquid; above 1200 everything reserve."""
+    fractions = Fractions.std(10**8)
+    assert fractions.high(-5) == 10**8 and fractions.low(-5) == 0
+    assert fractions.low(5000) == 10**8 and fractions.high(5000) == 0
+
+
+def test_level_outside_range_gives_zero() -> None:
+    """A level whose effective index is outside [0, 1199] reports 0 liquid and 0 reserve (as bitbay-core)."""
+    level = PegLevel.from_fields(cycle=1, cycle_prev=0, buffer=0, supply=1199, supply_next=0, supply_next_next=0, shift=3)
+    fractions = Fractions.std(10**8)
+    assert fractions.high_at(level) == 0 and fractions.low_at(level) == 0
+    assert fractions.high_part_at(level).is_zero()
+
+
+def test_hli_of_one_bay_and_of_empty() -> None:
+    """HLI is 68 for 1 BAY (peg-spec V01) and 0 for an empty vector."""
+    assert Fractions.std(100_000_000).hli() == 68
+    assert Fractions.zero().hli() == 0
+
+
+def test_ratio_part_larger_than_total_copies_and_zero_is_empty() -> None:
+    """A part above the total returns the whole vector; a part of 0 returns zeros."""
+    fractions = Fractions([5, 5, 5])
+    assert fractions.ratio_part(100).to_list() == fractions.to_list()
+    assert fractions.ratio_part(0).is_zero()
+
+
+def test_move_everything_returns_excess() -> None:
+    """Moving more than the total moves all of it and returns what was not covered."""
+    src, dst = Fractions([5, 5, 5]), Fractions([1])
+    assert src.move_ratio_part_to(20, dst) == 5
+    assert src.is_zero() and dst.to_list()[:3] == [6, 5, 5]
+
+
+def test_move_from_empty_moves_nothing() -> None:
+    """A source with total 0 moves nothing and returns the requested value."""
+    src, dst = Fractions.zero(), Fractions.zero()
+    assert src.move_ratio_part_to(7, dst) == 7 and dst.is_zero()
+
+
+def test_arithmetic_keeps_left_operand_attributes() -> None:
+    """+ and - keep the left operand's mark, lock time and return address."""
+    left = Fractions([1, 2], flags=NOTARY_F, lock_time=99, return_addr="Baddr")
+    out = left + Fractions([3])
+    assert out.to_list()[:2] == [4, 2]
+    assert out.lock_time == 99 and out.return_addr == "Baddr" and out.flags & NOTARY_F
+    assert (left - left).is_zero()
+
+
+def test_n_change_is_liquid_lost_at_next_supply() -> None:
+    """NChange is the liquid difference between the next cycle's supply and the current one."""
+    level = PegLevel(5, 4, 0, 10, 13, 13)
+    fractions = Fractions.std(10**8)
+    assert fractions.n_change(level) == fractions.high(13) - fractions.high(10)
+
+
+def test_and_positive_negative() -> None:
+    """& keeps the smaller magnitude of same-signed entries; positive/negative split by sign."""
+    a, b = Fractions([5, -5, 5, -2]), Fractions([3, -7, -1, -9])
+    assert (a & b).to_list()[:4] == [3, -5, 0, -2]
+    assert a.positive().to_list()[:4] == [5, 0, 5, 0]
+    assert a.negative().to_list()[:4] == [0, -5, 0, -2]
+
+
+def test_pack_layout_of_std_vector() -> None:
+    """Pack writes version 1, flags|SER_ZDELTA, lock time, return address, zlen and level-1 zlib deltas."""
+    fractions = Fractions.std(10**8, lock_time=7, return_addr="ab")
+    packed = fractions.pack()
+    assert packed[0] == 1
+    assert int.from_bytes(packed[1:5], "little") == 2 | SER_ZDELTA
+    assert int.from_bytes(packed[5:13], "little") == 7
+    assert packed[13:16] == b"\x02ab"
+    zlen = int.from_bytes(packed[16:24], "little")
+    assert len(packed) == 24 + zlen
+    assert packed[24:] == zlib.compress(b"".join(d.to_bytes(8, "little", signed=True) for d in to_deltas(fractions.to_list())), 1)
+
+
+def _header(flags: int) -> bytes:
+    return pack_u8(1) + pack_u32(flags) + pack_u64(0) + pack_bytes(b"")
+
+
+def test_unpack_reads_level_nine_and_raw() -> None:
+    """Readers accept zlib level 9 (gopegops) and the RAW payload."""
+    vector = Fractions.std(12345).to_list()
+    raw = b"".join(v.to_bytes(8, "little", signed=True) for v in to_deltas(vector))
+    level9 = zlib.compress(raw, 9)
+    assert Fractions.unpack(_header(2 | SER_ZDELTA) + pack_u64(len(level9)) + level9).to_list() == vector
+    plain = b"".join(v.to_bytes(8, "little", signed=True) for v in vector)
+    assert Fractions.unpack(_header(2 | SER_RAW) + plain).to_list() == vector
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b[:-1],  # truncated payload
+        lambda b: b + b"\x00",  # trailing data
+        lambda b: b[:10],  # truncated header
+    ],
+    ids=["truncated-payload", "trailing", "truncated-header"],
+)
+def test_unpack_rejects_truncated_or_oversized(mutate) -> None:
+    """Truncated or over-long packed fractions are refused, not half-read."""
+    with pytest.raises(PegCodecError):
+        Fractions.unpack(mutate(Fractions.std(10**8).pack()))
+
+
+def test_unpack_rejects_short_and_long_decompressed_streams() -> None:
+    """A compressed stream must inflate to exactly 9600 bytes; zlen above 19200 is refused."""
+    for size in (9592, 9608):
+        blob = zlib.compress(b"\x00" * size, 1)
+        with pytest.raises(PegCodecError):
+            Fractions.unpack(_header(2 | SER_ZDELTA) + pack_u64(len(blob)) + blob)
+    with pytest.raises(PegCodecError):
+        Fractions.unpack(_header(2 | SER_ZDELTA) + pack_u64(19201) + b"\x00" * 19201)
+    with pytest.raises(PegCodecError):
+        Fractions.unpack(_header(2 | SER_ZDELTA) + pack_u64(10) + b"not zlib!!")
+
+
+def test_unpack_masks_serialization_flags() -> None:
+    """After unpacking, only the in-memory flags remain (SER_* bits are masked off)."""
+    again = Fractions.unpack(Fractions([1], flags=NOTARY_F).pack())
+    assert again.flags == 2 | NOTARY_F
+
+
+# -- properties -----------------------------------------------------------------------------------------
+
+
+@given(hs.values)
+def test_std_total_equals_value(value: int) -> None:
+    """The standard split always sums to the value exactly."""
+    assert Fractions.std(value).total() == value
+
+
+@given(hs.fractions(allow_negative=True), st.integers(-5, PEG_SIZE + 5))
+def test_low_plus_high_is_total(fractions: Fractions, supply: int) -> None:
+    """Reserve + liquid = total at every supply index."""
+    assert fractions.low(supply) + fractions.high(supply) == fractions.total()
+    assert (fractions.low_part(supply) + fractions.high_part(supply)).to_list() == fractions.to_list()
+
+
+@given(hs.fractions(), st.integers(0, PEG_SIZE - 1), st.integers(1, 10**9), st.integers(1, 10**9))
+def test_low_plus_high_is_total_on_partial_levels(fractions: Fractions, supply: int, a: int, b: int) -> None:
+    """On a partial level the split fraction is divided, never duplicated or lost."""
+    part, total = min(a, b), max(a, b)
+    level = PegLevel(0, 0, 0, supply, supply, supply).evolve(shift_last_part=part, shift_last_total=total)
+    assert fractions.low_at(level) + fractions.high_at(level) == fractions.total()
+    assert (fractions.low_part_at(level) + fractions.high_part_at(level)).to_list() == fractions.to_list()
+
+
+@given(hs.fractions(), st.data())
+def test_ratio_part_sums_exactly_to_part(fractions: Fractions, data) -> None:
+    """For non-negative vectors the slice sums to exactly ``part`` and never exceeds an entry."""
+    total = fractions.total()
+    part = data.draw(st.integers(0, total))
+    piece = fractions.ratio_part(part)
+    assert piece.total() == part
+    assert all(0 <= p <= f for p, f in zip(piece, fractions))
+
+
+@given(hs.fractions(), hs.fractions(), st.data())
+def test_move_ratio_part_conserves_per_index(src: Fractions, dst: Fractions, data) -> None:
+    """Moving a slice conserves every index and moves exactly the requested value when it is available."""
+    before = (src + dst).to_list()
+    value = data.draw(st.integers(0, src.total() + 10))
+    src_total = src.total()
+    left = src.move_ratio_part_to(value, dst)
+    assert (src + dst).to_list() == before
+    assert left == max(0, value - src_total) if src_total else left == value
+    assert not src.has_negative()
+
+
+@given(hs.fractions(allow_negative=True), st.integers(0, 2**63 - 1), st.text(max_size=40).map(lambda t: t.encode("utf-8").decode("latin-1")))
+def test_pack_round_trip(fractions: Fractions, lock_time: int, return_addr: str) -> None:
+    """Pack/unpack round-trips any vector, negatives included, with lock time and return address."""
+    fractions.lock_time = lock_time
+    fractions.return_addr = return_addr
+    assert Fractions.unpack(fractions.pack()) == fractions
+
+
+@given(hs.sparse_vectors(min_value=-(10**15), max_value=10**15))
+def test_deltas_round_trip(vector: list[int]) -> None:
+    """The delta transform is exactly invertible, negatives included."""
+    assert from_deltas(to_deltas(vector)) == vector
+

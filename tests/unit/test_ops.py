@@ -1,0 +1,232 @@
+"""The pegops reference: cycle levels and pools, balance updates, moves between balances, removal."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from halo_exchange.errors import PegError
+from halo_exchange.peg import PEG_SIZE, Fractions, PegData, PegLevel
+from halo_exchange.peg import ops
+
+EMPTY = PegData.from_base64("")
+
+
+def _sum(balances) -> list[int]:
+    total = Fractions.zero()
+    for balance in balances:
+        total = total + balance.fractions
+    return total.to_list()
+
+
+def _new_cycle(users: list[PegData], cycle: int, supply: int, pegshift: PegData = EMPTY, buffer: int = 0):
+    """Run one cycle update over all users the way an exchange does; return users, level, final pool."""
+    exchange = PegData(Fractions(_sum(users)), users[0].level, 0, 0)
+    exchange = PegData.at_level(exchange.fractions, users[0].level)
+    level, pool = ops.get_peg_level(cycle, cycle - 1, buffer, supply, supply, supply, exchange, pegshift)
+    updated = []
+    for user in users:
+        user, pool = ops.update_peg_balance(user, pool, level)
+        updated.append(user)
+    return updated, level, pool
+
+
+def test_test5_sequence_one_then_two_users() -> None:
+    """bitbay-core test5 (peg-spec V15/V16): liquid/reserve of each user over cycles 2-5, pool emptied."""
+    user1 = PegData.at_level(Fractions([23] * PEG_SIZE), PegLevel(1, 0, 0, 3, 3, 3))
+    level, pool = ops.get_peg_level(1, 0, 0, 3, 3, 3, user1, EMPTY)
+    assert level.to_hex() == "02010000000000000000000000000000000000030003000300000000000000000000000000000000000000"
+    assert pool.fractions.total() == pool.liquid == 27531 and pool.id == 0
+
+    users, level, pool = _new_cycle([user1], 2, 13)
+    assert level.to_hex().startswith("020200000000000000010000000000000000000d000d000d00")
+    assert (users[0].liquid, users[0].reserve, users[0].id) == (27301, 299, 1)
+    assert pool.fractions.is_zero() and pool.id == 1
+    users, level, pool = _new_cycle(users, 3, 23)
+    assert (users[0].liquid, users[0].reserve) == (27071, 529)
+
+    user2 = PegData.at_level(Fractions([0] * 10 + [79] * 1090 + [0] * 100), level)
+    users, level, pool = _new_cycle(users + [user2], 4, 33)
+    assert [(u.liquid, u.reserve) for u in users] == [(26841, 759), (84293, 1817)]
+    assert users[1].id == 2 and pool.fractions.is_zero()
+    users, level, pool = _new_cycle(users, 5, 28)
+    assert [(u.liquid, u.reserve) for u in users] == [(26956, 644), (84688, 1422)]
+    assert pool.fractions.is_zero()
+
+
+def test_update_already_at_cycle_changes_nothing() -> None:
+    """A balance already at the level's cycle comes back unchanged and the pool is untouched."""
+    users, level, pool = _new_cycle([PegData.at_level(Fractions.std(10**8), PegLevel(1, 0, 0, 3, 3, 3))], 2, 5)
+    again, pool_after = ops.update_peg_balance(users[0], pool, level)
+    assert again == users[0] and pool_after == pool
+
+
+def test_update_refuses_skipped_cycle_and_future_balance() -> None:
+    """A non-empty balance must come from the level's previous cycle; one from a later cycle is refused."""
+    balance = PegData.at_level(Fractions.std(10**8), PegLevel(1, 0, 0, 3, 3, 3))
+    level, pool = ops.get_peg_level(3, 2, 0, 5, 5, 5, balance, EMPTY)
+    with pytest.raises(PegError, match="Mismatch for peglevel_new.nCyclePrev"):
+        ops.update_peg_balance(balance, pool, level)
+    future = PegData.at_level(Fractions.std(10**8), PegLevel(9, 8, 0, 3, 3, 3))
+    with pytest.raises(PegError):
+        ops.update_peg_balance(future, pool, level)
+    stale_pool = PegData.at_level(pool.fractions, PegLevel(2, 1, 0, 5, 5, 5))
+    with pytest.raises(PegError):
+        ops.update_peg_balance(balance, stale_pool, level)
+
+
+def test_update_refuses_invalid_balance_and_leaves_inputs_alone() -> None:
+    """An invalid balance is refused and neither it nor the pool is modified."""
+    balance = PegData.at_level(Fractions.std(10**8), PegLevel(1, 0, 0, 3, 3, 3))
+    level, pool = ops.get_peg_level(2, 1, 0, 5, 5, 5, balance, EMPTY)
+    broken = PegData(balance.fractions, balance.level, balance.liquid + 1, balance.reserve)
+    before = (broken.fractions.to_list(), pool.fractions.to_list())
+    with pytest.raises(PegError):
+        ops.update_peg_balance(broken, pool, level)
+    assert (broken.fractions.to_list(), pool.fractions.to_list()) == before
+
+
+def _two_users(level: PegLevel):
+    a = PegData.at_level(Fractions.std(10**9), level, id=1)
+    b = PegData.at_level(Fractions.std(3 * 10**8), level, id=2)
+    return a, b
+
+
+def test_move_liquid_moves_only_liquid_fractions() -> None:
+    """moveliquid moves exactly the amount, only from indexes at or above the supply, conserving each index."""
+    level = PegLevel(1, 0, 0, 50, 50, 50)
+    a, b = _two_users(level)
+    a2, b2 = ops.move_liquid(123_456_789, a, b, level)
+    assert (a2.liquid, b2.liquid) == (a.liquid - 123_456_789, b.liquid + 123_456_789)
+    assert (a2.reserve, b2.reserve) == (a.reserve, b.reserve)
+    assert _sum([a2, b2]) == _sum([a, b])
+    moved = (b2.fractions - b.fractions).to_list()
+    assert sum(moved[:50]) == 0 and sum(moved) == 123_456_789
+    assert a2.is_valid() and b2.is_valid()
+
+
+def test_move_reserve_moves_only_reserve_fractions() -> None:
+    """movereserve moves exactly the amount from below the supply."""
+    level = PegLevel(1, 0, 0, 50, 50, 50)
+    a, b = _two_users(level)
+    a2, b2 = ops.move_reserve(1000, a, b, level)
+    assert (a2.reserve, b2.reserve) == (a.reserve - 1000, b.reserve + 1000)
+    moved = (b2.fractions - b.fractions).to_list()
+    assert sum(moved[50:]) == 0 and sum(moved) == 1000
+    assert _sum([a2, b2]) == _sum([a, b])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda a, b, lv: ops.move_liquid(a.liquid + 1, a, b, lv), "Not enough liquid"),
+        (lambda a, b, lv: ops.move_reserve(a.reserve + 1, a, b, lv), "Not enough reserve"),
+        (lambda a, b, lv: ops.move_liquid(-1, a, b, lv), "negative"),
+        (lambda a, b, lv: ops.move_liquid(1, a, PegData(b.fractions, b.level, b.liquid, b.reserve, a.id), lv), "Same"),
+        (lambda a, b, lv: ops.move_liquid(1, a, b, PegLevel(2, 1, 0, 51, 51, 51)), "Outdated"),
+    ],
+    ids=["too-much-liquid", "too-much-reserve", "negative", "same-id", "outdated"],
+)
+def test_moves_refuse_bad_requests(call, message: str) -> None:
+    """Moves refuse too much, negative amounts, the same balance twice and outdated balances."""
+    level = PegLevel(1, 0, 0, 50, 50, 50)
+    a, b = _two_users(level)
+    before = (a.fractions.to_list(), b.fractions.to_list())
+    with pytest.raises(PegError, match=message):
+        call(a, b, level)
+    assert (a.fractions.to_list(), b.fractions.to_list()) == before
+
+
+def test_move_accepts_previous_cycle_at_same_effective_level() -> None:
+    """A balance left at the previous cycle still trades while the effective level is unchanged."""
+    a, b = _two_users(PegLevel(1, 0, 0, 50, 50, 50))
+    a2, _ = ops.move_liquid(10, a, b, PegLevel(2, 1, 0, 50, 52, 52))
+    assert a2.liquid == a.liquid - 10
+
+
+def test_move_liquid_on_partial_level_uses_own_partial_liquid() -> None:
+    """On a partial level the source's own liquid share of the split fraction can be traded away."""
+    level = PegLevel(1, 0, 0, 10, 10, 10).evolve(shift=1, shift_last_part=1, shift_last_total=3)
+    a = PegData.at_level(Fractions([7] * PEG_SIZE), level, id=1)
+    b = PegData.at_level(Fractions.zero(), level, id=2)
+    a2, b2 = ops.move_liquid(a.liquid, a, b, level)
+    assert a2.liquid == 0 and b2.liquid == a.liquid == 8320
+    assert a2.fractions.to_list()[:11] == [7] * 11 and a2.fractions[11] == 3  # the reserve piece stays
+    assert a2.is_valid() and b2.is_valid()
+
+
+def test_move_coins_revalues_both() -> None:
+    """movecoins moves a slice of the whole value and recomputes both splits at the level."""
+    level = PegLevel(1, 0, 0, 50, 50, 50)
+    a, b = _two_users(level)
+    a2, b2 = ops.move_coins(10**8, a, b, level)
+    assert a2.fractions.total() == 9 * 10**8 and b2.fractions.total() == 4 * 10**8
+    assert a2.is_valid() and b2.is_valid() and a2.level == level
+    with pytest.raises(PegError):
+        ops.move_coins(10**10, a, b, level)
+
+
+def test_remove_coins() -> None:
+    """removecoins(b, b) is empty; removing from an empty balance gives a valid negative one."""
+    b = PegData.at_level(Fractions.std(10**8), PegLevel(0, 0, 0, 0, 0, 0))
+    assert ops.remove_coins(b, b).is_empty()
+    negative = ops.remove_coins(EMPTY, b)
+    assert negative.is_valid() and not negative.is_positive()
+    assert negative.liquid == -(10**8) and negative.reserve == 0
+
+
+# -- properties over many users and cycles ----------------------------------------------------------
+
+
+@st.composite
+def _exchange(draw):
+    users = draw(st.lists(st.integers(0, 10**12), min_size=1, max_size=12))
+    start = draw(st.integers(0, 1100))
+    steps = draw(st.lists(st.integers(-3, 3), min_size=1, max_size=4))
+    shift_index = draw(st.integers(0, 80))
+    shift_amount = draw(st.integers(0, 10**9))
+    return users, start, steps, shift_index, shift_amount
+
+
+@settings(max_examples=40, deadline=None)
+@given(_exchange(), st.data())
+def test_cycle_updates_conserve_and_empty_the_pool(case, data) -> None:
+    """Over random users, supply moves, trades and pegshifts: the pool empties, every index is conserved,
+    every balance keeps its value and stays valid."""
+    values, supply, steps, shift_index, shift_amount = case
+    level0 = PegLevel(1, 0, 0, supply, supply, supply)
+    users = [PegData.at_level(Fractions.std(v), level0, id=i + 1) for i, v in enumerate(values)]
+    book = _sum(users)
+    cycle = 1
+    for step in steps:
+        cycle += 1
+        supply = max(0, min(1196, supply + step))
+        # A pegshift moving some liquid into reserve makes the level shifted (often partial).
+        pegshift = Fractions.zero()
+        target = min(supply + shift_index, PEG_SIZE - 1)
+        amount = min(shift_amount, max(0, book[target]))
+        pegshift = Fractions([0] * PEG_SIZE)
+        shift_vec = pegshift.to_list()
+        shift_vec[0] += amount
+        shift_vec[target] -= amount
+        pegshift = PegData.at_level(Fractions(shift_vec), PegLevel(0, 0, 0, 0, 0, 0))
+        exchange = PegData.at_level(Fractions(book), users[0].level)
+        level, pool = ops.get_peg_level(cycle, cycle - 1, 3, supply, supply, supply, exchange, pegshift)
+        updated = []
+        for user in users:
+            new, pool = ops.update_peg_balance(user, pool, level)
+            assert new.fractions.total() == user.fractions.total()
+            assert new.is_valid() and new.is_positive()
+            updated.append(new)
+        users = updated
+        assert pool.fractions.is_zero(), (level, pool.fractions.total(), pool.reserve)
+        assert _sum(users) == book
+        # Random liquid trades within the cycle conserve every index too.
+        for _ in range(data.draw(st.integers(0, 4))):
+            i, j = data.draw(st.integers(0, len(users) - 1)), data.draw(st.integers(0, len(users) - 1))
+            if i == j:
+                continue
+            amount = data.draw(st.integers(0, users[i].liquid))
+            users[i], users[j] = ops.move_liquid(amount, users[i], users[j], level)
+        assert _sum(users) == book
