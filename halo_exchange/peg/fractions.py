@@ -11,6 +11,7 @@ Pure: no I/O. Fractions can be negative (pegshift, removecoins), so every divisi
 
 from __future__ import annotations
 
+import operator
 import struct
 import zlib
 from itertools import accumulate
@@ -112,7 +113,7 @@ class Fractions:
         lock_time: int = 0,
         return_addr: str = "",
     ) -> None:
-        f = [int(v) for v in values]
+        f = [operator.index(v) for v in values]
         if len(f) > PEG_SIZE:
             raise PegError(f"fractions have {len(f)} entries, at most {PEG_SIZE} allowed")
         if len(f) < PEG_SIZE:

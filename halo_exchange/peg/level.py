@@ -12,6 +12,7 @@ Pure: no I/O. Spec: reference/peg-spec.md §1.7-§1.8.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass
 
 from halo_exchange.errors import DecodeError
@@ -66,7 +67,7 @@ class PegLevel:
 
     def _set(self, **fields: int) -> None:
         for name, value in fields.items():
-            object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name, operator.index(value))
 
     @classmethod
     def from_fields(

@@ -223,3 +223,11 @@ def test_deltas_round_trip(vector: list[int]) -> None:
     """The delta transform is exactly invertible, negatives included."""
     assert from_deltas(to_deltas(vector)) == vector
 
+
+
+def test_float_fractions_refused() -> None:
+    """Amounts are integers: a float fraction is a TypeError, never silently truncated."""
+    with pytest.raises(TypeError):
+        Fractions([1.5])
+    with pytest.raises(TypeError):
+        PegLevel(1, 0, 0, 2.0, 2, 2)
