@@ -1,0 +1,1 @@
+"""The node's chain as node and plugin see it."""
