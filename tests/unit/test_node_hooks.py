@@ -1,0 +1,63 @@
+"""The node hook boundary: delivery order, failure isolation, and enabling exchange mode from config."""
+
+from __future__ import annotations
+
+import logging
+
+from node_hooks import HookDispatcher, NodeHook, RecordingHook
+from node_hooks.exchange_mode import enable_exchange_mode, exchange_mode_requested
+
+
+class _Exploding(RecordingHook):
+    def on_block_connected(self, height: int, block_hash: str) -> None:
+        raise RuntimeError("plugin bug")
+
+
+def test_events_reach_every_hook_in_order() -> None:
+    """Each registered hook sees start, connects, disconnects and stop in the order the node sent them."""
+    dispatcher = HookDispatcher()
+    first, second = RecordingHook(), RecordingHook()
+    dispatcher.register(first)
+    dispatcher.register(second)
+    dispatcher.register(first)  # registering twice delivers once
+    dispatcher.node_started(None, None, None)
+    dispatcher.block_connected(1, "aa")
+    dispatcher.block_disconnected(1, "aa")
+    dispatcher.node_stopped()
+    expected = [("start",), ("connected", 1, "aa"), ("disconnected", 1, "aa"), ("stop",)]
+    assert first.events == expected and second.events == expected
+    assert isinstance(first, NodeHook)
+
+
+def test_failing_hook_is_isolated_and_counted(caplog) -> None:
+    """A hook that raises is logged and counted; the other hooks still get the event and the node goes on."""
+    dispatcher = HookDispatcher()
+    bad, good = _Exploding(), RecordingHook()
+    dispatcher.register(bad)
+    dispatcher.register(good)
+    with caplog.at_level(logging.ERROR):
+        dispatcher.block_connected(5, "bb")
+        dispatcher.block_connected(6, "cc")
+    assert good.of_kind("connected") == [("connected", 5, "bb"), ("connected", 6, "cc")]
+    assert dispatcher.failure_count(bad) == 2 and dispatcher.failure_count(good) == 0
+    assert "plugin bug" in caplog.text
+
+
+def test_unregistered_hook_hears_nothing() -> None:
+    """After unregister a hook receives no further events."""
+    dispatcher = HookDispatcher()
+    hook = RecordingHook()
+    dispatcher.register(hook)
+    dispatcher.unregister(hook)
+    dispatcher.block_connected(1, "aa")
+    assert hook.events == []
+
+
+def test_exchange_mode_follows_configuration() -> None:
+    """exchange=1 registers the exchange hook; exchange=0 or absent registers nothing."""
+    assert exchange_mode_requested({"exchange": "1"}) and exchange_mode_requested({"exchange": True})
+    assert not exchange_mode_requested({}) and not exchange_mode_requested({"exchange": "0"})
+    dispatcher = HookDispatcher()
+    assert enable_exchange_mode(dispatcher, {"exchange": "0"}) is None and dispatcher.hooks == ()
+    hook = enable_exchange_mode(dispatcher, {"exchange": "yes"})
+    assert hook is not None and dispatcher.hooks == (hook,)
