@@ -1,0 +1,113 @@
+"""Devnet consensus checks: is a transaction valid at a block's supply and time, and what do its outputs carry.
+
+One function decides for the mempool and for block assembly alike: inputs exist and are unspent, every
+input is signed by its owner, the fee covers ``fee_per_input_output × (inputs + outputs)``, and the peg
+transfer rule (``halo_exchange.peg.transfer``) accepts it at the supply index of the block that includes it,
+which also yields every output's fractions and the fee fractions. Refusals raise
+:class:`~node_hooks.devnode.errors.TxRejected` naming the rule.
+
+Devnet simplification, documented: coinbase and coinstake outputs need no maturity before they are spent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from halo_exchange.chain import layout
+from halo_exchange.chain.block import is_coinstake
+from halo_exchange.chain.params import ChainParams
+from halo_exchange.chain.script import parse_notary, script_to_address
+from halo_exchange.chain.tx import Transaction, verify_input
+from halo_exchange.errors import TransferRuleError
+from halo_exchange.peg.fractions import Fractions
+from halo_exchange.peg.transfer import FreezeTimes, TransferInput, TransferOutput, apply_transfer_rule
+from node_hooks.devnode.errors import TxRejected
+
+# What the checker needs to know about an output it spends: its record and its fractions, or None.
+CoinLookup = Callable[[bytes, int], "tuple[layout.UtxoRecord, Fractions] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedTx:
+    """A transaction that passed every check, with what it spends and what its outputs carry."""
+
+    tx: Transaction
+    spent: tuple[tuple[bytes, int], ...]
+    fee: int
+    output_fractions: tuple[Fractions, ...]
+    fee_fractions: Fractions
+
+
+def owner(script: bytes) -> str:
+    """The address the transfer rule groups an output under (nonstandard scripts by their hex)."""
+    return script_to_address(script) or "script:" + script.hex()
+
+
+def transfer_output(value: int, script: bytes) -> TransferOutput:
+    notary = parse_notary(script)
+    if notary is not None:
+        return TransferOutput(value, notary=notary)
+    return TransferOutput(value, address=owner(script))
+
+
+def check_transaction(
+    tx: Transaction,
+    lookup: CoinLookup,
+    supply: int,
+    block_time: int,
+    params: ChainParams,
+) -> CheckedTx:
+    """Validate ``tx`` for a block at ``supply`` and ``block_time``; raise TxRejected with the rule broken."""
+    if tx.is_coinbase() or is_coinstake(tx):
+        raise TxRejected("coinbase", "coinbase and coinstake transactions only come from the block producer")
+    if not tx.inputs or not tx.outputs:
+        raise TxRejected("bad-txns-empty", "a transaction needs inputs and outputs")
+    outpoints = [(txin.prevout.txid, txin.prevout.n) for txin in tx.inputs]
+    if len(set(outpoints)) != len(outpoints):
+        raise TxRejected("bad-txns-inputs-duplicate", "an output is spent twice in one transaction")
+    if any(out.value < 0 for out in tx.outputs):
+        raise TxRejected("bad-txns-vout-negative", "an output value is negative")
+
+    inputs: list[TransferInput] = []
+    value_in = 0
+    for index, outpoint in enumerate(outpoints):
+        coin = lookup(*outpoint)
+        if coin is None:
+            raise TxRejected("missing-inputs", f"input {index} spends an unknown or spent output")
+        record, fractions = coin
+        if not verify_input(tx, index, record.script):
+            raise TxRejected("bad-signature", f"input {index} is not signed by the owner of the output it spends")
+        inputs.append(TransferInput(record.value, fractions, owner(record.script)))
+        value_in += record.value
+
+    value_out = sum(out.value for out in tx.outputs)
+    if value_out > value_in:
+        raise TxRejected("bad-txns-in-belowout", f"outputs ({value_out}) exceed inputs ({value_in})")
+    fee = value_in - value_out
+    minimum = params.fee_per_input_output * (len(tx.inputs) + len(tx.outputs))
+    if fee < minimum:
+        raise TxRejected("fee-too-low", f"fee {fee} is below {minimum} for {len(tx.inputs)} inputs and {len(tx.outputs)} outputs")
+
+    outputs = [transfer_output(out.value, out.script_pubkey) for out in tx.outputs]
+    try:
+        result = apply_transfer_rule(
+            inputs, outputs, supply, block_time, FreezeTimes(params.frozen_time, params.vfrozen_time)
+        )
+    except TransferRuleError as exc:
+        raise TxRejected(exc.rule, exc.detail) from exc
+    return CheckedTx(tx, tuple(outpoints), fee, tuple(result.outputs), result.fee)
+
+
+def coinstake_fractions(
+    stake: Fractions, reward: int, fees: Sequence[Fractions], n_outputs: int
+) -> dict[int, Fractions]:
+    """Fractions of a coinstake's outputs: output 1 returns the stake plus ``Std(reward)`` plus the fee
+    fractions of the block's transactions (bitbay-core peg.cpp:758-759); vote outputs carry nothing."""
+    total = Fractions(stake.to_list()) + Fractions.std(reward)
+    for fee in fees:
+        total = total + fee
+    out = {1: total}
+    for n in range(2, n_outputs):
+        out[n] = Fractions.zero()
+    return out
