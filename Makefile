@@ -22,8 +22,10 @@ $(STAMP_TEST): setup.py pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(STAMP_RUN)
 
+# The main job: the devnet node with exchange mode on; its control RPC listens on 127.0.0.1:55780.
+DATADIR ?= data/devnet
 run: $(STAMP_RUN)
-	$(BIN)/halo-exchange
+	$(BIN)/halo-exchange devnet --datadir $(DATADIR)
 
 test: $(STAMP_TEST)
 	$(BIN)/python -m pytest tests

@@ -1,14 +1,15 @@
 """The ``halo-exchange`` command: operator tools over the package.
 
-Today it inspects peg data (split a value, decode a peglevel or pegdata string, apply the supply rule).
-The devnet node, the exchange service and ``audit`` join it as their issues land. Output is plain text for
-people; ``--json`` gives the same facts to scripts.
+``devnet`` runs the devnet node with exchange mode on; ``peg`` inspects peg data (split a value, decode a
+peglevel or pegdata string, apply the supply rule). The exchange service and ``audit`` join as their issues
+land. Output is plain text for people; ``--json`` gives the same facts to scripts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any, Sequence
 
@@ -86,20 +87,29 @@ def _overview() -> None:
     print(f"halo-exchange {__version__}: exchange mode for a Halo-style BitBay node")
     print()
     print("Available now:")
+    print("  halo-exchange devnet [--datadir DIR]             run the devnet node (control RPC on 127.0.0.1:55780)")
     print("  halo-exchange peg split VALUE [--supply S ...]   liquid/reserve of a new amount")
     print("  halo-exchange peg level HEX                      decode a peglevel (v2, v1, legacy)")
     print("  halo-exchange peg pegdata BASE64                 decode a balance pegdata")
     print("  halo-exchange peg next-supply BASE I D N [I D N] apply the supply index rule")
     print("Add --json to any of them for machine-readable output.")
     print()
-    print("Coming with their issues: the devnet node, the exchange service (XML-RPC on 127.0.0.1:55779),")
-    print("audit and backup/restore. `make test` runs the whole suite; `make bench` the benchmarks.")
+    print("Coming with their issues: the exchange service (XML-RPC on 127.0.0.1:55779), audit and")
+    print("backup/restore. `make run` starts the devnet node; `make test` runs the suite; `make bench` benchmarks.")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="halo-exchange", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"halo-exchange {__version__}")
     commands = parser.add_subparsers(dest="command")
+
+    devnet = commands.add_parser("devnet", help="run the devnet node (exchange mode on)")
+    # The node lives on the node side of the boundary (node_hooks); importing it only when this command
+    # runs keeps halo_exchange importable without it.
+    from node_hooks.devnode import main as devnode_main
+
+    devnode_main.add_arguments(devnet)
+    devnet.set_defaults(handler=None, run=devnode_main.run)
 
     peg = commands.add_parser("peg", help="inspect peg arithmetic and peg data")
     peg_commands = peg.add_subparsers(dest="peg_command", required=True)
@@ -129,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _overview()
         return 0
+    if args.command == "devnet":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return args.run(args)
     facts = args.handler(args)
     if args.json:
         print(json.dumps(facts, indent=2))
