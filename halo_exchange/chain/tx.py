@@ -10,6 +10,8 @@ Pure: no I/O. Objects are frozen; ``with_*`` helpers return modified copies.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 
@@ -220,9 +222,11 @@ class Transaction:
 
     # ------------------------------------------------------------------------------------ identity
 
-    @property
+    @functools.cached_property
     def hash(self) -> bytes:
-        """Double SHA-256 of the serialization, internal byte order (what outpoints reference)."""
+        """Double SHA-256 of the serialization, internal byte order (what outpoints reference).
+
+        Cached: the transaction is immutable, and validation asks for its hash many times."""
         return sha256d(self.serialize())
 
     @property

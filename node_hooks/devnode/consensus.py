@@ -51,14 +51,39 @@ def transfer_output(value: int, script: bytes) -> TransferOutput:
     return TransferOutput(value, address=owner(script))
 
 
+class SignatureCache:
+    """Inputs whose signatures already verified, so a mempool transaction is not re-verified in its block.
+
+    Keyed by (txid, input index, the script it spends): a signature commits to all three, so a hit is as
+    good as a verification. Bounded: cleared when it grows past ``limit`` entries.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._seen: set[tuple[bytes, int, bytes]] = set()
+        self._limit = limit
+
+    def verify(self, tx: Transaction, index: int, script: bytes) -> bool:
+        key = (tx.hash, index, script)
+        if key in self._seen:
+            return True
+        if not verify_input(tx, index, script):
+            return False
+        if len(self._seen) >= self._limit:
+            self._seen.clear()
+        self._seen.add(key)
+        return True
+
+
 def check_transaction(
     tx: Transaction,
     lookup: CoinLookup,
     supply: int,
     block_time: int,
     params: ChainParams,
+    signatures: SignatureCache | None = None,
 ) -> CheckedTx:
     """Validate ``tx`` for a block at ``supply`` and ``block_time``; raise TxRejected with the rule broken."""
+    verify = signatures.verify if signatures is not None else verify_input
     if tx.is_coinbase() or is_coinstake(tx):
         raise TxRejected("coinbase", "coinbase and coinstake transactions only come from the block producer")
     if not tx.inputs or not tx.outputs:
@@ -76,7 +101,7 @@ def check_transaction(
         if coin is None:
             raise TxRejected("missing-inputs", f"input {index} spends an unknown or spent output")
         record, fractions = coin
-        if not verify_input(tx, index, record.script):
+        if not verify(tx, index, record.script):
             raise TxRejected("bad-signature", f"input {index} is not signed by the owner of the output it spends")
         inputs.append(TransferInput(record.value, fractions, owner(record.script)))
         value_in += record.value

@@ -32,7 +32,7 @@ from halo_exchange.errors import DecodeError
 from halo_exchange.peg.fractions import MARKS, NOTARY_C, NOTARY_F, NOTARY_V, PEG_SIZE, Fractions
 from halo_exchange.peg.votes import vote_weight
 from node_hooks import HookDispatcher
-from node_hooks.devnode.consensus import CheckedTx, check_transaction, coinstake_fractions
+from node_hooks.devnode.consensus import CheckedTx, SignatureCache, check_transaction, coinstake_fractions
 from node_hooks.devnode.errors import InvalidParameter, NodeStopped, NotFound, TxRejected
 from node_hooks.devnode.store import ChainStore, ConnectedBlock
 from node_hooks.devnode.wallet import DevWallet
@@ -96,6 +96,7 @@ class DevNode:
         self._mempool: dict[bytes, CheckedTx] = {}
         self._mempool_spends: dict[tuple[bytes, int], bytes] = {}
         self._extranonce = int.from_bytes(os.urandom(4), "little")
+        self._signatures = SignatureCache()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -292,7 +293,7 @@ class DevNode:
                     raise TxRejected("double-spend", f"input {index} is already spent in the chain")
             height, supply, block_time, _ = self._next_block_context()
             lookup = self._coin_lookup(self._mempool, height, block_time)
-            checked = check_transaction(tx, lookup, supply, block_time, self.params)
+            checked = check_transaction(tx, lookup, supply, block_time, self.params, self._signatures)
             self._mempool[txid] = checked
             for outpoint in checked.spent:
                 self._mempool_spends[outpoint] = txid
@@ -413,7 +414,7 @@ class DevNode:
         lookup = self._coin_lookup(in_block, height, block_time)
         for txid, pending in list(self._mempool.items()):
             try:
-                checked = check_transaction(pending.tx, lookup, supply, block_time, self.params)
+                checked = check_transaction(pending.tx, lookup, supply, block_time, self.params, self._signatures)
             except TxRejected as exc:
                 log.warning("dropping %s from the mempool: %s", pending.tx.txid, exc)
                 self._drop_from_mempool(txid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 
-from tests.bench import peg_bench
+from tests.bench import devnode_bench, peg_bench
 
 
 def main() -> int:
@@ -13,7 +13,8 @@ def main() -> int:
     print(f"halo-exchange benchmarks: median of {runs} runs, Python {platform.python_version()}, {platform.machine()}")
     print(f"{'operation':<28} {'ops/s':>14}  note")
     print("-" * 70)
-    for name, rate, note in peg_bench.run(runs):
+    rows = peg_bench.run(runs) + devnode_bench.run(runs)
+    for name, rate, note in rows:
         print(f"{name:<28} {rate:>14,.0f}  {note}")
     return 0
 
