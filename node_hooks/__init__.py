@@ -84,26 +84,33 @@ class HookDispatcher:
 
 @dataclass
 class RecordingHook:
-    """A hook that records the events it receives, in order: the exchange-mode stand-in and a test probe."""
+    """A hook that records the events it receives, in order: the exchange-mode stand-in and a test probe.
+
+    With ``limit`` it keeps only the most recent events, so a long-running node does not grow without bound.
+    """
 
     events: list[tuple] = field(default_factory=list)
+    limit: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def on_node_start(self, db: Any, reader: Any, params: Any) -> None:
+    def _record(self, event: tuple) -> None:
         with self._lock:
-            self.events.append(("start",))
+            self.events.append(event)
+            if self.limit is not None and len(self.events) > self.limit:
+                del self.events[: len(self.events) - self.limit]
+        log.debug("node event %r", event)
+
+    def on_node_start(self, db: Any, reader: Any, params: Any) -> None:
+        self._record(("start",))
 
     def on_block_connected(self, height: int, block_hash: str) -> None:
-        with self._lock:
-            self.events.append(("connected", height, block_hash))
+        self._record(("connected", height, block_hash))
 
     def on_block_disconnected(self, height: int, block_hash: str) -> None:
-        with self._lock:
-            self.events.append(("disconnected", height, block_hash))
+        self._record(("disconnected", height, block_hash))
 
     def on_node_stop(self) -> None:
-        with self._lock:
-            self.events.append(("stop",))
+        self._record(("stop",))
 
     def of_kind(self, kind: str) -> list[tuple]:
         with self._lock:

@@ -16,6 +16,7 @@ from node_hooks import HookDispatcher, NodeHook, RecordingHook
 log = logging.getLogger(__name__)
 
 _TRUE = {"1", "true", "yes", "on"}
+RECENT_EVENTS = 1000  # what the stand-in hook keeps
 
 
 def exchange_mode_requested(config: Mapping[str, object]) -> bool:
@@ -30,7 +31,7 @@ def enable_exchange_mode(dispatcher: HookDispatcher, config: Mapping[str, object
     """Register the exchange hook when the configuration asks for it; return the hook (or None)."""
     if not exchange_mode_requested(config):
         return None
-    hook = RecordingHook()
+    hook = RecordingHook(limit=RECENT_EVENTS)
     dispatcher.register(hook)
     log.info("exchange mode enabled (recording hook until the exchange plugin lands)")
     return hook

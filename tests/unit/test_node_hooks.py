@@ -61,3 +61,11 @@ def test_exchange_mode_follows_configuration() -> None:
     assert enable_exchange_mode(dispatcher, {"exchange": "0"}) is None and dispatcher.hooks == ()
     hook = enable_exchange_mode(dispatcher, {"exchange": "yes"})
     assert hook is not None and dispatcher.hooks == (hook,)
+
+
+def test_recording_hook_limit_keeps_most_recent() -> None:
+    """A limited recording hook keeps only its most recent events (a long-running node stays bounded)."""
+    hook = RecordingHook(limit=3)
+    for height in range(10):
+        hook.on_block_connected(height, "h")
+    assert [event[1] for event in hook.events] == [7, 8, 9]
