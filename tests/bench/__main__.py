@@ -5,17 +5,18 @@ from __future__ import annotations
 import platform
 import sys
 
-from tests.bench import devnode_bench, peg_bench
+from tests.bench import book_bench, devnode_bench, peg_bench
 
 
 def main() -> int:
     runs = 5
     print(f"halo-exchange benchmarks: median of {runs} runs, Python {platform.python_version()}, {platform.machine()}")
-    print(f"{'operation':<28} {'ops/s':>14}  note")
+    print(f"{'operation':<28} {'figure':>14}  unit and note (ops/s unless stated)")
     print("-" * 70)
-    rows = peg_bench.run(runs) + devnode_bench.run(runs)
+    rows = peg_bench.run(runs) + devnode_bench.run(runs) + book_bench.run(3)
     for name, rate, note in rows:
-        print(f"{name:<28} {rate:>14,.0f}  {note}")
+        figure = f"{rate:>14,.0f}" if rate >= 100 else f"{rate:>14.3f}"
+        print(f"{name:<28} {figure}  {note}")
     return 0
 
 

@@ -1,0 +1,326 @@
+"""The exchange book: every account's liquid and reserve, in the pooled-share form (DESIGN.md §5).
+
+An account holds its **reserve** as its own fractions below the effective supply ``s`` (a short int64
+array, indexes ``0..s-1``) and its **liquid** as one integer: a share of the book's *pool*, the liquid
+fractions (indexes ``s..1199``) of all accounts together. Within a cycle every account's liquid has the
+pool's shape, so a liquid trade is two integer updates, and a deposit's liquid joins the pool's shape at
+once (the documented difference from the per-user pegops reference, ``halo_exchange.peg.ops``).
+
+At a new cycle the supply moves by a few steps and only the band between the old and the new supply
+changes hands: on deflation the pool's fractions in the band are apportioned to the accounts' reserves
+by liquid share (a sequential drain, exact per index, so the band empties completely); on inflation each
+account's reserve in the band returns to the pool and to its liquid. Cost per account is the band width,
+not 1200.
+
+Invariants kept after every operation (``check()`` verifies them):
+* per index, Σ account reserves + pool == the book (what deposits brought in minus what left);
+* Σ account liquid == Σ pool; liquid + reserve == value for every account; nothing negative.
+
+Pure bookkeeping: no I/O. Durability is ``ledger/store.py``'s job. Partial levels (a pegshift from
+withdrawals) are not modelled yet: the effective supply is an integer here.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+from typing import Iterator
+
+from halo_exchange.errors import HaloExchangeError
+from halo_exchange.peg.fractions import PEG_SIZE, Fractions
+
+
+class LedgerError(HaloExchangeError):
+    """A ledger operation was refused (unknown account, not enough funds, bad amount); nothing changed."""
+
+
+class InsufficientFunds(LedgerError):
+    """The account does not hold that much liquid (or reserve)."""
+
+
+def _apportion(amount: int, band: list[int]) -> list[int]:
+    """Split ``amount`` over ``band`` proportionally, exactly, never exceeding an entry (RatioPart's rule).
+
+    ``band`` is non-negative and ``amount <= sum(band)``. Each share is ``floor(b*amount/total)``; the
+    shortfall goes one satoshi at a time, from the first index, to entries with room left.
+    """
+    total = sum(band)
+    if amount <= 0 or total == 0:
+        return [0] * len(band)
+    if amount >= total:
+        return list(band)
+    shares = [b * amount // total for b in band]
+    missing = amount - sum(shares)
+    i = 0
+    while missing:
+        if shares[i] < band[i]:
+            shares[i] += 1
+            missing -= 1
+        i = (i + 1) % len(band)
+    return shares
+
+
+@dataclass(slots=True)
+class Account:
+    """One account: its own reserve fractions below the supply, and its share of the pooled liquid."""
+
+    id: int
+    liquid: int
+    reserve: array  # int64 fractions at indexes 0..len-1 (len <= supply); missing tail entries are 0
+    reserve_total: int
+
+    @property
+    def value(self) -> int:
+        return self.liquid + self.reserve_total
+
+
+class Book:
+    """All accounts of the exchange at one cycle and effective supply."""
+
+    def __init__(self, cycle: int = 0, supply: int = 0) -> None:
+        if not 0 <= supply < PEG_SIZE:
+            raise LedgerError(f"supply {supply} is outside [0, {PEG_SIZE - 1}]")
+        self.cycle = cycle
+        self.supply = supply
+        self.pool = [0] * PEG_SIZE  # the liquid fractions of all accounts (zero below the supply)
+        self.pool_total = 0
+        self.book = [0] * PEG_SIZE  # Σ of everything credited minus everything debited, per index
+        self.accounts: dict[str, Account] = {}
+        self._next_id = 1
+
+    # -- accounts -----------------------------------------------------------------------------------
+
+    def account(self, name: str) -> Account:
+        try:
+            return self.accounts[name]
+        except KeyError:
+            raise LedgerError(f"unknown account {name!r}") from None
+
+    def open_account(self, name: str) -> Account:
+        """The account ``name``, created empty if it does not exist yet."""
+        account = self.accounts.get(name)
+        if account is None:
+            account = Account(self._next_id, 0, array("q"), 0)
+            self._next_id += 1
+            self.accounts[name] = account
+        return account
+
+    def balance(self, name: str) -> tuple[int, int]:
+        """(liquid, reserve) of an account."""
+        account = self.account(name)
+        return account.liquid, account.reserve_total
+
+    def fractions(self, name: str) -> Fractions:
+        """The account's fractions: its reserve plus its share of the pool's shape (for reports and audits).
+
+        The liquid part is ``RatioPart`` of the pool; summed over all accounts it matches the pool's total
+        exactly, but not necessarily every index (the pool is shared; per-index truth is the pool itself).
+        """
+        account = self.account(name)
+        values = list(account.reserve) + [0] * (PEG_SIZE - len(account.reserve))
+        if account.liquid:
+            share = Fractions(self.pool).ratio_part(account.liquid).to_list()
+            values = [a + b for a, b in zip(values, share)]
+        return Fractions(values)
+
+    # -- credits and debits -------------------------------------------------------------------------
+
+    def credit(self, name: str, fractions: Fractions) -> tuple[int, int]:
+        """Add coins to an account (a deposit): the fractions below the supply join its reserve, the rest
+        joins the pool and its liquid. Returns the (liquid, reserve) credited."""
+        values = fractions.to_list()
+        if any(v < 0 for v in values):
+            raise LedgerError("cannot credit negative fractions")
+        s = self.supply
+        account = self.open_account(name)
+        reserve_part = values[:s]
+        self._add_reserve(account, reserve_part)
+        liquid = 0
+        pool, book = self.pool, self.book
+        for i in range(s, PEG_SIZE):
+            v = values[i]
+            if v:
+                pool[i] += v
+                liquid += v
+        for i, v in enumerate(values):
+            book[i] += v
+        account.liquid += liquid
+        self.pool_total += liquid
+        return liquid, sum(reserve_part)
+
+    def _add_reserve(self, account: Account, part: list[int]) -> None:
+        reserve = account.reserve
+        last = max((i for i, v in enumerate(part) if v), default=-1)
+        if last >= len(reserve):
+            reserve.extend([0] * (last + 1 - len(reserve)))
+        added = 0
+        for i in range(last + 1):
+            if part[i]:
+                reserve[i] += part[i]
+                added += part[i]
+        account.reserve_total += added
+
+    def debit_liquid(self, name: str, amount: int) -> Fractions:
+        """Take ``amount`` of liquid out of the book (a withdrawal): a slice of the pool's shape."""
+        account = self.account(name)
+        _check_amount(amount)
+        if amount > account.liquid:
+            raise InsufficientFunds(f"{name} has {account.liquid} liquid, {amount} asked")
+        taken = Fractions(self.pool).ratio_part(amount).to_list()
+        for i, v in enumerate(taken):
+            if v:
+                self.pool[i] -= v
+                self.book[i] -= v
+        account.liquid -= amount
+        self.pool_total -= amount
+        return Fractions(taken)
+
+    def debit_reserve(self, name: str, amount: int) -> Fractions:
+        """Take ``amount`` of reserve out of the book: a proportional slice of the account's own reserve."""
+        account = self.account(name)
+        taken = self._reserve_slice(account, amount)
+        self._remove_reserve(account, taken)
+        for i, v in enumerate(taken):
+            self.book[i] -= v
+        return Fractions(taken)
+
+    def _reserve_slice(self, account: Account, amount: int) -> list[int]:
+        _check_amount(amount)
+        if amount > account.reserve_total:
+            raise InsufficientFunds(f"account has {account.reserve_total} reserve, {amount} asked")
+        return Fractions(list(account.reserve)).ratio_part(amount).to_list()[: len(account.reserve)]
+
+    def _remove_reserve(self, account: Account, taken: list[int]) -> None:
+        reserve = account.reserve
+        for i, v in enumerate(taken):
+            if v:
+                reserve[i] -= v
+        account.reserve_total -= sum(taken)
+
+    # -- trades -------------------------------------------------------------------------------------
+
+    def move_liquid(self, src: str, dst: str, amount: int) -> None:
+        """Move liquid between accounts: within a cycle both hold the pool's shape, so only shares move."""
+        _check_amount(amount)
+        source = self.account(src)
+        if amount > source.liquid:
+            raise InsufficientFunds(f"{src} has {source.liquid} liquid, {amount} asked")
+        if src == dst:
+            return
+        target = self.open_account(dst)
+        source.liquid -= amount
+        target.liquid += amount
+
+    def move_reserve(self, src: str, dst: str, amount: int) -> None:
+        """Move a proportional slice of ``src``'s reserve fractions to ``dst``."""
+        source = self.account(src)
+        taken = self._reserve_slice(source, amount)
+        if src == dst:
+            return
+        target = self.open_account(dst)
+        self._remove_reserve(source, taken)
+        self._add_reserve(target, taken)
+
+    # -- the cycle boundary ---------------------------------------------------------------------------
+
+    def new_cycle(self, cycle: int, supply: int) -> None:
+        """Re-value every account at a new cycle's effective supply (the band between old and new moves)."""
+        if cycle < self.cycle:
+            raise LedgerError(f"cycle {cycle} is before the book's cycle {self.cycle}")
+        if not 0 <= supply < PEG_SIZE:
+            raise LedgerError(f"supply {supply} is outside [0, {PEG_SIZE - 1}]")
+        old = self.supply
+        if supply > old:
+            self._deflate(old, supply)
+        elif supply < old:
+            self._inflate(supply, old)
+        self.cycle = cycle
+        self.supply = supply
+
+    def _deflate(self, low: int, high: int) -> None:
+        """Pool fractions in [low, high) become reserve, apportioned to accounts by liquid share."""
+        band = self.pool[low:high]
+        band_total = sum(band)
+        remaining_liquid = self.pool_total
+        for account in self.accounts.values():
+            liquid = account.liquid
+            if liquid == 0 or band_total == 0:
+                continue
+            # Sequential drain: each account takes its share of what is left, so the last one takes exactly
+            # the rest and the band empties per index.
+            amount = liquid * band_total // remaining_liquid
+            remaining_liquid -= liquid
+            if amount == 0:
+                continue
+            shares = _apportion(amount, band)
+            reserve = account.reserve
+            if len(reserve) < high:
+                reserve.extend([0] * (high - len(reserve)))
+            for j, share in enumerate(shares):
+                if share:
+                    reserve[low + j] += share
+                    band[j] -= share
+            band_total -= amount
+            account.reserve_total += amount
+            account.liquid -= amount
+        moved = sum(self.pool[low:high]) - band_total
+        self.pool[low:high] = band
+        self.pool_total -= moved
+        assert band_total == 0, "deflation band must empty"
+
+    def _inflate(self, low: int, high: int) -> None:
+        """Every account's reserve in [low, high) becomes liquid and joins the pool."""
+        pool = self.pool
+        gained = 0
+        for account in self.accounts.values():
+            reserve = account.reserve
+            if len(reserve) <= low:
+                continue
+            top = min(high, len(reserve))
+            freed = 0
+            for i in range(low, top):
+                v = reserve[i]
+                if v:
+                    pool[i] += v
+                    freed += v
+            del reserve[low:]
+            if freed:
+                account.reserve_total -= freed
+                account.liquid += freed
+                gained += freed
+        self.pool_total += gained
+
+    # -- invariants -------------------------------------------------------------------------------------
+
+    def iter_accounts(self) -> Iterator[tuple[str, Account]]:
+        return iter(self.accounts.items())
+
+    def check(self) -> list[str]:
+        """Every invariant violation, described (empty when the book is sound)."""
+        problems = []
+        reserves = [0] * PEG_SIZE
+        liquid = 0
+        for name, account in self.accounts.items():
+            if len(account.reserve) > self.supply:
+                problems.append(f"{name}: reserve reaches index {len(account.reserve) - 1} >= supply {self.supply}")
+            if account.liquid < 0 or any(v < 0 for v in account.reserve):
+                problems.append(f"{name}: negative balance")
+            if sum(account.reserve) != account.reserve_total:
+                problems.append(f"{name}: reserve total {account.reserve_total} != its fractions")
+            for i, v in enumerate(account.reserve):
+                reserves[i] += v
+            liquid += account.liquid
+        if liquid != self.pool_total or sum(self.pool) != self.pool_total:
+            problems.append(f"liquid shares {liquid}, pool total {self.pool_total}, pool sum {sum(self.pool)}")
+        if any(self.pool[: self.supply]):
+            problems.append("pool holds fractions below the supply")
+        for i in range(PEG_SIZE):
+            if reserves[i] + self.pool[i] != self.book[i]:
+                problems.append(f"index {i}: accounts {reserves[i] + self.pool[i]} != book {self.book[i]}")
+                break
+        return problems
+
+
+def _check_amount(amount: int) -> None:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+        raise LedgerError(f"amount must be a non-negative number of satoshis, got {amount!r}")
