@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from halo_exchange.errors import DecodeError
@@ -252,7 +252,3 @@ class UndoRecord:
         reader.expect_end("undo record")
         return cls(tuple(spent))
 
-
-def params_as_dict(params: Any) -> dict[str, Any]:
-    """A dataclass of chain parameters as the JSON object stored under PARAMS."""
-    return asdict(params)

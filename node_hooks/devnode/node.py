@@ -26,7 +26,7 @@ from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import is_valid_address
 from halo_exchange.chain.params import COIN, DEVNET, ChainParams
 from halo_exchange.chain.reader import ChainReader
-from halo_exchange.chain.script import address_to_script, notary_script, script_to_address
+from halo_exchange.chain.script import address_to_script, notary_script
 from halo_exchange.chain.tx import OutPoint, Transaction, TxError, TxIn, TxOut
 from halo_exchange.errors import DecodeError
 from halo_exchange.peg.fractions import MARKS, NOTARY_C, NOTARY_F, NOTARY_V, PEG_SIZE, Fractions

@@ -22,7 +22,7 @@ def populate(n: int) -> Book:
     book = Book(1, SUPPLY)
     counts = [0] * len(TEMPLATES)
     templates = []
-    for i, fractions in enumerate(TEMPLATES):
+    for fractions in TEMPLATES:
         probe = Book(1, SUPPLY)
         probe.credit("t", fractions)
         templates.append(probe.account("t"))

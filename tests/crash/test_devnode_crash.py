@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from halo_exchange.chain import layout
 from node_hooks.devnode.node import PREMINE_OUTPUTS, PREMINE_PER_OUTPUT, DevNode
 
 ROOT = Path(__file__).resolve().parents[2]
