@@ -1,0 +1,282 @@
+"""The devnet node's control RPC: XML-RPC on 127.0.0.1:55780 for tests and operators.
+
+Served by the stdlib ``SimpleXMLRPCServer`` in its own threads, as a node's RPC server is: the node is the
+host process here, and the plugin's Twisted reactor stays the plugin's. Fixed against the stdlib's traps
+(reference/ecosystem-notes.md §1.2, §1.4): a thread per request and a 64-deep backlog instead of a serial
+server with 5; integers of 2^31 and more go out as ``<i8>``; request bodies over 64 KiB get HTTP 413;
+arguments are validated before the node sees them; and an unexpected exception is logged, never sent: the
+client gets ``Fault(-32603, "internal error")``.
+
+Fault codes follow Bitcoin Core's RPC where it has one and JSON-RPC's otherwise (the constants below).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import socketserver
+import threading
+import xmlrpc.client
+from typing import Any, Callable
+from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+
+from node_hooks.devnode.errors import DevnodeError, InvalidParameter, NodeStopped, NotFound, TxRejected
+from node_hooks.devnode.node import VOTES, DevNode
+
+log = logging.getLogger(__name__)
+
+FAULT_NOT_FOUND = -5  # unknown block, transaction or output (Bitcoin Core RPC_INVALID_ADDRESS_OR_KEY)
+FAULT_INVALID_PARAMETER = -8  # an argument the node refused (RPC_INVALID_PARAMETER)
+FAULT_TX_REJECTED = -26  # a transaction refused by a named rule (RPC_VERIFY_REJECTED)
+FAULT_NODE_STOPPED = -28  # the node is stopping
+FAULT_PARSE_ERROR = -32700  # the request is not XML-RPC
+FAULT_METHOD_NOT_FOUND = -32601
+FAULT_INVALID_PARAMS = -32602  # wrong argument count or type
+FAULT_INTERNAL = -32603
+
+MAX_BODY = 64 * 1024
+_INT32 = range(-(2**31), 2**31)
+_OUTPOINT = re.compile(r"^([0-9a-fA-F]{64}):([0-9]{1,9})$")
+_TXID = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class _I8Marshaller(xmlrpc.client.Marshaller):
+    """The stdlib marshaller, except that integers outside int32 are written as ``<i8>`` instead of failing."""
+
+    dispatch = dict(xmlrpc.client.Marshaller.dispatch)
+
+    def dump_long(self, value: int, write: Callable[[str], Any]) -> None:
+        tag = "int" if value in _INT32 else "i8"
+        write(f"<value><{tag}>{int(value)}</{tag}></value>\n")
+
+    dispatch[int] = dump_long
+
+
+def dump_response(value: tuple | xmlrpc.client.Fault) -> bytes:
+    """A methodResponse body (a one-value tuple or a Fault), marshalled with ``<i8>`` for large integers."""
+    body = _I8Marshaller("utf-8", allow_none=False).dumps(value)
+    text = "<?xml version='1.0'?>\n<methodResponse>\n" + body + "</methodResponse>\n"
+    return text.encode("utf-8", "xmlcharrefreplace")
+
+
+def _fault(code: int, message: str) -> xmlrpc.client.Fault:
+    return xmlrpc.client.Fault(code, message)
+
+
+def _int(name: str, value: Any, minimum: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _fault(FAULT_INVALID_PARAMS, f"{name} must be an integer")
+    if minimum is not None and value < minimum:
+        raise _fault(FAULT_INVALID_PARAMS, f"{name} must be at least {minimum}")
+    return value
+
+
+def _amount(value: Any) -> int:
+    """A positive satoshi amount: an int (``<int>``/``<i8>``) or a string of digits.
+
+    Python's stdlib client refuses to send integers of 2^31 and more (it has no ``<i8>`` writer), so larger
+    amounts may come as decimal strings, e.g. ``sendtoaddress(address, "3000000000")``.
+    """
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise _fault(FAULT_INVALID_PARAMS, "amount must be a positive whole number of satoshis (int or digit string)")
+    return value
+
+
+def _str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _fault(FAULT_INVALID_PARAMS, f"{name} must be a string")
+    return value
+
+
+class ControlMethods:
+    """The control calls. Each docstring is what ``system.methodHelp`` returns."""
+
+    def __init__(self, node: DevNode) -> None:
+        self._node = node
+
+    def getblockcount(self) -> int:
+        """getblockcount() -> height of the chain tip."""
+        return self._node.block_count()
+
+    def getbestblockhash(self) -> str:
+        """getbestblockhash() -> hash of the tip block (hex)."""
+        return self._node.best_block_hash()
+
+    def getblock(self, height: Any) -> dict:
+        """getblock(height) -> {hash, height, time, previousblockhash, txids, supply, votes, vote, voteweight}."""
+        return self._node.get_block(_int("height", height, 0))
+
+    def generate(self, n: Any, vote: Any = "nochange") -> list:
+        """generate(n, vote='nochange') -> hashes of n new blocks; vote is inflate, deflate or nochange."""
+        n = _int("n", n, 1)
+        if vote not in VOTES:
+            raise _fault(FAULT_INVALID_PARAMS, f"vote must be one of {', '.join(VOTES)}")
+        return self._node.generate(n, vote)
+
+    def getnewaddress(self) -> str:
+        """getnewaddress() -> a new address of the devnet wallet."""
+        return self._node.get_new_address()
+
+    def sendtoaddress(self, address: Any, amount: Any) -> str:
+        """sendtoaddress(address, amount) -> txid; pays amount satoshis of liquid from the devnet wallet.
+
+        amount is an integer or, for 2^31 and more from clients without <i8>, a string of digits."""
+        return self._node.send_to_address(_str("address", address), _amount(amount))
+
+    def sendfrozen(self, address: Any, amount: Any) -> str:
+        """sendfrozen(address, amount) -> txid; an **F** frozen reserve transfer of amount satoshis."""
+        return self._node.send_frozen(_str("address", address), _amount(amount))
+
+    def sendrawtransaction(self, raw: Any) -> str:
+        """sendrawtransaction(hex) -> txid of a signed transaction accepted into the mempool."""
+        return self._node.send_raw_transaction(_str("hex", raw))
+
+    def getrawtransaction(self, txid: Any) -> str:
+        """getrawtransaction(txid) -> the transaction's hex, from the chain or the mempool."""
+        txid = _str("txid", txid)
+        if not _TXID.match(txid):
+            raise _fault(FAULT_INVALID_PARAMS, "txid must be 64 hex characters")
+        return self._node.get_raw_transaction(txid.lower())
+
+    def listunspent(self, address: Any) -> list:
+        """listunspent(address) -> the address's unspent outputs with amount, confirmations, liquidity,
+        reserve (at the current supply), lock and flags."""
+        return self._node.list_unspent(_str("address", address))
+
+    def getpeginfo(self) -> dict:
+        """getpeginfo() -> {cycle, interval, peg, pegnext, pegnextnext, steps}."""
+        return self._node.peg_info()
+
+    def getfractions(self, outpoint: Any) -> dict:
+        """getfractions('txid:n') -> {total, reserve, liquidity, peg, lock, flags} of an output."""
+        match = _OUTPOINT.match(_str("outpoint", outpoint))
+        if match is None:
+            raise _fault(FAULT_INVALID_PARAMS, "outpoint must be 'txid:n' with a 64-hex txid")
+        return self._node.get_fractions(match.group(1).lower(), int(match.group(2)))
+
+    def invalidateblock(self, height: Any) -> bool:
+        """invalidateblock(height) -> True; disconnects blocks down to height (the chain ends at height-1)."""
+        self._node.invalidate_block(_int("height", height, 1))
+        return True
+
+    def stop(self) -> bool:
+        """stop() -> True; the node then stops cleanly (RPC closed, hooks told, DB closed)."""
+        self._node.request_stop()
+        return True
+
+
+_NAMES = [name for name, _ in inspect.getmembers(ControlMethods, inspect.isfunction) if not name.startswith("_")]
+
+
+def _node_fault(exc: DevnodeError) -> xmlrpc.client.Fault:
+    if isinstance(exc, TxRejected):
+        return _fault(FAULT_TX_REJECTED, str(exc))
+    if isinstance(exc, NotFound):
+        return _fault(FAULT_NOT_FOUND, str(exc))
+    if isinstance(exc, InvalidParameter):
+        return _fault(FAULT_INVALID_PARAMETER, str(exc))
+    if isinstance(exc, NodeStopped):
+        return _fault(FAULT_NODE_STOPPED, str(exc))
+    return _fault(FAULT_INTERNAL, str(exc))
+
+
+class _RequestHandler(SimpleXMLRPCRequestHandler):
+    rpc_paths = ("/", "/RPC2")
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's hook name)
+        length = self.headers.get("content-length")
+        if length is None:
+            self.send_error(411, "Content-Length required")
+            return
+        try:
+            size = int(length)
+        except ValueError:
+            self.send_error(400, "bad Content-Length")
+            return
+        if size > MAX_BODY:
+            self.send_error(413, f"request body over {MAX_BODY} bytes")
+            return
+        super().do_POST()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's signature)
+        log.debug("control rpc %s: " + format, self.address_string(), *args)
+
+
+class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
+    daemon_threads = False
+    block_on_close = True  # close() waits for in-flight answers (stop() must reach its caller)
+    request_queue_size = 64
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], methods: ControlMethods) -> None:
+        super().__init__(address, requestHandler=_RequestHandler, logRequests=False, allow_none=False)
+        self._methods = methods
+        self._calls: dict[str, Callable[..., Any]] = {name: getattr(methods, name) for name in _NAMES}
+        self._calls["system.listMethods"] = self._list_methods
+        self._calls["system.methodHelp"] = self._method_help
+
+    def _list_methods(self) -> list[str]:
+        """system.listMethods() -> the names of every call."""
+        return sorted(self._calls)
+
+    def _method_help(self, name: Any) -> str:
+        """system.methodHelp(name) -> the call's documentation."""
+        call = self._calls.get(name) if isinstance(name, str) else None
+        if call is None:
+            return ""
+        return inspect.getdoc(call) or ""
+
+    def _marshaled_dispatch(self, data: bytes, dispatch_method: Any = None, path: Any = None) -> bytes:
+        try:
+            params, method = xmlrpc.client.loads(data, use_builtin_types=True)
+        except Exception:  # malformed XML or not a call: say so, change nothing
+            return dump_response(_fault(FAULT_PARSE_ERROR, "request is not a valid XML-RPC call"))
+        try:
+            return dump_response((self._call(method, params),))
+        except xmlrpc.client.Fault as fault:
+            return dump_response(fault)
+        except Exception:
+            log.exception("control rpc %s failed", method)
+            return dump_response(_fault(FAULT_INTERNAL, "internal error"))
+
+    def _call(self, method: Any, params: tuple) -> Any:
+        call = self._calls.get(method) if isinstance(method, str) else None
+        if call is None:
+            raise _fault(FAULT_METHOD_NOT_FOUND, f"method {method!r} not found")
+        try:
+            inspect.signature(call).bind(*params)
+        except TypeError:
+            raise _fault(FAULT_INVALID_PARAMS, f"wrong arguments for {method}") from None
+        try:
+            return call(*params)
+        except DevnodeError as exc:
+            raise _node_fault(exc) from None
+
+
+class ControlRPCServer:
+    """The control RPC of one node, served from background threads until :meth:`close`."""
+
+    def __init__(self, node: DevNode, host: str = "127.0.0.1", port: int = 55780) -> None:
+        self._server = _Server((host, port), ControlMethods(node))
+        self.host = host
+        self.port = self._server.server_address[1]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="devnode-rpc", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop listening, finish in-flight calls, release the port. Idempotent."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()

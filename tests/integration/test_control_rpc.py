@@ -1,0 +1,140 @@
+"""The devnet control RPC, driven by the stdlib xmlrpc.client against a real node on a loopback port."""
+
+from __future__ import annotations
+
+import http.client
+import xmlrpc.client
+
+import pytest
+
+from node_hooks.devnode.node import DevNode
+from node_hooks.devnode.rpc import (
+    FAULT_INTERNAL,
+    FAULT_INVALID_PARAMETER,
+    FAULT_INVALID_PARAMS,
+    FAULT_METHOD_NOT_FOUND,
+    FAULT_NOT_FOUND,
+    FAULT_PARSE_ERROR,
+    FAULT_TX_REJECTED,
+    ControlRPCServer,
+)
+
+CALLS = [
+    "generate", "getbestblockhash", "getblock", "getblockcount", "getfractions", "getnewaddress", "getpeginfo",
+    "getrawtransaction", "invalidateblock", "listunspent", "sendfrozen", "sendrawtransaction", "sendtoaddress", "stop",
+]
+
+
+@pytest.fixture
+def node(tmp_path):
+    node = DevNode(tmp_path / "node")
+    yield node
+    node.close()
+
+
+@pytest.fixture
+def server(node):
+    server = ControlRPCServer(node, port=0)
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def rpc(server) -> xmlrpc.client.ServerProxy:
+    return xmlrpc.client.ServerProxy(server.url)
+
+
+def assert_raises_fault(code: int, message: str, call, *args) -> None:
+    """Run an RPC call and check the Fault code and that ``message`` is in its text (Bitcoin Core style)."""
+    with pytest.raises(xmlrpc.client.Fault) as fault:
+        call(*args)
+    assert fault.value.faultCode == code, fault.value
+    assert message in fault.value.faultString, fault.value
+
+
+def test_exactly_the_control_calls_are_listed_with_help(rpc) -> None:
+    """system.listMethods lists the 14 control calls (plus introspection); each has help text."""
+    assert rpc.system.listMethods() == sorted(CALLS + ["system.listMethods", "system.methodHelp"])
+    for name in CALLS:
+        assert name.split(".")[-1] in rpc.system.methodHelp(name)
+
+
+def test_generate_send_and_read_back(rpc) -> None:
+    """Blocks, a send of 30 BAY (above int32) and its fractions, all read exactly through the stdlib client."""
+    hashes = rpc.generate(2)
+    assert rpc.getblockcount() == 2 and rpc.getbestblockhash() == hashes[-1]
+    address = rpc.getnewaddress()
+    txid = rpc.sendtoaddress(address, "3000000000")
+    rpc.generate(1)
+    assert rpc.getblock(3)["txids"][-1] == txid
+    facts = rpc.getfractions(f"{txid}:0")
+    assert facts["total"] == 3_000_000_000 and facts["liquidity"] + facts["reserve"] == 3_000_000_000
+    [coin] = rpc.listunspent(address)
+    assert (coin["txid"], coin["amount"], coin["confirmations"]) == (txid, 3_000_000_000, 1)
+    assert rpc.getrawtransaction(txid)
+
+
+def test_large_integers_travel_as_i8(server, rpc) -> None:
+    """Integers of 2^31 and more are written as <i8> (the stdlib marshaller alone would fail)."""
+    address = rpc.getnewaddress()
+    rpc.sendtoaddress(address, "5000000000")
+    rpc.generate(1)
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    connection.request("POST", "/RPC2", xmlrpc.client.dumps((address,), "listunspent").encode(), {"Content-Type": "text/xml"})
+    assert "<i8>5000000000</i8>" in connection.getresponse().read().decode()
+
+
+def test_bad_arguments_are_refused_before_the_node_acts(rpc) -> None:
+    """Wrong types or counts get -32602 and change nothing."""
+    height = rpc.getblockcount()
+    assert_raises_fault(FAULT_INVALID_PARAMS, "n must be an integer", rpc.generate, "5")
+    assert_raises_fault(FAULT_INVALID_PARAMS, "n must be", rpc.generate, True)
+    assert_raises_fault(FAULT_INVALID_PARAMS, "vote must be", rpc.generate, 1, "up")
+    assert_raises_fault(FAULT_INVALID_PARAMS, "wrong arguments", rpc.getblockcount, 1)
+    assert_raises_fault(FAULT_INVALID_PARAMS, "amount must be", rpc.sendtoaddress, rpc.getnewaddress(), 1.5)
+    assert_raises_fault(FAULT_INVALID_PARAMS, "amount must be", rpc.sendtoaddress, rpc.getnewaddress(), "-5")
+    assert_raises_fault(FAULT_INVALID_PARAMS, "outpoint", rpc.getfractions, "abc:1")
+    assert rpc.getblockcount() == height
+
+
+def test_node_refusals_map_to_stable_codes(rpc) -> None:
+    """Unknown things are -5, refused parameters -8, refused transactions -26 with the rule, unknown calls -32601."""
+    assert_raises_fault(FAULT_NOT_FOUND, "no block at height 99", rpc.getblock, 99)
+    assert_raises_fault(FAULT_NOT_FOUND, "no output", rpc.getfractions, "00" * 32 + ":0")
+    assert_raises_fault(FAULT_INVALID_PARAMETER, "invalid address", rpc.sendtoaddress, "1NotBitBay", 10)
+    assert_raises_fault(FAULT_TX_REJECTED, "decode-failed", rpc.sendrawtransaction, "00ff")
+    assert_raises_fault(FAULT_METHOD_NOT_FOUND, "not found", rpc.dumpprivkey)
+
+
+def test_unexpected_errors_are_logged_not_sent(node, rpc, monkeypatch, caplog) -> None:
+    """A bug inside a call gives Fault(-32603, 'internal error') with no traceback; the log has it."""
+
+    def broken() -> dict:
+        raise ZeroDivisionError("secret detail")
+
+    monkeypatch.setattr(node, "peg_info", broken)
+    with pytest.raises(xmlrpc.client.Fault) as fault:
+        rpc.getpeginfo()
+    assert (fault.value.faultCode, fault.value.faultString) == (FAULT_INTERNAL, "internal error")
+    assert "secret detail" in caplog.text
+
+
+def test_oversized_and_malformed_bodies(server) -> None:
+    """A body over 64 KiB gets HTTP 413; malformed XML gets a parse fault; both change nothing."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    connection.request("POST", "/", b"<" * (100 * 1024), {"Content-Type": "text/xml"})
+    assert connection.getresponse().status == 413
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    connection.request("POST", "/", b"<methodCall><oops>", {"Content-Type": "text/xml"})
+    response = connection.getresponse()
+    assert response.status == 200
+    with pytest.raises(xmlrpc.client.Fault) as fault:
+        xmlrpc.client.loads(response.read())
+    assert fault.value.faultCode == FAULT_PARSE_ERROR
+
+
+def test_stop_answers_then_asks_the_node_to_stop(node, rpc) -> None:
+    """stop() answers True and sets the node's stop request (the process loop then shuts down)."""
+    assert rpc.stop() is True
+    assert node.wait_for_stop(5)
