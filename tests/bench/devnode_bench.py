@@ -10,7 +10,10 @@ from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
 from halo_exchange.chain.script import address_to_script
 from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut, sign_input
+import xmlrpc.client
+
 from node_hooks.devnode.node import DevNode
+from node_hooks.devnode.rpc import ControlRPCServer
 
 TXS_PER_BLOCK = 100
 COIN = 100_000_000
@@ -34,8 +37,22 @@ def _prepare_coins(node: DevNode, key: PrivateKey, count: int) -> list[tuple[byt
     return coins[:count]
 
 
+def _rpc_rate(node: DevNode, calls: int = 500) -> float:
+    """getblockcount calls per second from one stdlib client over loopback (a new connection each call)."""
+    server = ControlRPCServer(node, port=0)
+    server.start()
+    try:
+        proxy = xmlrpc.client.ServerProxy(server.url)
+        start = time.perf_counter()
+        for _ in range(calls):
+            proxy.getblockcount()
+        return calls / (time.perf_counter() - start)
+    finally:
+        server.close()
+
+
 def run(runs: int = 5) -> list[tuple[str, float, str]]:
-    accept_rates, block_rates = [], []
+    accept_rates, block_rates, rpc_rates = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         node = DevNode(tmp)
         try:
@@ -55,9 +72,11 @@ def run(runs: int = 5) -> list[tuple[str, float, str]]:
                 start = time.perf_counter()
                 node.generate(1)
                 block_rates.append(1 / (time.perf_counter() - start))
+            rpc_rates = [_rpc_rate(node) for _ in range(runs)]
         finally:
             node.close()
     return [
         ("devnode mempool accept", statistics.median(accept_rates), "tx/s, full validation"),
         ("devnode block of 100 txs", statistics.median(block_rates), "blocks/s, assemble+check+commit"),
+        ("devnode control RPC", statistics.median(rpc_rates), "calls/s, getblockcount, 1 stdlib client"),
     ]
