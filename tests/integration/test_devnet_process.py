@@ -3,6 +3,7 @@ restarted."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -10,6 +11,9 @@ import sys
 import time
 import xmlrpc.client
 from pathlib import Path
+from typing import Iterator
+
+from node_hooks.devnode.node import DevNode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,8 +38,10 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1):
     raise AssertionError("condition not met in time")
 
 
-def _start(datadir: Path, port: int) -> subprocess.Popen:
-    return subprocess.Popen(
+@contextlib.contextmanager
+def running_devnet(datadir: Path, port: int) -> Iterator[tuple[subprocess.Popen, xmlrpc.client.ServerProxy]]:
+    """A `halo-exchange devnet` process with its control RPC answering; killed if the test leaves it running."""
+    process = subprocess.Popen(
         [sys.executable, "-m", "halo_exchange.cli", "devnet", "--datadir", str(datadir), "--rpc-port", str(port)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -43,15 +49,20 @@ def _start(datadir: Path, port: int) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+    try:
+        node = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
+        wait_until(lambda: node.getblockcount() >= 0)
+        yield process, node
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_operator_session_votes_move_the_supply_then_stop_and_resume(tmp_path) -> None:
     """Generate deflate votes over RPC, watch the supply rise three cycles later, stop(), restart, resume."""
     port = _free_port()
-    process = _start(tmp_path / "devnet", port)
-    try:
-        node = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
-        wait_until(lambda: node.getblockcount() == 0)
+    with running_devnet(tmp_path / "devnet", port) as (process, node):
         interval = node.getpeginfo()["interval"]
         node.generate(interval - 1, "deflate")
         node.generate(2 * interval, "nochange")
@@ -62,43 +73,21 @@ def test_operator_session_votes_move_the_supply_then_stop_and_resume(tmp_path) -
         height = node.getblockcount()
         assert node.stop() is True
         assert process.wait(timeout=5) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    stderr = process.stderr.read() if process.stderr else ""
-    assert "Traceback" not in stderr
+        assert "Traceback" not in process.stderr.read()
 
-    process = _start(tmp_path / "devnet", port)
-    try:
-        node = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
-        assert wait_until(lambda: node.getblockcount() == height)
-        assert node.getpeginfo()["peg"] == supply
+    with running_devnet(tmp_path / "devnet", port) as (process, node):
+        assert node.getblockcount() == height and node.getpeginfo()["peg"] == supply
         node.stop()
         assert process.wait(timeout=5) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_sigterm_stops_the_node_cleanly(tmp_path) -> None:
-    """SIGTERM (what systemd and Ctrl-C's cousin send) stops the node with exit code 0 and its DB closed."""
-    port = _free_port()
-    process = _start(tmp_path / "devnet", port)
-    try:
-        node = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
-        wait_until(lambda: node.getblockcount() == 0)
+    """SIGTERM (what systemd sends) stops the node with exit code 0 and its DB closed."""
+    with running_devnet(tmp_path / "devnet", _free_port()) as (process, node):
         node.generate(3)
         process.terminate()
         assert process.wait(timeout=5) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     # The DB was closed cleanly: it opens again and holds the three blocks.
-    from node_hooks.devnode.node import DevNode
-
     reopened = DevNode(tmp_path / "devnet")
     try:
         assert reopened.block_count() == 3
