@@ -108,9 +108,10 @@ def update_peg_balance(balance: PegData, pool: PegData, level: PegLevel) -> tupl
         pool_f[idx] -= taken
         pool_reserve -= taken
         pool_reserve = min(pool_reserve, pool_f[idx])
-        # Then a share of the partial fraction's liquid, in proportion to the user's liquid.
+        # Then a share of the partial fraction's liquid, in proportion to the user's liquid among the
+        # pool's liquid (the pool's nLiquid as the previous update left it).
         last_liquid = pool_f[idx] - pool_reserve
-        pool_liquid = sum(pool_f) - pool_reserve
+        pool_liquid = pool.liquid
         if pool_liquid > 0:
             given_at_partial = min(tdiv(last_liquid * (value - reserve), pool_liquid), pool_f[idx])
             liquid_f[idx] += given_at_partial
