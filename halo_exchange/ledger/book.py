@@ -86,7 +86,18 @@ class Book:
         self.pool_total = 0
         self.book = [0] * PEG_SIZE  # Σ of everything credited minus everything debited, per index
         self.accounts: dict[str, Account] = {}
-        self._next_id = 1
+        self.next_id = 1
+        # What changed since take_changes(): the store writes exactly this (plus the scalars).
+        self._dirty: set[str] = set()
+        self._vectors_dirty = False
+
+    # -- change tracking ----------------------------------------------------------------------------
+
+    def take_changes(self) -> tuple[set[str], bool]:
+        """(names of accounts changed, whether the pool/book vectors changed) since the last call."""
+        changes = (self._dirty, self._vectors_dirty)
+        self._dirty, self._vectors_dirty = set(), False
+        return changes
 
     # -- accounts -----------------------------------------------------------------------------------
 
@@ -100,9 +111,10 @@ class Book:
         """The account ``name``, created empty if it does not exist yet."""
         account = self.accounts.get(name)
         if account is None:
-            account = Account(self._next_id, 0, array("q"), 0)
-            self._next_id += 1
+            account = Account(self.next_id, 0, array("q"), 0)
+            self.next_id += 1
             self.accounts[name] = account
+            self._dirty.add(name)
         return account
 
     def balance(self, name: str) -> tuple[int, int]:
@@ -146,6 +158,8 @@ class Book:
             book[i] += v
         account.liquid += liquid
         self.pool_total += liquid
+        self._dirty.add(name)
+        self._vectors_dirty = True
         return liquid, sum(reserve_part)
 
     def _add_reserve(self, account: Account, part: list[int]) -> None:
@@ -173,6 +187,8 @@ class Book:
                 self.book[i] -= v
         account.liquid -= amount
         self.pool_total -= amount
+        self._dirty.add(name)
+        self._vectors_dirty = True
         return Fractions(taken)
 
     def debit_reserve(self, name: str, amount: int) -> Fractions:
@@ -182,6 +198,8 @@ class Book:
         self._remove_reserve(account, taken)
         for i, v in enumerate(taken):
             self.book[i] -= v
+        self._dirty.add(name)
+        self._vectors_dirty = True
         return Fractions(taken)
 
     def _reserve_slice(self, account: Account, amount: int) -> list[int]:
@@ -210,6 +228,7 @@ class Book:
         target = self.open_account(dst)
         source.liquid -= amount
         target.liquid += amount
+        self._dirty.update((src, dst))
 
     def move_reserve(self, src: str, dst: str, amount: int) -> None:
         """Move a proportional slice of ``src``'s reserve fractions to ``dst``."""
@@ -220,6 +239,7 @@ class Book:
         target = self.open_account(dst)
         self._remove_reserve(source, taken)
         self._add_reserve(target, taken)
+        self._dirty.update((src, dst))
 
     # -- the cycle boundary ---------------------------------------------------------------------------
 
@@ -234,6 +254,9 @@ class Book:
             self._deflate(old, supply)
         elif supply < old:
             self._inflate(supply, old)
+        if supply != old:
+            self._dirty.update(self.accounts)
+            self._vectors_dirty = True
         self.cycle = cycle
         self.supply = supply
 

@@ -31,7 +31,7 @@ def populate(n: int) -> Book:
         src = templates[t]
         book.accounts[f"user{u:07d}"] = Account(u + 1, src.liquid, array("q", src.reserve), src.reserve_total)
         counts[t] += 1
-    book._next_id = n + 1
+    book.next_id = n + 1
     for t, fractions in enumerate(TEMPLATES):
         values = fractions.to_list()
         for i, v in enumerate(values):

@@ -1,0 +1,196 @@
+"""The exchange DB: the plugin's own LevelDB, written only in atomic, synced batches, with group commit.
+
+Every engine step becomes one ``write_batch(transaction=True, sync=True)``: all of it reaches the disk or
+none of it does, and a caller is answered only once its batch is durable ("acknowledged means durable").
+Steps that arrive in the same reactor turn share one batch (:class:`GroupCommit`), so throughput does not
+pay one fsync per call. The key layout is documented in ``docs/exchange-db.md``; this module and
+``BookCodec`` own it.
+
+A failed write leaves memory ahead of the disk; the engine must then stop and reload from the store (the
+DB itself stays at its last good batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from array import array
+from typing import Callable, Iterable, Iterator, Sequence
+
+import plyvel
+from twisted.internet.defer import Deferred
+
+from halo_exchange.errors import DecodeError, HaloExchangeError
+from halo_exchange.ledger.book import Account, Book
+from halo_exchange.peg.fractions import PEG_SIZE
+from halo_exchange.serialize import ByteReader, pack_i64, pack_u32
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+# Key prefixes (one byte; never reuse a retired one).
+SCHEMA = b"v"  # -> u32 schema version
+BOOK_STATE = b"s"  # -> i64 cycle, u16 supply, i64 pool total, u32 next account id
+BOOK_POOL = b"p"  # -> 1200 x i64: the pooled liquid fractions
+BOOK_TOTALS = b"b"  # -> 1200 x i64: the book (everything credited minus everything debited)
+ACCOUNT = b"a"  # + utf-8 name -> u32 id, i64 liquid, u16 n, n x i64 reserve fractions
+
+Op = tuple[bytes, "bytes | None"]  # a put (value) or a delete (None)
+
+_VECTOR = struct.Struct(f"<{PEG_SIZE}q")
+_STATE = struct.Struct("<qHqI")
+
+
+class StoreError(HaloExchangeError):
+    """The exchange DB cannot be opened or written (wrong schema, I/O failure)."""
+
+
+class ExchangeStore:
+    """The plugin's LevelDB with its schema version checked on open."""
+
+    def __init__(self, path: str) -> None:
+        self.db = plyvel.DB(path, create_if_missing=True, compression=None)
+        raw = self.db.get(SCHEMA)
+        if raw is None:
+            if next(self.db.iterator(include_value=False), None) is not None:
+                self.db.close()
+                raise StoreError(f"{path} holds data but no schema version: not an exchange DB")
+            self.db.put(SCHEMA, pack_u32(SCHEMA_VERSION), sync=True)
+        elif raw != pack_u32(SCHEMA_VERSION):
+            self.db.close()
+            raise StoreError(f"{path} has exchange DB schema {int.from_bytes(raw, 'little')}, this code reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        if not self.db.closed:
+            self.db.close()
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.db.get(key)
+
+    def iterator(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return self.db.iterator(prefix=prefix)
+
+    def write(self, ops: Iterable[Op]) -> None:
+        """Apply ``ops`` in order as one atomic, synced batch."""
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            for key, value in ops:
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+
+
+class GroupCommit:
+    """Collects the writes submitted in one reactor turn into one synced batch.
+
+    ``submit(ops)`` returns a Deferred that fires once those ops are on disk. The first submission of a turn
+    schedules a flush for the end of the turn (``call_later(0, ...)``, normally ``reactor.callLater``); every
+    submission until then joins the same batch, in order. If the write fails, every waiting Deferred fails
+    with the error and nothing of the batch is on disk.
+    """
+
+    def __init__(self, store: ExchangeStore, call_later: Callable[..., object]) -> None:
+        self._store = store
+        self._call_later = call_later
+        self._ops: list[Op] = []
+        self._waiting: list[Deferred] = []
+        self.batches_written = 0
+
+    def submit(self, ops: Sequence[Op]) -> Deferred:
+        if not self._waiting:
+            self._call_later(0, self._flush)
+        self._ops.extend(ops)
+        done: Deferred = Deferred()
+        self._waiting.append(done)
+        return done
+
+    @property
+    def pending(self) -> int:
+        return len(self._waiting)
+
+    def _flush(self) -> None:
+        ops, waiting = self._ops, self._waiting
+        self._ops, self._waiting = [], []
+        try:
+            self._store.write(ops)
+        except Exception as exc:  # every caller of this batch learns it failed
+            log.error("exchange DB write of %d ops failed: %s", len(ops), exc)
+            for done in waiting:
+                done.errback(StoreError(f"write failed: {exc}"))
+            return
+        self.batches_written += 1
+        for done in waiting:
+            done.callback(None)
+
+
+class BookCodec:
+    """How a :class:`Book` is kept in the exchange DB, and which keys a change touches."""
+
+    @staticmethod
+    def account_key(name: str) -> bytes:
+        return ACCOUNT + name.encode("utf-8")
+
+    @staticmethod
+    def pack_account(account: Account) -> bytes:
+        reserve = account.reserve
+        return pack_u32(account.id) + pack_i64(account.liquid) + struct.pack("<H", len(reserve)) + reserve.tobytes()
+
+    @staticmethod
+    def unpack_account(value: bytes) -> Account:
+        reader = ByteReader(value)
+        account_id = reader.u32()
+        liquid = reader.i64()
+        n = reader.u16()
+        reserve = array("q")
+        reserve.frombytes(reader.read(8 * n))
+        reader.expect_end("account")
+        return Account(account_id, liquid, reserve, sum(reserve))
+
+    @classmethod
+    def account_ops(cls, book: Book, names: Iterable[str]) -> list[Op]:
+        """Puts of the named accounts as they are now (deletes for accounts that no longer exist)."""
+        ops: list[Op] = []
+        for name in names:
+            account = book.accounts.get(name)
+            ops.append((cls.account_key(name), None if account is None else cls.pack_account(account)))
+        return ops
+
+    @staticmethod
+    def state_ops(book: Book, vectors: bool = True) -> list[Op]:
+        """The book's scalars, and (``vectors``) its pool and totals vectors."""
+        ops: list[Op] = [(BOOK_STATE, _STATE.pack(book.cycle, book.supply, book.pool_total, book.next_id))]
+        if vectors:
+            ops.append((BOOK_POOL, _VECTOR.pack(*book.pool)))
+            ops.append((BOOK_TOTALS, _VECTOR.pack(*book.book)))
+        return ops
+
+    @classmethod
+    def full_ops(cls, book: Book) -> list[Op]:
+        return cls.state_ops(book) + cls.account_ops(book, book.accounts)
+
+    @classmethod
+    def change_ops(cls, book: Book) -> list[Op]:
+        """The writes that bring the stored book up to date with ``book`` (consumes its change record)."""
+        names, vectors = book.take_changes()
+        return cls.state_ops(book, vectors) + cls.account_ops(book, sorted(names))
+
+    @classmethod
+    def load(cls, store: ExchangeStore) -> Book | None:
+        """The book kept in ``store`` (accounts in creation order), or None for a new DB."""
+        raw_state = store.get(BOOK_STATE)
+        if raw_state is None:
+            return None
+        try:
+            cycle, supply, pool_total, next_id = _STATE.unpack(raw_state)
+            book = Book(cycle, supply)
+            book.pool = list(_VECTOR.unpack(store.get(BOOK_POOL) or b""))
+            book.book = list(_VECTOR.unpack(store.get(BOOK_TOTALS) or b""))
+        except struct.error as exc:
+            raise DecodeError(f"exchange DB book state is damaged: {exc}") from exc
+        book.pool_total = pool_total
+        book.next_id = next_id
+        accounts = [(key[1:].decode("utf-8"), cls.unpack_account(value)) for key, value in store.iterator(ACCOUNT)]
+        accounts.sort(key=lambda item: item[1].id)
+        book.accounts = dict(accounts)
+        return book
