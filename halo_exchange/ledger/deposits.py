@@ -1,0 +1,223 @@
+"""Deposits: from an output paying the exchange to a credited balance, reorg-aware (an explicit state machine).
+
+States of a deposit (one exchange output):
+
+``SEEN``        its block is connected; confirmations still below the setting
+``CONFIRMED``   deep enough; waiting for an owner, or (frozen outputs) for its lock time
+``REGISTERED``  credited to its owner's balance (a terminal state while its block stays in the chain)
+``REVERSED``    it was registered, then its block left the chain: the credit must be taken back (ERROR)
+
+The owner is named by ``Deposit(name, outpoints)`` at any time after the output is seen; the credit happens
+as soon as the deposit is confirmed, named and unlocked, whichever comes last. Naming is idempotent: the same
+owner again is fine, another owner is refused and nothing changes. Outputs of transactions the exchange built
+itself (change) are never deposits: they are recognised by txid, not by an OP_RETURN heuristic (the original's
+bug W-C).
+
+The tracker is pure: it reads blocks through a :class:`~halo_exchange.chain.reader.ChainView` and returns
+the credits and reversals for the engine to apply to the book, in the same batch.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from halo_exchange.chain.block import BlockHeader, is_coinstake
+from halo_exchange.chain.reader import ChainView
+from halo_exchange.errors import HaloExchangeError
+from halo_exchange.peg.fractions import MARKS, NOTARY_C, Fractions
+
+log = logging.getLogger(__name__)
+
+MIN_CONFIRMATIONS, MAX_CONFIRMATIONS, DEFAULT_CONFIRMATIONS = 7, 15, 7
+
+Outpoint = tuple[bytes, int]
+
+
+class DepositState(enum.Enum):
+    SEEN = "seen"
+    CONFIRMED = "confirmed"
+    REGISTERED = "registered"
+    REVERSED = "reversed"
+
+
+class DepositError(HaloExchangeError):
+    """A deposit cannot be named as asked (unknown outpoint, another owner already); nothing changed."""
+
+
+@dataclass
+class Deposit:
+    """One output paying an exchange address."""
+
+    txid: bytes
+    n: int
+    address: str
+    amount: int
+    height: int
+    fractions: Fractions
+    state: DepositState = DepositState.SEEN
+    owner: str | None = None
+
+    @property
+    def outpoint(self) -> Outpoint:
+        return (self.txid, self.n)
+
+    @property
+    def lock_time(self) -> int:
+        """A frozen (F/V marked) output is credited once a block is later than this (as bitbay-core's wallet
+        treats ``lock_time >= last block time`` as frozen); 0 for ordinary outputs."""
+        return self.fractions.lock_time if self.fractions.flags & MARKS else 0
+
+
+@dataclass(frozen=True)
+class Credit:
+    """A deposit to add to ``owner``'s balance (or, for a reversal, to take back)."""
+
+    owner: str
+    deposit: Deposit
+
+
+@dataclass
+class DepositEvents:
+    """What one chain event or naming did: credits to apply, reversals to take back."""
+
+    credits: list[Credit] = field(default_factory=list)
+    reversals: list[Credit] = field(default_factory=list)
+
+
+class DepositTracker:
+    """Every deposit the exchange has seen, and the rules that move them through their states."""
+
+    def __init__(self, confirmations: int = DEFAULT_CONFIRMATIONS) -> None:
+        self.confirmations = check_confirmations(confirmations)
+        self.addresses: set[str] = set()
+        self.own_txids: set[bytes] = set()
+        self.deposits: dict[Outpoint, Deposit] = {}
+        # Owners named for outputs whose block was disconnected: kept until the transaction is mined again.
+        self._owners_waiting: dict[Outpoint, str] = {}
+        self._tip_height = -1
+        self._tip_time = 0
+        # (hash, time) of every block applied, by height: a disconnect undoes only what was applied.
+        self._applied: dict[int, tuple[bytes, int]] = {}
+
+    # -- chain events -----------------------------------------------------------------------------------
+
+    def block_connected(self, view: ChainView, height: int, block_hash: bytes) -> DepositEvents:
+        """Record the exchange outputs of block ``block_hash``, then confirm and credit what is due.
+
+        Events reach the plugin after the node wrote them, so the block may already be gone again (a quick
+        reorg): then nothing is recorded, and its disconnect event will be ignored too.
+        """
+        record = view.block_record_by_hash(block_hash)
+        if record is None or record.height != height:
+            log.info("block %d %s left the chain before it was processed", height, block_hash[::-1].hex())
+            return DepositEvents()
+        header = BlockHeader.deserialize(record.header)
+        for tx in view.block_transactions(block_hash):
+            if tx.is_coinbase() or is_coinstake(tx) or tx.hash in self.own_txids:
+                continue
+            for n, out in enumerate(tx.outputs):
+                info = None
+                if out.value > 0:
+                    info = view.output(tx.hash, n)
+                if info is None or info.address not in self.addresses:
+                    continue
+                deposit = Deposit(tx.hash, n, info.address, out.value, height, info.fractions)
+                deposit.owner = self._owners_waiting.pop(deposit.outpoint, None)
+                self.deposits[deposit.outpoint] = deposit
+        self._applied[height] = (block_hash, header.time)
+        self._tip_height, self._tip_time = height, header.time
+        return self._advance()
+
+    def block_disconnected(self, height: int, block_hash: bytes) -> DepositEvents:
+        """Undo a block: its deposits leave (registered ones are reversed); shallower ones may unconfirm."""
+        events = DepositEvents()
+        if self._applied.get(height, (None, 0))[0] != block_hash:
+            return events  # never applied (it left the chain before it was processed)
+        del self._applied[height]
+        for outpoint, deposit in list(self.deposits.items()):
+            if deposit.height != height:
+                continue
+            if deposit.state is DepositState.REGISTERED:
+                deposit.state = DepositState.REVERSED
+                log.error(
+                    "registered deposit %s:%d of %d to %r left the chain with block %d: reversing the credit",
+                    deposit.txid[::-1].hex(), deposit.n, deposit.amount, deposit.owner, height,
+                )
+                events.reversals.append(Credit(deposit.owner or "", deposit))
+                if deposit.owner is not None:  # mined again later, it is credited again
+                    self._owners_waiting[outpoint] = deposit.owner
+            else:
+                del self.deposits[outpoint]
+                if deposit.owner is not None:
+                    self._owners_waiting[outpoint] = deposit.owner
+        self._tip_height = height - 1
+        self._tip_time = self._applied.get(height - 1, (None, self._tip_time))[1]
+        for deposit in self.deposits.values():
+            if deposit.state is DepositState.CONFIRMED and self.depth(deposit) < self.confirmations:
+                deposit.state = DepositState.SEEN
+        return events
+
+    # -- naming -----------------------------------------------------------------------------------------
+
+    def name(self, owner: str, outpoints: Iterable[Outpoint | bytes]) -> DepositEvents:
+        """Name ``owner`` for the given outputs (a bare txid means all its exchange outputs).
+
+        All or nothing: an unknown output, a change output or one already named for someone else refuses the
+        whole call. Naming the same owner again is accepted and changes nothing.
+        """
+        targets: list[Deposit] = []
+        for item in outpoints:
+            if isinstance(item, bytes):
+                found = [d for d in self.deposits.values() if d.txid == item and d.state is not DepositState.REVERSED]
+                if not found:
+                    raise DepositError(f"no deposit in transaction {item[::-1].hex()}")
+                targets.extend(found)
+                continue
+            deposit = self.deposits.get(item)
+            if deposit is None or deposit.state is DepositState.REVERSED:
+                raise DepositError(f"no deposit {item[0][::-1].hex()}:{item[1]}")
+            targets.append(deposit)
+        for deposit in targets:
+            if deposit.owner is not None and deposit.owner != owner:
+                raise DepositError(f"deposit {deposit.txid[::-1].hex()}:{deposit.n} belongs to another user")
+        for deposit in targets:
+            deposit.owner = owner
+        return self._advance()
+
+    # -- queries ----------------------------------------------------------------------------------------
+
+    def depth(self, deposit: Deposit) -> int:
+        return self._tip_height - deposit.height + 1
+
+    def frozen_total(self) -> int:
+        """Value of confirmed-or-seen deposits still locked at the tip (the exchange's ``frozen`` figure)."""
+        return sum(
+            d.amount for d in self.deposits.values()
+            if d.state in (DepositState.SEEN, DepositState.CONFIRMED) and d.lock_time >= self._tip_time
+        )
+
+    # -- the state machine ------------------------------------------------------------------------------
+
+    def _advance(self) -> DepositEvents:
+        events = DepositEvents()
+        for deposit in self.deposits.values():
+            if deposit.state is DepositState.SEEN and self.depth(deposit) >= self.confirmations:
+                deposit.state = DepositState.CONFIRMED
+            if (
+                deposit.state is DepositState.CONFIRMED
+                and deposit.owner is not None
+                and not deposit.fractions.flags & NOTARY_C
+                and deposit.lock_time < self._tip_time
+            ):
+                deposit.state = DepositState.REGISTERED
+                events.credits.append(Credit(deposit.owner, deposit))
+        return events
+
+
+def check_confirmations(value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not MIN_CONFIRMATIONS <= value <= MAX_CONFIRMATIONS:
+        raise DepositError(f"confirmations must be between {MIN_CONFIRMATIONS} and {MAX_CONFIRMATIONS}")
+    return value

@@ -1,0 +1,148 @@
+"""Deposits followed through real devnet blocks: seen, confirmed, named, credited once; frozen, change and
+reorged deposits."""
+
+from __future__ import annotations
+
+import pytest
+
+from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
+from halo_exchange.chain.keys import PrivateKey
+from halo_exchange.chain.tx import Transaction
+from halo_exchange.ledger.deposits import DepositError, DepositState, DepositTracker
+from node_hooks import HookDispatcher, RecordingHook
+from node_hooks.devnode.node import DevNode
+
+COIN = 100_000_000
+
+
+class Exchange:
+    """A devnet node, an exchange address, and a tracker fed every block event in order."""
+
+    def __init__(self, tmp_path) -> None:
+        self.hook = RecordingHook()
+        dispatcher = HookDispatcher()
+        dispatcher.register(self.hook)
+        self.node = DevNode(tmp_path / "node", dispatcher=dispatcher)
+        self.tracker = DepositTracker(confirmations=7)
+        self.address = PrivateKey.generate().public_key().address(DEVNET_KEYS)
+        self.tracker.addresses.add(self.address)
+        self.credits: list[tuple[str, int]] = []
+        self.reversals: list[tuple[str, int]] = []
+        self._seen = 0
+
+    def _collect(self, events) -> None:
+        self.credits += [(c.owner, c.deposit.amount) for c in events.credits]
+        self.reversals += [(c.owner, c.deposit.amount) for c in events.reversals]
+
+    def sync(self) -> None:
+        for event in self.hook.events[self._seen:]:
+            if event[0] == "connected":
+                self._collect(self.tracker.block_connected(self.node.reader, event[1], bytes.fromhex(event[2])[::-1]))
+            elif event[0] == "disconnected":
+                self._collect(self.tracker.block_disconnected(event[1], bytes.fromhex(event[2])[::-1]))
+        self._seen = len(self.hook.events)
+
+    def generate(self, n: int) -> None:
+        self.node.generate(n)
+        self.sync()
+
+    def deposit(self, amount: int, frozen: bool = False) -> tuple[bytes, int]:
+        txid = (self.node.send_frozen if frozen else self.node.send_to_address)(self.address, amount)
+        tx = Transaction.from_hex(self.node.get_raw_transaction(txid))
+        return tx.hash, next(i for i, o in enumerate(tx.outputs) if o.value == amount)
+
+    def name(self, owner: str, outpoints) -> None:
+        self._collect(self.tracker.name(owner, outpoints))
+
+
+@pytest.fixture
+def exchange(tmp_path):
+    exchange = Exchange(tmp_path)
+    yield exchange
+    exchange.node.close()
+
+
+def test_credited_once_at_the_confirmation_setting(exchange: Exchange) -> None:
+    """A named deposit is credited exactly when it reaches 7 confirmations, and only once."""
+    outpoint = exchange.deposit(5 * COIN)
+    exchange.generate(1)
+    assert exchange.tracker.deposits[outpoint].state is DepositState.SEEN
+    exchange.name("alice", [outpoint])
+    exchange.generate(5)
+    assert exchange.credits == [] and exchange.tracker.depth(exchange.tracker.deposits[outpoint]) == 6
+    exchange.generate(1)
+    assert exchange.credits == [("alice", 5 * COIN)]
+    exchange.name("alice", [outpoint])  # idempotent
+    exchange.generate(3)
+    assert exchange.credits == [("alice", 5 * COIN)]
+    assert exchange.tracker.deposits[outpoint].state is DepositState.REGISTERED
+
+
+def test_naming_after_confirmation_credits_at_once_and_owner_is_fixed(exchange: Exchange) -> None:
+    """Naming a confirmed deposit credits it immediately; naming it for someone else is refused."""
+    outpoint = exchange.deposit(2 * COIN)
+    exchange.generate(8)
+    assert exchange.tracker.deposits[outpoint].state is DepositState.CONFIRMED
+    exchange.name("bob_", [outpoint])
+    assert exchange.credits == [("bob_", 2 * COIN)]
+    with pytest.raises(DepositError, match="another user"):
+        exchange.tracker.name("carol", [outpoint])
+    assert exchange.tracker.deposits[outpoint].owner == "bob_"
+
+
+def test_bare_txid_names_every_exchange_output_and_unknown_is_refused(exchange: Exchange) -> None:
+    """A bare txid means all the exchange's outputs of that transaction; an unknown one changes nothing."""
+    txid, n = exchange.deposit(3 * COIN)
+    exchange.generate(7)
+    with pytest.raises(DepositError):
+        exchange.tracker.name("dave", [txid, (b"\x01" * 32, 0)])
+    assert exchange.tracker.deposits[(txid, n)].owner is None
+    exchange.name("dave", [txid])
+    assert exchange.credits == [("dave", 3 * COIN)]
+
+
+def test_own_transactions_are_change_not_deposits(exchange: Exchange) -> None:
+    """Outputs of transactions the exchange built are never deposits, whatever their outputs look like."""
+    txid, _ = exchange.deposit(COIN)
+    exchange.tracker.own_txids.add(txid)
+    exchange.generate(1)
+    assert exchange.tracker.deposits == {}
+
+
+def test_frozen_deposit_waits_for_its_lock_time(exchange: Exchange) -> None:
+    """An **F** deposit shows in the frozen figure and is credited only once a block passes its lock time."""
+    outpoint = exchange.deposit(4 * COIN, frozen=True)
+    exchange.generate(1)
+    deposit = exchange.tracker.deposits[outpoint]
+    assert deposit.lock_time > 0
+    exchange.name("erin", [outpoint])
+    exchange.generate(7)
+    assert exchange.credits == [] and exchange.tracker.frozen_total() == 4 * COIN
+    spacing = exchange.node.params.block_spacing
+    exchange.generate(exchange.node.params.frozen_time // spacing)
+    assert exchange.credits == [("erin", 4 * COIN)] and exchange.tracker.frozen_total() == 0
+
+
+def test_reorg_unregistered_returns_registered_reverses(exchange: Exchange) -> None:
+    """A reorg removes an unregistered deposit (owner kept; credited when mined again) and reverses a
+    registered one."""
+    early = exchange.deposit(6 * COIN)
+    exchange.generate(1)
+    early_height = exchange.node.block_count()
+    exchange.name("fay_", [early])
+    exchange.generate(6)
+    assert exchange.credits == [("fay_", 6 * COIN)]
+    late = exchange.deposit(COIN)
+    exchange.generate(1)
+    exchange.name("gus_", [late])
+    exchange.node.invalidate_block(early_height)
+    exchange.sync()
+    assert exchange.reversals == [("fay_", 6 * COIN)]
+    assert late not in exchange.tracker.deposits
+    # The reversed deposit's transaction went back to the mempool: mined again, it is credited again
+    # without renaming. The late one spent a coinstake output the reorg removed, so it cannot return; its
+    # owner stays on record should the same output ever be mined.
+    exchange.generate(7)
+    assert exchange.credits == [("fay_", 6 * COIN), ("fay_", 6 * COIN)]
+    assert exchange.tracker.deposits[early].state is DepositState.REGISTERED
+    assert late not in exchange.tracker.deposits and late[0][::-1].hex() not in exchange.node.mempool_txids()
