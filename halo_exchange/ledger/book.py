@@ -174,6 +174,36 @@ class Book:
                 added += part[i]
         account.reserve_total += added
 
+    def reverse_credit(self, name: str, fractions: Fractions) -> None:
+        """Take back a credit whose coins left the chain (a deep reorg): the same split as :meth:`credit`.
+
+        Unlike every other operation this may leave the account, or a pool index, negative: the coins are
+        gone whatever the account holds now. ``check()`` then reports it, and so does ``audit``.
+        """
+        values = fractions.to_list()
+        s = self.supply
+        account = self.open_account(name)
+        reserve = account.reserve
+        if len(reserve) < s:
+            reserve.extend([0] * (s - len(reserve)))
+        removed_reserve = 0
+        for i in range(s):
+            if values[i]:
+                reserve[i] -= values[i]
+                removed_reserve += values[i]
+        account.reserve_total -= removed_reserve
+        liquid = 0
+        for i in range(s, PEG_SIZE):
+            if values[i]:
+                self.pool[i] -= values[i]
+                liquid += values[i]
+        for i, v in enumerate(values):
+            self.book[i] -= v
+        account.liquid -= liquid
+        self.pool_total -= liquid
+        self._dirty.add(name)
+        self._vectors_dirty = True
+
     def debit_liquid(self, name: str, amount: int) -> Fractions:
         """Take ``amount`` of liquid out of the book (a withdrawal): a slice of the pool's shape."""
         account = self.account(name)
@@ -245,8 +275,7 @@ class Book:
 
     def new_cycle(self, cycle: int, supply: int) -> None:
         """Re-value every account at a new cycle's effective supply (the band between old and new moves)."""
-        if cycle < self.cycle:
-            raise LedgerError(f"cycle {cycle} is before the book's cycle {self.cycle}")
+        # A cycle may go back: a reorg across a cycle boundary returns the book to the previous supply.
         if not 0 <= supply < PEG_SIZE:
             raise LedgerError(f"supply {supply} is outside [0, {PEG_SIZE - 1}]")
         old = self.supply

@@ -101,6 +101,39 @@ class DepositTracker:
         self._tip_time = 0
         # (hash, time) of every block applied, by height: a disconnect undoes only what was applied.
         self._applied: dict[int, tuple[bytes, int]] = {}
+        self._changed: set[Outpoint] = set()  # what take_changes() hands to the store
+        self._heights_changed: set[int] = set()
+
+    def take_changes(self) -> tuple[set[Outpoint], set[int]]:
+        """(outpoints whose record or waiting owner changed, heights whose applied block changed) since the
+        last call."""
+        changes = (self._changed, self._heights_changed)
+        self._changed, self._heights_changed = set(), set()
+        return changes
+
+    @property
+    def tip(self) -> tuple[int, int]:
+        """(height, time) of the last block applied."""
+        return self._tip_height, self._tip_time
+
+    def applied_block(self, height: int) -> tuple[bytes, int] | None:
+        return self._applied.get(height)
+
+    def owner_waiting(self, outpoint: Outpoint) -> str | None:
+        return self._owners_waiting.get(outpoint)
+
+    def restore(
+        self,
+        deposits: Iterable[Deposit],
+        owners_waiting: dict[Outpoint, str],
+        applied: dict[int, tuple[bytes, int]],
+        tip: tuple[int, int],
+    ) -> None:
+        """Load the state a store kept (the store's codec calls this at start-up)."""
+        self.deposits = {d.outpoint: d for d in deposits}
+        self._owners_waiting = dict(owners_waiting)
+        self._applied = dict(applied)
+        self._tip_height, self._tip_time = tip
 
     # -- chain events -----------------------------------------------------------------------------------
 
@@ -127,7 +160,9 @@ class DepositTracker:
                 deposit = Deposit(tx.hash, n, info.address, out.value, height, info.fractions)
                 deposit.owner = self._owners_waiting.pop(deposit.outpoint, None)
                 self.deposits[deposit.outpoint] = deposit
+                self._changed.add(deposit.outpoint)
         self._applied[height] = (block_hash, header.time)
+        self._heights_changed.add(height)
         self._tip_height, self._tip_time = height, header.time
         return self._advance()
 
@@ -137,9 +172,11 @@ class DepositTracker:
         if self._applied.get(height, (None, 0))[0] != block_hash:
             return events  # never applied (it left the chain before it was processed)
         del self._applied[height]
+        self._heights_changed.add(height)
         for outpoint, deposit in list(self.deposits.items()):
             if deposit.height != height:
                 continue
+            self._changed.add(outpoint)
             if deposit.state is DepositState.REGISTERED:
                 deposit.state = DepositState.REVERSED
                 log.error(
@@ -158,6 +195,7 @@ class DepositTracker:
         for deposit in self.deposits.values():
             if deposit.state is DepositState.CONFIRMED and self.depth(deposit) < self.confirmations:
                 deposit.state = DepositState.SEEN
+                self._changed.add(deposit.outpoint)
         return events
 
     # -- naming -----------------------------------------------------------------------------------------
@@ -184,7 +222,9 @@ class DepositTracker:
             if deposit.owner is not None and deposit.owner != owner:
                 raise DepositError(f"deposit {deposit.txid[::-1].hex()}:{deposit.n} belongs to another user")
         for deposit in targets:
-            deposit.owner = owner
+            if deposit.owner != owner:
+                deposit.owner = owner
+                self._changed.add(deposit.outpoint)
         return self._advance()
 
     # -- queries ----------------------------------------------------------------------------------------
@@ -206,6 +246,7 @@ class DepositTracker:
         for deposit in self.deposits.values():
             if deposit.state is DepositState.SEEN and self.depth(deposit) >= self.confirmations:
                 deposit.state = DepositState.CONFIRMED
+                self._changed.add(deposit.outpoint)
             if (
                 deposit.state is DepositState.CONFIRMED
                 and deposit.owner is not None
@@ -213,6 +254,7 @@ class DepositTracker:
                 and deposit.lock_time < self._tip_time
             ):
                 deposit.state = DepositState.REGISTERED
+                self._changed.add(deposit.outpoint)
                 events.credits.append(Credit(deposit.owner, deposit))
         return events
 

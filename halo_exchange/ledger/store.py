@@ -22,8 +22,10 @@ from twisted.internet.defer import Deferred
 
 from halo_exchange.errors import DecodeError, HaloExchangeError
 from halo_exchange.ledger.book import Account, Book
+from halo_exchange.ledger.deposits import Deposit, DepositState, DepositTracker
+from halo_exchange.peg.fractions import Fractions
 from halo_exchange.peg.fractions import PEG_SIZE
-from halo_exchange.serialize import ByteReader, pack_i64, pack_u32
+from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,13 @@ BOOK_STATE = b"s"  # -> i64 cycle, u16 supply, i64 pool total, u32 next account 
 BOOK_POOL = b"p"  # -> 1200 x i64: the pooled liquid fractions
 BOOK_TOTALS = b"b"  # -> 1200 x i64: the book (everything credited minus everything debited)
 ACCOUNT = b"a"  # + utf-8 name -> u32 id, i64 liquid, u16 n, n x i64 reserve fractions
+DEPOSIT = b"d"  # + txid + u32 n -> a deposit record
+OWNER_WAITING = b"w"  # + txid + u32 n -> utf-8 owner named for an output whose block left the chain
+APPLIED = b"h"  # + u32 BE height -> block hash + u32 time of a block the deposits tracker applied
+TRACKER_TIP = b"t"  # -> i64 height + u32 time of the tracker's last applied block
+ADDRESS = b"A"  # + address -> b"" : a deposit address of the exchange wallet
+OWN_TX = b"o"  # + txid -> b"" : a transaction the exchange built (its outputs are change)
+SETTINGS = b"c"  # -> JSON object of exchange settings
 
 Op = tuple[bytes, "bytes | None"]  # a put (value) or a delete (None)
 
@@ -194,3 +203,79 @@ class BookCodec:
         accounts.sort(key=lambda item: item[1].id)
         book.accounts = dict(accounts)
         return book
+
+
+_STATES = list(DepositState)
+
+
+class DepositCodec:
+    """How the deposit tracker is kept in the exchange DB."""
+
+    @staticmethod
+    def outpoint_key(prefix: bytes, outpoint: tuple[bytes, int]) -> bytes:
+        return prefix + outpoint[0] + struct.pack("<I", outpoint[1])
+
+    @staticmethod
+    def pack_deposit(deposit: Deposit) -> bytes:
+        return (
+            pack_bytes(deposit.address.encode("ascii"))
+            + pack_i64(deposit.amount)
+            + pack_u32(deposit.height)
+            + pack_u8(_STATES.index(deposit.state))
+            + pack_bytes((deposit.owner or "").encode("utf-8"))
+            + pack_u8(deposit.owner is not None)
+            + deposit.fractions.pack()
+        )
+
+    @staticmethod
+    def unpack_deposit(outpoint: tuple[bytes, int], value: bytes) -> Deposit:
+        reader = ByteReader(value)
+        address = reader.var_bytes().decode("ascii")
+        amount, height, state = reader.i64(), reader.u32(), _STATES[reader.u8()]
+        owner = reader.var_bytes().decode("utf-8")
+        named = reader.u8()
+        fractions = Fractions.read(reader)
+        reader.expect_end("deposit")
+        return Deposit(outpoint[0], outpoint[1], address, amount, height, fractions, state, owner if named else None)
+
+    @classmethod
+    def change_ops(cls, tracker: DepositTracker) -> list[Op]:
+        """The writes that bring the stored tracker up to date (consumes its change record)."""
+        outpoints, heights = tracker.take_changes()
+        ops: list[Op] = []
+        for outpoint in sorted(outpoints):
+            deposit = tracker.deposits.get(outpoint)
+            ops.append((cls.outpoint_key(DEPOSIT, outpoint), None if deposit is None else cls.pack_deposit(deposit)))
+            owner = tracker.owner_waiting(outpoint)
+            ops.append((cls.outpoint_key(OWNER_WAITING, outpoint), None if owner is None else owner.encode("utf-8")))
+        for height in sorted(heights):
+            applied = tracker.applied_block(height)
+            key = APPLIED + struct.pack(">I", height)
+            ops.append((key, None if applied is None else applied[0] + pack_u32(applied[1])))
+        height, time = tracker.tip
+        ops.append((TRACKER_TIP, pack_i64(height) + pack_u32(time)))
+        return ops
+
+    @classmethod
+    def load(cls, store: ExchangeStore, tracker: DepositTracker) -> None:
+        """Fill ``tracker`` with what the store kept (nothing for a new DB)."""
+        deposits = [
+            cls.unpack_deposit((key[1:33], struct.unpack("<I", key[33:37])[0]), value)
+            for key, value in store.iterator(DEPOSIT)
+        ]
+        waiting = {
+            (key[1:33], struct.unpack("<I", key[33:37])[0]): value.decode("utf-8")
+            for key, value in store.iterator(OWNER_WAITING)
+        }
+        applied = {
+            struct.unpack(">I", key[1:5])[0]: (value[:32], int.from_bytes(value[32:36], "little"))
+            for key, value in store.iterator(APPLIED)
+        }
+        raw_tip = store.get(TRACKER_TIP)
+        tip = (-1, 0)
+        if raw_tip is not None:
+            reader = ByteReader(raw_tip)
+            tip = (reader.i64(), reader.u32())
+        tracker.restore(deposits, waiting, applied, tip)
+        tracker.addresses = {key[1:].decode("ascii") for key, _ in store.iterator(ADDRESS)}
+        tracker.own_txids = {key[1:] for key, _ in store.iterator(OWN_TX)}

@@ -1,0 +1,200 @@
+"""``ExchangeEngine``: the single writer of exchange state. Chain events and commands in, durable batches out.
+
+It runs on the reactor thread and nowhere else. Each chain event (a block connected or disconnected) and each
+command (a trade, naming a deposit, a new deposit address) changes the book and the deposits in memory, then
+hands exactly the changed keys to :class:`~halo_exchange.ledger.store.GroupCommit`; the Deferred it returns
+fires with the command's answer only once that batch is on disk. Refusals are raised before anything changes,
+as :class:`CommandRefused` carrying the API's documented string (reference/halo-behaviour.md §2, with the
+fixes of §5: zero amounts refused, no hidden parameters, names are keys not paths).
+
+At a block that starts a new peg cycle the book is re-valued at the cycle's supply plus the exchange's buffer
+(3 steps, peg-spec §1.7). Withdrawals, the exchange's own UTXOs, the pegshift and partial levels arrive with
+their own issue.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable
+
+from twisted.internet.defer import Deferred
+
+from halo_exchange.chain.reader import ChainReader
+from halo_exchange.errors import HaloExchangeError
+from halo_exchange.ledger.book import Book, LedgerError
+from halo_exchange.ledger.deposits import DepositError, DepositEvents, DepositTracker, Outpoint
+from halo_exchange.ledger.store import ADDRESS, OWN_TX, BookCodec, DepositCodec, ExchangeStore, GroupCommit, Op
+from halo_exchange.peg.fractions import PEG_SIZE
+
+log = logging.getLogger(__name__)
+
+EXCHANGE_BUFFER = 3
+POOL, WITHDRAWS, EXCHANGE = "pool", "withdraws", "exchange"
+RESERVED_NAMES = frozenset({"total", "pool", "frozen", "x", "exchange", "withdraws"})
+MIN_NAME, MAX_NAME = 4, 64
+STYLES = ("liquid", "reserve")
+
+# The API's strings (halo-behaviour §2.7-§2.10).
+NAME_RESERVED = "Name reserved for exchange operations. Please use different name."
+NAME_TOO_SHORT = "Name is too short in length."
+NAME_INVALID = f"Name must be printable text of at most {MAX_NAME} characters."
+NEGATIVE_BETWEEN_USERS = "Amount can not be negative if both users are known"
+ZERO_AMOUNT = "Amount must not be zero."
+BAD_STYLE = "Style must be 'liquid' or 'reserve'."
+
+
+class CommandRefused(HaloExchangeError):
+    """A command refused before anything changed; the message is the string the API answers."""
+
+
+def check_user_name(name: object) -> str:
+    """A user name: text, 4..64 printable characters, not reserved (case-insensitive). Case-sensitive otherwise."""
+    if not isinstance(name, str) or len(name) > MAX_NAME or not name.isprintable():
+        raise CommandRefused(NAME_INVALID)
+    if name.lower() in RESERVED_NAMES:
+        raise CommandRefused(NAME_RESERVED)
+    if len(name) < MIN_NAME:
+        raise CommandRefused(NAME_TOO_SHORT)
+    return name
+
+
+class ExchangeEngine:
+    """Book, deposits and store of one exchange, driven from the reactor thread."""
+
+    def __init__(
+        self,
+        store: ExchangeStore,
+        reader: ChainReader,
+        call_later: Callable[..., object],
+        *,
+        confirmations: int = 7,
+        buffer: int = EXCHANGE_BUFFER,
+    ) -> None:
+        self.store = store
+        self.reader = reader
+        self.params = reader.params()
+        self.buffer = buffer
+        self.commit = GroupCommit(store, call_later)
+        book = BookCodec.load(store)
+        if book is None:
+            info = reader.peg_info()
+            book = Book(info.cycle, self._effective(info.supply))
+            store.write(BookCodec.full_ops(book))
+            book.take_changes()
+        self.book = book
+        self.deposits = DepositTracker(confirmations)
+        DepositCodec.load(store, self.deposits)
+
+    def _effective(self, network_supply: int) -> int:
+        return min(network_supply + self.buffer, PEG_SIZE - 1)
+
+    def _persist(self, answer: object, extra: Iterable[Op] = ()) -> Deferred:
+        ops = BookCodec.change_ops(self.book) + DepositCodec.change_ops(self.deposits) + list(extra)
+        done = self.commit.submit(ops)
+        done.addCallback(lambda _: answer)
+        return done
+
+    # -- chain events ------------------------------------------------------------------------------------
+
+    def block_connected(self, height: int, block_hash: str) -> Deferred:
+        """A block joined the chain: new cycle first (balances current before credits), then deposits."""
+        raw_hash = bytes.fromhex(block_hash)[::-1]
+        with self.reader.snapshot() as view:
+            record = view.block_record_by_hash(raw_hash)
+            if record is not None and record.height == height:
+                cycle = height // self.params.peg_interval
+                if cycle != self.book.cycle:
+                    self.book.new_cycle(cycle, self._effective(record.peg.supply))
+                    log.info("cycle %d: balances re-valued at supply %d", cycle, self.book.supply)
+            events = self.deposits.block_connected(view, height, raw_hash)
+        self._apply(events)
+        return self._persist(None)
+
+    def block_disconnected(self, height: int, block_hash: str) -> Deferred:
+        """A block left the chain: its deposits go (registered ones are taken back); a cycle may go back."""
+        events = self.deposits.block_disconnected(height, bytes.fromhex(block_hash)[::-1])
+        self._apply(events)
+        cycle = (height - 1) // self.params.peg_interval
+        if cycle != self.book.cycle:
+            with self.reader.snapshot() as view:
+                self.book.new_cycle(cycle, self._effective(view.supply_of_cycle(cycle)))
+        return self._persist(None)
+
+    def _apply(self, events: DepositEvents) -> None:
+        for credit in events.credits:
+            self.book.credit(credit.owner, credit.deposit.fractions)
+            log.info("credited %d to %r from deposit %s:%d", credit.deposit.amount, credit.owner,
+                     credit.deposit.txid[::-1].hex(), credit.deposit.n)
+        for reversal in events.reversals:
+            self.book.reverse_credit(reversal.owner, reversal.deposit.fractions)
+
+    # -- commands ---------------------------------------------------------------------------------------
+
+    def trade(self, user1: str, amount: int, user2: str, style: str = "liquid") -> Deferred:
+        """``user1`` pays ``amount`` of ``style`` to ``user2``; with ``user2 == ''`` a one-sided trade:
+        a negative amount debits ``user1`` into the pool, a positive one credits ``user1`` from it.
+        Answers True once durable; refusals raise CommandRefused with the API string and change nothing."""
+        check_user_name(user1)
+        if user2 != "":
+            check_user_name(user2)  # "withdraws" is reserved: escrow moves only through Withdraw
+        if style not in STYLES:
+            raise CommandRefused(BAD_STYLE)
+        if not isinstance(amount, int) or isinstance(amount, bool):
+            raise CommandRefused("Amount must be a whole number of satoshis")
+        if amount == 0:
+            raise CommandRefused(ZERO_AMOUNT)
+        if user2 == "":
+            src, dst = (user1, POOL) if amount < 0 else (POOL, user1)
+            amount = abs(amount)
+        elif amount < 0:
+            raise CommandRefused(NEGATIVE_BETWEEN_USERS)
+        else:
+            src, dst = user1, user2
+        liquid, reserve = self.book.balance(src) if src in self.book.accounts else (0, 0)
+        if amount > (liquid if style == "liquid" else reserve):
+            if src == POOL:
+                raise CommandRefused(f"Insufficient funds in {style} pool. Please make the debit before the credit.")
+            raise CommandRefused(f"Insufficient {style} balance")
+        try:
+            (self.book.move_liquid if style == "liquid" else self.book.move_reserve)(src, dst, amount)
+        except LedgerError as exc:  # the checks above make this unreachable; never half-apply
+            raise CommandRefused(str(exc)) from exc
+        return self._persist(True)
+
+    def name_deposit(self, name: str, outpoints: Iterable[Outpoint | bytes]) -> Deferred:
+        """Name the owner of deposits (``Deposit``); credits at once what is confirmed and unlocked."""
+        check_user_name(name)
+        try:
+            events = self.deposits.name(name, list(outpoints))
+        except DepositError as exc:
+            raise CommandRefused(str(exc)) from exc
+        self._apply(events)
+        return self._persist(True)
+
+    def add_deposit_address(self, address: str) -> Deferred:
+        """Watch ``address`` for deposits from now on (durable before the answer)."""
+        self.deposits.addresses.add(address)
+        return self._persist(True, [(ADDRESS + address.encode("ascii"), b"")])
+
+    def mark_own_transaction(self, txid: bytes) -> Deferred:
+        """Remember a transaction the exchange built: its outputs are change, never deposits."""
+        self.deposits.own_txids.add(txid)
+        return self._persist(True, [(OWN_TX + txid, b"")])
+
+    # -- queries ----------------------------------------------------------------------------------------
+
+    def balance(self, user: str) -> tuple[int, int] | None:
+        """(liquid, reserve) of a user or pseudo account; None when unknown."""
+        if user not in self.book.accounts:
+            return None
+        return self.book.balance(user)
+
+    def exchange_figures(self) -> dict[str, int]:
+        """The exchange's liquid and reserve (what the book holds) and the value of still-frozen deposits."""
+        liquid = self.book.pool_total
+        return {"liquid": liquid, "reserve": sum(self.book.book) - liquid, "frozen": self.deposits.frozen_total()}
+
+    @property
+    def cycle(self) -> int:
+        """The cycle whose balances are current."""
+        return self.book.cycle

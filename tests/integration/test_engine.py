@@ -1,0 +1,182 @@
+"""The exchange engine over a real devnet node and a real exchange DB: deposits credited into balances,
+trades with the API's strings, answers only once durable, cycles re-valuing balances, restart."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.task import Clock
+
+from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
+from halo_exchange.chain.keys import PrivateKey
+from halo_exchange.chain.tx import Transaction
+from halo_exchange.engine import (
+    NAME_INVALID,
+    NAME_RESERVED,
+    NAME_TOO_SHORT,
+    NEGATIVE_BETWEEN_USERS,
+    ZERO_AMOUNT,
+    CommandRefused,
+    ExchangeEngine,
+)
+from halo_exchange.ledger.store import ExchangeStore
+from node_hooks import HookDispatcher, RecordingHook
+from node_hooks.devnode.node import DevNode
+
+COIN = 100_000_000
+
+
+class Harness:
+    """A devnet node, an engine on its own DB, and the reactor turn played by a Clock."""
+
+    def __init__(self, tmp_path) -> None:
+        self.tmp_path = tmp_path
+        self.hook = RecordingHook()
+        dispatcher = HookDispatcher()
+        dispatcher.register(self.hook)
+        self.node = DevNode(tmp_path / "node", dispatcher=dispatcher)
+        self.clock = Clock()
+        self.store = ExchangeStore(str(tmp_path / "exchange"))
+        self.engine = ExchangeEngine(self.store, self.node.reader, self.clock.callLater)
+        self.address = PrivateKey.generate().public_key().address(DEVNET_KEYS)
+        self.settle(self.engine.add_deposit_address(self.address))
+        self._seen = 0
+
+    def settle(self, deferred):
+        """End the reactor turn (the group commit writes) and return the command's answer."""
+        results = []
+        deferred.addBoth(results.append)
+        self.clock.advance(0)
+        assert results, "the answer must come once the batch is written"
+        return results[0]
+
+    def generate(self, n: int, vote: str = "nochange") -> None:
+        self.node.generate(n, vote)
+        self.sync()
+
+    def sync(self) -> None:
+        """Deliver the node's block events to the engine, in order, each settled."""
+        for event in self.hook.events[self._seen:]:
+            if event[0] == "connected":
+                self.settle(self.engine.block_connected(event[1], event[2]))
+            elif event[0] == "disconnected":
+                self.settle(self.engine.block_disconnected(event[1], event[2]))
+        self._seen = len(self.hook.events)
+
+    def deposit(self, owner: str, amount: int) -> None:
+        txid = self.node.send_to_address(self.address, amount)
+        self.generate(1)
+        self.settle(self.engine.name_deposit(owner, [bytes.fromhex(txid)[::-1]]))
+        self.generate(6)
+
+    def reopen(self) -> None:
+        self.store.close()
+        self.store = ExchangeStore(str(self.tmp_path / "exchange"))
+        self.engine = ExchangeEngine(self.store, self.node.reader, self.clock.callLater)
+
+    def close(self) -> None:
+        self.store.close()
+        self.node.close()
+
+
+@pytest.fixture
+def harness(tmp_path):
+    harness = Harness(tmp_path)
+    yield harness
+    harness.close()
+
+
+def test_deposit_is_credited_and_survives_a_restart(harness: Harness) -> None:
+    """A named deposit lands in the owner's balance at 7 confirmations, and is still there after a restart."""
+    harness.deposit("alice", 10 * COIN)
+    liquid, reserve = harness.engine.balance("alice")
+    assert liquid + reserve == 10 * COIN
+    harness.reopen()
+    assert harness.engine.balance("alice") == (liquid, reserve)
+    assert harness.engine.book.check() == []
+
+
+def test_trades_move_balances_and_refusals_change_nothing(harness: Harness) -> None:
+    """Trades answer True once durable; each refusal answers the API's string and changes nothing."""
+    harness.deposit("alice", 10 * COIN)
+    alice = harness.engine.balance("alice")
+    assert harness.settle(harness.engine.trade("alice", COIN, "Alice")) is True
+    assert harness.engine.balance("Alice") == (COIN, 0)  # a different user from "alice"
+    refusals = [
+        (("alice", -5, "bobby"), NEGATIVE_BETWEEN_USERS),
+        (("alice", 0, "bobby"), ZERO_AMOUNT),
+        (("alice", 10**12, "bobby"), "Insufficient liquid balance"),
+        (("alice", alice[1] + 1, "bobby", "reserve"), "Insufficient reserve balance"),
+        (("bob", 1, "alice"), NAME_TOO_SHORT),
+        (("alice", 1, "Exchange"), NAME_RESERVED),
+        (("alice", 1, "withdraws"), NAME_RESERVED),
+        (("pool", 1, "alice"), NAME_RESERVED),
+        (("alice", 1, "a" * 65), NAME_INVALID),
+        (("alice", 1, "tab\there"), NAME_INVALID),
+        (("bobby", 5, ""), "Insufficient funds in liquid pool. Please make the debit before the credit."),
+        (("alice", 1.5, "bobby"), "whole number"),
+    ]
+    for args, message in refusals:
+        with pytest.raises(CommandRefused, match=message.replace(".", r"\.")):
+            harness.engine.trade(*args)
+    assert harness.engine.balance("alice") == (alice[0] - COIN, alice[1])
+    assert harness.engine.balance("bobby") is None
+    assert harness.engine.commit.pending == 0
+
+
+def test_one_sided_trades_go_through_the_pool(harness: Harness) -> None:
+    """A negative one-sided trade debits into the pool; a positive one credits from it, never beyond it."""
+    harness.deposit("alice", 5 * COIN)
+    harness.settle(harness.engine.trade("alice", -2 * COIN, ""))
+    assert harness.engine.balance("pool") == (2 * COIN, 0)
+    harness.settle(harness.engine.trade("carol", 2 * COIN, ""))
+    assert harness.engine.balance("carol") == (2 * COIN, 0) and harness.engine.balance("pool") == (0, 0)
+    with pytest.raises(CommandRefused, match="Insufficient funds in liquid pool"):
+        harness.engine.trade("carol", 1, "")
+
+
+def test_answer_only_after_the_batch_is_on_disk(harness: Harness) -> None:
+    """Two trades in one reactor turn share one batch; neither is answered before it is written."""
+    harness.deposit("alice", 5 * COIN)
+    batches = harness.engine.commit.batches_written
+    answers: list = []
+    harness.engine.trade("alice", 1000, "bobby").addCallback(answers.append)
+    harness.engine.trade("alice", 2000, "carol").addCallback(answers.append)
+    assert answers == []
+    harness.clock.advance(0)
+    assert answers == [True, True] and harness.engine.commit.batches_written == batches + 1
+    harness.reopen()
+    assert harness.engine.balance("bobby") == (1000, 0) and harness.engine.balance("carol") == (2000, 0)
+
+
+def test_new_cycle_revalues_balances_at_supply_plus_buffer(harness: Harness) -> None:
+    """When deflate votes raise the supply, the next cycle's balances hold more reserve, values unchanged."""
+    harness.deposit("alice", 50 * COIN)
+    harness.settle(harness.engine.trade("alice", 10 * COIN, "bobby"))
+    interval = harness.node.params.peg_interval
+    assert harness.engine.book.supply == 3  # network supply 0 + buffer 3
+    harness.generate(interval, "deflate")
+    harness.generate(3 * interval)
+    network = harness.node.peg_info()["peg"]
+    assert network > 0 and harness.engine.book.supply == network + 3
+    assert harness.engine.cycle == harness.node.peg_info()["cycle"]
+    alice, bobby = harness.engine.balance("alice"), harness.engine.balance("bobby")
+    assert sum(alice) == 40 * COIN and sum(bobby) == 10 * COIN and bobby[1] > 0
+    assert harness.engine.book.check() == []
+    figures = harness.engine.exchange_figures()
+    assert figures["liquid"] + figures["reserve"] == 50 * COIN
+
+
+def test_reorg_of_a_registered_deposit_takes_the_credit_back(harness: Harness) -> None:
+    """A registered deposit whose block leaves the chain is taken back from the balance."""
+    txid = harness.node.send_to_address(harness.address, 3 * COIN)
+    harness.generate(1)
+    height = harness.node.block_count()
+    harness.settle(harness.engine.name_deposit("dave", [bytes.fromhex(txid)[::-1]]))
+    harness.generate(6)
+    assert sum(harness.engine.balance("dave")) == 3 * COIN
+    harness.node.invalidate_block(height)
+    harness.sync()
+    assert harness.engine.balance("dave") == (0, 0)
+    assert harness.engine.book.check() == []
+    tx = Transaction.from_hex(harness.node.get_raw_transaction(txid))
+    assert tx.txid == txid  # back in the mempool, to be credited again when mined
