@@ -120,6 +120,33 @@ class ExchangeEngine:
                 self.book.new_cycle(cycle, self._effective(view.supply_of_cycle(cycle)))
         return self._persist(None)
 
+    def catch_up(self) -> Deferred:
+        """Bring the engine level with the node's chain after a restart (or a first start).
+
+        Blocks the engine applied that the chain no longer holds are disconnected (newest first); blocks
+        the node connected while the plugin was down are then connected in order. One batch per block, as
+        if the events had arrived live. Returns a Deferred that fires when all of it is durable.
+        """
+        last: Deferred | None = None
+        height, _ = self.deposits.tip
+        while height >= 0:
+            applied = self.deposits.applied_block(height)
+            if applied is not None and self.reader.block_hash(height) == applied[0]:
+                break
+            if applied is not None:
+                last = self.block_disconnected(height, applied[0][::-1].hex())
+            height -= 1
+            self.deposits.rewind_to(height)
+        tip = self.reader.height()
+        for h in range(height + 1, tip + 1):
+            block_hash = self.reader.block_hash(h)
+            if block_hash is None:
+                break
+            last = self.block_connected(h, block_hash[::-1].hex())
+        if last is None:
+            return self._persist(None)
+        return last
+
     def _apply(self, events: DepositEvents) -> None:
         for credit in events.credits:
             self.book.credit(credit.owner, credit.deposit.fractions)

@@ -111,6 +111,12 @@ class DepositTracker:
         self._changed, self._heights_changed = set(), set()
         return changes
 
+    def rewind_to(self, height: int) -> None:
+        """Set the tip back to ``height`` after its successors were undone (catching up after a restart)."""
+        if height < self._tip_height:
+            self._tip_height = height
+            self._tip_time = self._applied.get(height, (None, 0))[1]
+
     @property
     def tip(self) -> tuple[int, int]:
         """(height, time) of the last block applied."""
