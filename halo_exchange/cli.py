@@ -11,9 +11,11 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from halo_exchange import __version__
+from halo_exchange.errors import HaloExchangeError
 from halo_exchange.peg import PEG_SIZE, Fractions, PegData, PegLevel, next_supply_index
 
 
@@ -67,6 +69,46 @@ def _cmd_next_supply(args: argparse.Namespace) -> dict[str, Any]:
             "next": next_supply_index(args.base, votes, votes_prev)}
 
 
+def _run_audit(args: argparse.Namespace) -> int:
+    """Open both DBs read-only in practice, audit, print the report; 0 clean, 1 violations, 2 cannot open."""
+    import plyvel
+
+    from halo_exchange.audit import audit
+    from halo_exchange.chain.reader import ChainReader
+    from halo_exchange.ledger.deposits import DepositTracker
+    from halo_exchange.ledger.store import BookCodec, DepositCodec, ExchangeStore
+
+    chain_path = args.chain_db or args.datadir / "chain"
+    exchange_path = args.exchange_db or args.datadir / "exchange"
+    try:
+        chain_db = plyvel.DB(str(chain_path), create_if_missing=False, compression=None)
+    except (plyvel.Error, OSError) as exc:
+        print(f"cannot open the node DB {chain_path} (is the node running?): {exc}", file=sys.stderr)
+        return 2
+    try:
+        if not exchange_path.exists():
+            print(f"no exchange DB at {exchange_path}", file=sys.stderr)
+            return 2
+        store = ExchangeStore(str(exchange_path))
+        try:
+            book = BookCodec.load(store)
+            tracker = DepositTracker()
+            DepositCodec.load(store, tracker)
+            if book is None:
+                print("the exchange DB holds no book yet: nothing to audit")
+                return 0
+            report = audit(book, tracker, ChainReader(chain_db))
+        finally:
+            store.close()
+    except HaloExchangeError as exc:
+        print(f"cannot audit: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        chain_db.close()
+    print(report.render())
+    return 0 if report.ok else 1
+
+
 def _print_text(facts: Any, indent: str = "") -> None:
     if isinstance(facts, dict):
         for key, value in facts.items():
@@ -94,7 +136,8 @@ def _overview() -> None:
     print("  halo-exchange peg next-supply BASE I D N [I D N] apply the supply index rule")
     print("Add --json to any of them for machine-readable output.")
     print()
-    print("Coming with their issues: the exchange service (XML-RPC on 127.0.0.1:55779), audit and")
+    print("  halo-exchange audit --datadir DIR                check the ledger against the chain (node stopped)")
+    print("Coming with their issues: the exchange service (XML-RPC on 127.0.0.1:55779), withdrawals and")
     print("backup/restore. `make run` starts the devnet node; `make test` runs the suite; `make bench` benchmarks.")
 
 
@@ -110,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     devnode_main.add_arguments(devnet)
     devnet.set_defaults(handler=None, run=devnode_main.run)
+
+    audit = commands.add_parser("audit", help="check every ledger invariant (node stopped); exit 1 on a violation")
+    audit.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
+    audit.add_argument("--chain-db", type=Path, help="node chain DB (default: DATADIR/chain)")
+    audit.add_argument("--exchange-db", type=Path, help="exchange DB (default: DATADIR/exchange)")
+    audit.set_defaults(handler=None, run=_run_audit)
 
     peg = commands.add_parser("peg", help="inspect peg arithmetic and peg data")
     peg_commands = peg.add_subparsers(dest="peg_command", required=True)
@@ -139,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _overview()
         return 0
+    if args.command == "audit":
+        return args.run(args)
     if args.command == "devnet":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return args.run(args)
