@@ -1,0 +1,162 @@
+"""The exchange engine killed with SIGKILL at random moments: nothing acknowledged is lost, nothing is applied
+twice, and the restarted exchange passes the audit (50 runs).
+
+A child process runs a devnet node and the engine, and performs trades, one-sided pool trades and new blocks
+(some crossing cycles with deflate votes, so whole-book re-valuations are in flight too). Before each command
+it prints ``BEGIN``, after the answer (which comes only once the batch is on disk) ``ACK``. The parent kills
+it at a random moment, restarts the engine on the same DBs (catching up with the chain), and checks every
+user's value against the acknowledged commands: exactly those, plus at most the one in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from twisted.internet.task import Clock
+
+from halo_exchange.audit import audit
+from halo_exchange.engine import ExchangeEngine
+from halo_exchange.ledger.store import ExchangeStore
+from node_hooks.devnode.node import DevNode
+from tests.integration.test_engine import COIN, Harness
+
+ROOT = Path(__file__).resolve().parents[2]
+USERS = ["alice", "bobby", "carol", "dave"]
+RUNS = 50
+
+CHILD = textwrap.dedent(
+    """
+    import random, sys
+    from twisted.internet.task import Clock
+    from halo_exchange.engine import ExchangeEngine
+    from halo_exchange.ledger.store import ExchangeStore
+    from node_hooks import HookDispatcher, RecordingHook
+    from node_hooks.devnode.node import DevNode
+
+    datadir, seed = sys.argv[1], int(sys.argv[2])
+    users = ["alice", "bobby", "carol", "dave"]
+    hook = RecordingHook()
+    dispatcher = HookDispatcher()
+    dispatcher.register(hook)
+    node = DevNode(datadir + "/node", dispatcher=dispatcher)
+    clock = Clock()
+    engine = ExchangeEngine(ExchangeStore(datadir + "/exchange"), node.reader, clock.callLater)
+
+    def settle(deferred):
+        out = []
+        deferred.addBoth(out.append)
+        clock.advance(0)
+        if not out or isinstance(out[0], Exception) or hasattr(out[0], "raiseException"):
+            raise SystemExit(f"command failed: {out}")
+
+    settle(engine.catch_up())
+    print("READY", flush=True)
+    rng = random.Random(seed)
+    i = 0
+    while True:
+        i += 1
+        roll = rng.random()
+        if roll < 0.75:
+            a, b = rng.sample(users, 2)
+            amount = rng.randint(1, 10_000)
+            print(f"BEGIN {i} trade {a} {b} {amount}", flush=True)
+            settle(engine.trade(a, amount, b))
+        elif roll < 0.85:
+            a = rng.choice(users)
+            amount = rng.randint(1, 10_000)
+            print(f"BEGIN {i} trade {a} pool {amount}", flush=True)
+            settle(engine.trade(a, -amount, ""))
+        else:
+            print(f"BEGIN {i} block", flush=True)
+            seen = len(hook.events)
+            node.generate(1, rng.choice(["deflate", "nochange", "inflate"]))
+            for event in hook.events[seen:]:
+                settle(engine.block_connected(event[1], event[2]))
+        print(f"ACK {i}", flush=True)
+    """
+)
+
+
+def _values(engine: ExchangeEngine) -> dict[str, int]:
+    return {name: sum(engine.balance(name) or (0, 0)) for name in USERS + ["pool"]}
+
+
+def _apply(values: dict[str, int], op: list[str]) -> dict[str, int]:
+    out = dict(values)
+    if op[0] == "trade":
+        src, dst, amount = op[1], op[2], int(op[3])
+        out[src] -= amount
+        out[dst] += amount
+    return out
+
+
+@pytest.mark.slow
+def test_engine_survives_sigkill(tmp_path) -> None:
+    """50 random SIGKILLs: acknowledged commands all present, none twice, and the audit passes each time."""
+    harness = Harness(tmp_path)
+    for user in USERS:
+        harness.deposit(user, 10 * COIN)
+    harness.close()
+    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    expected: dict[str, int] | None = None
+    for run in range(RUNS):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(tmp_path), str(rng.randrange(2**32))],
+            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "READY"
+        acked: list[list[str]] = []
+        in_flight: list[str] | None = None
+        budget = rng.randint(0, 25)
+        deadline = time.monotonic() + 60
+        while budget > 0 and time.monotonic() < deadline:
+            line = child.stdout.readline().split()
+            assert line, "the child stopped on its own"
+            if line[0] == "BEGIN":
+                in_flight = line[2:]
+            else:
+                acked.append(in_flight or [])
+                in_flight = None
+                budget -= 1
+        time.sleep(rng.random() * 0.01)
+        child.send_signal(signal.SIGKILL)
+        # Whatever the child printed before dying also counts.
+        for rest in child.stdout.read().splitlines():
+            parts = rest.split()
+            if parts and parts[0] == "BEGIN":
+                in_flight = parts[2:]
+            elif parts and parts[0] == "ACK":
+                acked.append(in_flight or [])
+                in_flight = None
+        child.wait()
+
+        node = DevNode(tmp_path / "node")
+        store = ExchangeStore(str(tmp_path / "exchange"))
+        clock = Clock()
+        try:
+            engine = ExchangeEngine(store, node.reader, clock.callLater)
+            engine.catch_up()
+            clock.advance(0)
+            values = _values(engine)
+            if expected is None:
+                expected = {name: (10 * COIN if name != "pool" else 0) for name in USERS + ["pool"]}
+            for op in acked:
+                expected = _apply(expected, op)
+            allowed = [expected] + ([_apply(expected, in_flight)] if in_flight else [])
+            assert values in allowed, (run, values, allowed)
+            expected = values
+            report = audit(engine.book, engine.deposits, node.reader)
+            assert report.ok, report.render()
+        finally:
+            store.close()
+            node.close()
