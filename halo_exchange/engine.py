@@ -22,7 +22,8 @@ from twisted.internet.defer import Deferred
 from halo_exchange.chain.reader import ChainReader
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.ledger.book import Book, LedgerError
-from halo_exchange.ledger.deposits import DepositError, DepositEvents, DepositTracker, Outpoint
+from halo_exchange.ledger.deposits import DepositError, DepositEvents, DepositState, DepositTracker, Outpoint
+from halo_exchange.ledger.rating import is_subpremium
 from halo_exchange.ledger.store import ADDRESS, OWN_TX, BookCodec, DepositCodec, ExchangeStore, GroupCommit, Op
 from halo_exchange.peg.fractions import PEG_SIZE
 
@@ -217,9 +218,27 @@ class ExchangeEngine:
         return self.book.balance(user)
 
     def exchange_figures(self) -> dict[str, int]:
-        """The exchange's liquid and reserve (what the book holds) and the value of still-frozen deposits."""
+        """``GetBalance('exchange')``: the liquid and reserve the book holds, the liquid of inputs rated
+        subpremium (below 200, halo-behaviour §1.6) and the value of deposits still frozen."""
         liquid = self.book.pool_total
-        return {"liquid": liquid, "reserve": sum(self.book.book) - liquid, "frozen": self.deposits.frozen_total()}
+        return {
+            "liquid": liquid,
+            "reserve": sum(self.book.book) - liquid,
+            "subpremium": self._subpremium(),
+            "frozen": self.deposits.frozen_total(),
+        }
+
+    def _subpremium(self) -> int:
+        """Liquid, at the network's supply, of the exchange's unspent inputs whose rating is below 200."""
+        total = 0
+        with self.reader.snapshot() as view:
+            supply = view.peg_info().supply
+            for deposit in self.deposits.deposits.values():
+                if deposit.state is not DepositState.REGISTERED or view.utxo(deposit.txid, deposit.n) is None:
+                    continue
+                if is_subpremium(deposit.fractions, supply):
+                    total += deposit.fractions.high(supply)
+        return total
 
     @property
     def cycle(self) -> int:

@@ -164,6 +164,7 @@ def test_new_cycle_revalues_balances_at_supply_plus_buffer(harness: Harness) -> 
     assert harness.engine.book.check() == []
     figures = harness.engine.exchange_figures()
     assert figures["liquid"] + figures["reserve"] == 50 * COIN
+    assert figures["frozen"] == 0 and figures["subpremium"] == 0  # a wallet payment is rated like a fresh split
 
 
 def test_reorg_of_a_registered_deposit_takes_the_credit_back(harness: Harness) -> None:
