@@ -30,6 +30,20 @@ from halo_exchange.errors import HaloExchangeError
 from halo_exchange.peg.fractions import PEG_SIZE, Fractions
 
 
+# Reserve arrays start as 32-bit entries (half the memory; most fractions of most accounts fit) and become
+# 64-bit the first time an entry would not fit.
+_SMALL, _LARGE = "i", "q"
+_SMALL_MAX = 2**31 - 1
+
+
+def compact_reserve(values) -> array:
+    """A reserve array in the smallest entry size that holds ``values``."""
+    values = list(values)
+    if values and (max(values) > _SMALL_MAX or min(values) < 0):
+        return array(_LARGE, values)
+    return array(_SMALL, values)
+
+
 class LedgerError(HaloExchangeError):
     """A ledger operation was refused (unknown account, not enough funds, bad amount); nothing changed."""
 
@@ -66,8 +80,14 @@ class Account:
 
     id: int
     liquid: int
-    reserve: array  # int64 fractions at indexes 0..len-1 (len <= supply); missing tail entries are 0
+    reserve: array  # fractions at indexes 0..len-1 (len <= supply; 32-bit until an entry needs 64); tail is 0
     reserve_total: int
+
+    def widen(self) -> array:
+        """Switch the reserve to 64-bit entries (before a value that may not fit in 32 bits)."""
+        if self.reserve.typecode != _LARGE:
+            self.reserve = array(_LARGE, self.reserve)
+        return self.reserve
 
     @property
     def value(self) -> int:
@@ -111,7 +131,7 @@ class Book:
         """The account ``name``, created empty if it does not exist yet."""
         account = self.accounts.get(name)
         if account is None:
-            account = Account(self.next_id, 0, array("q"), 0)
+            account = Account(self.next_id, 0, array(_SMALL), 0)
             self.next_id += 1
             self.accounts[name] = account
             self._dirty.add(name)
@@ -170,7 +190,10 @@ class Book:
         added = 0
         for i in range(last + 1):
             if part[i]:
-                reserve[i] += part[i]
+                value = reserve[i] + part[i]
+                if value > _SMALL_MAX:
+                    reserve = account.widen()
+                reserve[i] = value
                 added += part[i]
         account.reserve_total += added
 
@@ -183,7 +206,7 @@ class Book:
         values = fractions.to_list()
         s = self.supply
         account = self.open_account(name)
-        reserve = account.reserve
+        reserve = account.widen()  # a reversal may go negative and beyond 32 bits
         if len(reserve) < s:
             reserve.extend([0] * (s - len(reserve)))
         removed_reserve = 0
@@ -310,7 +333,10 @@ class Book:
                 reserve.extend([0] * (high - len(reserve)))
             for j, share in enumerate(shares):
                 if share:
-                    reserve[low + j] += share
+                    value = reserve[low + j] + share
+                    if value > _SMALL_MAX:
+                        reserve = account.widen()
+                    reserve[low + j] = value
                     band[j] -= share
             band_total -= amount
             account.reserve_total += amount

@@ -21,7 +21,7 @@ import plyvel
 from twisted.internet.defer import Deferred
 
 from halo_exchange.errors import DecodeError, HaloExchangeError
-from halo_exchange.ledger.book import Account, Book
+from halo_exchange.ledger.book import Account, Book, compact_reserve
 from halo_exchange.ledger.deposits import Deposit, DepositState, DepositTracker
 from halo_exchange.peg.fractions import Fractions
 from halo_exchange.peg.fractions import PEG_SIZE
@@ -143,7 +143,8 @@ class BookCodec:
     @staticmethod
     def pack_account(account: Account) -> bytes:
         reserve = account.reserve
-        return pack_u32(account.id) + pack_i64(account.liquid) + struct.pack("<H", len(reserve)) + reserve.tobytes()
+        stored = reserve if reserve.typecode == "q" else array("q", reserve)  # always i64 on disk
+        return pack_u32(account.id) + pack_i64(account.liquid) + struct.pack("<H", len(reserve)) + stored.tobytes()
 
     @staticmethod
     def unpack_account(value: bytes) -> Account:
@@ -151,10 +152,10 @@ class BookCodec:
         account_id = reader.u32()
         liquid = reader.i64()
         n = reader.u16()
-        reserve = array("q")
-        reserve.frombytes(reader.read(8 * n))
+        stored = array("q")
+        stored.frombytes(reader.read(8 * n))
         reader.expect_end("account")
-        return Account(account_id, liquid, reserve, sum(reserve))
+        return Account(account_id, liquid, compact_reserve(stored), sum(stored))
 
     @classmethod
     def account_ops(cls, book: Book, names: Iterable[str]) -> list[Op]:

@@ -191,3 +191,21 @@ def test_differential_against_pegops(seed: int) -> None:
             step = (liquid - balance.liquid) - deviation[name]
             assert abs(step) <= bound, (name, step, bound)
             deviation[name] += step
+
+
+def test_reserve_entries_widen_to_64_bits_when_needed() -> None:
+    """Small reserves are kept in 32-bit entries; an entry beyond 2^31 widens the array, values exact."""
+    book = Book(1, 5)
+    book.credit("small", Fractions.std(10 * COIN))
+    book.credit("large", Fractions.std(10**6 * COIN))  # f[0] = 10^12, beyond 32 bits
+    assert book.account("small").reserve.typecode == "i"
+    assert book.account("large").reserve.typecode == "q"
+    assert list(book.account("large").reserve) == Fractions.std(10**6 * COIN).to_list()[:5]
+    # An entry pushed past 2^31 by a trade widens the receiving account's array.
+    book = Book(1, 1)
+    book.credit("edge", Fractions([2**31 - 1]))
+    book.credit("give", Fractions([10]))
+    assert book.account("edge").reserve.typecode == "i"
+    book.move_reserve("give", "edge", 10)
+    assert book.account("edge").reserve.typecode == "q" and list(book.account("edge").reserve) == [2**31 + 9]
+    assert book.check() == []
