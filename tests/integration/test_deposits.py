@@ -7,7 +7,8 @@ import pytest
 
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
-from halo_exchange.chain.tx import Transaction
+from halo_exchange.chain.script import address_to_script, notary_script
+from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut, sign_input
 from halo_exchange.ledger.deposits import DepositError, DepositState, DepositTracker
 from node_hooks import HookDispatcher, RecordingHook
 from node_hooks.devnode.node import DevNode
@@ -146,3 +147,24 @@ def test_reorg_unregistered_returns_registered_reverses(exchange: Exchange) -> N
     assert exchange.credits == [("fay_", 6 * COIN), ("fay_", 6 * COIN)]
     assert exchange.tracker.deposits[early].state is DepositState.REGISTERED
     assert late not in exchange.tracker.deposits and late[0][::-1].hex() not in exchange.node.mempool_txids()
+
+
+def test_deposit_with_a_trailing_op_return_is_a_deposit(exchange: Exchange) -> None:
+    """W-C: a customer's payment whose last output is OP_RETURN is a deposit, not change."""
+    key = PrivateKey.generate()
+    address = key.public_key().address(DEVNET_KEYS)
+    txid = exchange.node.send_to_address(address, 5 * COIN)
+    exchange.generate(1)
+    funding = Transaction.from_hex(exchange.node.get_raw_transaction(txid))
+    n = next(i for i, o in enumerate(funding.outputs) if o.value == 5 * COIN)
+    payment = Transaction(1, 0, (TxIn(OutPoint(funding.hash, n)),), (
+        TxOut(4 * COIN, address_to_script(exchange.address, DEVNET_KEYS)),
+        TxOut(COIN - 20_000, address_to_script(address, DEVNET_KEYS)),
+        TxOut(0, notary_script("customer memo")),
+    ), 0)
+    payment = sign_input(payment, 0, key, address_to_script(address, DEVNET_KEYS))
+    exchange.node.send_raw_transaction(payment.to_hex())
+    exchange.generate(1)
+    exchange.name("hana", [payment.hash])
+    exchange.generate(6)
+    assert exchange.credits == [("hana", 4 * COIN)]

@@ -220,3 +220,16 @@ def test_catch_up_undoes_blocks_the_chain_dropped(harness: Harness) -> None:
     assert harness.engine.deposits.tip[0] == harness.node.block_count()
     harness.generate(5)
     assert sum(harness.engine.balance("finn")) == 2 * COIN
+
+
+def test_self_trade_and_any_printable_name(harness: Harness) -> None:
+    """B7/B8: a self-trade changes nothing and loses nothing; names with any printable characters are keys."""
+    harness.deposit("alice", 5 * COIN)
+    before = harness.engine.balance("alice")
+    assert harness.settle(harness.engine.trade("alice", COIN, "alice")) is True
+    assert harness.engine.balance("alice") == before
+    odd = "Ünïcødé_user-1.x/../etc"
+    harness.settle(harness.engine.trade("alice", 12345, odd))
+    harness.reopen()
+    assert harness.engine.balance(odd) == (12345, 0)
+    assert harness.engine.balance("alice") == (before[0] - 12345, before[1])

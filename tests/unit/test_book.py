@@ -209,3 +209,12 @@ def test_reserve_entries_widen_to_64_bits_when_needed() -> None:
     book.move_reserve("give", "edge", 10)
     assert book.account("edge").reserve.typecode == "q" and list(book.account("edge").reserve) == [2**31 + 9]
     assert book.check() == []
+
+
+def test_cycle_with_no_liquid_anywhere() -> None:
+    """B15: a supply change when no account holds liquid divides by nothing and changes nothing."""
+    book = Book(1, 5)
+    book.credit("alice", Fractions([7] * 5))  # all reserve
+    book.new_cycle(2, 8)
+    book.new_cycle(3, 2)
+    assert book.balance("alice") == (21, 14) and book.check() == []
