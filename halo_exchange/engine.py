@@ -189,6 +189,28 @@ class ExchangeEngine:
             raise CommandRefused(str(exc)) from exc
         return self._persist(True)
 
+    def escrow_withdrawal(self, user: str, amount: int, style: str = "liquid") -> Deferred:
+        """Move ``amount`` of ``user``'s ``style`` into the ``withdraws`` escrow (a withdrawal accepted)."""
+        self._check_escrow(user, amount, style, user)
+        (self.book.move_liquid if style == "liquid" else self.book.move_reserve)(user, WITHDRAWS, amount)
+        return self._persist(True)
+
+    def return_escrow(self, user: str, amount: int, style: str = "liquid") -> Deferred:
+        """Give escrowed funds back to ``user`` (a withdrawal declined before it could be paid)."""
+        self._check_escrow(user, amount, style, WITHDRAWS)
+        (self.book.move_liquid if style == "liquid" else self.book.move_reserve)(WITHDRAWS, user, amount)
+        return self._persist(True)
+
+    def _check_escrow(self, user: str, amount: int, style: str, source: str) -> None:
+        check_user_name(user)
+        if style not in STYLES:
+            raise CommandRefused(BAD_STYLE)
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            raise CommandRefused(ZERO_AMOUNT if amount == 0 else "Amount must be a whole number of satoshis")
+        liquid, reserve = self.book.balance(source) if source in self.book.accounts else (0, 0)
+        if amount > (liquid if style == "liquid" else reserve):
+            raise CommandRefused(f"Insufficient {style} balance")
+
     def name_deposit(self, name: str, outpoints: Iterable[Outpoint | bytes]) -> Deferred:
         """Name the owner of deposits (``Deposit``); credits at once what is confirmed and unlocked."""
         check_user_name(name)

@@ -233,3 +233,19 @@ def test_self_trade_and_any_printable_name(harness: Harness) -> None:
     harness.reopen()
     assert harness.engine.balance(odd) == (12345, 0)
     assert harness.engine.balance("alice") == (before[0] - 12345, before[1])
+
+
+def test_withdrawal_escrow_and_its_return(harness: Harness) -> None:
+    """Escrowing moves funds into 'withdraws' (refused beyond the balance); a return gives them back."""
+    harness.deposit("alice", 5 * COIN)
+    liquid, reserve = harness.engine.balance("alice")
+    harness.settle(harness.engine.escrow_withdrawal("alice", 2 * COIN))
+    assert harness.engine.balance("withdraws") == (2 * COIN, 0)
+    assert harness.engine.balance("alice") == (liquid - 2 * COIN, reserve)
+    with pytest.raises(CommandRefused, match="Insufficient liquid balance"):
+        harness.engine.escrow_withdrawal("alice", liquid)
+    with pytest.raises(CommandRefused, match="Insufficient liquid balance"):
+        harness.engine.return_escrow("alice", 3 * COIN)
+    harness.settle(harness.engine.return_escrow("alice", 2 * COIN))
+    assert harness.engine.balance("alice") == (liquid, reserve) and harness.engine.balance("withdraws") == (0, 0)
+    assert harness.engine.book.check() == []
