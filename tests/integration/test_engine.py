@@ -191,8 +191,7 @@ def test_catch_up_applies_blocks_missed_while_down(harness: Harness) -> None:
     harness.store.close()
     harness.node.generate(2 * harness.node.params.peg_interval, "deflate")  # the engine hears nothing
     harness._seen = len(harness.hook.events)
-    harness.store = ExchangeStore(str(harness.tmp_path / "exchange"))
-    harness.engine = ExchangeEngine(harness.store, harness.node.reader, harness.clock.callLater)
+    harness.reopen()  # the engine starts again, behind the node
     assert harness.engine.balance("erin") is None
     harness.settle(harness.engine.catch_up())
     assert sum(harness.engine.balance("erin")) == 4 * COIN
@@ -212,8 +211,7 @@ def test_catch_up_undoes_blocks_the_chain_dropped(harness: Harness) -> None:
     harness.node.invalidate_block(height)  # the deposit's block leaves while the engine is down
     harness.node.generate(2)
     harness._seen = len(harness.hook.events)
-    harness.store = ExchangeStore(str(harness.tmp_path / "exchange"))
-    harness.engine = ExchangeEngine(harness.store, harness.node.reader, harness.clock.callLater)
+    harness.reopen()  # the engine starts again, behind the node
     harness.settle(harness.engine.catch_up())
     finn = harness.engine.balance("finn")
     assert finn == (0, 0)  # reversed; the re-mined deposit has 2 confirmations, not yet 7
