@@ -1,22 +1,22 @@
-"""Turns exchange mode on in a node: reads the node's configuration and registers the exchange hook.
+"""Turns exchange mode on in a node: reads the node's configuration and registers the exchange plugin.
 
 A node calls :func:`enable_exchange_mode` once at start-up with its dispatcher and configuration. With
-``exchange = 1`` in the configuration it builds the exchange plugin and registers it; otherwise it does
-nothing. Until the plugin itself lands (the ledger and API issues), the hook registered is a
-:class:`~node_hooks.RecordingHook`, which proves the path from node to plugin end to end.
+``exchange = 1`` it builds :class:`halo_exchange.service.ExchangeService` on ``exchange_datadir`` (the
+plugin's own DB, beside the node's data) and registers it as a hook; otherwise it does nothing.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Mapping
 
-from node_hooks import HookDispatcher, NodeHook, RecordingHook
+from halo_exchange.service import ExchangeService
+from node_hooks import HookDispatcher
 
 log = logging.getLogger(__name__)
 
 _TRUE = {"1", "true", "yes", "on"}
-RECENT_EVENTS = 1000  # what the stand-in hook keeps
 
 
 def exchange_mode_requested(config: Mapping[str, object]) -> bool:
@@ -27,11 +27,18 @@ def exchange_mode_requested(config: Mapping[str, object]) -> bool:
     return str(value).strip().lower() in _TRUE
 
 
-def enable_exchange_mode(dispatcher: HookDispatcher, config: Mapping[str, object]) -> NodeHook | None:
-    """Register the exchange hook when the configuration asks for it; return the hook (or None)."""
+def enable_exchange_mode(dispatcher: HookDispatcher, config: Mapping[str, object]) -> ExchangeService | None:
+    """Register the exchange plugin when the configuration asks for it; return it (or None).
+
+    Configuration: ``exchange`` (on/off), ``exchange_datadir`` (required when on), ``exchangeconfirmations``
+    (7..15, default 7).
+    """
     if not exchange_mode_requested(config):
         return None
-    hook = RecordingHook(limit=RECENT_EVENTS)
-    dispatcher.register(hook)
-    log.info("exchange mode enabled (recording hook until the exchange plugin lands)")
-    return hook
+    datadir = config.get("exchange_datadir")
+    if not datadir:
+        raise ValueError("exchange mode needs exchange_datadir in the node configuration")
+    service = ExchangeService(Path(str(datadir)), confirmations=int(config.get("exchangeconfirmations", 7)))
+    dispatcher.register(service)
+    log.info("exchange mode enabled, data in %s", datadir)
+    return service

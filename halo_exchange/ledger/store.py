@@ -118,7 +118,13 @@ class GroupCommit:
     def pending(self) -> int:
         return len(self._waiting)
 
+    def flush_now(self) -> None:
+        """Write what is pending without waiting for the end of the turn (at shutdown)."""
+        self._flush()
+
     def _flush(self) -> None:
+        if not self._waiting:
+            return  # already written by flush_now()
         ops, waiting = self._ops, self._waiting
         self._ops, self._waiting = [], []
         try:

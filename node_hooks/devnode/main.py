@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
         peg_interval=args.interval, frozen_time=args.frozen_time, vfrozen_time=args.vfrozen_time
     )
     dispatcher = HookDispatcher()
-    enable_exchange_mode(dispatcher, {"exchange": not args.no_exchange})
+    enable_exchange_mode(
+        dispatcher, {"exchange": not args.no_exchange, "exchange_datadir": Path(args.datadir) / "exchange"}
+    )
     node = DevNode(args.datadir, params, dispatcher=dispatcher)
     if node.params != params:
         log.warning("using the parameters stored in %s (interval %d), not the options", args.datadir, node.params.peg_interval)

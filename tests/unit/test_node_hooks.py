@@ -53,14 +53,15 @@ def test_unregistered_hook_hears_nothing() -> None:
     assert hook.events == []
 
 
-def test_exchange_mode_follows_configuration() -> None:
-    """exchange=1 registers the exchange hook; exchange=0 or absent registers nothing."""
+def test_exchange_mode_follows_configuration(tmp_path) -> None:
+    """exchange=1 registers the exchange service on its data dir; exchange=0 or absent registers nothing."""
     assert exchange_mode_requested({"exchange": "1"}) and exchange_mode_requested({"exchange": True})
     assert not exchange_mode_requested({}) and not exchange_mode_requested({"exchange": "0"})
     dispatcher = HookDispatcher()
     assert enable_exchange_mode(dispatcher, {"exchange": "0"}) is None and dispatcher.hooks == ()
-    hook = enable_exchange_mode(dispatcher, {"exchange": "yes"})
-    assert hook is not None and dispatcher.hooks == (hook,)
+    service = enable_exchange_mode(dispatcher, {"exchange": "yes", "exchange_datadir": tmp_path / "x"})
+    assert service is not None and dispatcher.hooks == (service,)
+    assert service.datadir == tmp_path / "x" and service.state.value == "stopped"
 
 
 def test_recording_hook_limit_keeps_most_recent() -> None:

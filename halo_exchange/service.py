@@ -1,0 +1,215 @@
+"""The plugin's lifecycle inside the node process: the reactor thread, the bridge, node events to the engine.
+
+One Twisted reactor runs in a background thread (``installSignalHandlers=False``: the node owns signals),
+started once per process and never stopped by exchange mode: a reactor cannot be restarted
+(reference/ecosystem-notes.md §1.1). Node events enter with ``reactor.callFromThread`` (FIFO, never blocking
+the node). Calls that need an answer go through :func:`call_in_reactor`, a guarded bridge with a timeout:
+Twisted's own ``blockingCallFromThread`` hangs forever when called from the reactor thread, before the
+reactor runs or after it stopped (DESIGN.md §7).
+
+:class:`ExchangeService` is the node hook of exchange mode. Its lifecycle is an explicit state machine:
+``STOPPED → STARTING → RUNNING → CLOSED``, or ``FAILED`` when a write to the exchange DB fails (memory is then
+ahead of the disk, so it stops applying events; a restart catches up from the store and the chain).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import queue
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from twisted.internet.defer import maybeDeferred
+from twisted.python.failure import Failure
+
+from halo_exchange.engine import ExchangeEngine
+from halo_exchange.errors import HaloExchangeError
+from halo_exchange.ledger.store import ExchangeStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SWITCH_INTERVAL = 0.001  # seconds: block processing in pure Python must not starve the API
+DEFAULT_BRIDGE_TIMEOUT = 30.0
+
+
+class ServiceError(HaloExchangeError):
+    """The exchange service cannot do what was asked (not running, failed, called from the wrong thread)."""
+
+
+class ServiceTimeout(ServiceError):
+    """A call into the reactor did not answer in time."""
+
+
+_reactor_thread: threading.Thread | None = None
+_reactor_lock = threading.Lock()
+
+
+def ensure_reactor_running(switch_interval: float = DEFAULT_SWITCH_INTERVAL) -> None:
+    """Start the process's reactor thread once (idempotent), with Twisted's logs sent to stdlib logging."""
+    global _reactor_thread
+    from twisted.internet import reactor
+
+    with _reactor_lock:
+        if _reactor_thread is not None:
+            return
+        from twisted.logger import STDLibLogObserver, globalLogBeginner
+
+        globalLogBeginner.beginLoggingTo([STDLibLogObserver(name="twisted")], redirectStandardIO=False)
+        sys.setswitchinterval(switch_interval)
+        _reactor_thread = threading.Thread(
+            target=reactor.run, kwargs={"installSignalHandlers": False}, name="exchange-reactor", daemon=True
+        )
+        _reactor_thread.start()
+    started = threading.Event()
+    reactor.callFromThread(started.set)
+    if not started.wait(10):
+        raise ServiceError("the reactor thread did not start")
+
+
+def in_reactor_thread() -> bool:
+    return _reactor_thread is not None and threading.current_thread() is _reactor_thread
+
+
+def call_in_reactor(fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT_BRIDGE_TIMEOUT) -> Any:
+    """Run ``fn(*args)`` on the reactor thread and return its result (a Deferred's result is waited for).
+
+    Guarded where ``blockingCallFromThread`` would hang: on the reactor thread it raises, with no running
+    reactor it raises, and it gives up with :class:`ServiceTimeout` after ``timeout`` seconds.
+    """
+    from twisted.internet import reactor
+
+    if in_reactor_thread():
+        raise ServiceError("call_in_reactor() from the reactor thread would wait on itself; call directly")
+    if _reactor_thread is None or not _reactor_thread.is_alive() or not reactor.running:
+        raise ServiceError("the reactor is not running")
+    answers: queue.Queue = queue.Queue(maxsize=1)
+
+    def run() -> None:
+        maybeDeferred(fn, *args).addBoth(answers.put)
+
+    reactor.callFromThread(run)
+    try:
+        result = answers.get(timeout=timeout)
+    except queue.Empty:
+        raise ServiceTimeout(f"{getattr(fn, '__name__', fn)} did not answer within {timeout} s") from None
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+class ServiceState(enum.Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+class ExchangeService:
+    """Exchange mode as a node hook: owns the engine and its DB on the reactor thread."""
+
+    def __init__(
+        self,
+        datadir: str | Path,
+        *,
+        confirmations: int = 7,
+        switch_interval: float = DEFAULT_SWITCH_INTERVAL,
+        bridge_timeout: float = DEFAULT_BRIDGE_TIMEOUT,
+    ) -> None:
+        self.datadir = Path(datadir)
+        self.confirmations = confirmations
+        self.switch_interval = switch_interval
+        self.bridge_timeout = bridge_timeout
+        self.state = ServiceState.STOPPED
+        self._store: ExchangeStore | None = None
+        self._engine: ExchangeEngine | None = None
+
+    # -- node hooks (node thread: hand over and return) -------------------------------------------------
+
+    def on_node_start(self, db: Any, reader: Any, params: Any) -> None:
+        from twisted.internet import reactor
+
+        ensure_reactor_running(self.switch_interval)
+        self.state = ServiceState.STARTING
+        reactor.callFromThread(self._open, reader)
+
+    def on_block_connected(self, height: int, block_hash: str) -> None:
+        from twisted.internet import reactor
+
+        reactor.callFromThread(self._event, "block_connected", height, block_hash)
+
+    def on_block_disconnected(self, height: int, block_hash: str) -> None:
+        from twisted.internet import reactor
+
+        reactor.callFromThread(self._event, "block_disconnected", height, block_hash)
+
+    def on_node_stop(self) -> None:
+        """Wait for the events already handed over, write what is pending, close the DB (the node closes its
+        own DB right after, so this must finish first)."""
+        if self.state in (ServiceState.STOPPED, ServiceState.CLOSED):
+            return
+        try:
+            call_in_reactor(self._close, timeout=self.bridge_timeout)
+        except ServiceError:
+            log.exception("exchange service did not close cleanly")
+
+    # -- the bridge for callers on other threads ------------------------------------------------------------
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(engine, *args)`` on the reactor thread and return its (durable) answer."""
+        return call_in_reactor(self._with_engine, fn, *args, timeout=self.bridge_timeout)
+
+    # -- reactor thread -----------------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> ExchangeEngine:
+        if self._engine is None or self.state is not ServiceState.RUNNING:
+            raise ServiceError(f"the exchange is {self.state.value}")
+        return self._engine
+
+    def _with_engine(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(self.engine, *args)
+
+    def _open(self, reader: Any) -> None:
+        from twisted.internet import reactor
+
+        try:
+            self.datadir.mkdir(parents=True, exist_ok=True)
+            self._store = ExchangeStore(str(self.datadir))
+            self._engine = ExchangeEngine(self._store, reader, reactor.callLater, confirmations=self.confirmations)
+            self.state = ServiceState.RUNNING
+            self._watch(self._engine.catch_up(), "catching up with the chain")
+            log.info("exchange mode running on %s (cycle %d)", self.datadir, self._engine.cycle)
+        except Exception:
+            self.state = ServiceState.FAILED
+            log.exception("exchange mode could not start")
+
+    def _event(self, name: str, height: int, block_hash: str) -> None:
+        if self.state is not ServiceState.RUNNING or self._engine is None:
+            return  # failed or closed: a restart catches up from the store and the chain
+        try:
+            self._watch(getattr(self._engine, name)(height, block_hash), f"{name} {height}")
+        except Exception:
+            self._fail(f"{name} {height}")
+
+    def _watch(self, done, what: str) -> None:
+        done.addErrback(lambda failure: self._fail(what, failure))
+
+    def _fail(self, what: str, failure: Failure | None = None) -> None:
+        self.state = ServiceState.FAILED
+        if failure is not None:
+            log.error("exchange mode stopped applying events after %s failed: %s", what, failure.getErrorMessage())
+        else:
+            log.exception("exchange mode stopped applying events after %s failed", what)
+
+    def _close(self) -> None:
+        if self._engine is not None:
+            self._engine.commit.flush_now()
+        if self._store is not None:
+            self._store.close()
+        self._engine = None
+        self.state = ServiceState.CLOSED
+        log.info("exchange mode closed")
