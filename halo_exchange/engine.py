@@ -132,10 +132,9 @@ class ExchangeEngine:
         height, _ = self.deposits.tip
         while height >= 0:
             applied = self.deposits.applied_block(height)
-            if applied is not None and self.reader.block_hash(height) == applied[0]:
-                break
-            if applied is not None:
-                last = self.block_disconnected(height, applied[0][::-1].hex())
+            if applied is None or self.reader.block_hash(height) == applied[0]:
+                break  # in agreement with the chain (or older than the remembered reorg depth)
+            last = self.block_disconnected(height, applied[0][::-1].hex())
             height -= 1
             self.deposits.rewind_to(height)
         tip = self.reader.height()

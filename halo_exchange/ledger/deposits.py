@@ -32,6 +32,9 @@ from halo_exchange.peg.fractions import MARKS, NOTARY_C, Fractions
 log = logging.getLogger(__name__)
 
 MIN_CONFIRMATIONS, MAX_CONFIRMATIONS, DEFAULT_CONFIRMATIONS = 7, 15, 7
+# How many applied blocks are remembered for undoing a reorg. Deeper reorgs than this are not undone
+# block by block (a chain reorganising 1000 blocks has bigger problems than deposits).
+REORG_DEPTH = 1000
 
 Outpoint = tuple[bytes, int]
 
@@ -169,6 +172,8 @@ class DepositTracker:
                 self._changed.add(deposit.outpoint)
         self._applied[height] = (block_hash, header.time)
         self._heights_changed.add(height)
+        if self._applied.pop(height - REORG_DEPTH, None) is not None:
+            self._heights_changed.add(height - REORG_DEPTH)
         self._tip_height, self._tip_time = height, header.time
         return self._advance()
 

@@ -168,3 +168,16 @@ def test_deposit_with_a_trailing_op_return_is_a_deposit(exchange: Exchange) -> N
     exchange.name("hana", [payment.hash])
     exchange.generate(6)
     assert exchange.credits == [("hana", 4 * COIN)]
+
+
+def test_applied_blocks_are_remembered_only_to_the_reorg_depth(exchange: Exchange, monkeypatch) -> None:
+    """The tracker keeps the blocks it applied for undoing reorgs, but only the most recent ones."""
+    import halo_exchange.ledger.deposits as deposits_module
+
+    monkeypatch.setattr(deposits_module, "REORG_DEPTH", 5)
+    exchange.generate(12)
+    tip = exchange.node.block_count()
+    assert exchange.tracker.applied_block(tip) is not None
+    assert exchange.tracker.applied_block(tip - 4) is not None and exchange.tracker.applied_block(tip - 5) is None
+    _, heights = exchange.tracker.take_changes()
+    assert tip - 5 in heights  # the forgotten heights are deleted from the store too
