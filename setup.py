@@ -17,6 +17,8 @@ setup(
         "plyvel>=1.5,<2",
         # secp256k1 signatures for transactions and the exec hook.
         "ecdsa>=0.19,<0.20",
+        # AES-GCM for the exchange wallet at rest (the stdlib has scrypt but no cipher).
+        "cryptography>=42",
     ],
     extras_require={
         "test": [

@@ -25,6 +25,7 @@ from halo_exchange.ledger.book import Book, LedgerError
 from halo_exchange.ledger.deposits import DepositError, DepositEvents, DepositState, DepositTracker, Outpoint
 from halo_exchange.ledger.rating import is_subpremium
 from halo_exchange.ledger.store import ADDRESS, OWN_TX, BookCodec, DepositCodec, ExchangeStore, GroupCommit, Op
+from halo_exchange.ledger.wallet import KEY_PREFIX, META_KEY, ExchangeWallet, WalletError
 from halo_exchange.peg.fractions import PEG_SIZE
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class ExchangeEngine:
         self.book = book
         self.deposits = DepositTracker(confirmations)
         DepositCodec.load(store, self.deposits)
+        self.wallet = ExchangeWallet(dict(store.iterator(KEY_PREFIX)), store.get(META_KEY))
 
     def _effective(self, network_supply: int) -> int:
         return min(network_supply + self.buffer, PEG_SIZE - 1)
@@ -219,6 +221,32 @@ class ExchangeEngine:
             raise CommandRefused(str(exc)) from exc
         self._apply(events)
         return self._persist(True)
+
+    def generate_deposit_address(self) -> Deferred:
+        """A new deposit key: stored (sealed when the wallet is encrypted) and watched, both durable before
+        the answer ``(wif, address)``."""
+        try:
+            key, address, ops = self.wallet.new_key()
+        except WalletError as exc:
+            raise CommandRefused(str(exc)) from exc
+        self.deposits.addresses.add(address)
+        ops.append((ADDRESS + address.encode("ascii"), b""))
+        return self._persist((key.to_wif(self.wallet.network), address), ops)
+
+    def unlock_wallet(self, passphrase: str) -> None:
+        """``ExchangePassword``: keep the wallet key in memory; a wrong passphrase is refused."""
+        try:
+            self.wallet.unlock(passphrase)
+        except WalletError as exc:
+            raise CommandRefused(str(exc)) from exc
+
+    def encrypt_wallet(self, passphrase: str) -> Deferred:
+        """Encrypt the exchange wallet at rest with ``passphrase`` (durable before the answer)."""
+        try:
+            ops = self.wallet.encrypt(passphrase)
+        except WalletError as exc:
+            raise CommandRefused(str(exc)) from exc
+        return self._persist(True, ops)
 
     def add_deposit_address(self, address: str) -> Deferred:
         """Watch ``address`` for deposits from now on (durable before the answer)."""

@@ -19,6 +19,7 @@ from halo_exchange.engine import (
     ExchangeEngine,
 )
 from halo_exchange.ledger.store import ExchangeStore
+from halo_exchange.ledger.wallet import WalletState
 from node_hooks import HookDispatcher, RecordingHook
 from node_hooks.devnode.node import DevNode
 
@@ -247,3 +248,27 @@ def test_withdrawal_escrow_and_its_return(harness: Harness) -> None:
     harness.settle(harness.engine.return_escrow("alice", 2 * COIN))
     assert harness.engine.balance("alice") == (liquid, reserve) and harness.engine.balance("withdraws") == (0, 0)
     assert harness.engine.book.check() == []
+
+
+def test_generated_deposit_address_is_watched_and_its_key_kept(harness: Harness) -> None:
+    """GenerateDepositAddress: the key is durable and the address watched before the answer; with the
+    wallet encrypted a locked wallet refuses, the right passphrase unlocks."""
+    wif, address = harness.settle(harness.engine.generate_deposit_address())
+    assert PrivateKey.from_wif(wif, DEVNET_KEYS).public_key().address(DEVNET_KEYS) == address
+    txid = harness.node.send_to_address(address, 2 * COIN)
+    harness.generate(1)
+    harness.settle(harness.engine.name_deposit("gina", [bytes.fromhex(txid)[::-1]]))
+    harness.generate(6)
+    assert sum(harness.engine.balance("gina")) == 2 * COIN
+
+    harness.settle(harness.engine.encrypt_wallet("s3cret passphrase"))
+    harness.reopen()
+    assert harness.engine.wallet.state is WalletState.LOCKED
+    with pytest.raises(CommandRefused, match="locked"):
+        harness.engine.generate_deposit_address()
+    with pytest.raises(CommandRefused, match="Incorrect exchange wallet passphrase"):
+        harness.engine.unlock_wallet("wrong")
+    harness.engine.unlock_wallet("s3cret passphrase")
+    assert harness.engine.wallet.private_key(address).to_wif(DEVNET_KEYS) == wif
+    _, second = harness.settle(harness.engine.generate_deposit_address())
+    assert second in harness.engine.deposits.addresses

@@ -1,0 +1,94 @@
+"""The exchange wallet: keys durable as records, encrypted at rest on request, locked and unlocked."""
+
+from __future__ import annotations
+
+import pytest
+
+from halo_exchange.chain.keys import DEVNET
+from halo_exchange.ledger.store import ExchangeStore
+from halo_exchange.ledger.wallet import (
+    KEY_PREFIX,
+    META_KEY,
+    WRONG_PASSPHRASE,
+    ExchangeWallet,
+    KdfParams,
+    WalletError,
+    WalletState,
+)
+
+FAST = KdfParams(n=2**10, r=8, p=1)  # the real cost is for attackers, not for tests
+
+
+def _reload(store: ExchangeStore) -> ExchangeWallet:
+    return ExchangeWallet(dict(store.iterator(KEY_PREFIX)), store.get(META_KEY), DEVNET, FAST)
+
+
+def test_plain_wallet_keys_survive_a_reload(tmp_path) -> None:
+    """A new key's record, once written, reloads to the same key; its address is a BitBay address."""
+    store = ExchangeStore(str(tmp_path / "x"))
+    wallet = _reload(store)
+    assert wallet.state is WalletState.PLAIN
+    key, address, ops = wallet.new_key()
+    store.write(ops)
+    again = _reload(store)
+    assert again.addresses == {address} and address.startswith("B")
+    assert again.private_key(address).to_bytes() == key.to_bytes()
+    store.close()
+
+
+def test_encrypted_wallet_locks_and_unlocks(tmp_path) -> None:
+    """After encryption no secret is stored in clear; a reload is locked until the right passphrase."""
+    store = ExchangeStore(str(tmp_path / "x"))
+    wallet = _reload(store)
+    key, address, ops = wallet.new_key()
+    store.write(ops)
+    store.write(wallet.encrypt("correct horse"))
+    assert wallet.state is WalletState.UNLOCKED
+    raw = b"".join(value for _, value in store.iterator(KEY_PREFIX))
+    assert key.to_bytes() not in raw
+
+    locked = _reload(store)
+    assert locked.state is WalletState.LOCKED
+    with pytest.raises(WalletError, match="locked"):
+        locked.private_key(address)
+    with pytest.raises(WalletError, match="locked"):
+        locked.new_key()
+    with pytest.raises(WalletError) as wrong:
+        locked.unlock("battery staple")
+    assert str(wrong.value) == WRONG_PASSPHRASE and locked.state is WalletState.LOCKED
+    locked.unlock("correct horse")
+    assert locked.private_key(address).to_bytes() == key.to_bytes()
+    _, second, ops = locked.new_key()
+    store.write(ops)
+    assert key.to_bytes() not in b"".join(value for _, value in store.iterator(KEY_PREFIX))
+    relocked = _reload(store)
+    relocked.unlock("correct horse")
+    assert relocked.addresses == {address, second}
+    store.close()
+
+
+def test_a_sealed_record_cannot_be_moved_to_another_address(tmp_path) -> None:
+    """Records are bound to their address: a swapped record fails to open instead of giving a wrong key."""
+    store = ExchangeStore(str(tmp_path / "x"))
+    wallet = _reload(store)
+    store.write(wallet.encrypt("pw-1234"))
+    _, first, ops1 = wallet.new_key()
+    _, second, ops2 = wallet.new_key()
+    store.write([(ops1[0][0], ops2[0][1]), (ops2[0][0], ops1[0][1])])
+    swapped = _reload(store)
+    swapped.unlock("pw-1234")
+    with pytest.raises(WalletError, match="damaged or not its own"):
+        swapped.private_key(first)
+    store.close()
+
+
+def test_encrypt_needs_a_passphrase_and_happens_once(tmp_path) -> None:
+    """An empty passphrase is refused; encrypting twice is refused."""
+    store = ExchangeStore(str(tmp_path / "x"))
+    wallet = _reload(store)
+    with pytest.raises(WalletError):
+        wallet.encrypt("")
+    wallet.encrypt("pw")
+    with pytest.raises(WalletError, match="already"):
+        wallet.encrypt("pw")
+    store.close()
