@@ -21,6 +21,7 @@ import xmlrpc.client
 from typing import Any, Callable
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
+from halo_exchange.rpc.codec import dump_response
 from node_hooks.devnode.errors import DevnodeError, InvalidParameter, NodeStopped, NotFound, TxRejected
 from node_hooks.devnode.node import VOTES, DevNode
 
@@ -36,28 +37,8 @@ FAULT_INVALID_PARAMS = -32602  # wrong argument count or type
 FAULT_INTERNAL = -32603
 
 MAX_BODY = 64 * 1024
-_INT32 = range(-(2**31), 2**31)
 _OUTPOINT = re.compile(r"^([0-9a-fA-F]{64}):([0-9]{1,9})$")
 _TXID = re.compile(r"^[0-9a-fA-F]{64}$")
-
-
-class _I8Marshaller(xmlrpc.client.Marshaller):
-    """The stdlib marshaller, except that integers outside int32 are written as ``<i8>`` instead of failing."""
-
-    dispatch = dict(xmlrpc.client.Marshaller.dispatch)
-
-    def dump_long(self, value: int, write: Callable[[str], Any]) -> None:
-        tag = "int" if value in _INT32 else "i8"
-        write(f"<value><{tag}>{int(value)}</{tag}></value>\n")
-
-    dispatch[int] = dump_long
-
-
-def dump_response(value: tuple | xmlrpc.client.Fault) -> bytes:
-    """A methodResponse body (a one-value tuple or a Fault), marshalled with ``<i8>`` for large integers."""
-    body = _I8Marshaller("utf-8", allow_none=False).dumps(value)
-    text = "<?xml version='1.0'?>\n<methodResponse>\n" + body + "</methodResponse>\n"
-    return text.encode("utf-8", "xmlcharrefreplace")
 
 
 def _fault(code: int, message: str) -> xmlrpc.client.Fault:
