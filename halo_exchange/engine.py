@@ -14,6 +14,7 @@ their own issue.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Callable, Iterable
 
@@ -24,7 +25,16 @@ from halo_exchange.errors import HaloExchangeError
 from halo_exchange.ledger.book import Book, LedgerError
 from halo_exchange.ledger.deposits import DepositError, DepositEvents, DepositState, DepositTracker, Outpoint
 from halo_exchange.ledger.rating import is_subpremium
-from halo_exchange.ledger.store import ADDRESS, OWN_TX, BookCodec, DepositCodec, ExchangeStore, GroupCommit, Op
+from halo_exchange.ledger.store import (
+    ADDRESS,
+    OWN_TX,
+    SETTINGS,
+    BookCodec,
+    DepositCodec,
+    ExchangeStore,
+    GroupCommit,
+    Op,
+)
 from halo_exchange.ledger.wallet import KEY_PREFIX, META_KEY, ExchangeWallet, WalletError
 from halo_exchange.peg.fractions import PEG_SIZE
 
@@ -87,6 +97,10 @@ class ExchangeEngine:
         self.deposits = DepositTracker(confirmations)
         DepositCodec.load(store, self.deposits)
         self.wallet = ExchangeWallet(dict(store.iterator(KEY_PREFIX)), store.get(META_KEY))
+        raw_settings = store.get(SETTINGS)
+        self.settings: dict = json.loads(raw_settings) if raw_settings else {}
+        if "exchangeconfirmations" in self.settings:
+            self.deposits.confirmations = self.settings["exchangeconfirmations"]
 
     def _effective(self, network_supply: int) -> int:
         return min(network_supply + self.buffer, PEG_SIZE - 1)
@@ -258,7 +272,64 @@ class ExchangeEngine:
         self.deposits.own_txids.add(txid)
         return self._persist(True, [(OWN_TX + txid, b"")])
 
+    def update_settings(self, changes: dict) -> Deferred:
+        """Store settings changes together (validated by the caller); confirmations apply at once."""
+        settings = {**self.settings, **changes}
+        settings = {key: value for key, value in settings.items() if value is not None}
+        self.settings = settings
+        if "exchangeconfirmations" in changes:
+            self.deposits.confirmations = changes["exchangeconfirmations"]
+            self._apply(self.deposits.reconsider())
+        return self._persist(True, [(SETTINGS, json.dumps(settings, sort_keys=True).encode())])
+
     # -- queries ----------------------------------------------------------------------------------------
+
+    def knows_deposit(self, outpoint: Outpoint | bytes) -> bool:
+        if isinstance(outpoint, bytes):
+            return any(d.txid == outpoint and d.state is not DepositState.REVERSED for d in self.deposits.deposits.values())
+        deposit = self.deposits.deposits.get(outpoint)
+        return deposit is not None and deposit.state is not DepositState.REVERSED
+
+    def is_change(self, outpoint: Outpoint | bytes) -> bool:
+        return (outpoint if isinstance(outpoint, bytes) else outpoint[0]) in self.deposits.own_txids
+
+    def deposit_records(self) -> dict[str, dict]:
+        """Every deposit as ``GetDeposits`` shows it, keyed ``txid:vout``."""
+        return {
+            f"{d.txid[::-1].hex()}:{d.n}": {
+                "name": d.owner or "",
+                "registered": int(d.state is DepositState.REGISTERED),
+                "status": d.state.value,
+                "confirmations": max(self.deposits.depth(d), 0),
+                "amount": d.amount,
+            }
+            for d in self.deposits.deposits.values()
+        }
+
+    def spendable(self, address: str = "") -> dict[str, dict]:
+        """The exchange's deposit outputs still unspent, valued at the network's supply (``GetSpendable``)."""
+        out = {}
+        with self.reader.snapshot() as view:
+            supply = view.peg_info().supply
+            for d in self.deposits.deposits.values():
+                if d.state is DepositState.REVERSED or (address and d.address != address):
+                    continue
+                if view.utxo(d.txid, d.n) is None:
+                    continue
+                liquid, reserve = d.fractions.high(supply), d.fractions.low(supply)
+                # nfreeze: the liquid a maximal deflation would freeze next (the three fractions above the
+                # supply, the last fraction excluded as in the original).
+                nfreeze = sum(d.fractions.to_list()[supply:min(supply + 3, PEG_SIZE - 1)])
+                out[f"{d.txid[::-1].hex()}:{d.n}"] = {
+                    "amount": str(liquid + reserve),
+                    "ltotal": str(liquid),
+                    "rtotal": str(reserve),
+                    "nfreeze": str(nfreeze),
+                    "supply": supply,
+                    "address": d.address,
+                    "confirmations": str(max(self.deposits.depth(d), 0)),
+                }
+        return out
 
     def balance(self, user: str) -> tuple[int, int] | None:
         """(liquid, reserve) of a user or pseudo account; None when unknown."""

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SWITCH_INTERVAL = 0.001  # seconds: block processing in pure Python must not starve the API
 DEFAULT_BRIDGE_TIMEOUT = 30.0
+DEFAULT_API_PORT = 55779
 
 
 class ServiceError(HaloExchangeError):
@@ -118,8 +119,15 @@ class ExchangeService:
         confirmations: int = 7,
         switch_interval: float = DEFAULT_SWITCH_INTERVAL,
         bridge_timeout: float = DEFAULT_BRIDGE_TIMEOUT,
+        api_host: str = "127.0.0.1",
+        api_port: int | None = DEFAULT_API_PORT,
+        shutdown: Callable[[], None] | None = None,
     ) -> None:
         self.datadir = Path(datadir)
+        self.api_host = api_host
+        self.api_port = api_port  # None: no API (tests of the engine path); 0: any free port
+        self.shutdown = shutdown or (lambda: log.warning("ShutDown asked, but this node gave no way to stop"))
+        self._listening: Any = None
         self.confirmations = confirmations
         self.switch_interval = switch_interval
         self.bridge_timeout = bridge_timeout
@@ -182,6 +190,14 @@ class ExchangeService:
             self._engine = ExchangeEngine(self._store, reader, reactor.callLater, confirmations=self.confirmations)
             self.state = ServiceState.RUNNING
             self._watch(self._engine.catch_up(), "catching up with the chain")
+            if self.api_port is not None:
+                from halo_exchange.rpc.api import ExchangeAPI, make_site
+
+                self.api = ExchangeAPI(lambda: self._engine if self.state is ServiceState.RUNNING else None,
+                                       lambda: self.shutdown())
+                self._listening = reactor.listenTCP(self.api_port, make_site(self.api), interface=self.api_host)
+                self.api_port = self._listening.getHost().port
+                log.info("exchange API on http://%s:%d/", self.api_host, self.api_port)
             log.info("exchange mode running on %s (cycle %d)", self.datadir, self._engine.cycle)
         except Exception:
             self.state = ServiceState.FAILED
@@ -205,7 +221,10 @@ class ExchangeService:
         else:
             log.exception("exchange mode stopped applying events after %s failed", what)
 
-    def _close(self) -> None:
+    def _close(self) -> Any:
+        """Stop listening (never the reactor), write what is pending, close the exchange DB."""
+        stopped = self._listening.stopListening() if self._listening is not None else None
+        self._listening = None
         if self._engine is not None:
             self._engine.commit.flush_now()
         if self._store is not None:
@@ -213,3 +232,4 @@ class ExchangeService:
         self._engine = None
         self.state = ServiceState.CLOSED
         log.info("exchange mode closed")
+        return stopped

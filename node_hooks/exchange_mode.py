@@ -31,14 +31,20 @@ def enable_exchange_mode(dispatcher: HookDispatcher, config: Mapping[str, object
     """Register the exchange plugin when the configuration asks for it; return it (or None).
 
     Configuration: ``exchange`` (on/off), ``exchange_datadir`` (required when on), ``exchangeconfirmations``
-    (7..15, default 7).
+    (7..15, default 7), ``exchange_api_host`` / ``exchange_api_port`` (127.0.0.1:55779; port None: no API).
     """
     if not exchange_mode_requested(config):
         return None
     datadir = config.get("exchange_datadir")
     if not datadir:
         raise ValueError("exchange mode needs exchange_datadir in the node configuration")
-    service = ExchangeService(Path(str(datadir)), confirmations=int(config.get("exchangeconfirmations", 7)))
+    port = config.get("exchange_api_port", 55779)
+    service = ExchangeService(
+        Path(str(datadir)),
+        confirmations=int(config.get("exchangeconfirmations", 7)),
+        api_host=str(config.get("exchange_api_host", "127.0.0.1")),
+        api_port=None if port is None else int(port),
+    )
     dispatcher.register(service)
     log.info("exchange mode enabled, data in %s", datadir)
     return service

@@ -250,6 +250,11 @@ class DepositTracker:
             if d.state in (DepositState.SEEN, DepositState.CONFIRMED) and d.lock_time >= self._tip_time
         )
 
+    def reconsider(self) -> DepositEvents:
+        """Re-run the transitions (after the confirmation setting changed)."""
+        self.confirmations = check_confirmations(self.confirmations)
+        return self._advance()
+
     # -- the state machine ------------------------------------------------------------------------------
 
     def _advance(self) -> DepositEvents:

@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="**V** lock in seconds, for a new chain (default: %(default)s)")
     parser.add_argument("--mine-every", type=float, default=0.0, metavar="SECONDS",
                         help="produce a block every SECONDS (default: only on the RPC generate)")
+    parser.add_argument("--api-port", type=int, default=55779, help="exchange XML-RPC API port (default: %(default)s)")
     parser.add_argument("--no-exchange", action="store_true", help="run without exchange mode")
 
 
@@ -49,10 +50,14 @@ def run(args: argparse.Namespace) -> int:
         peg_interval=args.interval, frozen_time=args.frozen_time, vfrozen_time=args.vfrozen_time
     )
     dispatcher = HookDispatcher()
-    enable_exchange_mode(
-        dispatcher, {"exchange": not args.no_exchange, "exchange_datadir": Path(args.datadir) / "exchange"}
-    )
+    service = enable_exchange_mode(dispatcher, {
+        "exchange": not args.no_exchange,
+        "exchange_datadir": Path(args.datadir) / "exchange",
+        "exchange_api_port": args.api_port,
+    })
     node = DevNode(args.datadir, params, dispatcher=dispatcher)
+    if service is not None:
+        service.shutdown = node.request_stop  # the API's ShutDown stops this process cleanly
     if node.params != params:
         log.warning("using the parameters stored in %s (interval %d), not the options", args.datadir, node.params.peg_interval)
     server = ControlRPCServer(node, host=args.rpc_host, port=args.rpc_port)

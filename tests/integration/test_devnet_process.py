@@ -42,7 +42,8 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1):
 def running_devnet(datadir: Path, port: int) -> Iterator[tuple[subprocess.Popen, xmlrpc.client.ServerProxy]]:
     """A `halo-exchange devnet` process with its control RPC answering; killed if the test leaves it running."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "halo_exchange.cli", "devnet", "--datadir", str(datadir), "--rpc-port", str(port)],
+        [sys.executable, "-m", "halo_exchange.cli", "devnet", "--datadir", str(datadir), "--rpc-port", str(port),
+         "--api-port", str(_free_port())],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,

@@ -24,7 +24,9 @@ COIN = 100_000_000
 
 def _start(tmp_path):
     dispatcher = HookDispatcher()
-    service = enable_exchange_mode(dispatcher, {"exchange": 1, "exchange_datadir": tmp_path / "exchange"})
+    service = enable_exchange_mode(
+        dispatcher, {"exchange": 1, "exchange_datadir": tmp_path / "exchange", "exchange_api_port": None}
+    )
     node = DevNode(tmp_path / "node", dispatcher=dispatcher)
     node.start()
     return node, service

@@ -1,0 +1,409 @@
+"""The Halo Peg Exchange XML-RPC API (reference/PegAPI.txt), served by Twisted on the plugin's reactor thread.
+
+This module translates and validates; the engine holds every piece of state. Call names, positional
+arguments, return shapes and strings follow reference/halo-behaviour.md §2 with the fixes of its §5: the
+password is a salted hash in the exchange DB (set after a restart), compared in constant time; amounts are
+exact integers in and ``<i8>`` out; refusals are the documented strings and change nothing; answers that
+change state come only once durable; there are no hidden parameters; tracebacks never leave the process
+(``Fault(-32603, "internal error")``); bodies over 64 KiB get HTTP 413.
+
+Served here so far: SetPassword, StartExchange, ShutDown, ExchangePassword, GenerateDepositAddress,
+GetSpendable, Deposit, GetDeposits, GetBalance, Trade, ExchangeSettings, GetCycle. Withdraw, CheckWithdraw
+and API (the signed exec hook) arrive with their issues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import inspect
+import logging
+import os
+import xmlrpc.client
+from typing import Any, Callable
+
+from twisted.internet.defer import maybeDeferred
+from twisted.web import resource, server
+
+from halo_exchange.engine import CommandRefused, ExchangeEngine, check_user_name
+from halo_exchange.ledger.deposits import check_confirmations
+from halo_exchange.rpc.codec import dump_response
+
+log = logging.getLogger(__name__)
+
+FAULT_METHOD_NOT_FOUND = -32601
+FAULT_INVALID_PARAMS = -32602
+FAULT_INTERNAL = -32603
+FAULT_PARSE_ERROR = -32700
+MAX_BODY = 64 * 1024
+
+INCORRECT_PASSWORD = "Incorrect Password"
+STOPPED = "Exchange is stopped."
+NOT_LOADED = "Exchange is not loaded yet."
+BAD_AMOUNT = "Amount must be a whole number of satoshis"
+
+
+def parse_amount(value: Any) -> int:
+    """An amount as exchanges send it: int, ``<i8>``, an integral float, or a string of digits (sign allowed)."""
+    if isinstance(value, bool):
+        raise CommandRefused(BAD_AMOUNT)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] in "+-" else text
+        if digits.isascii() and digits.isdigit() and len(digits) <= 19:
+            return int(text)
+    raise CommandRefused(BAD_AMOUNT)
+
+
+class PasswordGate:
+    """The API password: blank means none; kept as a salted scrypt hash; compared in constant time."""
+
+    def __init__(self, record: dict | None) -> None:
+        self.record = record
+
+    def matches(self, password: Any) -> bool:
+        if not self.record:
+            return True
+        if not isinstance(password, str):
+            return False
+        digest = self._hash(password, bytes.fromhex(self.record["salt"]))
+        return hmac.compare_digest(digest, bytes.fromhex(self.record["hash"]))
+
+    @classmethod
+    def record_for(cls, password: str) -> dict | None:
+        if password == "":
+            return None
+        salt = os.urandom(16)
+        return {"salt": salt.hex(), "hash": cls._hash(password, salt).hex()}
+
+    @staticmethod
+    def _hash(password: str, salt: bytes) -> bytes:
+        return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=2**12, r=8, p=1, dklen=32)
+
+
+class ExchangeAPI:
+    """The calls, on the reactor thread. ``engine`` returns the running engine or None while not loaded."""
+
+    def __init__(self, engine: Callable[[], ExchangeEngine | None], shutdown: Callable[[], None]) -> None:
+        self._engine = engine
+        self._shutdown = shutdown
+        self.started = False
+
+    # -- shared gates -----------------------------------------------------------------------------------
+
+    def _gate(self, passw: Any, pair: bool = False) -> Any:
+        """None when the call may go on, else what it must answer (the password string, maybe as a pair)."""
+        engine = self._engine()
+        gate = PasswordGate(engine.settings.get("password") if engine else None)
+        if engine is not None and not gate.matches(passw):
+            return [INCORRECT_PASSWORD, ""] if pair else INCORRECT_PASSWORD
+        return None
+
+    def _ready(self, pair: bool = False, need_started: bool = True) -> tuple[ExchangeEngine | None, Any]:
+        engine = self._engine()
+        if need_started and not self.started:
+            return None, ([STOPPED, ""] if pair else STOPPED)
+        if engine is None:
+            return None, ([NOT_LOADED, ""] if pair else NOT_LOADED)
+        return engine, None
+
+    # -- the calls --------------------------------------------------------------------------------------
+
+    def SetPassword(self, newpassw: Any = "", passw: Any = "") -> Any:
+        """SetPassword(newpassw, passw) -> True. Blank means no password. Kept (hashed) across restarts."""
+        if (denied := self._gate(passw)) is not None:
+            return denied
+        engine, refusal = self._ready(need_started=False)
+        if engine is None:
+            return refusal
+        if not isinstance(newpassw, str):
+            raise CommandRefused("The password must be text.")
+        return engine.update_settings({"password": PasswordGate.record_for(newpassw)})
+
+    def StartExchange(self, passw: Any = "", start: Any = 1, isrunning: Any = 0) -> Any:
+        """StartExchange(passw, start=1, isrunning=0): isrunning=1 asks whether the exchange is started and
+        loaded; start=1 starts it, start=0 stops it (state-changing calls then answer "Exchange is stopped.")."""
+        if (denied := self._gate(passw)) is not None:
+            return denied
+        if isrunning in (1, True, "1"):
+            return bool(self.started and self._engine() is not None)
+        self.started = start in (1, True, "1")
+        return True
+
+    def ShutDown(self, passw: Any = "") -> Any:
+        """ShutDown(passw) -> True; then the node stops cleanly (databases flushed and closed)."""
+        if (denied := self._gate(passw)) is not None:
+            return denied
+        from twisted.internet import reactor
+
+        reactor.callLater(0.1, self._shutdown)
+        return True
+
+    def ExchangePassword(self, xpassw: Any = "", passw: Any = "") -> Any:
+        """ExchangePassword(xpassw, passw) -> True; unlocks the encrypted exchange wallet in memory."""
+        if (denied := self._gate(passw)) is not None:
+            return denied
+        engine, refusal = self._ready(need_started=False)
+        if engine is None:
+            return refusal
+        if not isinstance(xpassw, str):
+            raise CommandRefused("The wallet passphrase must be text.")
+        engine.unlock_wallet(xpassw)
+        return True
+
+    def GenerateDepositAddress(self, passw: Any = "") -> Any:
+        """GenerateDepositAddress(passw) -> [WIF, True]: a new deposit key, durable and watched."""
+        if (denied := self._gate(passw, pair=True)) is not None:
+            return denied
+        engine, refusal = self._ready(pair=True)
+        if engine is None:
+            return refusal
+        return engine.generate_deposit_address().addCallback(lambda answer: [answer[0], True])
+
+    def GetSpendable(self, address: Any = "", passw: Any = "") -> Any:
+        """GetSpendable(address='', passw) -> {"txid:vout": {amount, ltotal, rtotal, nfreeze, supply, address,
+        confirmations}} for the exchange's deposit outputs still unspent (all addresses when address is '')."""
+        if (denied := self._gate(passw)) is not None:
+            return denied
+        engine, refusal = self._ready(need_started=False)
+        if engine is None:
+            return refusal
+        return engine.spendable(address if isinstance(address, str) else "")
+
+    def Deposit(self, name: Any, txids: Any, passw: Any = "") -> Any:
+        """Deposit(name, txids, passw) -> True: names the owner of deposits ("txid:vout", or a bare txid for
+        all of its exchange outputs); credited as soon as confirmed. Idempotent for the same name."""
+        if (denied := self._gate(passw)) is not None:
+            return denied
+        check_user_name(name)  # the original's order: names before the exchange's state
+        engine, refusal = self._ready()
+        if engine is None:
+            return refusal
+        ids = [txids] if isinstance(txids, str) else txids
+        if not isinstance(ids, (list, tuple)) or not ids:
+            raise CommandRefused("txids must be a list of 'txid:vout' or 'txid' strings.")
+        outpoints = []
+        for item in ids:
+            outpoint = _parse_id(item)
+            if outpoint is None or not engine.knows_deposit(outpoint):
+                raise CommandRefused(f"{item} not in Spendable list yet.")
+            if engine.is_change(outpoint):
+                raise CommandRefused("You can not deposit change transactions.")
+            outpoints.append(outpoint)
+        return engine.name_deposit(name, outpoints)
+
+    def GetDeposits(self, txid: Any = "", passw: Any = "") -> Any:
+        """GetDeposits(txid='', passw) -> {"txid:vout": {name, registered, status, confirmations, amount}}, or
+        that one entry, or False when unknown."""
+        if (denied := self._gate(passw)) is not None:
+            return denied
+        engine, refusal = self._ready(need_started=False)
+        if engine is None:
+            return refusal
+        records = engine.deposit_records()
+        if txid in ("", None):
+            return records
+        return records.get(txid, False) if isinstance(txid, str) else False
+
+    def GetBalance(self, user: Any, passw: Any = "") -> Any:
+        """GetBalance(user, passw) -> {liquid, reserve} (for 'exchange' also subpremium and frozen), or False."""
+        if (denied := self._gate(passw)) is not None:
+            return denied
+        engine, refusal = self._ready(need_started=False)
+        if engine is None:
+            return refusal
+        if not isinstance(user, str):
+            return False
+        if user.lower() == "exchange":
+            return engine.exchange_figures()
+        balance = engine.balance(user)
+        if balance is None:
+            return False
+        return {"liquid": balance[0], "reserve": balance[1]}
+
+    def Trade(self, user1: Any, amount: Any, user2: Any, style: Any = "liquid", passw: Any = "") -> Any:
+        """Trade(user1, amount, user2, style='liquid', passw) -> True: user1 pays user2; with user2 '' a
+        negative amount debits user1 into the pool and a positive one credits user1 from it."""
+        if (denied := self._gate(passw)) is not None:
+            return denied
+        engine, refusal = self._ready()
+        if engine is None:
+            return refusal
+        return engine.trade(user1, parse_amount(amount), user2, style)
+
+    def ExchangeSettings(
+        self, exchangeaccounts: Any = "", exchangefeeaccount: Any = "", commission: Any = "",
+        exchangeconfirmations: Any = "", passw: Any = "",
+    ) -> Any:
+        """ExchangeSettings(exchangeaccounts, exchangefeeaccount, commission, exchangeconfirmations, passw) ->
+        True. Every given field is validated first; then all are stored together (or none)."""
+        if (denied := self._gate(passw)) is not None:
+            return denied
+        engine, refusal = self._ready()
+        if engine is None:
+            return refusal
+        changes: dict[str, Any] = {}
+        if exchangeaccounts != "":
+            if not isinstance(exchangeaccounts, list) or not all(isinstance(a, str) for a in exchangeaccounts):
+                return ("Exchange accounts must be a list and must contain all accounts used by the exchange "
+                        "for receiving change.")
+            changes["exchangeaccounts"] = list(exchangeaccounts)
+        if exchangefeeaccount != "":
+            if not isinstance(exchangefeeaccount, str):
+                return "The fee account must be text."
+            changes["exchangefeeaccount"] = exchangefeeaccount
+        if commission != "":
+            if not isinstance(commission, dict) or not {"min", "max", "percent"} <= set(commission):
+                return "Commission must be a dict with min, max and percent."
+            try:
+                low, high = parse_amount(commission["min"]), parse_amount(commission["max"])
+            except CommandRefused as exc:
+                return str(exc)
+            percent = commission["percent"]
+            if isinstance(percent, bool) or not isinstance(percent, (int, float)) or percent < 0 or high < low:
+                return False
+            if percent > 0.05:
+                return "Commission is too high."
+            if low < 10000:
+                return "Minimum commission should be high enough to cover basic fees and maintenance."
+            # The percentage is kept as parts per million: no float reaches an amount.
+            changes["commission"] = {"min": low, "max": high, "ppm": round(percent * 1_000_000)}
+        if exchangeconfirmations != "":
+            try:
+                confirmations = parse_amount(exchangeconfirmations)
+            except CommandRefused as exc:
+                return str(exc)
+            if confirmations < 7:
+                return "Not enough confirmations"
+            if confirmations > 15:
+                return "Too many confirmations"
+            changes["exchangeconfirmations"] = check_confirmations(confirmations)
+        return engine.update_settings(changes)
+
+    def GetCycle(self, passw: Any = "") -> Any:
+        """GetCycle(passw) -> the peg cycle whose balances are current (changes at the cycle's first block)."""
+        if (denied := self._gate(passw)) is not None:
+            return denied
+        engine, refusal = self._ready(need_started=False)
+        if engine is None:
+            return refusal
+        return engine.cycle
+
+
+CALLS = [
+    "SetPassword", "StartExchange", "ShutDown", "ExchangePassword", "GenerateDepositAddress", "GetSpendable",
+    "Deposit", "GetDeposits", "GetBalance", "Trade", "ExchangeSettings", "GetCycle",
+]
+
+
+def _parse_id(item: Any) -> tuple[bytes, int] | bytes | None:
+    """'txid:vout' -> outpoint, 'txid' -> txid bytes (internal order), anything else None."""
+    if not isinstance(item, str):
+        return None
+    txid, _, vout = item.partition(":")
+    try:
+        raw = bytes.fromhex(txid)[::-1]
+    except ValueError:
+        return None
+    if len(raw) != 32:
+        return None
+    if not vout:
+        return raw
+    return (raw, int(vout)) if vout.isascii() and vout.isdigit() else None
+
+
+class LimitedRequest(server.Request):
+    """A request whose body may not exceed MAX_BODY: the rest is not kept, and the answer is HTTP 413."""
+
+    max_body = MAX_BODY
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._received = 0
+        self._too_large = False
+
+    def gotLength(self, length: int | None) -> None:  # noqa: N802 (Twisted's hook name)
+        if length is not None and length > self.max_body:
+            self._too_large = True
+        super().gotLength(None if self._too_large else length)
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802
+        self._received += len(data)
+        if self._received > self.max_body:
+            self._too_large = True
+        if not self._too_large:
+            super().handleContentChunk(data)
+
+    def process(self) -> None:
+        if self._too_large:
+            self.setResponseCode(413)
+            self.setHeader(b"content-type", b"text/plain")
+            self.write(b"request body too large\n")
+            self.finish()
+            return
+        super().process()
+
+
+class APIResource(resource.Resource):
+    """POST at ``/`` and ``/RPC2``: parse, find the call, bind its arguments, answer (Deferreds awaited)."""
+
+    isLeaf = True
+
+    def __init__(self, api: ExchangeAPI) -> None:
+        super().__init__()
+        self._calls: dict[str, Callable[..., Any]] = {name: getattr(api, name) for name in CALLS}
+        self._calls["system.listMethods"] = lambda: sorted(self._calls)
+        self._calls["system.methodHelp"] = self._help
+
+    def _help(self, name: Any) -> str:
+        call = self._calls.get(name) if isinstance(name, str) else None
+        return (inspect.getdoc(call) or "") if call is not None else ""
+
+    def render_POST(self, request: server.Request) -> Any:  # noqa: N802
+        if request.path not in (b"/", b"/RPC2"):
+            request.setResponseCode(404)
+            return b"not found\n"
+        request.setHeader(b"content-type", b"text/xml; charset=utf-8")
+        try:
+            params, method = xmlrpc.client.loads(request.content.read(), use_builtin_types=True)
+        except Exception:
+            return dump_response(xmlrpc.client.Fault(FAULT_PARSE_ERROR, "request is not a valid XML-RPC call"))
+        call = self._calls.get(method) if isinstance(method, str) else None
+        if call is None:
+            return dump_response(xmlrpc.client.Fault(FAULT_METHOD_NOT_FOUND, f"method {method!r} not found"))
+        try:
+            inspect.signature(call).bind(*params)
+        except TypeError:
+            return dump_response(xmlrpc.client.Fault(FAULT_INVALID_PARAMS, f"wrong arguments for {method}"))
+        done = maybeDeferred(call, *params)
+        done.addCallbacks(lambda answer: (answer,), lambda failure: self._failure(method, failure))
+        done.addCallback(lambda value: self._finish(request, dump_response(value)))
+        return server.NOT_DONE_YET
+
+    @staticmethod
+    def _failure(method: str, failure: Any) -> Any:
+        if failure.check(CommandRefused):
+            return (str(failure.value),)  # the documented answer string
+        if failure.check(xmlrpc.client.Fault):
+            return failure.value
+        log.error("API call %s failed: %s", method, failure.getTraceback())
+        return xmlrpc.client.Fault(FAULT_INTERNAL, "internal error")
+
+    @staticmethod
+    def _finish(request: server.Request, body: bytes) -> None:
+        if request.finished or request._disconnected:
+            return
+        request.setHeader(b"content-length", b"%d" % len(body))
+        request.write(body)
+        request.finish()
+
+
+def make_site(api: ExchangeAPI) -> server.Site:
+    site = server.Site(APIResource(api))
+    site.requestFactory = LimitedRequest
+    site.displayTracebacks = False
+    return site

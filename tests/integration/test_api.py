@@ -1,0 +1,158 @@
+"""The Halo Peg Exchange API over real XML-RPC: the stdlib client against exchange mode in a devnet node."""
+
+from __future__ import annotations
+
+import http.client
+import time
+import xmlrpc.client
+
+import pytest
+
+from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
+from halo_exchange.chain.keys import PrivateKey
+from halo_exchange.rpc.api import CALLS, FAULT_INTERNAL, FAULT_INVALID_PARAMS, FAULT_METHOD_NOT_FOUND
+from node_hooks import HookDispatcher
+from node_hooks.devnode.node import DevNode
+from node_hooks.exchange_mode import enable_exchange_mode
+
+COIN = 100_000_000
+
+
+class Exchange:
+    """A devnet node with exchange mode and its API on a free loopback port."""
+
+    def __init__(self, tmp_path) -> None:
+        self.tmp_path = tmp_path
+        self.stops = 0
+        self.open()
+
+    def open(self) -> None:
+        dispatcher = HookDispatcher()
+        self.service = enable_exchange_mode(dispatcher, {
+            "exchange": 1, "exchange_datadir": self.tmp_path / "exchange", "exchange_api_port": 0,
+        })
+        self.service.shutdown = self._count_stop
+        self.node = DevNode(self.tmp_path / "node", dispatcher=dispatcher)
+        self.node.start()
+        self.service.call(lambda engine: engine.cycle)  # wait until the engine and the API are up
+        self.api = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.service.api_port}/RPC2")
+
+    def _count_stop(self) -> None:
+        self.stops += 1
+
+    def close(self) -> None:
+        self.node.close()
+
+    def generate(self, n: int) -> None:
+        self.node.generate(n)
+        self.service.call(lambda engine: None)  # the events before this call have been applied
+
+    def fund(self, wif: str, amount: int) -> str:
+        address = PrivateKey.from_wif(wif, DEVNET_KEYS).public_key().address(DEVNET_KEYS)
+        txid = self.node.send_to_address(address, amount)
+        self.generate(1)
+        return txid
+
+
+@pytest.fixture
+def exchange(tmp_path, reactor_thread):
+    exchange = Exchange(tmp_path)
+    yield exchange
+    exchange.close()
+
+
+def test_client_flow_deposit_balance_trade(exchange: Exchange) -> None:
+    """The exchange's flow with positional arguments: address, deposit, balance, trade, deposits, cycle."""
+    api = exchange.api
+    assert api.SetPassword("pw", "") is True
+    assert api.StartExchange("pw", 1, 1) is False
+    assert api.StartExchange("pw") is True and api.StartExchange("pw", 1, 1) is True
+    wif, ok = api.GenerateDepositAddress("pw")
+    assert ok is True
+    txid = exchange.fund(wif, 50 * COIN)  # 50 BAY: above int32, travels as <i8>
+    [key] = [k for k in api.GetSpendable("", "pw") if k.startswith(txid)]
+    spendable = api.GetSpendable("", "pw")[key]
+    assert int(spendable["amount"]) == 50 * COIN == int(spendable["ltotal"]) + int(spendable["rtotal"])
+    assert api.Deposit("karen", [key], "pw") is True
+    assert api.Deposit("karen", [key], "pw") is True  # idempotent
+    assert api.GetBalance("karen", "pw") is False  # not yet confirmed
+    exchange.generate(6)
+    balance = api.GetBalance("karen", "pw")
+    assert balance["liquid"] + balance["reserve"] == 50 * COIN
+    assert api.Trade("karen", 100000000, "dave", "liquid", "pw") is True
+    assert api.GetBalance("dave", "pw") == {"liquid": 100000000, "reserve": 0}
+    record = api.GetDeposits(key, "pw")
+    assert (record["name"], record["registered"], record["amount"]) == ("karen", 1, 50 * COIN)
+    assert api.GetDeposits("00" * 32 + ":0", "pw") is False
+    assert set(api.GetBalance("EXCHANGE", "pw")) == {"liquid", "reserve", "subpremium", "frozen"}
+    assert api.GetCycle("pw") == exchange.node.peg_info()["cycle"]
+
+
+def test_documented_refusals(exchange: Exchange) -> None:
+    """Password gate, stopped exchange, reserved and short names, negative and too-large amounts."""
+    api = exchange.api
+    api.SetPassword("pw", "")
+    assert api.GetCycle("") == "Incorrect Password"
+    assert api.GenerateDepositAddress("bad") == ["Incorrect Password", ""]
+    assert api.Trade("alice", 1, "bobby", "liquid", "pw") == "Exchange is stopped."
+    api.StartExchange("pw")
+    assert api.Deposit("Pool", ["00" * 32 + ":0"], "pw") == "Name reserved for exchange operations. Please use different name."
+    assert api.Deposit("bob", ["00" * 32 + ":0"], "pw") == "Name is too short in length."
+    assert api.Deposit("bobby", ["abc:0"], "pw") == "abc:0 not in Spendable list yet."
+    assert api.Trade("Exchange", 1, "bobby", "liquid", "pw") == "Name reserved for exchange operations. Please use different name."
+    assert api.Trade("alice", -5, "bobby", "liquid", "pw") == "Amount can not be negative if both users are known"
+    assert api.Trade("alice", 5, "bobby", "liquid", "pw") == "Insufficient liquid balance"
+    assert api.Trade("alice", 5, "", "liquid", "pw") == "Insufficient funds in liquid pool. Please make the debit before the credit."
+    assert api.Trade("alice", "1.5", "bobby", "liquid", "pw") == "Amount must be a whole number of satoshis"
+    assert api.GetBalance("nobody", "pw") is False
+    assert api.ExchangeSettings("B" * 34, "", "", "", "pw").startswith("Exchange accounts must be a list")
+    assert api.ExchangeSettings("", "", {"min": 10**8, "max": 10**9, "percent": 0.06}, "", "pw") == "Commission is too high."
+    assert api.ExchangeSettings("", "", {"min": 9999, "max": 10**9, "percent": 0.01}, "", "pw").startswith("Minimum commission")
+    assert api.ExchangeSettings(["Bx"], "", "", 6, "pw") == "Not enough confirmations"
+    assert api.ExchangeSettings(["Bx"], "", "", 16, "pw") == "Too many confirmations"
+    assert api.ExchangeSettings(["Bx"], "", "", 9, "pw") is True
+    api.StartExchange("pw", 0)
+    assert api.Trade("alice", 1, "bobby", "liquid", "pw") == "Exchange is stopped."
+
+
+def test_password_and_settings_survive_a_restart(exchange: Exchange) -> None:
+    """The password is stored (hashed) and still required after the node restarts."""
+    exchange.api.SetPassword("s3cret", "")
+    exchange.api.StartExchange("s3cret")
+    assert exchange.api.ExchangeSettings("", "", "", 12, "s3cret") is True
+    exchange.close()
+    exchange.open()
+    assert exchange.api.GetCycle("") == "Incorrect Password"
+    assert exchange.api.GetCycle("s3cret") == exchange.node.peg_info()["cycle"]
+    assert exchange.service.call(lambda engine: engine.deposits.confirmations) == 12
+
+
+def test_shutdown_answers_then_stops_the_node(exchange: Exchange) -> None:
+    """ShutDown answers True and then asks the node to stop."""
+    assert exchange.api.ShutDown("") is True
+    deadline = time.monotonic() + 5
+    while exchange.stops == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert exchange.stops == 1
+
+
+def test_transport_faults_and_limits(exchange: Exchange, monkeypatch) -> None:
+    """Unknown calls, wrong argument counts, internal errors and oversized bodies get stable answers."""
+    api = exchange.api
+    with pytest.raises(xmlrpc.client.Fault) as fault:
+        api.DropTables()
+    assert fault.value.faultCode == FAULT_METHOD_NOT_FOUND
+    with pytest.raises(xmlrpc.client.Fault) as fault:
+        api.GetBalance()
+    assert fault.value.faultCode == FAULT_INVALID_PARAMS
+    assert api.system.listMethods() == sorted(CALLS + ["system.listMethods", "system.methodHelp"])
+    assert "user1 pays user2" in api.system.methodHelp("Trade")
+    monkeypatch.setattr(type(exchange.service.api), "GetCycle", lambda self, passw="": 1 // 0)
+    exchange.close()
+    exchange.open()
+    with pytest.raises(xmlrpc.client.Fault) as fault:
+        exchange.api.GetCycle("")
+    assert (fault.value.faultCode, fault.value.faultString) == (FAULT_INTERNAL, "internal error")
+    connection = http.client.HTTPConnection("127.0.0.1", exchange.service.api_port, timeout=10)
+    connection.request("POST", "/RPC2", b"<" * (100 * 1024), {"Content-Type": "text/xml"})
+    assert connection.getresponse().status == 413
