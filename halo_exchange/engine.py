@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Callable, Iterable
 
 from twisted.internet.defer import Deferred
@@ -36,6 +37,13 @@ from halo_exchange.ledger.store import (
     Op,
 )
 from halo_exchange.ledger.wallet import KEY_PREFIX, META_KEY, ExchangeWallet, WalletError
+from halo_exchange.ledger.withdrawals import (
+    LIQUID_LIMIT,
+    OUTSTANDING,
+    RECORD_PREFIX,
+    RESERVE_LIMIT,
+    Withdrawal,
+)
 from halo_exchange.peg.fractions import PEG_SIZE
 
 log = logging.getLogger(__name__)
@@ -97,6 +105,10 @@ class ExchangeEngine:
         self.deposits = DepositTracker(confirmations)
         DepositCodec.load(store, self.deposits)
         self.wallet = ExchangeWallet(dict(store.iterator(KEY_PREFIX)), store.get(META_KEY))
+        self.withdrawals: dict[str, Withdrawal] = {
+            key[len(RECORD_PREFIX):].decode("ascii"): Withdrawal.unpack(value)
+            for key, value in store.iterator(RECORD_PREFIX)
+        }
         raw_settings = store.get(SETTINGS)
         self.settings: dict = json.loads(raw_settings) if raw_settings else {}
         if "exchangeconfirmations" in self.settings:
@@ -209,6 +221,21 @@ class ExchangeEngine:
         self._check_escrow(user, amount, style, user)
         (self.book.move_liquid if style == "liquid" else self.book.move_reserve)(user, WITHDRAWS, amount)
         return self._persist(True)
+
+    def request_withdrawal(self, user: str, amount: int, address: str, style: str = "liquid") -> Deferred:
+        """Accept a withdrawal: escrow the amount and record it, in one batch; answers the new ID.
+
+        Limits count only outstanding, accepted requests: 300 liquid, 45 reserve."""
+        outstanding = sum(1 for w in self.withdrawals.values() if w.style == style and w.state in OUTSTANDING)
+        if style == "liquid" and outstanding >= LIQUID_LIMIT:
+            raise CommandRefused("Withdraw limit reached, please wait until transactions clear.")
+        if style == "reserve" and outstanding >= RESERVE_LIMIT:
+            raise CommandRefused("Reserve withdraw limit reached, please wait until transactions clear.")
+        self._check_escrow(user, amount, style, user)
+        (self.book.move_liquid if style == "liquid" else self.book.move_reserve)(user, WITHDRAWS, amount)
+        withdrawal = Withdrawal(os.urandom(16).hex(), user, amount, address, style, self.reader.height())
+        self.withdrawals[withdrawal.id] = withdrawal
+        return self._persist(withdrawal.id, [(RECORD_PREFIX + withdrawal.id.encode("ascii"), withdrawal.pack())])
 
     def return_escrow(self, user: str, amount: int, style: str = "liquid") -> Deferred:
         """Give escrowed funds back to ``user`` (a withdrawal declined before it could be paid)."""

@@ -7,9 +7,8 @@ exact integers in and ``<i8>`` out; refusals are the documented strings and chan
 change state come only once durable; there are no hidden parameters; tracebacks never leave the process
 (``Fault(-32603, "internal error")``); bodies over 64 KiB get HTTP 413.
 
-Served here so far: SetPassword, StartExchange, ShutDown, ExchangePassword, GenerateDepositAddress,
-GetSpendable, Deposit, GetDeposits, GetBalance, Trade, ExchangeSettings, GetCycle. Withdraw, CheckWithdraw
-and API (the signed exec hook) arrive with their issues.
+Served here: 14 of the 15 calls. Withdraw validates, escrows and records (paying is the withdrawals issue);
+API, the signed exec hook, arrives with its own issue.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from typing import Any, Callable
 from twisted.internet.defer import maybeDeferred
 from twisted.web import resource, server
 
+from halo_exchange.chain.keys import is_valid_address
 from halo_exchange.engine import CommandRefused, ExchangeEngine, check_user_name
 from halo_exchange.ledger.deposits import check_confirmations
 from halo_exchange.rpc.codec import dump_response
@@ -41,6 +41,7 @@ INCORRECT_PASSWORD = "Incorrect Password"
 STOPPED = "Exchange is stopped."
 NOT_LOADED = "Exchange is not loaded yet."
 BAD_AMOUNT = "Amount must be a whole number of satoshis"
+DEFAULT_COMMISSION_MIN = 100_000_000  # the original's default minimum fee (halo-behaviour §2.11)
 
 
 def parse_amount(value: Any) -> int:
@@ -235,6 +236,44 @@ class ExchangeAPI:
             return refusal
         return engine.trade(user1, parse_amount(amount), user2, style)
 
+    def Withdraw(self, user: Any, amount: Any, address: Any, style: Any = "liquid", passw: Any = "") -> Any:
+        """Withdraw(user, amount, address, style='liquid', passw) -> [True, ID]: the amount (fee included) goes
+        into escrow and the request is recorded; it is paid with the next cycle's batch."""
+        if (denied := self._gate(passw, pair=True)) is not None:
+            return denied
+        engine = self._engine()
+        if engine is None:
+            return NOT_LOADED  # a bare string, as the original
+        if address == "":
+            return [False, ""]
+        if not isinstance(address, str) or not is_valid_address(address):
+            return ["Withdraw address not valid", ""]  # version and length checked too (B28)
+        value = parse_amount(amount)
+        minimum = engine.settings.get("commission", {}).get("min", DEFAULT_COMMISSION_MIN)
+        if value <= minimum + 10000:
+            return ["Withdraw amount is too low", ""]
+        if not self.started:
+            return [STOPPED, ""]
+        if style not in ("liquid", "reserve"):
+            return ["Style must be 'liquid' or 'reserve'.", ""]
+        try:
+            done = engine.request_withdrawal(user, value, address, style)
+        except CommandRefused as exc:
+            return [str(exc), ""]
+        return done.addCallback(lambda withdraw_id: [True, withdraw_id])
+
+    def CheckWithdraw(self, ID: Any, clear: Any = 0, passw: Any = "") -> Any:  # noqa: N803 (the API's name)
+        """CheckWithdraw(ID, clear=0, passw) -> the request's status record, or "ID not found"."""
+        if (denied := self._gate(passw)) is not None:
+            return denied
+        engine, refusal = self._ready(need_started=False)
+        if engine is None:
+            return refusal
+        withdrawal = engine.withdrawals.get(ID) if isinstance(ID, str) else None
+        if withdrawal is None:
+            return "ID not found"
+        return withdrawal.as_status()
+
     def ExchangeSettings(
         self, exchangeaccounts: Any = "", exchangefeeaccount: Any = "", commission: Any = "",
         exchangeconfirmations: Any = "", passw: Any = "",
@@ -296,7 +335,7 @@ class ExchangeAPI:
 
 CALLS = [
     "SetPassword", "StartExchange", "ShutDown", "ExchangePassword", "GenerateDepositAddress", "GetSpendable",
-    "Deposit", "GetDeposits", "GetBalance", "Trade", "ExchangeSettings", "GetCycle",
+    "Deposit", "GetDeposits", "GetBalance", "Trade", "Withdraw", "CheckWithdraw", "ExchangeSettings", "GetCycle",
 ]
 
 

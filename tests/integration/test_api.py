@@ -146,6 +146,7 @@ def test_transport_faults_and_limits(exchange: Exchange, monkeypatch) -> None:
         api.GetBalance()
     assert fault.value.faultCode == FAULT_INVALID_PARAMS
     assert api.system.listMethods() == sorted(CALLS + ["system.listMethods", "system.methodHelp"])
+    assert len(CALLS) == 14
     assert "user1 pays user2" in api.system.methodHelp("Trade")
     monkeypatch.setattr(type(exchange.service.api), "GetCycle", lambda self, passw="": 1 // 0)
     exchange.close()
@@ -156,3 +157,26 @@ def test_transport_faults_and_limits(exchange: Exchange, monkeypatch) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", exchange.service.api_port, timeout=10)
     connection.request("POST", "/RPC2", b"<" * (100 * 1024), {"Content-Type": "text/xml"})
     assert connection.getresponse().status == 413
+
+
+def test_withdraw_validates_escrows_and_records(exchange: Exchange) -> None:
+    """Withdraw answers the documented pairs; an accepted one moves into escrow and CheckWithdraw shows it."""
+    api = exchange.api
+    api.StartExchange("")
+    wif, _ = api.GenerateDepositAddress("")
+    txid = exchange.fund(wif, 10 * COIN)
+    api.Deposit("karen", [txid], "")
+    exchange.generate(6)
+    payee = PrivateKey.generate().public_key().address(DEVNET_KEYS)
+    assert api.Withdraw("karen", 5 * COIN, "", "liquid", "") == [False, ""]
+    assert api.Withdraw("karen", 5 * COIN, "xyz", "liquid", "") == ["Withdraw address not valid", ""]
+    assert api.Withdraw("karen", 100_010_000, payee, "liquid", "") == ["Withdraw amount is too low", ""]
+    assert api.Withdraw("karen", "1000000000000", payee, "liquid", "") == ["Insufficient liquid balance", ""]
+    before = api.GetBalance("karen", "")
+    ok, withdraw_id = api.Withdraw("karen", 100_010_001, payee, "liquid", "")
+    assert ok is True and len(withdraw_id) == 32
+    assert api.GetBalance("karen", "")["liquid"] == before["liquid"] - 100_010_001
+    assert api.GetBalance("withdraws", "")["liquid"] == 100_010_001
+    status = api.CheckWithdraw(withdraw_id, 0, "")
+    assert (status["status"], status["amount"], status["address"]) == ("queued", 100_010_001, payee)
+    assert api.CheckWithdraw("f" * 32, 0, "") == "ID not found"
