@@ -61,18 +61,30 @@ def parse_amount(value: Any) -> int:
 
 
 class PasswordGate:
-    """The API password: blank means none; kept as a salted scrypt hash; compared in constant time."""
+    """The API password: blank means none; kept as a salted scrypt hash; compared in constant time.
+
+    scrypt costs milliseconds by design, too much for every call of a busy exchange: once a password has
+    matched the stored hash, its SHA-256 is kept in memory and later calls compare against that (still in
+    constant time). Only a password not seen to match pays the scrypt again.
+    """
 
     def __init__(self, record: dict | None) -> None:
         self.record = record
+        self._verified: bytes | None = None
 
     def matches(self, password: Any) -> bool:
         if not self.record:
             return True
         if not isinstance(password, str):
             return False
+        quick = hashlib.sha256(password.encode("utf-8")).digest()
+        if self._verified is not None and hmac.compare_digest(quick, self._verified):
+            return True
         digest = self._hash(password, bytes.fromhex(self.record["salt"]))
-        return hmac.compare_digest(digest, bytes.fromhex(self.record["hash"]))
+        if hmac.compare_digest(digest, bytes.fromhex(self.record["hash"])):
+            self._verified = quick
+            return True
+        return False
 
     @classmethod
     def record_for(cls, password: str) -> dict | None:
@@ -92,6 +104,7 @@ class ExchangeAPI:
     def __init__(self, engine: Callable[[], ExchangeEngine | None], shutdown: Callable[[], None]) -> None:
         self._engine = engine
         self._shutdown = shutdown
+        self._password_gate = PasswordGate(None)
         self.started = False
 
     # -- shared gates -----------------------------------------------------------------------------------
@@ -99,8 +112,10 @@ class ExchangeAPI:
     def _gate(self, passw: Any, pair: bool = False) -> Any:
         """None when the call may go on, else what it must answer (the password string, maybe as a pair)."""
         engine = self._engine()
-        gate = PasswordGate(engine.settings.get("password") if engine else None)
-        if engine is not None and not gate.matches(passw):
+        record = engine.settings.get("password") if engine else None
+        if self._password_gate.record != record:
+            self._password_gate = PasswordGate(record)  # the password changed: forget what was verified
+        if engine is not None and not self._password_gate.matches(passw):
             return [INCORRECT_PASSWORD, ""] if pair else INCORRECT_PASSWORD
         return None
 
