@@ -412,6 +412,8 @@ class APIResource(resource.Resource):
         self._calls: dict[str, Callable[..., Any]] = {name: getattr(api, name) for name in CALLS}
         self._calls["system.listMethods"] = lambda: sorted(self._calls)
         self._calls["system.methodHelp"] = self._help
+        # Signatures are fixed: work them out once, not on every request.
+        self._signatures = {name: inspect.signature(call) for name, call in self._calls.items()}
 
     def _help(self, name: Any) -> str:
         call = self._calls.get(name) if isinstance(name, str) else None
@@ -430,7 +432,7 @@ class APIResource(resource.Resource):
         if call is None:
             return dump_response(xmlrpc.client.Fault(FAULT_METHOD_NOT_FOUND, f"method {method!r} not found"))
         try:
-            inspect.signature(call).bind(*params)
+            self._signatures[method].bind(*params)
         except TypeError:
             return dump_response(xmlrpc.client.Fault(FAULT_INVALID_PARAMS, f"wrong arguments for {method}"))
         done = maybeDeferred(call, *params)
