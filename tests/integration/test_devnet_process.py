@@ -94,3 +94,33 @@ def test_sigterm_stops_the_node_cleanly(tmp_path) -> None:
         assert reopened.block_count() == 3
     finally:
         reopened.close()
+
+
+def test_example_client_runs_unchanged_against_the_devnet(tmp_path) -> None:
+    """contrib/example_client.py (Python 2 client code, only the import changed) runs its whole flow."""
+    api_port = _free_port()
+    rpc_port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "halo_exchange.cli", "devnet", "--datadir", str(tmp_path / "devnet"),
+         "--rpc-port", str(rpc_port), "--api-port", str(api_port)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        node = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{rpc_port}")
+        wait_until(lambda: node.getblockcount() >= 0)
+        api = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{api_port}")
+        wait_until(lambda: api.GetCycle("") == 0)
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "contrib" / "example_client.py"), f"http://127.0.0.1:{api_port}",
+             f"http://127.0.0.1:{rpc_port}"],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Trade karen -> dave: True" in result.stdout
+        assert "GetBalance dave: {'liquid': 100000000, 'reserve': 0}" in result.stdout
+        node.stop()
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
