@@ -46,3 +46,34 @@ def levels(draw) -> PegLevel:
         draw(supplies),
         draw(supplies),
     )
+
+
+# -- ledger book operations -------------------------------------------------------------------------------
+
+book_operations = st.one_of(
+    st.tuples(st.just("credit"), st.integers(0, 5), st.integers(0, 10**12)),
+    st.tuples(st.just("liquid"), st.integers(0, 5), st.integers(0, 5), st.integers(0, 10**12)),
+    st.tuples(st.just("reserve"), st.integers(0, 5), st.integers(0, 5), st.integers(0, 10**12)),
+    st.tuples(st.just("cycle"), st.integers(-3, 3)),
+    st.tuples(st.just("debit"), st.integers(0, 5), st.integers(0, 10**10)),
+)
+
+
+def apply_book_operation(book, op) -> dict[str, int]:
+    """Apply one drawn operation to a ledger Book; return how it changed account values.
+
+    A refused operation raises LedgerError (and, as the book guarantees, changes nothing).
+    """
+    kind = op[0]
+    if kind == "credit":
+        book.credit(f"user{op[1]}", Fractions.std(op[2]))
+        return {f"user{op[1]}": op[2]}
+    if kind in ("liquid", "reserve"):
+        src, dst = f"user{op[1]}", f"user{op[2]}"
+        (book.move_liquid if kind == "liquid" else book.move_reserve)(src, dst, op[3])
+        return {} if src == dst else {src: -op[3], dst: op[3]}
+    if kind == "cycle":
+        book.new_cycle(book.cycle + 1, max(0, min(PEG_SIZE - 1, book.supply + op[1])))
+        return {}
+    book.debit_liquid(f"user{op[1]}", op[2])
+    return {f"user{op[1]}": -op[2]}

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from halo_exchange.ledger.book import Book, InsufficientFunds, LedgerError
 from halo_exchange.peg import Fractions, PegData, PegLevel
 from halo_exchange.peg import ops
+from tests import strategies as hs
 
 COIN = 100_000_000
 
@@ -101,40 +102,17 @@ def test_debits_remove_fractions_from_the_book() -> None:
     assert sum(book.book) == COIN - 3000 and book.check() == []
 
 
-_op = st.one_of(
-    st.tuples(st.just("credit"), st.integers(0, 5), st.integers(0, 10**12)),
-    st.tuples(st.just("liquid"), st.integers(0, 5), st.integers(0, 5), st.integers(0, 10**12)),
-    st.tuples(st.just("reserve"), st.integers(0, 5), st.integers(0, 5), st.integers(0, 10**12)),
-    st.tuples(st.just("cycle"), st.integers(-3, 3)),
-    st.tuples(st.just("debit"), st.integers(0, 5), st.integers(0, 10**10)),
-)
-
-
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 1196), st.lists(_op, max_size=40))
+@given(st.integers(0, 1196), st.lists(hs.book_operations, max_size=40))
 def test_random_operations_keep_every_invariant(supply: int, operations) -> None:
     """Any sequence of credits, trades, debits and cycle moves keeps per-index conservation, liquid +
     reserve = value, and nothing negative; refused operations change nothing."""
     book = Book(1, supply)
     value: dict[str, int] = {}
     for op in operations:
-        kind = op[0]
         try:
-            if kind == "credit":
-                name = f"user{op[1]}"
-                book.credit(name, Fractions.std(op[2]))
-                value[name] = value.get(name, 0) + op[2]
-            elif kind in ("liquid", "reserve"):
-                src, dst = f"user{op[1]}", f"user{op[2]}"
-                (book.move_liquid if kind == "liquid" else book.move_reserve)(src, dst, op[3])
-                value[src] -= op[3]
-                value[dst] = value.get(dst, 0) + op[3]
-            elif kind == "cycle":
-                book.new_cycle(book.cycle + 1, max(0, min(1199, book.supply + op[1])))
-            else:
-                name = f"user{op[1]}"
-                book.debit_liquid(name, op[2])
-                value[name] -= op[2]
+            for name, delta in hs.apply_book_operation(book, op).items():
+                value[name] = value.get(name, 0) + delta
         except LedgerError:
             pass
         assert book.check() == []

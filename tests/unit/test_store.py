@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 
 from halo_exchange.ledger.book import Book, LedgerError
 from halo_exchange.ledger.store import SCHEMA, BookCodec, ExchangeStore, GroupCommit, StoreError
-from halo_exchange.peg import Fractions
+from tests import strategies as hs
 
 
 def test_schema_is_written_then_checked(tmp_path) -> None:
@@ -75,15 +75,6 @@ def test_group_commit_failure_reaches_every_caller(tmp_path) -> None:
     assert failures == [StoreError, StoreError]
 
 
-_op = st.one_of(
-    st.tuples(st.just("credit"), st.integers(0, 4), st.integers(0, 10**12)),
-    st.tuples(st.just("liquid"), st.integers(0, 4), st.integers(0, 4), st.integers(0, 10**11)),
-    st.tuples(st.just("reserve"), st.integers(0, 4), st.integers(0, 4), st.integers(0, 10**11)),
-    st.tuples(st.just("cycle"), st.integers(-3, 3)),
-    st.tuples(st.just("debit"), st.integers(0, 4), st.integers(0, 10**10)),
-)
-
-
 def _same(a: Book, b: Book) -> bool:
     return (
         (a.cycle, a.supply, a.pool_total, a.next_id, a.pool, a.book) == (b.cycle, b.supply, b.pool_total, b.next_id, b.pool, b.book)
@@ -96,7 +87,7 @@ def _same(a: Book, b: Book) -> bool:
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(0, 1196), st.lists(_op, max_size=25))
+@given(st.integers(0, 1196), st.lists(hs.book_operations, max_size=25))
 def test_book_written_change_by_change_reloads_identically(tmp_path_factory, supply: int, operations) -> None:
     """Writing only each operation's changes keeps the stored book identical to the one in memory."""
     path = str(tmp_path_factory.mktemp("store") / "x")
@@ -107,16 +98,7 @@ def test_book_written_change_by_change_reloads_identically(tmp_path_factory, sup
     try:
         for op in operations:
             try:
-                if op[0] == "credit":
-                    book.credit(f"user{op[1]}", Fractions.std(op[2]))
-                elif op[0] == "liquid":
-                    book.move_liquid(f"user{op[1]}", f"user{op[2]}", op[3])
-                elif op[0] == "reserve":
-                    book.move_reserve(f"user{op[1]}", f"user{op[2]}", op[3])
-                elif op[0] == "cycle":
-                    book.new_cycle(book.cycle + 1, max(0, min(1199, book.supply + op[1])))
-                else:
-                    book.debit_liquid(f"user{op[1]}", op[2])
+                hs.apply_book_operation(book, op)
             except LedgerError:
                 pass
             store.write(BookCodec.change_ops(book))
