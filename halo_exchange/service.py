@@ -191,11 +191,11 @@ class ExchangeService:
             self.state = ServiceState.RUNNING
             self._watch(self._engine.catch_up(), "catching up with the chain")
             if self.api_port is not None:
-                from halo_exchange.rpc.api import ExchangeAPI, make_site
+                from halo_exchange.rpc.api import ExchangeAPI, make_factory
 
                 self.api = ExchangeAPI(lambda: self._engine if self.state is ServiceState.RUNNING else None,
                                        lambda: self.shutdown())
-                self._listening = reactor.listenTCP(self.api_port, make_site(self.api), interface=self.api_host)
+                self._listening = reactor.listenTCP(self.api_port, make_factory(self.api), interface=self.api_host)
                 self.api_port = self._listening.getHost().port
                 log.info("exchange API on http://%s:%d/", self.api_host, self.api_port)
             log.info("exchange mode running on %s (cycle %d)", self.datadir, self._engine.cycle)

@@ -95,8 +95,13 @@ class GroupCommit:
 
     ``submit(ops)`` returns a Deferred that fires once those ops are on disk. The first submission of a turn
     schedules a flush for the end of the turn (``call_later(0, ...)``, normally ``reactor.callLater``); every
-    submission until then joins the same batch, in order. If the write fails, every waiting Deferred fails
-    with the error and nothing of the batch is on disk.
+    submission until then joins the same batch, in order. The write happens on the reactor thread: a synced
+    LevelDB batch takes about 0.2 ms here, and handing it to a writer thread was measured slower (the GIL
+    hand-back costs more than the fsync it overlaps).
+
+    A batch that cannot be written fails every caller waiting on it, and the commit stays ``failed`` for
+    good: memory is then ahead of the disk, and a later batch (holding only the keys changed since) would
+    leave the DB inconsistent, so every later submission fails too until the engine is reloaded from the store.
     """
 
     def __init__(self, store: ExchangeStore, call_later: Callable[..., object]) -> None:
@@ -104,13 +109,17 @@ class GroupCommit:
         self._call_later = call_later
         self._ops: list[Op] = []
         self._waiting: list[Deferred] = []
+        self.failure: Exception | None = None
         self.batches_written = 0
 
     def submit(self, ops: Sequence[Op]) -> Deferred:
+        done: Deferred = Deferred()
+        if self.failure is not None:
+            done.errback(StoreError(f"the exchange DB failed earlier ({self.failure}); restart to reload"))
+            return done
         if not self._waiting:
             self._call_later(0, self._flush)
         self._ops.extend(ops)
-        done: Deferred = Deferred()
         self._waiting.append(done)
         return done
 
@@ -123,14 +132,15 @@ class GroupCommit:
         self._flush()
 
     def _flush(self) -> None:
-        if not self._waiting:
-            return  # already written by flush_now()
+        if not self._waiting or self.failure is not None:
+            return  # already written by flush_now(), or failed before
         ops, waiting = self._ops, self._waiting
         self._ops, self._waiting = [], []
         try:
             self._store.write(ops)
         except Exception as exc:  # every caller of this batch learns it failed
             log.error("exchange DB write of %d ops failed: %s", len(ops), exc)
+            self.failure = exc
             for done in waiting:
                 done.errback(StoreError(f"write failed: {exc}"))
             return

@@ -21,13 +21,14 @@ import os
 import xmlrpc.client
 from typing import Any, Callable
 
-from twisted.internet.defer import maybeDeferred
-from twisted.web import resource, server
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from halo_exchange.chain.keys import is_valid_address
 from halo_exchange.engine import CommandRefused, ExchangeEngine, check_user_name
 from halo_exchange.ledger.deposits import check_confirmations
 from halo_exchange.rpc.codec import dump_response
+from halo_exchange.rpc.http import HTTPLimits, XMLRPCFactory
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ FAULT_METHOD_NOT_FOUND = -32601
 FAULT_INVALID_PARAMS = -32602
 FAULT_INTERNAL = -32603
 FAULT_PARSE_ERROR = -32700
-MAX_BODY = 64 * 1024
 
 INCORRECT_PASSWORD = "Incorrect Password"
 STOPPED = "Exchange is stopped."
@@ -370,78 +370,46 @@ def _parse_id(item: Any) -> tuple[bytes, int] | bytes | None:
     return (raw, int(vout)) if vout.isascii() and vout.isdigit() else None
 
 
-class LimitedRequest(server.Request):
-    """A request whose body may not exceed MAX_BODY: the rest is not kept, and the answer is HTTP 413."""
-
-    max_body = MAX_BODY
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._received = 0
-        self._too_large = False
-
-    def gotLength(self, length: int | None) -> None:  # noqa: N802 (Twisted's hook name)
-        if length is not None and length > self.max_body:
-            self._too_large = True
-        super().gotLength(None if self._too_large else length)
-
-    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802
-        self._received += len(data)
-        if self._received > self.max_body:
-            self._too_large = True
-        if not self._too_large:
-            super().handleContentChunk(data)
-
-    def process(self) -> None:
-        if self._too_large:
-            self.setResponseCode(413)
-            self.setHeader(b"content-type", b"text/plain")
-            self.write(b"request body too large\n")
-            self.finish()
-            return
-        super().process()
-
-
-class APIResource(resource.Resource):
-    """POST at ``/`` and ``/RPC2``: parse, find the call, bind its arguments, answer (Deferreds awaited)."""
-
-    isLeaf = True
+class APIDispatcher:
+    """XML-RPC over the transport of :mod:`halo_exchange.rpc.http`: parse, find the call, check the argument
+    count, call, answer (a Deferred answer is awaited). Every answer is a complete methodResponse body."""
 
     def __init__(self, api: ExchangeAPI) -> None:
-        super().__init__()
         self._calls: dict[str, Callable[..., Any]] = {name: getattr(api, name) for name in CALLS}
         self._calls["system.listMethods"] = lambda: sorted(self._calls)
         self._calls["system.methodHelp"] = self._help
-        # Signatures are fixed: work them out once, not on every request.
-        self._signatures = {name: inspect.signature(call) for name, call in self._calls.items()}
+        # Every call takes positional parameters, some with defaults: the count decides whether they bind.
+        self._arity: dict[str, range] = {}
+        for name, call in self._calls.items():
+            parameters = inspect.signature(call).parameters.values()
+            required = sum(1 for p in parameters if p.default is inspect.Parameter.empty)
+            self._arity[name] = range(required, len(parameters) + 1)
 
     def _help(self, name: Any) -> str:
         call = self._calls.get(name) if isinstance(name, str) else None
         return (inspect.getdoc(call) or "") if call is not None else ""
 
-    def render_POST(self, request: server.Request) -> Any:  # noqa: N802
-        if request.path not in (b"/", b"/RPC2"):
-            request.setResponseCode(404)
-            return b"not found\n"
-        request.setHeader(b"content-type", b"text/xml; charset=utf-8")
+    def handle(self, body: bytes) -> bytes | Deferred:
         try:
-            params, method = xmlrpc.client.loads(request.content.read(), use_builtin_types=True)
+            params, method = xmlrpc.client.loads(body, use_builtin_types=True)
         except Exception:
             return dump_response(xmlrpc.client.Fault(FAULT_PARSE_ERROR, "request is not a valid XML-RPC call"))
         call = self._calls.get(method) if isinstance(method, str) else None
         if call is None:
             return dump_response(xmlrpc.client.Fault(FAULT_METHOD_NOT_FOUND, f"method {method!r} not found"))
-        try:
-            self._signatures[method].bind(*params)
-        except TypeError:
+        if len(params) not in self._arity[method]:
             return dump_response(xmlrpc.client.Fault(FAULT_INVALID_PARAMS, f"wrong arguments for {method}"))
-        done = maybeDeferred(call, *params)
-        done.addCallbacks(lambda answer: (answer,), lambda failure: self._failure(method, failure))
-        done.addCallback(lambda value: self._finish(request, dump_response(value)))
-        return server.NOT_DONE_YET
+        try:
+            answer = call(*params)
+        except Exception:
+            return dump_response(self._failure(method, Failure()))
+        if isinstance(answer, Deferred):
+            return answer.addCallbacks(lambda value: dump_response((value,)),
+                                       lambda failure: dump_response(self._failure(method, failure)))
+        return dump_response((answer,))
 
     @staticmethod
-    def _failure(method: str, failure: Any) -> Any:
+    def _failure(method: str, failure: Failure) -> tuple | xmlrpc.client.Fault:
         if failure.check(CommandRefused):
             return (str(failure.value),)  # the documented answer string
         if failure.check(xmlrpc.client.Fault):
@@ -449,17 +417,7 @@ class APIResource(resource.Resource):
         log.error("API call %s failed: %s", method, failure.getTraceback())
         return xmlrpc.client.Fault(FAULT_INTERNAL, "internal error")
 
-    @staticmethod
-    def _finish(request: server.Request, body: bytes) -> None:
-        if request.finished or request._disconnected:
-            return
-        request.setHeader(b"content-length", b"%d" % len(body))
-        request.write(body)
-        request.finish()
 
-
-def make_site(api: ExchangeAPI) -> server.Site:
-    site = server.Site(APIResource(api))
-    site.requestFactory = LimitedRequest
-    site.displayTracebacks = False
-    return site
+def make_factory(api: ExchangeAPI, limits: HTTPLimits | None = None) -> XMLRPCFactory:
+    """The listening factory of the exchange API."""
+    return XMLRPCFactory(APIDispatcher(api).handle, limits)

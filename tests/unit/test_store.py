@@ -75,6 +75,25 @@ def test_group_commit_failure_reaches_every_caller(tmp_path) -> None:
     assert failures == [StoreError, StoreError]
 
 
+def test_group_commit_stays_failed_after_a_failed_batch(tmp_path) -> None:
+    """After a lost batch, a later batch would hold only the keys changed since: nothing more is written."""
+    path = str(tmp_path / "x")
+    store = ExchangeStore(path)
+    clock = Clock()
+    commit = GroupCommit(store, clock.callLater)
+    real_write = store.write
+    store.write = lambda ops: (_ for _ in ()).throw(OSError("disk full"))  # this one batch fails
+    failures = []
+    commit.submit([(b"k1", b"v")]).addErrback(lambda failure: failures.append(failure.check(StoreError)))
+    clock.advance(0)
+    store.write = real_write  # the disk is back, but the commit must not go on as if nothing happened
+    commit.submit([(b"k2", b"v")]).addErrback(lambda failure: failures.append(failure.check(StoreError)))
+    clock.advance(0)
+    assert failures == [StoreError, StoreError] and commit.failure is not None
+    assert (store.get(b"k1"), store.get(b"k2")) == (None, None)
+    store.close()
+
+
 def _same(a: Book, b: Book) -> bool:
     return (
         (a.cycle, a.supply, a.pool_total, a.next_id, a.pool, a.book) == (b.cycle, b.supply, b.pool_total, b.next_id, b.pool, b.book)
