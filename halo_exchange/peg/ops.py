@@ -137,15 +137,17 @@ def update_peg_balance(balance: PegData, pool: PegData, level: PegLevel) -> tupl
     new_fractions = reserve_fr + liquid_fr
     new_pool = PegData(pool_fr, pool.level, sum(pool_f) - pool_reserve, pool_reserve, pool.id + 1)
     updated = PegData(new_fractions, level, value - reserve, reserve, new_pool.id)
+    # bitbay-core checks only the value, L+R and the level relations here (peg-spec §3.4 step 4); a pool
+    # carrying negative fractions (removecoins) may hand some to the balance, and that is not refused.
     if new_fractions.total() != value:
         raise PegError("Balance value changed by the update")
-    if new_fractions.has_negative() and not balance.fractions.has_negative():
-        raise PegError("Negative fractions after balance update")
     _require_valid(updated, "updated balance")
     return updated, new_pool
 
 
-def _check_move(amount: int, src: PegData, dst: PegData, level: PegLevel) -> None:
+def _check_move(amount: int, src: PegData, dst: PegData, level: PegLevel, *, check_id: bool = True) -> None:
+    """The checks every move makes: valid inputs at ``level``, a non-negative amount and, for moveliquid
+    and movereserve only (``check_id``), two different balances by ``nId`` (peg-spec §3.4-§3.5)."""
     _require_level(level)
     _require_valid(src, "src")
     _require_valid(dst, "dst")
@@ -155,7 +157,7 @@ def _check_move(amount: int, src: PegData, dst: PegData, level: PegLevel) -> Non
         raise PegError("Outdated 'dst' of peglevel")
     if amount < 0:
         raise PegError("Requested to move negative")
-    if src.id != 0 and src.id == dst.id:
+    if check_id and src.id != 0 and src.id == dst.id:
         raise PegError("Same 'src' and 'dst' balance (nId)")
 
 
@@ -210,7 +212,8 @@ def move_coins(
     """Move a proportional slice of ``src``'s whole value (``movecoins``, peg-spec §3.5).
 
     Both results are re-valued at ``level`` (their explicit split is recomputed, so a partial split is
-    reset). With ``cross_cycles`` the level checks are skipped, as bitbay-core's RPC always does.
+    reset). With ``cross_cycles`` the level checks are skipped, as bitbay-core's RPC always does. Unlike
+    moveliquid/movereserve, movecoins has no same-``nId`` guard (peg-spec §3.4 cites it for those two only).
     """
     if cross_cycles:
         _require_level(level)
@@ -219,7 +222,7 @@ def move_coins(
         if amount < 0:
             raise PegError("Requested to move negative")
     else:
-        _check_move(amount, src, dst, level)
+        _check_move(amount, src, dst, level, check_id=False)
     if amount > src.fractions.total():
         raise PegError("Not enough coins in 'src' to move")
     moved = src.fractions.ratio_part(amount)

@@ -15,16 +15,17 @@ In scope:
   (``P-I-5``) inputs;
 * per-address reserve and liquidity pools, the common liquidity;
 * ``**F**a:b:...`` and ``**V**a:b:...`` notaries (frozen reserve / voluntarily frozen liquid), single and
-  shared freezes, "Crossing marks";
+  shared freezes (single ones filled before any output, shared ones in output order), "Crossing marks";
 * outputs to input addresses (own reserve first), to the burn address and to non-``**Z**`` notaries
   (all reserves first), to foreign addresses (common liquidity only, ``P-O-4``);
 * output checks (``P-G-2``) and the fee fractions (``P-G-3``, ``P-G-4``).
 
 Out of scope (refused with :class:`~halo_exchange.errors.TransferRuleError`, so a caller never gets a silently
 wrong answer): cold (``C``) and ``L``-marked inputs (``P-X-C``, ``P-X-L``), ``**L**`` notaries (``P-X-L``),
-``**Z**`` bridge burns (``P-X-Z``). Bridge mints, coinbase and coinstake transactions have their own rules
-and must not be passed here; the time-lock passes of consensus-whitelisted signers are not modelled (a
-locked ``F`` input is always refused).
+``**Z**`` bridge burns (``P-X-Z``), two-index ``**F**a:b`` / ``**V**a:b`` notaries, which bitbay-core
+fills by a "fair withdraw from escrow" rule the spec does not state (``P-X-ESCROW``). Bridge mints,
+coinbase and coinstake transactions have their own rules and must not be passed here; the time-lock
+passes of consensus-whitelisted signers are not modelled (a locked ``F`` input is always refused).
 
 Rule codes: ``P-I-3``, ``P-I-4``, ``P-I-5``, ``P-O-4``, ``P-G-2``, ``P-G-3`` and ``P-G-4`` are bitbay-core's,
 as the spec quotes them. The spec records no code for malformed notaries, crossing marks or malformed
@@ -264,15 +265,16 @@ def _prefill_freezes(
     pools: _Pools,
     block_time: int,
     freeze_times: FreezeTimes,
-) -> set[int]:
-    """Mark and fill every output named by an ``**F**``/``**V**`` notary; return their indexes.
+) -> dict[int, tuple[int, str] | None]:
+    """Mark every output named by an ``**F**``/``**V**`` notary and fill the single freezes.
 
-    Notaries are handled in output order, before any other output is funded: the spec (§1.13 step 1) says
-    the freezes are pre-assigned. Guess: bitbay-core fills single freezes while parsing the notaries and
-    shared freezes when its output loop reaches them (pegstd.cpp:242-268 vs 355-443); filling both up front
-    is the plain reading of §1.13 and only differs when an earlier ordinary output competes for the same pools.
+    Returns every frozen output index, mapped to ``None`` when its single freeze is already filled, or to
+    ``(mark, frozen address)`` when it is a shared freeze. The spec (§1.13 steps 1-2, pegstd.cpp:242-268
+    vs 355-443) pre-assigns only the single freezes while the notaries are read; a shared freeze is filled
+    by the output loop when it reaches that output, in output order (:func:`_fill_shared_freeze`), so
+    outputs before it (such as the reserve withdraw's ``**F**N:N:N`` notaries) are funded first.
     """
-    frozen: set[int] = set()
+    frozen: dict[int, tuple[int, str] | None] = {}
     for position, out in enumerate(outputs):
         text = out.notary
         if text is None:
@@ -284,34 +286,42 @@ def _prefill_freezes(
         else:
             continue
         freeze = _parse_freeze(mark, text, position, len(inputs), len(outputs))
+        if freeze.raw_count == 2:
+            # The spec (§1.12) says two indexes trigger bitbay-core's "fair withdraw from escrow" proportional
+            # rule (pegstd.cpp:225-234, 383-412) but does not state it; refused rather than answered wrongly.
+            raise TransferRuleError("P-X-ESCROW", f"notary {text!r}: two-index escrow freezes are out of scope")
         for index in freeze.indexes:
             _set_mark(result[index], mark, lock_time, index)
-            frozen.add(index)
         address = inputs[freeze.input_index].address
         own_pool = pools.reserves[address] if mark == NOTARY_F else pools.liquidity[address]
         if freeze.raw_count == 1 and outputs[freeze.indexes[0]].value <= own_pool.total():
-            # Single freeze: the frozen address alone pays it (pegstd.cpp:242-268).
+            # Single freeze: the frozen address alone pays it, now (pegstd.cpp:242-268).
             index = freeze.indexes[0]
             if mark == NOTARY_F:
                 pools.take_reserve(address, outputs[index].value, result[index])
             else:
                 pools.take_address_liquidity(address, outputs[index].value, result[index])
+            frozen[index] = None
             continue
-        # Shared freeze: the frozen address first, then the other input addresses in map order, then the
-        # common liquidity. Guess: the two-index "fair withdraw from escrow" proportional rule
-        # (pegstd.cpp:225-234, 383-412) is not reproduced; two indexes are filled as a shared freeze, in the
-        # order written. A shortfall is not refused here: the output's total then misses its value (P-G-2).
         for index in freeze.indexes:
-            need = outputs[index].value
-            if mark == NOTARY_F:
-                need = pools.take_reserves(address, need, result[index])
-            else:
-                need = pools.take_address_liquidity(address, need, result[index])
-                for other in pools.addresses:
-                    if other != address:
-                        need = pools.take_address_liquidity(other, need, result[index])
-            pools.take_common(need, result[index])
+            frozen[index] = (mark, address)
     return frozen
+
+
+def _fill_shared_freeze(mark: int, address: str, need: int, dst: Fractions, pools: _Pools) -> None:
+    """Fill one shared-freeze output: the frozen address first, then the other input addresses in map order
+    (reserves for ``F``, liquidity for ``V``), then the common liquidity (pegstd.cpp:355-443).
+
+    A shortfall is not refused here: the output's total then misses its value (P-G-2).
+    """
+    if mark == NOTARY_F:
+        need = pools.take_reserves(address, need, dst)
+    else:
+        need = pools.take_address_liquidity(address, need, dst)
+        for other in pools.addresses:
+            if other != address:
+                need = pools.take_address_liquidity(other, need, dst)
+    pools.take_common(need, dst)
 
 
 def apply_transfer_rule(
@@ -344,9 +354,12 @@ def apply_transfer_rule(
     input_addresses = set(pools.addresses)
 
     for j, out in enumerate(outputs):
-        if j in frozen:
-            continue
         dst = result[j]
+        if j in frozen:
+            shared = frozen[j]
+            if shared is not None:
+                _fill_shared_freeze(shared[0], shared[1], out.value, dst, pools)
+            continue
         if out.notary is not None or out.address == BURN_ADDRESS:
             # Non-**Z** notary (F/V notary texts included: the reserve withdraw builder of §3.7 funds its
             # "**F**N:N:N" outputs "from reserves in address order") or burn: all reserves first.

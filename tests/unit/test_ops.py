@@ -167,6 +167,36 @@ def test_move_coins_revalues_both() -> None:
         ops.move_coins(10**10, a, b, level)
 
 
+def test_move_coins_has_no_same_id_guard() -> None:
+    """Only moveliquid/movereserve refuse two balances with one nId (peg-spec §3.4); movecoins does not."""
+    level = PegLevel(1, 0, 0, 50, 50, 50)
+    a, b = _two_users(level)
+    b = PegData(b.fractions, b.level, b.liquid, b.reserve, a.id)
+    a2, b2 = ops.move_coins(10**8, a, b, level)
+    assert a2.fractions.total() == 9 * 10**8 and b2.fractions.total() == 4 * 10**8
+    with pytest.raises(PegError, match="Same"):
+        ops.move_liquid(1, a, b, level)
+
+
+def test_update_does_not_refuse_negative_fractions_from_the_pool() -> None:
+    """updatepegbalances checks value, L+R and the level relations only (peg-spec §3.4 step 4): a pool holding
+    a negative fraction (left by removecoins in another balance) may pass some of it on, as bitbay-core does."""
+    level = PegLevel(1, 0, 0, 50, 50, 50)
+    debtor = [0] * PEG_SIZE
+    debtor[100], debtor[200] = -5, 10**6
+    other = [0] * PEG_SIZE
+    other[300] = 10**6
+    u1 = PegData.at_level(Fractions(debtor), level, id=1)
+    u2 = PegData.at_level(Fractions(other), level, id=2)
+    exchange = PegData.at_level(u1.fractions + u2.fractions, level)
+    new_level, pool = ops.get_peg_level(2, 1, 0, 50, 50, 50, exchange, EMPTY)
+    updated, pool = ops.update_peg_balance(u2, pool, new_level)
+    assert updated.fractions[100] < 0 and updated.fractions.total() == 10**6 and updated.is_valid()
+    updated1, pool = ops.update_peg_balance(u1, pool, new_level)
+    assert pool.fractions.is_zero()
+    assert (updated.fractions + updated1.fractions).to_list() == exchange.fractions.to_list()
+
+
 def test_remove_coins() -> None:
     """removecoins(b, b) is empty; removing from an empty balance gives a valid negative one."""
     b = PegData.at_level(Fractions.std(10**8), PegLevel(0, 0, 0, 0, 0, 0))

@@ -203,6 +203,38 @@ def test_shared_freeze_uses_frozen_address_then_others_then_liquid():
     assert frozen.flags & NOTARY_F
 
 
+def test_shared_freeze_is_filled_in_output_order():
+    """A shared freeze is filled when the output loop reaches it (peg-spec §1.13 step 2), not up front: in the
+    reserve-withdraw layout the **F**N:N:N notary before the payee takes its reserve first."""
+    inp = TransferInput(20_000, sparse({5: 10_000, 500: 10_000}), A)
+    outputs = [note("**F**1:1:1", 5_000), to(FOREIGN, 10_000), to(A, 0)]
+    res = apply_transfer_rule([inp], outputs, S, T)
+    assert res.outputs[0][5] == 5_000  # the notary output, funded from reserves, comes first
+    payee = res.outputs[1]
+    assert payee.flags & NOTARY_F
+    assert (payee[5], payee[500]) == (5_000, 5_000)  # the rest of A's reserve, then common liquidity
+    assert res.fee[500] == 5_000
+    assert_conserved([inp], outputs, res)
+
+
+def test_change_before_shared_freeze_keeps_its_reserve():
+    """Change to the frozen address that comes before a shared-freeze output takes its reserve first."""
+    inp = TransferInput(20_000, sparse({5: 10_000, 500: 10_000}), A)
+    outputs = [note("**F**2:2:2", 0), to(A, 8_000), to(FOREIGN, 4_000)]
+    res = apply_transfer_rule([inp], outputs, S, T)
+    assert res.outputs[1][5] == 8_000 and res.outputs[1][500] == 0
+    assert (res.outputs[2][5], res.outputs[2][500]) == (2_000, 2_000)
+    assert_conserved([inp], outputs, res)
+
+
+@pytest.mark.parametrize("text", ["**F**1:2", "**V**2:2"])
+def test_two_index_escrow_freeze_is_refused(text):
+    """Two indexes select bitbay-core's "fair withdraw from escrow" rule, which the spec does not state: refused."""
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([std_input(A)], [note(text, 0), to(FOREIGN, 1_000), to(FOREIGN, 1_000)], S, T)
+    assert err.value.rule == "P-X-ESCROW"
+
+
 def test_single_freeze_with_too_little_reserve_becomes_shared():
     """A one-index **F** whose address lacks reserve is filled as a shared freeze instead of failing."""
     inp = TransferInput(2_000, sparse({5: 1_000, 500: 1_000}), A)
