@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from halo_exchange.chain.keys import is_valid_address
 from halo_exchange.engine import CommandRefused, ExchangeEngine, check_user_name
 from halo_exchange.ledger.deposits import check_confirmations
-from halo_exchange.rpc.codec import dump_response
+from halo_exchange.rpc.codec import dump_response, parse_call
 from halo_exchange.rpc.http import HTTPLimits, XMLRPCFactory
 
 log = logging.getLogger(__name__)
@@ -391,7 +391,7 @@ class APIDispatcher:
 
     def handle(self, body: bytes) -> bytes | Deferred:
         try:
-            params, method = xmlrpc.client.loads(body, use_builtin_types=True)
+            params, method = parse_call(body)
         except Exception:
             return dump_response(xmlrpc.client.Fault(FAULT_PARSE_ERROR, "request is not a valid XML-RPC call"))
         call = self._calls.get(method) if isinstance(method, str) else None

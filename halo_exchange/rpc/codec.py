@@ -1,4 +1,5 @@
-"""XML-RPC response bodies with 64-bit integers: the one ``<i8>`` marshaller of the project.
+"""XML-RPC bodies: responses with 64-bit integers (the one ``<i8>`` marshaller of the project) and a fast
+request parser.
 
 XML-RPC's ``<int>`` is 32-bit and Python's stdlib marshaller refuses larger integers ("int exceeds XML-RPC
 limits"), although it reads ``<i8>`` (reference/ecosystem-notes.md §0.4). Balances above 21.47 BAY are common,
@@ -7,6 +8,7 @@ so every response goes through :func:`dump_response`, which writes ``<i8>`` outs
 
 from __future__ import annotations
 
+import re
 import xmlrpc.client
 from typing import Any, Callable
 
@@ -30,3 +32,74 @@ def dump_response(value: tuple | xmlrpc.client.Fault) -> bytes:
     body = I8Marshaller("utf-8", allow_none=False).dumps(value)
     text = "<?xml version='1.0'?>\n<methodResponse>\n" + body + "</methodResponse>\n"
     return text.encode("utf-8", "xmlcharrefreplace")
+
+
+# -- requests ---------------------------------------------------------------------------------------------
+
+_DECLARATION = re.compile(r"<\?xml version=(['\"])1\.0\1(?: encoding=(['\"])(?:utf-8|UTF-8)\2)?[ \t\n]*\?>")
+_CALL_HEAD = re.compile(r"[ \t\n]*<methodCall>[ \t\n]*<methodName>([A-Za-z0-9_.:]+)</methodName>[ \t\n]*<params>")
+_PARAM = re.compile(
+    r"[ \t\n]*<param>[ \t\n]*<value>(?:<(string|int|i4|i8|boolean)>([^<]*)</\1>|(<string/>)|([^<]*))</value>"
+    r"[ \t\n]*</param>"
+)
+_CALL_TAIL = re.compile(r"[ \t\n]*</params>[ \t\n]*</methodCall>[ \t\n]*")
+_INTEGER = re.compile(r"[-+]?[0-9]+")
+# Text the fast path leaves to expat: characters XML forbids, an entity other than the five predefined ones,
+# and the sequence "]]>" (not allowed in character data).
+_NOT_PLAIN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|&(?!(?:amp|lt|gt|quot|apos);)|\]\]>")
+
+
+def _text(raw: str) -> str:
+    if "&" not in raw:
+        return raw
+    return (raw.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'")
+            .replace("&amp;", "&"))
+
+
+def parse_call(body: bytes) -> tuple[tuple, str]:
+    """``xmlrpc.client.loads(body, use_builtin_types=True)``, with a fast path for the common shape.
+
+    Calls whose parameters are all strings, integers or booleans, written the way XML-RPC clients write them
+    (the stdlib's layout, any spacing between elements), are read with regular expressions: the stdlib
+    parser costs about 20 µs per call in expat callbacks, a fifth of an API call. Anything else (arrays,
+    structs, other types, carriage returns, other encodings, unusual entities) goes to the stdlib parser,
+    which also raises for malformed input. Both paths give the same answer; a property test holds them to it.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\r" not in text and not _NOT_PLAIN.search(text):
+        parsed = _parse_plain(text)
+        if parsed is not None:
+            return parsed
+    return xmlrpc.client.loads(body, use_builtin_types=True)
+
+
+def _parse_plain(text: str) -> tuple[tuple, str] | None:
+    declaration = _DECLARATION.match(text)
+    position = declaration.end() if declaration else 0
+    head = _CALL_HEAD.match(text, position)
+    if head is None:
+        return None
+    position = head.end()
+    params: list = []
+    while (param := _PARAM.match(text, position)) is not None:
+        kind, typed, empty, bare = param.groups()
+        if kind is None:
+            params.append("" if empty else _text(bare))
+        elif kind == "string":
+            params.append(_text(typed))
+        elif kind == "boolean":
+            if typed not in ("0", "1"):
+                return None
+            params.append(typed == "1")
+        else:
+            if not _INTEGER.fullmatch(typed):
+                return None
+            params.append(int(typed))
+        position = param.end()
+    tail = _CALL_TAIL.match(text, position)
+    if tail is None or tail.end() != len(text):
+        return None
+    return tuple(params), head.group(1)

@@ -1,0 +1,83 @@
+"""The XML-RPC codec: the fast request parser agrees with the stdlib parser, and responses carry <i8>."""
+
+from __future__ import annotations
+
+import xmlrpc.client
+from xml.parsers.expat import ExpatError
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from halo_exchange.rpc import codec
+from halo_exchange.rpc.codec import dump_response, parse_call
+
+scalars = st.one_of(
+    st.text(),
+    st.text(alphabet="ab<>&'\"]; \n\t"),
+    st.integers(min_value=-(2**31), max_value=2**31 - 1),
+    st.booleans(),
+)
+method_names = st.from_regex(r"[A-Za-z][A-Za-z0-9_.]{0,20}", fullmatch=True)
+
+
+def _stdlib(body: bytes):
+    try:
+        return xmlrpc.client.loads(body, use_builtin_types=True)
+    except Exception as exc:
+        return type(exc)
+
+
+def _ours(body: bytes):
+    try:
+        return parse_call(body)
+    except Exception as exc:
+        return type(exc)
+
+
+@given(st.lists(scalars, max_size=6).map(tuple), method_names)
+def test_calls_as_clients_write_them_parse_as_the_stdlib_reads_them(params, name) -> None:
+    body = xmlrpc.client.dumps(params, name).encode("utf-8")
+    assert _ours(body) == _stdlib(body)
+
+
+@given(st.lists(scalars, max_size=4).map(tuple), method_names, st.data())
+def test_edited_calls_parse_as_the_stdlib_reads_them_or_fail_alike(params, name, data) -> None:
+    """Whatever is spliced into a call (spaces, entities, other tags, junk), both parsers agree."""
+    text = xmlrpc.client.dumps(params, name)
+    position = data.draw(st.integers(min_value=0, max_value=len(text)))
+    insert = data.draw(st.sampled_from([" ", "\n", "\r\n", "&amp;", "&#65;", "&nbsp;", "<string>", "</value>",
+                                        "<i4>7</i4>", "]]>", "\x01", "\ufeff", "<!-- c -->", "<![CDATA[x]]>",
+                                        "<int> 5 </int>", "<boolean>2</boolean>", "<params/>"]))
+    body = (text[:position] + insert + text[position:]).encode("utf-8")
+    assert _ours(body) == _stdlib(body)
+
+
+@pytest.mark.parametrize("body", [
+    b"<?xml version='1.0'?>\n<methodCall>\n<methodName>Trade</methodName>\n<params>\n<param>\n<value><string>karen"
+    b"</string></value>\n</param>\n<param>\n<value><int>100000000</int></value>\n</param>\n</params>\n</methodCall>\n",
+    b'<?xml version="1.0" encoding="UTF-8"?><methodCall><methodName>GetBalance</methodName><params><param><value>'
+    b"dave</value></param><param><value><string/></value></param></params></methodCall>",
+    b"<methodCall><methodName>GetCycle</methodName><params></params></methodCall>",
+])
+def test_common_calls_take_the_fast_path(body, monkeypatch) -> None:
+    """The shapes clients send are read without expat (else the fast path would be dead code)."""
+    expected = xmlrpc.client.loads(body, use_builtin_types=True)
+    monkeypatch.setattr(codec.xmlrpc.client, "loads", None)  # any fallback would now raise TypeError
+    assert parse_call(body) == expected
+
+
+def test_other_types_and_encodings_fall_back_to_the_stdlib() -> None:
+    call = xmlrpc.client.dumps((["a", "b"], {"min": 1}, 1.5, None), "ExchangeSettings", allow_none=True)
+    assert parse_call(call.encode()) == xmlrpc.client.loads(call.encode(), use_builtin_types=True)
+    latin = "<?xml version='1.0' encoding='iso-8859-1'?><methodCall><methodName>x</methodName><params><param>" \
+            "<value>caf\xe9</value></param></params></methodCall>"
+    assert parse_call(latin.encode("latin-1")) == (("caf\xe9",), "x")
+    with pytest.raises((ValueError, ExpatError)):
+        parse_call(b"<methodCall><methodName>x</methodName><params><param><value><int></int>")
+
+
+def test_responses_write_i8_outside_int32() -> None:
+    body = dump_response(({"big": 2**40, "small": -(2**31)},))
+    assert b"<i8>1099511627776</i8>" in body and b"<int>-2147483648</int>" in body
+    assert xmlrpc.client.loads(body) == (({"big": 2**40, "small": -(2**31)},), None)
