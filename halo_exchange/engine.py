@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 
 from twisted.internet.defer import Deferred
 
-from halo_exchange.chain.reader import ChainReader
+from halo_exchange.chain.reader import ChainReader, ChainView, OutputInfo
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.ledger.book import Book, LedgerError
 from halo_exchange.ledger.deposits import DepositError, DepositEvents, DepositState, DepositTracker, Outpoint
@@ -61,6 +61,23 @@ NAME_INVALID = f"Name must be printable text of at most {MAX_NAME} characters."
 NEGATIVE_BETWEEN_USERS = "Amount can not be negative if both users are known"
 ZERO_AMOUNT = "Amount must not be zero."
 BAD_STYLE = "Style must be 'liquid' or 'reserve'."
+
+
+def _spendable_entry(fractions, supply: int, address: str, confirmations: int) -> dict:
+    """One ``GetSpendable`` entry: amounts as strings (amount = ltotal + rtotal), supply as an int."""
+    liquid, reserve = fractions.high(supply), fractions.low(supply)
+    # nfreeze: the liquid a maximal deflation would freeze next (the three fractions above the supply, the
+    # last fraction excluded as in the original).
+    nfreeze = sum(fractions.to_list()[supply:min(supply + 3, PEG_SIZE - 1)])
+    return {
+        "amount": str(liquid + reserve),
+        "ltotal": str(liquid),
+        "rtotal": str(reserve),
+        "nfreeze": str(nfreeze),
+        "supply": supply,
+        "address": address,
+        "confirmations": str(confirmations),
+    }
 
 
 class CommandRefused(HaloExchangeError):
@@ -317,9 +334,6 @@ class ExchangeEngine:
         deposit = self.deposits.deposits.get(outpoint)
         return deposit is not None and deposit.state is not DepositState.REVERSED
 
-    def is_change(self, outpoint: Outpoint | bytes) -> bool:
-        return (outpoint if isinstance(outpoint, bytes) else outpoint[0]) in self.deposits.own_txids
-
     def deposit_records(self) -> dict[str, dict]:
         """Every deposit as ``GetDeposits`` shows it, keyed ``txid:vout``."""
         return {
@@ -334,7 +348,8 @@ class ExchangeEngine:
         }
 
     def spendable(self, address: str = "") -> dict[str, dict]:
-        """The exchange's deposit outputs still unspent, valued at the network's supply (``GetSpendable``)."""
+        """The exchange's unspent outputs (``GetSpendable``), valued at the network's supply: the deposits,
+        and the change of transactions the exchange built itself (marked ``change: 1``)."""
         out = {}
         with self.reader.snapshot() as view:
             supply = view.peg_info().supply
@@ -343,20 +358,41 @@ class ExchangeEngine:
                     continue
                 if view.utxo(d.txid, d.n) is None:
                     continue
-                liquid, reserve = d.fractions.high(supply), d.fractions.low(supply)
-                # nfreeze: the liquid a maximal deflation would freeze next (the three fractions above the
-                # supply, the last fraction excluded as in the original).
-                nfreeze = sum(d.fractions.to_list()[supply:min(supply + 3, PEG_SIZE - 1)])
-                out[f"{d.txid[::-1].hex()}:{d.n}"] = {
-                    "amount": str(liquid + reserve),
-                    "ltotal": str(liquid),
-                    "rtotal": str(reserve),
-                    "nfreeze": str(nfreeze),
-                    "supply": supply,
-                    "address": d.address,
-                    "confirmations": str(max(self.deposits.depth(d), 0)),
-                }
+                out[f"{d.txid[::-1].hex()}:{d.n}"] = _spendable_entry(
+                    d.fractions, supply, d.address, max(self.deposits.depth(d), 0))
+            for txid, n, info in self._change_outputs(view):
+                if address and info.address != address:
+                    continue
+                depth = view.height() - info.height + 1
+                out[f"{txid[::-1].hex()}:{n}"] = {**_spendable_entry(info.fractions, supply, info.address, depth),
+                                                  "change": 1}
         return out
+
+    def _change_outputs(self, view: ChainView) -> list[tuple[bytes, int, OutputInfo]]:
+        """Unspent outputs on exchange addresses of the transactions the exchange built (its change)."""
+        found = []
+        for txid in self.deposits.own_txids:
+            located = view.transaction(txid)
+            if located is None:
+                continue  # not (or no longer) in the active chain
+            for n, output in enumerate(located[0].outputs):
+                if output.value <= 0 or view.utxo(txid, n) is None:
+                    continue
+                info = view.output(txid, n)
+                if info is not None and info.address in self.deposits.addresses:
+                    found.append((txid, n, info))
+        return found
+
+    def is_spendable_change(self, outpoint: Outpoint | bytes) -> bool:
+        """Whether ``outpoint`` (or, for a bare txid, any of its outputs) is change the exchange can spend."""
+        txid = outpoint if isinstance(outpoint, bytes) else outpoint[0]
+        if txid not in self.deposits.own_txids:
+            return False
+        with self.reader.snapshot() as view:
+            return any(
+                change_txid == txid and (isinstance(outpoint, bytes) or n == outpoint[1])
+                for change_txid, n, _info in self._change_outputs(view)
+            )
 
     def balance(self, user: str) -> tuple[int, int] | None:
         """(liquid, reserve) of a user or pseudo account; None when unknown."""

@@ -182,7 +182,8 @@ class ExchangeAPI:
 
     def GetSpendable(self, address: Any = "", passw: Any = "") -> Any:
         """GetSpendable(address='', passw) -> {"txid:vout": {amount, ltotal, rtotal, nfreeze, supply, address,
-        confirmations}} for the exchange's deposit outputs still unspent (all addresses when address is '')."""
+        confirmations}} for the exchange's unspent outputs (all addresses when address is ''): deposits, and
+        the change of the exchange's own transactions, which also carries change: 1."""
         if (denied := self._gate(passw)) is not None:
             return denied
         engine, refusal = self._ready(need_started=False)
@@ -205,10 +206,10 @@ class ExchangeAPI:
         outpoints = []
         for item in ids:
             outpoint = _parse_id(item)
+            if outpoint is not None and engine.is_spendable_change(outpoint):
+                raise CommandRefused("You can not deposit change transactions.")
             if outpoint is None or not engine.knows_deposit(outpoint):
                 raise CommandRefused(f"{item} not in Spendable list yet.")
-            if engine.is_change(outpoint):
-                raise CommandRefused("You can not deposit change transactions.")
             outpoints.append(outpoint)
         return engine.name_deposit(name, outpoints)
 

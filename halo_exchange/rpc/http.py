@@ -152,6 +152,9 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         self.state = ChannelState.READING_HEAD
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's hook names)
+        # An answer is one write; without this, a "100 Continue" followed by the answer could wait for the
+        # client's delayed ACK (Nagle's algorithm).
+        self.transport.setTcpNoDelay(True)
         self.setTimeout(self._limits.idle_timeout)
 
     def connectionLost(self, reason: object = None) -> None:  # noqa: N802

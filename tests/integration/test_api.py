@@ -180,3 +180,25 @@ def test_withdraw_validates_escrows_and_records(exchange: Exchange) -> None:
     status = api.CheckWithdraw(withdraw_id, 0, "")
     assert (status["status"], status["amount"], status["address"]) == ("queued", 100_010_001, payee)
     assert api.CheckWithdraw("f" * 32, 0, "") == "ID not found"
+
+
+def test_change_of_the_exchanges_own_transactions_is_spendable_but_not_a_deposit(exchange: Exchange) -> None:
+    """An output of a transaction the exchange built shows in GetSpendable with change: 1, live confirmations,
+    and cannot be deposited (recognised by txid, not by an OP_RETURN guess)."""
+    api = exchange.api
+    api.StartExchange("")
+    wif, _ = api.GenerateDepositAddress("")
+    address = PrivateKey.from_wif(wif, DEVNET_KEYS).public_key().address(DEVNET_KEYS)
+    txid = exchange.node.send_to_address(address, 3 * COIN)
+    exchange.service.call(lambda engine: engine.mark_own_transaction(bytes.fromhex(txid)[::-1]))
+    exchange.generate(1)
+    [key] = [k for k in api.GetSpendable("", "") if k.startswith(txid)]
+    entry = api.GetSpendable(address, "")[key]
+    assert entry["change"] == 1 and entry["amount"] == str(3 * COIN) and entry["confirmations"] == "1"
+    exchange.generate(2)
+    assert api.GetSpendable("", "")[key]["confirmations"] == "3"
+    assert api.Deposit("karen", [key], "") == "You can not deposit change transactions."
+    assert api.Deposit("karen", [txid], "") == "You can not deposit change transactions."
+    assert api.GetDeposits(key, "") is False
+    other = PrivateKey.generate().public_key().address(DEVNET_KEYS)
+    assert api.GetSpendable(other, "") == {}

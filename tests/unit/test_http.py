@@ -17,6 +17,15 @@ def _request(body: bytes = b"<call/>", path: bytes = b"/RPC2", version: bytes = 
             % (path, version, len(body), headers, body))
 
 
+class TCPStringTransport(StringTransport):
+    """An in-memory transport with the one TCP option the channel sets."""
+
+    no_delay = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: N802
+        self.no_delay = enabled
+
+
 class Channel:
     """One server connection over an in-memory transport, with its own clock for timeouts."""
 
@@ -25,7 +34,7 @@ class Channel:
         self.clock = Clock()
         self.protocol = XMLRPCFactory(handle or self._echo, limits).buildProtocol(None)
         self.protocol.callLater = self.clock.callLater
-        self.transport = StringTransport()
+        self.transport = TCPStringTransport()
         self.protocol.makeConnection(self.transport)
 
     def _echo(self, body: bytes) -> bytes:
@@ -56,6 +65,7 @@ def test_pipelined_requests_are_answered_in_order_on_one_connection() -> None:
     assert _status_lines(output) == [b"HTTP/1.1 200 OK"] * 2
     assert output.index(b"answer:one") < output.index(b"answer:two")
     assert b"Content-Length: 10\r\n" in output and not channel.closed
+    assert channel.transport.no_delay  # answers are single writes: nothing to gain from Nagle's delay
 
 
 def test_a_request_split_into_single_bytes_is_read_whole() -> None:
