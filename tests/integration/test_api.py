@@ -43,8 +43,9 @@ class Exchange:
     def close(self) -> None:
         self.node.close()
 
-    def generate(self, n: int) -> None:
-        self.node.generate(n)
+    def generate(self, n: int, vote: str = "nochange") -> None:
+        if n > 0:
+            self.node.generate(n, vote)
         self.service.call(lambda engine: None)  # the events before this call have been applied
 
     def fund(self, wif: str, amount: int) -> str:
@@ -202,3 +203,43 @@ def test_change_of_the_exchanges_own_transactions_is_spendable_but_not_a_deposit
     assert api.GetDeposits(key, "") is False
     other = PrivateKey.generate().public_key().address(DEVNET_KEYS)
     assert api.GetSpendable(other, "") == {}
+
+
+def test_cycle_and_balances_follow_deflate_votes(exchange: Exchange) -> None:
+    """GetCycle moves at the block that starts a cycle; once deflate votes raise the supply, balances are
+    re-split (more reserve, less liquid, the same total), exactly, above 2^31."""
+    api = exchange.api
+    api.StartExchange("")
+    wif, _ = api.GenerateDepositAddress("")
+    txid = exchange.fund(wif, 40 * COIN)
+    api.Deposit("karen", [txid], "")
+    exchange.generate(6)
+    before = api.GetBalance("karen", "")
+    assert before["liquid"] + before["reserve"] == 40 * COIN
+    interval = exchange.node.peg_info()["interval"]
+    height = exchange.node.reader.height()
+    exchange.generate(interval - 1 - height % interval)  # the last block of this cycle
+    cycle = api.GetCycle("")
+    exchange.generate(1)
+    assert api.GetCycle("") == cycle + 1 == exchange.node.peg_info()["cycle"]
+    supply = exchange.node.peg_info()["peg"]
+    for _ in range(4):  # deflate votes take effect cycles later
+        exchange.generate(interval, "deflate")
+    assert exchange.node.peg_info()["peg"] > supply
+    after = api.GetBalance("karen", "")
+    assert after["reserve"] > before["reserve"] and after["liquid"] < before["liquid"]
+    assert after["liquid"] + after["reserve"] == 40 * COIN
+
+
+def test_remaining_documented_refusals(exchange: Exchange) -> None:
+    """The rest of halo-behaviour §6.3: name checks on both sides of a trade, and the settings answered False."""
+    api = exchange.api
+    api.StartExchange("")
+    assert api.Trade("abc", 1, "bobby", "liquid", "") == "Name is too short in length."
+    assert api.Trade("alice", 1, "withdraws", "liquid", "") == \
+        "Name reserved for exchange operations. Please use different name."
+    assert api.Trade("alice", 1, "ab", "liquid", "") == "Name is too short in length."
+    assert api.ExchangeSettings("", "", {"min": 10**8, "max": 10**9, "percent": -0.1}, "", "") is False
+    assert api.ExchangeSettings("", "", {"min": 10**9, "max": 10**8, "percent": 0.01}, "", "") is False
+    assert api.ExchangeSettings(["Bx"], "", "", 16, "") == "Too many confirmations"
+    assert "exchangeaccounts" not in exchange.service.call(lambda engine: engine.settings)  # all or nothing
