@@ -13,6 +13,8 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Iterator
 
+from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
+from halo_exchange.chain.keys import PrivateKey
 from node_hooks.devnode.node import DevNode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,11 +41,12 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1):
 
 
 @contextlib.contextmanager
-def running_devnet(datadir: Path, port: int) -> Iterator[tuple[subprocess.Popen, xmlrpc.client.ServerProxy]]:
+def running_devnet(datadir: Path, port: int, api_port: int | None = None,
+                   ) -> Iterator[tuple[subprocess.Popen, xmlrpc.client.ServerProxy]]:
     """A `halo-exchange devnet` process with its control RPC answering; killed if the test leaves it running."""
     process = subprocess.Popen(
         [sys.executable, "-m", "halo_exchange.cli", "devnet", "--datadir", str(datadir), "--rpc-port", str(port),
-         "--api-port", str(_free_port())],
+         "--api-port", str(api_port or _free_port())],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,
@@ -94,6 +97,39 @@ def test_sigterm_stops_the_node_cleanly(tmp_path) -> None:
         assert reopened.block_count() == 3
     finally:
         reopened.close()
+
+
+def test_api_shutdown_stops_the_process_and_everything_answered_survives(tmp_path) -> None:
+    """ShutDown over the exchange API answers True, the node process exits 0 within 5 s, and after a restart
+    the password, the deposit and the trades answered before are all there."""
+    port, api_port = _free_port(), _free_port()
+    with running_devnet(tmp_path / "devnet", port, api_port) as (process, node):
+        api = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{api_port}")
+        wait_until(lambda: api.GetCycle("") == 0)
+        assert api.SetPassword("pw", "") is True and api.StartExchange("pw") is True
+        wif, _ = api.GenerateDepositAddress("pw")
+        address = PrivateKey.from_wif(wif, DEVNET_KEYS).public_key().address(DEVNET_KEYS)
+        txid = node.sendtoaddress(address, "3000000000")
+        node.generate(1)
+        wait_until(lambda: any(key.startswith(txid) for key in api.GetSpendable("", "pw")))
+        assert api.Deposit("karen", [txid], "pw") is True
+        node.generate(6)
+        wait_until(lambda: api.GetBalance("karen", "pw"))
+        for _ in range(5):
+            assert api.Trade("karen", 20_000_000, "dave", "liquid", "pw") is True
+        assert api.ShutDown("pw") is True
+        assert process.wait(timeout=5) == 0
+        assert "Traceback" not in process.stderr.read()
+
+    with running_devnet(tmp_path / "devnet", port, api_port) as (process, node):
+        api = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{api_port}")
+        wait_until(lambda: api.GetCycle("pw") == 0)
+        assert api.GetCycle("") == "Incorrect Password"
+        assert api.GetBalance("dave", "pw") == {"liquid": 100_000_000, "reserve": 0}
+        karen = api.GetBalance("karen", "pw")
+        assert karen["liquid"] + karen["reserve"] == 3_000_000_000 - 100_000_000
+        node.stop()
+        assert process.wait(timeout=5) == 0
 
 
 def test_example_client_runs_unchanged_against_the_devnet(tmp_path) -> None:
