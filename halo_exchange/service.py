@@ -15,6 +15,7 @@ ahead of the disk, so it stops applying events; a restart catches up from the st
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
 import queue
 import sys
@@ -99,6 +100,15 @@ def call_in_reactor(fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT
     if isinstance(result, Failure):
         result.raiseException()
     return result
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: assume it reaches beyond this machine
 
 
 class ServiceState(enum.Enum):
@@ -198,6 +208,9 @@ class ExchangeService:
                 self._listening = reactor.listenTCP(self.api_port, make_factory(self.api), interface=self.api_host)
                 self.api_port = self._listening.getHost().port
                 log.info("exchange API on http://%s:%d/", self.api_host, self.api_port)
+                if not _is_loopback(self.api_host):
+                    log.warning("the exchange API listens on %s, beyond this machine: its password and the deposit "
+                                "keys travel unencrypted; keep it behind a firewall or a TLS proxy", self.api_host)
             log.info("exchange mode running on %s (cycle %d)", self.datadir, self._engine.cycle)
         except Exception:
             self.state = ServiceState.FAILED

@@ -83,3 +83,19 @@ def test_calls_before_the_engine_runs_are_refused(tmp_path, reactor_thread) -> N
     service = enable_exchange_mode(dispatcher, {"exchange": 1, "exchange_datadir": tmp_path / "exchange"})
     with pytest.raises(ServiceError, match="stopped"):
         service.call(ExchangeEngine.balance, "alice")
+
+
+@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)])
+def test_an_api_reachable_beyond_the_machine_is_warned_about(tmp_path, reactor_thread, caplog, host, warned) -> None:
+    """Halo listened on every interface; ours listens on loopback, and says so loudly when told otherwise."""
+    dispatcher = HookDispatcher()
+    service = enable_exchange_mode(dispatcher, {"exchange": 1, "exchange_datadir": tmp_path / "exchange",
+                                                "exchange_api_host": host, "exchange_api_port": 0})
+    node = DevNode(tmp_path / "node", dispatcher=dispatcher)
+    with caplog.at_level("WARNING", logger="halo_exchange.service"):
+        node.start()
+        try:
+            service.call(lambda engine: None)
+        finally:
+            node.close()
+    assert any("beyond this machine" in record.getMessage() for record in caplog.records) is warned
