@@ -74,6 +74,7 @@ class RequestHead:
     keep_alive: bool
     content_length: int
     expects_continue: bool
+    connection_header: bytes  # what the answer says about the connection (HTTP/1.0 keep-alive is echoed)
 
 
 _date_cache: tuple[int, bytes] = (0, b"")
@@ -134,9 +135,11 @@ def parse_head(head: bytes, limits: HTTPLimits) -> RequestHead:
         raise Refusal(413, f"request body over {limits.max_body} bytes")
     if version == b"HTTP/1.1":
         keep_alive = b"close" not in connection
+        connection_header = b"" if keep_alive else b"Connection: close\r\n"
     else:
         keep_alive = b"keep-alive" in connection
-    return RequestHead(keep_alive, content_length, expects_continue)
+        connection_header = b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n"
+    return RequestHead(keep_alive, content_length, expects_continue, connection_header)
 
 
 class XMLRPCChannel(Protocol, TimeoutMixin):
@@ -247,7 +250,7 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         self.transport.write(
             b"HTTP/1.1 200 OK\r\nServer: halo-exchange\r\nDate: %s\r\nContent-Type: text/xml; charset=utf-8\r\n"
             b"Content-Length: %d\r\n%s\r\n%s"
-            % (_http_date(), len(body), b"" if keep_alive else b"Connection: close\r\n", body)
+            % (_http_date(), len(body), self._head.connection_header, body)
         )
         if not keep_alive:
             self.state = ChannelState.CLOSING

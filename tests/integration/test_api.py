@@ -243,3 +243,22 @@ def test_remaining_documented_refusals(exchange: Exchange) -> None:
     assert api.ExchangeSettings("", "", {"min": 10**9, "max": 10**8, "percent": 0.01}, "", "") is False
     assert api.ExchangeSettings(["Bx"], "", "", 16, "") == "Too many confirmations"
     assert "exchangeaccounts" not in exchange.service.call(lambda engine: engine.settings)  # all or nothing
+
+
+def test_pipelined_calls_on_one_socket_are_answered_in_order(exchange: Exchange) -> None:
+    """Two calls written at once on one connection get their two answers, in order, on that connection."""
+    import socket
+
+    calls = [xmlrpc.client.dumps(("",), "GetCycle").encode(), xmlrpc.client.dumps(("nobody", ""), "GetBalance").encode()]
+    data = b"".join(b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(c), c) for c in calls)
+    with socket.create_connection(("127.0.0.1", exchange.service.api_port), timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        while received.count(b"</methodResponse>") < 2:
+            chunk = sock.recv(65536)
+            assert chunk, "connection closed early"
+            received += chunk
+    first, second = received.split(b"HTTP/1.1 200 OK")[1:]
+    cycle = exchange.node.peg_info()["cycle"]
+    assert xmlrpc.client.loads(first.split(b"\r\n\r\n", 1)[1])[0] == (cycle,)
+    assert xmlrpc.client.loads(second.split(b"\r\n\r\n", 1)[1])[0] == (False,)

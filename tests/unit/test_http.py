@@ -113,7 +113,7 @@ def test_connection_close_and_http_1_0_end_the_connection_after_the_answer() -> 
     assert old.closed
     old_keep = Channel()
     old_keep.send(_request(version=b"HTTP/1.0", headers=b"Connection: Keep-Alive\r\n"))
-    assert not old_keep.closed
+    assert b"Connection: keep-alive\r\n" in old_keep.output() and not old_keep.closed
 
 
 def test_expect_100_continue_gets_the_interim_answer() -> None:
