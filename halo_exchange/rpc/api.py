@@ -405,9 +405,15 @@ class APIDispatcher:
         except Exception:
             return dump_response(self._failure(method, Failure()))
         if isinstance(answer, Deferred):
-            return answer.addCallbacks(lambda value: dump_response((value,)),
+            return answer.addCallbacks(lambda value: self._respond(method, value),
                                        lambda failure: dump_response(self._failure(method, failure)))
-        return dump_response((answer,))
+        return self._respond(method, answer)
+
+    def _respond(self, method: str, value: Any) -> bytes:
+        try:
+            return dump_response((value,))
+        except Exception:  # an answer XML-RPC cannot carry (None, say) is a bug here, not the client's
+            return dump_response(self._failure(method, Failure()))
 
     @staticmethod
     def _failure(method: str, failure: Failure) -> tuple | xmlrpc.client.Fault:

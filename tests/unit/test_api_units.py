@@ -1,11 +1,13 @@
-"""Units of the API layer that need no server: amount parsing and the password gate."""
+"""Units of the API layer that need no server: amount parsing, the password gate, the dispatcher."""
 
 from __future__ import annotations
+
+import xmlrpc.client
 
 import pytest
 
 from halo_exchange.engine import CommandRefused
-from halo_exchange.rpc.api import PasswordGate, parse_amount
+from halo_exchange.rpc.api import FAULT_INTERNAL, APIDispatcher, ExchangeAPI, PasswordGate, parse_amount
 
 
 @pytest.mark.parametrize("value, expected", [(5, 5), (3_000_000_000, 3_000_000_000), (7.0, 7), ("42", 42),
@@ -29,3 +31,13 @@ def test_password_gate_remembers_only_what_matched() -> None:
     assert gate.matches("s3cret") and gate.matches("s3cret")
     assert not gate.matches("wrong") and not gate.matches("s3cret ")
     assert PasswordGate(PasswordGate.record_for("")).matches("anything")
+
+
+def test_an_answer_xmlrpc_cannot_carry_is_an_internal_fault(monkeypatch) -> None:
+    """A call answering something XML-RPC cannot marshal (None) gets fault -32603, not a broken response."""
+    api = ExchangeAPI(lambda: None, lambda: None)
+    monkeypatch.setattr(api, "GetCycle", lambda passw="": None)
+    body = APIDispatcher(api).handle(xmlrpc.client.dumps(("",), "GetCycle").encode())
+    with pytest.raises(xmlrpc.client.Fault) as fault:
+        xmlrpc.client.loads(body)
+    assert (fault.value.faultCode, fault.value.faultString) == (FAULT_INTERNAL, "internal error")
