@@ -198,6 +198,8 @@ class ExchangeService:
             self.datadir.mkdir(parents=True, exist_ok=True)
             self._store = ExchangeStore(str(self.datadir))
             self._engine = ExchangeEngine(self._store, reader, reactor.callLater, confirmations=self.confirmations)
+            # Memory runs ahead of the disk after a lost batch: stop answering from it at once.
+            self._engine.commit.on_failure = lambda exc: self._fail("a write to the exchange DB")
             self.state = ServiceState.RUNNING
             self._watch(self._engine.catch_up(), "catching up with the chain")
             if self.api_port is not None:
@@ -230,9 +232,10 @@ class ExchangeService:
     def _fail(self, what: str, failure: Failure | None = None) -> None:
         self.state = ServiceState.FAILED
         if failure is not None:
-            log.error("exchange mode stopped applying events after %s failed: %s", what, failure.getErrorMessage())
+            log.error("exchange mode stopped after %s failed: %s; restart the node to reload from the store",
+                      what, failure.getErrorMessage())
         else:
-            log.exception("exchange mode stopped applying events after %s failed", what)
+            log.exception("exchange mode stopped after %s failed; restart the node to reload from the store", what)
 
     def _close(self) -> Any:
         """Stop listening (never the reactor), write what is pending, close the exchange DB."""

@@ -110,6 +110,7 @@ class GroupCommit:
         self._ops: list[Op] = []
         self._waiting: list[Deferred] = []
         self.failure: Exception | None = None
+        self.on_failure: Callable[[Exception], object] | None = None  # told once, when the first batch fails
         self.batches_written = 0
 
     def submit(self, ops: Sequence[Op]) -> Deferred:
@@ -141,6 +142,8 @@ class GroupCommit:
         except Exception as exc:  # every caller of this batch learns it failed
             log.error("exchange DB write of %d ops failed: %s", len(ops), exc)
             self.failure = exc
+            if self.on_failure is not None:
+                self.on_failure(exc)
             for done in waiting:
                 done.errback(StoreError(f"write failed: {exc}"))
             return

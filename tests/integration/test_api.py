@@ -262,3 +262,24 @@ def test_pipelined_calls_on_one_socket_are_answered_in_order(exchange: Exchange)
     cycle = exchange.node.peg_info()["cycle"]
     assert xmlrpc.client.loads(first.split(b"\r\n\r\n", 1)[1])[0] == (cycle,)
     assert xmlrpc.client.loads(second.split(b"\r\n\r\n", 1)[1])[0] == (False,)
+
+
+def test_a_failed_write_stops_the_exchange_instead_of_answering_from_memory(exchange: Exchange) -> None:
+    """When the exchange DB cannot be written, the call waiting on it fails, and later calls are not answered
+    from balances the disk does not hold: the exchange stops until the node restarts and reloads."""
+    api = exchange.api
+    api.StartExchange("")
+    wif, _ = api.GenerateDepositAddress("")
+    txid = exchange.fund(wif, 5 * COIN)
+    api.Deposit("karen", [txid], "")
+    exchange.generate(6)
+    assert api.Trade("karen", COIN, "dave", "liquid", "") is True
+    exchange.service.call(lambda engine: engine.store.db.close())  # the disk goes away under the exchange
+    with pytest.raises(xmlrpc.client.Fault) as fault:
+        api.Trade("karen", COIN, "dave", "liquid", "")
+    assert fault.value.faultCode == FAULT_INTERNAL
+    assert api.GetBalance("dave", "") == "Exchange is not loaded yet."
+    assert exchange.service.state.value == "failed"
+    exchange.close()
+    exchange.open()  # reloaded from the store: the answered trade is there, the failed one is not
+    assert exchange.api.GetBalance("dave", "") == {"liquid": COIN, "reserve": 0}
