@@ -13,7 +13,9 @@ everything else with a clear status:
 * the body is framed by one ``Content-Length`` (411 without it, also for ``Transfer-Encoding``; 413 above
   ``max_body``, answered before the body is read); ``Expect: 100-continue`` is honoured;
 * keep-alive as HTTP/1.1 defines it (``Connection: close`` ends it; HTTP/1.0 needs ``keep-alive``);
-  pipelined requests are answered one at a time, in order; an idle connection closes after ``idle_timeout``.
+  pipelined requests are answered one at a time, in order; an idle connection closes after ``idle_timeout``,
+  and a request must arrive whole within that time from its first byte;
+* at most ``max_connections`` connections at once; more are closed as they arrive.
 
 Every refusal closes the connection, since what follows on the stream cannot be trusted. The protocol knows
 nothing of XML-RPC: it hands each body to ``handle(body) -> bytes | Deferred[bytes]`` and sends the answer.
@@ -49,7 +51,8 @@ _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh
 class HTTPLimits:
     max_body: int = 64 * 1024
     max_head: int = 16 * 1024
-    idle_timeout: float = 60.0
+    idle_timeout: float = 60.0  # between requests, and for one request from its first byte to its last
+    max_connections: int = 256
 
 
 class ChannelState(enum.Enum):
@@ -145,6 +148,8 @@ def parse_head(head: bytes, limits: HTTPLimits) -> RequestHead:
 class XMLRPCChannel(Protocol, TimeoutMixin):
     """One client connection: reads requests, hands their bodies to ``handle``, writes answers in order."""
 
+    factory: XMLRPCFactory | None = None
+
     def __init__(self, handle: Handler, limits: HTTPLimits) -> None:
         self._handle = handle
         self._limits = limits
@@ -163,6 +168,8 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
     def connectionLost(self, reason: object = None) -> None:  # noqa: N802
         self.state = ChannelState.CLOSED
         self.setTimeout(None)
+        if self.factory is not None:
+            self.factory.channel_closed(self)
 
     def timeoutConnection(self) -> None:  # noqa: N802
         if self.state is ChannelState.READING_HEAD and not self._buffer:
@@ -173,6 +180,7 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         if self.state in (ChannelState.CLOSING, ChannelState.CLOSED):
             return
+        starting = not self._buffer and self.state is ChannelState.READING_HEAD
         self._buffer += data
         if self.state is ChannelState.ANSWERING:
             # A client pipelining faster than it reads answers: stop reading until this answer is out.
@@ -180,7 +188,10 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
                 self._paused = True
                 self.transport.pauseProducing()
             return
-        self.resetTimeout()
+        if starting:
+            # A request gets the whole window from its first byte, and no more: trickling bytes does not
+            # keep a connection (and its memory) forever.
+            self.resetTimeout()
         self._advance()
 
     def _advance(self) -> None:
@@ -284,8 +295,20 @@ class XMLRPCFactory(Factory):
     def __init__(self, handle: Handler, limits: HTTPLimits | None = None) -> None:
         self._handle = handle
         self.limits = limits or HTTPLimits()
+        self.channels: set[XMLRPCChannel] = set()
+        self._last_refusal_logged = 0.0
 
-    def buildProtocol(self, addr: object) -> XMLRPCChannel:  # noqa: N802
+    def buildProtocol(self, addr: object) -> XMLRPCChannel | None:  # noqa: N802
+        if len(self.channels) >= self.limits.max_connections:
+            now = time.monotonic()
+            if now - self._last_refusal_logged > 60:  # under a flood, one line a minute
+                self._last_refusal_logged = now
+                log.warning("exchange API: %d connections open, refusing more (from %s)", len(self.channels), addr)
+            return None  # Twisted closes the connection at once
         channel = XMLRPCChannel(self._handle, self.limits)
         channel.factory = self
+        self.channels.add(channel)
         return channel
+
+    def channel_closed(self, channel: XMLRPCChannel) -> None:
+        self.channels.discard(channel)

@@ -190,3 +190,26 @@ def test_a_handler_that_raises_gets_a_500_and_the_connection_closes() -> None:
     channel = Channel(handle)
     channel.send(_request())
     assert _status_lines(channel.output()) == [b"HTTP/1.1 500 Internal Server Error"] and channel.closed
+
+
+def test_a_trickled_request_gets_its_window_from_the_first_byte_only() -> None:
+    """Sending a byte now and then does not keep a half request open past the timeout (slowloris)."""
+    channel = Channel(limits=HTTPLimits(idle_timeout=60))
+    channel.clock.advance(30)  # idle: the window restarts with the first byte of a request
+    request = _request(b"abcdef")
+    channel.send(request[:10])
+    channel.clock.advance(40)
+    channel.send(request[10:20])
+    channel.clock.advance(19)
+    assert not channel.closed
+    channel.clock.advance(1)
+    assert _status_lines(channel.output()) == [b"HTTP/1.1 408 Request Timeout"] and channel.closed
+
+
+def test_connections_beyond_the_limit_are_refused_until_one_closes() -> None:
+    factory = XMLRPCFactory(lambda body: b"ok", HTTPLimits(max_connections=2))
+    first, second = factory.buildProtocol(None), factory.buildProtocol(None)
+    assert first is not None and second is not None
+    assert factory.buildProtocol(None) is None
+    first.connectionLost(None)
+    assert factory.buildProtocol(None) is not None
