@@ -61,6 +61,7 @@ NAME_INVALID = f"Name must be printable text of at most {MAX_NAME} characters."
 NEGATIVE_BETWEEN_USERS = "Amount can not be negative if both users are known"
 ZERO_AMOUNT = "Amount must not be zero."
 BAD_STYLE = "Style must be 'liquid' or 'reserve'."
+UNKNOWN_USER = "Unknown user"
 
 
 def _spendable_entry(fractions, supply: int, address: str, confirmations: int) -> dict:
@@ -222,6 +223,8 @@ class ExchangeEngine:
             raise CommandRefused(NEGATIVE_BETWEEN_USERS)
         else:
             src, dst = user1, user2
+        if src != POOL and src not in self.book.accounts:
+            raise CommandRefused(UNKNOWN_USER)  # Halo raised a KeyError Fault here (halo-behaviour §6.3)
         liquid, reserve = self.book.balance(src) if src in self.book.accounts else (0, 0)
         if amount > (liquid if style == "liquid" else reserve):
             if src == POOL:
@@ -266,6 +269,8 @@ class ExchangeEngine:
             raise CommandRefused(BAD_STYLE)
         if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
             raise CommandRefused(ZERO_AMOUNT if amount == 0 else "Amount must be a whole number of satoshis")
+        if source == user and user not in self.book.accounts:
+            raise CommandRefused(UNKNOWN_USER)
         liquid, reserve = self.book.balance(source) if source in self.book.accounts else (0, 0)
         if amount > (liquid if style == "liquid" else reserve):
             raise CommandRefused(f"Insufficient {style} balance")

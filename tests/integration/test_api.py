@@ -102,7 +102,7 @@ def test_documented_refusals(exchange: Exchange) -> None:
     assert api.Deposit("bobby", ["abc:0"], "pw") == "abc:0 not in Spendable list yet."
     assert api.Trade("Exchange", 1, "bobby", "liquid", "pw") == "Name reserved for exchange operations. Please use different name."
     assert api.Trade("alice", -5, "bobby", "liquid", "pw") == "Amount can not be negative if both users are known"
-    assert api.Trade("alice", 5, "bobby", "liquid", "pw") == "Insufficient liquid balance"
+    assert api.Trade("alice", 5, "bobby", "liquid", "pw") == "Unknown user"  # Halo: a KeyError Fault
     assert api.Trade("alice", 5, "", "liquid", "pw") == "Insufficient funds in liquid pool. Please make the debit before the credit."
     assert api.Trade("alice", "1.5", "bobby", "liquid", "pw") == "Amount must be a whole number of satoshis"
     assert api.GetBalance("nobody", "pw") is False
@@ -173,6 +173,7 @@ def test_withdraw_validates_escrows_and_records(exchange: Exchange) -> None:
     assert api.Withdraw("karen", 5 * COIN, "xyz", "liquid", "") == ["Withdraw address not valid", ""]
     assert api.Withdraw("karen", 100_010_000, payee, "liquid", "") == ["Withdraw amount is too low", ""]
     assert api.Withdraw("karen", "1000000000000", payee, "liquid", "") == ["Insufficient liquid balance", ""]
+    assert api.Withdraw("nobody", 200_000_000, payee, "liquid", "") == ["Unknown user", ""]
     before = api.GetBalance("karen", "")
     ok, withdraw_id = api.Withdraw("karen", 100_010_001, payee, "liquid", "")
     assert ok is True and len(withdraw_id) == 32
