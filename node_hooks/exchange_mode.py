@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Mapping
 
-from halo_exchange.service import ExchangeService
+from halo_exchange.service import DEFAULT_SWITCH_INTERVAL, ExchangeService
 from node_hooks import HookDispatcher
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,9 @@ def enable_exchange_mode(dispatcher: HookDispatcher, config: Mapping[str, object
     """Register the exchange plugin when the configuration asks for it; return it (or None).
 
     Configuration: ``exchange`` (on/off), ``exchange_datadir`` (required when on), ``exchangeconfirmations``
-    (7..15, default 7), ``exchange_api_host`` / ``exchange_api_port`` (127.0.0.1:55779; port None: no API).
+    (7..15, default 7), ``exchange_api_host`` / ``exchange_api_port`` (127.0.0.1:55779; port None: no API),
+    ``exchange_switch_interval`` (seconds, default 0.001: how long a thread busy in Python, such as the node's
+    block processing, may hold the GIL before the API gets a turn).
     """
     if not exchange_mode_requested(config):
         return None
@@ -44,6 +46,7 @@ def enable_exchange_mode(dispatcher: HookDispatcher, config: Mapping[str, object
         confirmations=int(config.get("exchangeconfirmations", 7)),
         api_host=str(config.get("exchange_api_host", "127.0.0.1")),
         api_port=None if port is None else int(port),
+        switch_interval=float(config.get("exchange_switch_interval", DEFAULT_SWITCH_INTERVAL)),
     )
     dispatcher.register(service)
     log.info("exchange mode enabled, data in %s", datadir)

@@ -62,6 +62,10 @@ def test_exchange_mode_follows_configuration(tmp_path) -> None:
     service = enable_exchange_mode(dispatcher, {"exchange": "yes", "exchange_datadir": tmp_path / "x"})
     assert service is not None and dispatcher.hooks == (service,)
     assert service.datadir == tmp_path / "x" and service.state.value == "stopped"
+    assert service.switch_interval == 0.001 and service.api_host == "127.0.0.1" and service.api_port == 55779
+    tuned = enable_exchange_mode(HookDispatcher(), {"exchange": 1, "exchange_datadir": tmp_path / "y",
+                                                    "exchange_switch_interval": "0.0005", "exchange_api_port": None})
+    assert tuned.switch_interval == 0.0005 and tuned.api_port is None
 
 
 def test_recording_hook_limit_keeps_most_recent() -> None:
