@@ -178,7 +178,11 @@ class ExchangeAPI:
         engine, refusal = self._ready(pair=True)
         if engine is None:
             return refusal
-        return engine.generate_deposit_address().addCallback(lambda answer: [answer[0], True])
+        try:
+            done = engine.generate_deposit_address()
+        except CommandRefused as exc:  # a locked wallet: answered as a pair, like every refusal of this call
+            return [str(exc), ""]
+        return done.addCallback(lambda answer: [answer[0], True])
 
     def GetSpendable(self, address: Any = "", passw: Any = "") -> Any:
         """GetSpendable(address='', passw) -> {"txid:vout": {amount, ltotal, rtotal, nfreeze, supply, address,

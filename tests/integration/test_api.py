@@ -284,3 +284,24 @@ def test_a_failed_write_stops_the_exchange_instead_of_answering_from_memory(exch
     exchange.close()
     exchange.open()  # reloaded from the store: the answered trade is there, the failed one is not
     assert exchange.api.GetBalance("dave", "") == {"liquid": COIN, "reserve": 0}
+
+
+def test_exchange_password_unlocks_an_encrypted_wallet(exchange: Exchange) -> None:
+    """With the exchange wallet encrypted, a restarted exchange cannot make deposit keys until
+    ExchangePassword gives the right passphrase; a wrong one is refused with a clear string."""
+    api = exchange.api
+    api.StartExchange("")
+    first, ok = api.GenerateDepositAddress("")
+    assert ok is True
+    exchange.service.call(lambda engine: engine.encrypt_wallet("correct horse"))
+    exchange.close()
+    exchange.open()
+    api = exchange.api
+    api.StartExchange("")
+    assert api.GenerateDepositAddress("") == ["The exchange wallet is locked. Use ExchangePassword first.", ""]
+    assert "passphrase" in api.ExchangePassword("wrong", "")
+    assert api.ExchangePassword("correct horse", "") is True
+    second, ok = api.GenerateDepositAddress("")
+    assert ok is True and second != first
+    address = PrivateKey.from_wif(first, DEVNET_KEYS).public_key().address(DEVNET_KEYS)
+    assert exchange.service.call(lambda engine: engine.wallet.private_key(address).to_wif(DEVNET_KEYS)) == first
