@@ -21,7 +21,8 @@ from typing import Callable, Iterable
 
 from twisted.internet.defer import Deferred
 
-from halo_exchange.chain.reader import ChainReader, ChainView, OutputInfo
+from halo_exchange.chain.reader import ChainReader, ChainView
+from halo_exchange.chain.script import script_to_address
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.ledger.book import Book, LedgerError
 from halo_exchange.ledger.deposits import DepositError, DepositEvents, DepositState, DepositTracker, Outpoint
@@ -44,7 +45,7 @@ from halo_exchange.ledger.withdrawals import (
     RESERVE_LIMIT,
     Withdrawal,
 )
-from halo_exchange.peg.fractions import PEG_SIZE
+from halo_exchange.peg.fractions import PEG_SIZE, Fractions
 
 log = logging.getLogger(__name__)
 
@@ -365,27 +366,30 @@ class ExchangeEngine:
                     continue
                 out[f"{d.txid[::-1].hex()}:{d.n}"] = _spendable_entry(
                     d.fractions, supply, d.address, max(self.deposits.depth(d), 0))
-            for txid, n, info in self._change_outputs(view):
-                if address and info.address != address:
+            tip = view.height()
+            for txid, n, owner, fractions, height in self._change_outputs(view):
+                if address and owner != address:
                     continue
-                depth = view.height() - info.height + 1
-                out[f"{txid[::-1].hex()}:{n}"] = {**_spendable_entry(info.fractions, supply, info.address, depth),
+                out[f"{txid[::-1].hex()}:{n}"] = {**_spendable_entry(fractions, supply, owner, tip - height + 1),
                                                   "change": 1}
         return out
 
-    def _change_outputs(self, view: ChainView) -> list[tuple[bytes, int, OutputInfo]]:
-        """Unspent outputs on exchange addresses of the transactions the exchange built (its change)."""
+    def _change_outputs(self, view: ChainView, txids: Iterable[bytes] | None = None,
+                        ) -> list[tuple[bytes, int, str, Fractions, int]]:
+        """Unspent outputs on exchange addresses of the transactions the exchange built (its change), as
+        ``(txid, n, address, fractions, height)``; only those of ``txids`` when given."""
         found = []
-        for txid in self.deposits.own_txids:
+        for txid in self.deposits.own_txids if txids is None else txids:
             located = view.transaction(txid)
             if located is None:
                 continue  # not (or no longer) in the active chain
-            for n, output in enumerate(located[0].outputs):
-                if output.value <= 0 or view.utxo(txid, n) is None:
+            tx, record = located
+            for n, output in enumerate(tx.outputs):
+                if output.value <= 0:
                     continue
-                info = view.output(txid, n)
-                if info is not None and info.address in self.deposits.addresses:
-                    found.append((txid, n, info))
+                address = script_to_address(output.script_pubkey)
+                if address in self.deposits.addresses and view.utxo(txid, n) is not None:
+                    found.append((txid, n, address, view.fractions(txid, n, output.value), record.height))
         return found
 
     def is_spendable_change(self, outpoint: Outpoint | bytes) -> bool:
@@ -394,10 +398,8 @@ class ExchangeEngine:
         if txid not in self.deposits.own_txids:
             return False
         with self.reader.snapshot() as view:
-            return any(
-                change_txid == txid and (isinstance(outpoint, bytes) or n == outpoint[1])
-                for change_txid, n, _info in self._change_outputs(view)
-            )
+            return any(isinstance(outpoint, bytes) or n == outpoint[1]
+                       for _, n, _, _, _ in self._change_outputs(view, [txid]))
 
     def balance(self, user: str) -> tuple[int, int] | None:
         """(liquid, reserve) of a user or pseudo account; None when unknown."""

@@ -41,12 +41,15 @@ def enable_exchange_mode(dispatcher: HookDispatcher, config: Mapping[str, object
     if not datadir:
         raise ValueError("exchange mode needs exchange_datadir in the node configuration")
     port = config.get("exchange_api_port", 55779)
+    switch_interval = float(config.get("exchange_switch_interval", DEFAULT_SWITCH_INTERVAL))
+    if not 0 < switch_interval <= 1:
+        raise ValueError(f"exchange_switch_interval must be in (0, 1] seconds, not {switch_interval}")
     service = ExchangeService(
         Path(str(datadir)),
         confirmations=int(config.get("exchangeconfirmations", 7)),
         api_host=str(config.get("exchange_api_host", "127.0.0.1")),
         api_port=None if port is None else int(port),
-        switch_interval=float(config.get("exchange_switch_interval", DEFAULT_SWITCH_INTERVAL)),
+        switch_interval=switch_interval,
     )
     dispatcher.register(service)
     log.info("exchange mode enabled, data in %s", datadir)

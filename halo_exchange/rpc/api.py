@@ -104,7 +104,10 @@ class ExchangeAPI:
     def __init__(self, engine: Callable[[], ExchangeEngine | None], shutdown: Callable[[], None]) -> None:
         self._engine = engine
         self._shutdown = shutdown
-        self._password_gate = PasswordGate(None)
+        # The API is built once the engine has loaded. The password known then, and after every change, is
+        # kept here too, so that an exchange that failed or is closing still asks for it.
+        loaded = engine()
+        self._password_gate = PasswordGate(loaded.settings.get("password") if loaded else None)
         self.started = False
 
     # -- shared gates -----------------------------------------------------------------------------------
@@ -112,12 +115,21 @@ class ExchangeAPI:
     def _gate(self, passw: Any, pair: bool = False) -> Any:
         """None when the call may go on, else what it must answer (the password string, maybe as a pair)."""
         engine = self._engine()
-        record = engine.settings.get("password") if engine else None
-        if self._password_gate.record != record:
-            self._password_gate = PasswordGate(record)  # the password changed: forget what was verified
-        if engine is not None and not self._password_gate.matches(passw):
+        if engine is not None:
+            record = engine.settings.get("password")
+            if self._password_gate.record != record:
+                self._password_gate = PasswordGate(record)  # the password changed: forget what was verified
+        if not self._password_gate.matches(passw):
             return [INCORRECT_PASSWORD, ""] if pair else INCORRECT_PASSWORD
         return None
+
+    @staticmethod
+    def _when_durable(engine: ExchangeEngine, answer: Any) -> Any:
+        """A read shows memory, which may hold a change of this reactor turn not yet on disk: answer it only
+        with that batch (so no client sees a balance a crash could take back)."""
+        if not engine.commit.pending:
+            return answer
+        return engine.commit.submit([]).addCallback(lambda _: answer)
 
     def _ready(self, pair: bool = False, need_started: bool = True) -> tuple[ExchangeEngine | None, Any]:
         engine = self._engine()
@@ -193,7 +205,7 @@ class ExchangeAPI:
         engine, refusal = self._ready(need_started=False)
         if engine is None:
             return refusal
-        return engine.spendable(address if isinstance(address, str) else "")
+        return self._when_durable(engine, engine.spendable(address if isinstance(address, str) else ""))
 
     def Deposit(self, name: Any, txids: Any, passw: Any = "") -> Any:
         """Deposit(name, txids, passw) -> True: names the owner of deposits ("txid:vout", or a bare txid for
@@ -227,8 +239,8 @@ class ExchangeAPI:
             return refusal
         records = engine.deposit_records()
         if txid in ("", None):
-            return records
-        return records.get(txid, False) if isinstance(txid, str) else False
+            return self._when_durable(engine, records)
+        return self._when_durable(engine, records.get(txid, False) if isinstance(txid, str) else False)
 
     def GetBalance(self, user: Any, passw: Any = "") -> Any:
         """GetBalance(user, passw) -> {liquid, reserve} (for 'exchange' also subpremium and frozen), or False."""
@@ -240,11 +252,11 @@ class ExchangeAPI:
         if not isinstance(user, str):
             return False
         if user.lower() == "exchange":
-            return engine.exchange_figures()
+            return self._when_durable(engine, engine.exchange_figures())
         balance = engine.balance(user)
         if balance is None:
-            return False
-        return {"liquid": balance[0], "reserve": balance[1]}
+            return self._when_durable(engine, False)
+        return self._when_durable(engine, {"liquid": balance[0], "reserve": balance[1]})
 
     def Trade(self, user1: Any, amount: Any, user2: Any, style: Any = "liquid", passw: Any = "") -> Any:
         """Trade(user1, amount, user2, style='liquid', passw) -> True: user1 pays user2; with user2 '' a
@@ -268,7 +280,10 @@ class ExchangeAPI:
             return [False, ""]
         if not isinstance(address, str) or not is_valid_address(address):
             return ["Withdraw address not valid", ""]  # version and length checked too (B28)
-        value = parse_amount(amount)
+        try:
+            value = parse_amount(amount)
+        except CommandRefused as exc:
+            return [str(exc), ""]
         minimum = engine.settings.get("commission", {}).get("min", DEFAULT_COMMISSION_MIN)
         if value <= minimum + 10000:
             return ["Withdraw amount is too low", ""]
@@ -290,9 +305,7 @@ class ExchangeAPI:
         if engine is None:
             return refusal
         withdrawal = engine.withdrawals.get(ID) if isinstance(ID, str) else None
-        if withdrawal is None:
-            return "ID not found"
-        return withdrawal.as_status()
+        return self._when_durable(engine, "ID not found" if withdrawal is None else withdrawal.as_status())
 
     def ExchangeSettings(
         self, exchangeaccounts: Any = "", exchangefeeaccount: Any = "", commission: Any = "",
@@ -350,7 +363,7 @@ class ExchangeAPI:
         engine, refusal = self._ready(need_started=False)
         if engine is None:
             return refusal
-        return engine.cycle
+        return self._when_durable(engine, engine.cycle)
 
 
 CALLS = [
@@ -372,7 +385,8 @@ def _parse_id(item: Any) -> tuple[bytes, int] | bytes | None:
         return None
     if not vout:
         return raw
-    return (raw, int(vout)) if vout.isascii() and vout.isdigit() else None
+    # An output index is a u32: more digits than that is not an outpoint (and int() refuses ~4300 digits).
+    return (raw, int(vout)) if vout.isascii() and vout.isdigit() and len(vout) <= 10 else None
 
 
 class APIDispatcher:

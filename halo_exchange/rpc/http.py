@@ -31,8 +31,10 @@ from email.utils import formatdate
 from typing import Callable
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ def _http_date() -> bytes:
 def parse_head(head: bytes, limits: HTTPLimits) -> RequestHead:
     """The request line and headers (without the final CRLF CRLF), or :class:`Refusal`."""
     lines = head.split(b"\r\n")
+    if b"\0" in head or any(b"\r" in line or b"\n" in line for line in lines):
+        raise Refusal(400, "bare CR, LF or NUL in the request head")  # RFC 9112 §2.2: never guess at these
     parts = lines[0].split(b" ")
     if len(parts) != 3 or not parts[0] or not set(parts[0]) <= _TOKEN or not parts[1]:
         raise Refusal(400, "malformed request line")
@@ -145,8 +149,15 @@ def parse_head(head: bytes, limits: HTTPLimits) -> RequestHead:
     return RequestHead(keep_alive, content_length, expects_continue, connection_header)
 
 
+@implementer(IPushProducer)
 class XMLRPCChannel(Protocol, TimeoutMixin):
-    """One client connection: reads requests, hands their bodies to ``handle``, writes answers in order."""
+    """One client connection: reads requests, hands their bodies to ``handle``, writes answers in order.
+
+    Memory per connection is bounded both ways. Input: at most one request head and body are buffered ahead,
+    then reading pauses. Output: the channel is the transport's producer, so when a client does not read its
+    answers and the transport's buffer fills, the channel stops parsing (and reading) until it drains. A
+    connection that stays stuck past the timeout, or does not finish closing, is aborted.
+    """
 
     factory: XMLRPCFactory | None = None
 
@@ -155,14 +166,19 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         self._limits = limits
         self._buffer = bytearray()
         self._head: RequestHead | None = None
-        self._paused = False
+        self._request_started = False  # the first byte of the next request has arrived (its timer runs)
+        self._output_blocked = False  # the transport asked us to stop producing (its buffer is full)
+        self._reading_paused = False
         self._advancing = False  # inside _advance(): an answer given there must not parse re-entrantly
         self.state = ChannelState.READING_HEAD
+
+    # -- Twisted's hooks --------------------------------------------------------------------------------
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's hook names)
         # An answer is one write; without this, a "100 Continue" followed by the answer could wait for the
         # client's delayed ACK (Nagle's algorithm).
         self.transport.setTcpNoDelay(True)
+        self.transport.registerProducer(self, True)
         self.setTimeout(self._limits.idle_timeout)
 
     def connectionLost(self, reason: object = None) -> None:  # noqa: N802
@@ -172,33 +188,49 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
             self.factory.channel_closed(self)
 
     def timeoutConnection(self) -> None:  # noqa: N802
-        if self.state is ChannelState.READING_HEAD and not self._buffer:
+        if self.state is ChannelState.CLOSING or self._output_blocked:
+            self.transport.abortConnection()  # the peer reads nothing: do not wait for it
+        elif self.state is ChannelState.READING_HEAD and not self._request_started:
             self.transport.loseConnection()  # idle between requests: close quietly
         else:
             self._refuse(Refusal(408, "the request did not arrive in time"))
 
+    def pauseProducing(self) -> None:  # noqa: N802 (IPushProducer: the transport's output buffer is full)
+        self._output_blocked = True
+        self._update_reading()
+
+    def resumeProducing(self) -> None:  # noqa: N802 (IPushProducer: the output buffer drained)
+        self._output_blocked = False
+        self._update_reading()
+        if self.state is ChannelState.READING_HEAD and self._buffer and not self._advancing:
+            self._advance()
+
+    def stopProducing(self) -> None:  # noqa: N802 (IPushProducer)
+        self.state = ChannelState.CLOSED
+
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         if self.state in (ChannelState.CLOSING, ChannelState.CLOSED):
             return
-        starting = not self._buffer and self.state is ChannelState.READING_HEAD
         self._buffer += data
-        if self.state is ChannelState.ANSWERING:
-            # A client pipelining faster than it reads answers: stop reading until this answer is out.
-            if len(self._buffer) > self._limits.max_head + self._limits.max_body and not self._paused:
-                self._paused = True
-                self.transport.pauseProducing()
+        self._update_reading()
+        if self.state is ChannelState.ANSWERING or self._output_blocked:
             return
-        if starting:
-            # A request gets the whole window from its first byte, and no more: trickling bytes does not
-            # keep a connection (and its memory) forever.
-            self.resetTimeout()
         self._advance()
 
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def _update_reading(self) -> None:
+        """Read from the socket only while output flows and at most one request waits in the buffer."""
+        pause = self._output_blocked or len(self._buffer) > self._limits.max_head + self._limits.max_body
+        if pause != self._reading_paused and self.state not in (ChannelState.CLOSING, ChannelState.CLOSED):
+            self._reading_paused = pause
+            (self.transport.pauseProducing if pause else self.transport.resumeProducing)()
+
     def _advance(self) -> None:
-        """Parse what the buffer holds until an answer is pending or more input is needed."""
+        """Parse what the buffer holds until an answer is pending, output is blocked, or input runs out."""
         self._advancing = True
         try:
-            while self.state is ChannelState.READING_HEAD or self.state is ChannelState.READING_BODY:
+            while not self._output_blocked and self.state in (ChannelState.READING_HEAD, ChannelState.READING_BODY):
                 if self.state is ChannelState.READING_HEAD:
                     if not self._read_head():
                         return
@@ -206,14 +238,22 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
                     return
         finally:
             self._advancing = False
+            self._update_reading()
 
     def _read_head(self) -> bool:
         buffer = self._buffer
         while buffer[:2] == b"\r\n":  # empty lines before a request line are allowed (RFC 9112 §2.2)
             del buffer[:2]
+        if not buffer:
+            return False
+        if not self._request_started:
+            # A request gets the whole window from its first byte, and no more: trickling bytes (or empty
+            # lines) does not keep a connection and its memory forever.
+            self._request_started = True
+            self.setTimeout(self._limits.idle_timeout)
         end = buffer.find(b"\r\n\r\n", 0, self._limits.max_head + 4)
         if end < 0:
-            if len(buffer) > self._limits.max_head:
+            if len(buffer) >= self._limits.max_head + 4:  # a terminator within the limit would have been found
                 self._refuse(Refusal(431, f"request head over {self._limits.max_head} bytes"))
             return False
         try:
@@ -243,10 +283,12 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
             self._refuse(Refusal(500, "internal error"))
             return False
         if isinstance(answer, Deferred):
-            answer.addCallbacks(self._answer, self._handler_failed)
+            answer.addCallback(self._answer).addErrback(self._handler_failed)
         else:
             self._answer(answer)
         return self.state is ChannelState.READING_HEAD  # answered already: go on with pipelined input
+
+    # -- writing ----------------------------------------------------------------------------------------
 
     def _handler_failed(self, failure: object) -> None:
         log.error("the API handler's answer failed: %s", failure)
@@ -257,24 +299,22 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         if self.state is not ChannelState.ANSWERING:
             return  # the client went away meanwhile; the call itself has done its work
         assert self._head is not None
-        keep_alive = self._head.keep_alive
         self.transport.write(
             b"HTTP/1.1 200 OK\r\nServer: halo-exchange\r\nDate: %s\r\nContent-Type: text/xml; charset=utf-8\r\n"
             b"Content-Length: %d\r\n%s\r\n%s"
             % (_http_date(), len(body), self._head.connection_header, body)
         )
-        if not keep_alive:
-            self.state = ChannelState.CLOSING
-            self.transport.loseConnection()
+        self.setTimeout(self._limits.idle_timeout)
+        if not self._head.keep_alive:
+            self._close()
             return
         self.state = ChannelState.READING_HEAD
         self._head = None
-        self.setTimeout(self._limits.idle_timeout)
-        if self._paused:
-            self._paused = False
-            self.transport.resumeProducing()
-        if self._buffer and not self._advancing:
+        self._request_started = False
+        if self._buffer and not self._advancing and not self._output_blocked:
             self._advance()  # an answer that came later: go on with what was pipelined meanwhile
+        else:
+            self._update_reading()
 
     def _refuse(self, refusal: Refusal) -> None:
         message = str(refusal).encode("utf-8") + b"\n"
@@ -284,8 +324,13 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
             % (refusal.status, _REASONS.get(refusal.status, b"Error"), _http_date(), len(message),
                refusal.extra_headers, message)
         )
+        self._close()
+
+    def _close(self) -> None:
+        """Close after the last answer; a peer that does not take it within the timeout is cut off."""
         self.state = ChannelState.CLOSING
         self._buffer.clear()
+        self.setTimeout(self._limits.idle_timeout)
         self.transport.loseConnection()
 
 

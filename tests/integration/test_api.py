@@ -100,6 +100,8 @@ def test_documented_refusals(exchange: Exchange) -> None:
     assert api.Deposit("Pool", ["00" * 32 + ":0"], "pw") == "Name reserved for exchange operations. Please use different name."
     assert api.Deposit("bob", ["00" * 32 + ":0"], "pw") == "Name is too short in length."
     assert api.Deposit("bobby", ["abc:0"], "pw") == "abc:0 not in Spendable list yet."
+    huge = "00" * 32 + ":" + "9" * 5000
+    assert api.Deposit("bobby", [huge], "pw") == f"{huge} not in Spendable list yet."
     assert api.Trade("Exchange", 1, "bobby", "liquid", "pw") == "Name reserved for exchange operations. Please use different name."
     assert api.Trade("alice", -5, "bobby", "liquid", "pw") == "Amount can not be negative if both users are known"
     assert api.Trade("alice", 5, "bobby", "liquid", "pw") == "Unknown user"  # Halo: a KeyError Fault
@@ -174,6 +176,7 @@ def test_withdraw_validates_escrows_and_records(exchange: Exchange) -> None:
     assert api.Withdraw("karen", 100_010_000, payee, "liquid", "") == ["Withdraw amount is too low", ""]
     assert api.Withdraw("karen", "1000000000000", payee, "liquid", "") == ["Insufficient liquid balance", ""]
     assert api.Withdraw("nobody", 200_000_000, payee, "liquid", "") == ["Unknown user", ""]
+    assert api.Withdraw("karen", "1.5", payee, "liquid", "") == ["Amount must be a whole number of satoshis", ""]
     before = api.GetBalance("karen", "")
     ok, withdraw_id = api.Withdraw("karen", 100_010_001, payee, "liquid", "")
     assert ok is True and len(withdraw_id) == 32
@@ -269,21 +272,25 @@ def test_a_failed_write_stops_the_exchange_instead_of_answering_from_memory(exch
     """When the exchange DB cannot be written, the call waiting on it fails, and later calls are not answered
     from balances the disk does not hold: the exchange stops until the node restarts and reloads."""
     api = exchange.api
-    api.StartExchange("")
-    wif, _ = api.GenerateDepositAddress("")
+    api.SetPassword("pw", "")
+    api.StartExchange("pw")
+    wif, _ = api.GenerateDepositAddress("pw")
     txid = exchange.fund(wif, 5 * COIN)
-    api.Deposit("karen", [txid], "")
+    api.Deposit("karen", [txid], "pw")
     exchange.generate(6)
-    assert api.Trade("karen", COIN, "dave", "liquid", "") is True
+    assert api.Trade("karen", COIN, "dave", "liquid", "pw") is True
     exchange.service.call(lambda engine: engine.store.db.close())  # the disk goes away under the exchange
     with pytest.raises(xmlrpc.client.Fault) as fault:
-        api.Trade("karen", COIN, "dave", "liquid", "")
+        api.Trade("karen", COIN, "dave", "liquid", "pw")
     assert fault.value.faultCode == FAULT_INTERNAL
-    assert api.GetBalance("dave", "") == "Exchange is not loaded yet."
+    assert api.GetBalance("dave", "pw") == "Exchange is not loaded yet."
     assert exchange.service.state.value == "failed"
+    # Failed, the exchange still asks for its password before stopping or shutting down.
+    assert api.StartExchange("wrong", 0) == "Incorrect Password" and api.ShutDown("wrong") == "Incorrect Password"
+    assert exchange.stops == 0
     exchange.close()
     exchange.open()  # reloaded from the store: the answered trade is there, the failed one is not
-    assert exchange.api.GetBalance("dave", "") == {"liquid": COIN, "reserve": 0}
+    assert exchange.api.GetBalance("dave", "pw") == {"liquid": COIN, "reserve": 0}
 
 
 def test_exchange_password_unlocks_an_encrypted_wallet(exchange: Exchange) -> None:

@@ -297,3 +297,20 @@ def test_reorg_across_a_cycle_boundary_takes_the_supply_back(harness: Harness) -
     assert harness.engine.book.check() == []
     assert [sum(harness.engine.balance(u)) for u in ("alice", "bobby")] == [40 * COIN, 10 * COIN]
     assert audit(harness.engine.book, harness.engine.deposits, harness.node.reader).ok
+
+
+def test_api_reads_wait_for_the_batch_of_their_turn(harness: Harness) -> None:
+    """A balance changed in this reactor turn is not shown before that change is on disk: the read is
+    answered with the batch, so no client sees what a crash could take back."""
+    from halo_exchange.rpc.api import ExchangeAPI
+
+    harness.deposit("alice", 5 * COIN)
+    api = ExchangeAPI(lambda: harness.engine, lambda: None)
+    assert api.GetBalance("alice", "") == {"liquid": harness.engine.balance("alice")[0],
+                                           "reserve": harness.engine.balance("alice")[1]}  # nothing pending
+    harness.engine.trade("alice", COIN, "bobby")  # in this turn, not yet written
+    answers = []
+    api.GetBalance("bobby", "").addCallback(answers.append)
+    assert answers == [] and harness.store.get(b"a" + b"bobby") is None
+    harness.clock.advance(0)
+    assert answers == [{"liquid": COIN, "reserve": 0}] and harness.store.get(b"a" + b"bobby") is not None

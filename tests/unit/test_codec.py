@@ -21,16 +21,22 @@ scalars = st.one_of(
 method_names = st.from_regex(r"[A-Za-z][A-Za-z0-9_.]{0,20}", fullmatch=True)
 
 
+def _typed(parsed):
+    """The parse with every parameter's type beside it: ``True == 1`` must not hide a bool/int mix-up."""
+    params, method = parsed
+    return [(type(p), p) for p in params], method
+
+
 def _stdlib(body: bytes):
     try:
-        return xmlrpc.client.loads(body, use_builtin_types=True)
+        return _typed(xmlrpc.client.loads(body, use_builtin_types=True))
     except Exception as exc:
         return type(exc)
 
 
 def _ours(body: bytes):
     try:
-        return parse_call(body)
+        return _typed(parse_call(body))
     except Exception as exc:
         return type(exc)
 

@@ -147,6 +147,9 @@ def test_refusals_have_their_status_and_close_the_connection() -> None:
     two_lengths = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
     assert _refused(two_lengths)[0] == b"HTTP/1.1 400 Bad Request"
     assert _refused(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n")[0] == b"HTTP/1.1 400 Bad Request"
+    for smuggled in (b"X: a\nContent-Length: 5", b"X: a\rb", b"X: a\0b"):
+        assert _refused(b"POST / HTTP/1.1\r\n" + smuggled + b"\r\nContent-Length: 0\r\n\r\n")[0] == \
+            b"HTTP/1.1 400 Bad Request"
 
 
 def test_an_oversized_body_is_refused_before_it_is_read() -> None:
@@ -213,3 +216,45 @@ def test_connections_beyond_the_limit_are_refused_until_one_closes() -> None:
     assert factory.buildProtocol(None) is None
     first.connectionLost(None)
     assert factory.buildProtocol(None) is not None
+
+
+def test_a_client_that_does_not_read_its_answers_is_not_served_more() -> None:
+    """When the transport's output buffer is full, pipelined requests wait unparsed and reading pauses; when
+    it drains, they are answered. A peer stuck like that past the timeout is cut off, not waited for."""
+    channel = Channel(limits=HTTPLimits(idle_timeout=5))
+    channel.send(_request(b"one"))
+    channel.protocol.pauseProducing()  # what the transport does when its buffer fills
+    channel.output()
+    channel.send(_request(b"two") + _request(b"three"))
+    assert channel.bodies == [b"one"] and channel.transport.producerState == "paused"
+    channel.protocol.resumeProducing()
+    assert channel.bodies == [b"one", b"two", b"three"] and channel.transport.producerState == "producing"
+    channel.protocol.pauseProducing()
+    channel.clock.advance(5)
+    assert channel.transport.disconnected  # aborted: the unread output is dropped
+
+
+def test_a_refused_connection_gets_one_answer_and_is_cut_off_if_it_lingers() -> None:
+    channel = Channel(limits=HTTPLimits(idle_timeout=5))
+    channel.send(b"GET / HTTP/1.1\r\n\r\n")
+    assert _status_lines(channel.output()) == [b"HTTP/1.1 405 Method Not Allowed"]
+    channel.clock.advance(5)
+    assert channel.output() == b"" and channel.transport.disconnected
+
+
+def test_the_head_limit_does_not_depend_on_how_tcp_splits_the_head() -> None:
+    request = _request(b"x")
+    head_length = request.index(b"\r\n\r\n")
+    for split in range(head_length - 2, head_length + 5):
+        channel = Channel(limits=HTTPLimits(max_head=head_length))
+        channel.send(request[:split])
+        channel.send(request[split:])
+        assert channel.bodies == [b"x"], split
+
+
+def test_empty_lines_do_not_keep_an_idle_connection_open() -> None:
+    channel = Channel(limits=HTTPLimits(idle_timeout=60))
+    for _ in range(3):
+        channel.clock.advance(30)
+        channel.send(b"\r\n")
+    assert channel.closed

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from node_hooks import HookDispatcher, NodeHook, RecordingHook
 from node_hooks.exchange_mode import enable_exchange_mode, exchange_mode_requested
 
@@ -66,6 +68,9 @@ def test_exchange_mode_follows_configuration(tmp_path) -> None:
     tuned = enable_exchange_mode(HookDispatcher(), {"exchange": 1, "exchange_datadir": tmp_path / "y",
                                                     "exchange_switch_interval": "0.0005", "exchange_api_port": None})
     assert tuned.switch_interval == 0.0005 and tuned.api_port is None
+    with pytest.raises(ValueError, match="exchange_switch_interval"):
+        enable_exchange_mode(HookDispatcher(), {"exchange": 1, "exchange_datadir": tmp_path / "z",
+                                                "exchange_switch_interval": 0})
 
 
 def test_recording_hook_limit_keeps_most_recent() -> None:
