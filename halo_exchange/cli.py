@@ -1,8 +1,9 @@
 """The ``halo-exchange`` command: operator tools over the package.
 
-``devnet`` runs the devnet node with exchange mode on; ``peg`` inspects peg data (split a value, decode a
-peglevel or pegdata string, apply the supply rule). The exchange service and ``audit`` join as their issues
-land. Output is plain text for people; ``--json`` gives the same facts to scripts.
+``devnet`` runs the devnet node with exchange mode on (and its exchange API); ``audit`` checks the ledger
+against the chain; ``encrypt-wallet`` seals the exchange wallet's keys with a passphrase; ``peg`` inspects peg
+data (split a value, decode a peglevel or pegdata string, apply the supply rule). Output is plain text for
+people; ``--json`` gives the peg facts to scripts.
 """
 
 from __future__ import annotations
@@ -109,6 +110,50 @@ def _run_audit(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _read_passphrase(path: Path | None) -> str:
+    """The new wallet passphrase: the first line of ``path``, or typed twice at the terminal."""
+    if path is not None:
+        return path.read_text(encoding="utf-8").splitlines()[0] if path.stat().st_size else ""
+    import getpass
+
+    first = getpass.getpass("new exchange wallet passphrase: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passphrases differ")
+    return first
+
+
+def _run_encrypt_wallet(args: argparse.Namespace) -> int:
+    """Seal every key of the exchange wallet (node stopped); 0 done, 1 refused, 2 cannot open."""
+    import plyvel
+
+    from halo_exchange.ledger.store import ExchangeStore, StoreError
+    from halo_exchange.ledger.wallet import KEY_PREFIX, META_KEY, ExchangeWallet, WalletError
+
+    exchange_path = args.exchange_db or args.datadir / "exchange"
+    if not exchange_path.exists():
+        print(f"no exchange DB at {exchange_path}", file=sys.stderr)
+        return 2
+    try:
+        store = ExchangeStore(str(exchange_path))
+    except (StoreError, plyvel.Error, OSError) as exc:  # a running node holds the DB's lock
+        print(f"cannot open the exchange DB {exchange_path} (is the node running?): {exc}", file=sys.stderr)
+        return 2
+    try:
+        wallet = ExchangeWallet(dict(store.iterator(KEY_PREFIX)), store.get(META_KEY))
+        try:
+            passphrase = _read_passphrase(args.passphrase_file)
+            ops = wallet.encrypt(passphrase)
+        except (WalletError, ValueError, OSError) as exc:
+            print(f"not encrypted: {exc}", file=sys.stderr)
+            return 1
+        store.write(ops)
+    finally:
+        store.close()
+    print(f"exchange wallet encrypted ({len(ops) - 1} keys sealed). After each start, unlock it with "
+          "ExchangePassword before deposit addresses can be made or withdrawals signed.")
+    return 0
+
+
 def _print_text(facts: Any, indent: str = "") -> None:
     if isinstance(facts, dict):
         for key, value in facts.items():
@@ -132,14 +177,15 @@ def _overview() -> None:
     print("  halo-exchange devnet [--datadir DIR]             run the devnet node with exchange mode")
     print("                                                   (control RPC on 127.0.0.1:55780)")
     print("  halo-exchange audit --datadir DIR                check the ledger against the chain (node stopped)")
+    print("  halo-exchange encrypt-wallet --datadir DIR       seal the exchange wallet's keys (node stopped)")
     print("  halo-exchange peg split VALUE [--supply S ...]   liquid/reserve of a new amount")
     print("  halo-exchange peg level HEX                      decode a peglevel (v2, v1, legacy)")
     print("  halo-exchange peg pegdata BASE64                 decode a balance pegdata")
     print("  halo-exchange peg next-supply BASE I D N [I D N] apply the supply index rule")
     print("Add --json to the peg tools for machine-readable output.")
     print()
-    print("Coming with their issues: the exchange XML-RPC API (127.0.0.1:55779), withdrawals, the exec hook,")
-    print("backup/restore. `make run` starts the devnet node; `make test` runs the suite; `make bench` benchmarks.")
+    print("The exchange API listens on 127.0.0.1:55779 inside `devnet` (docs/api.md). Coming with their issues:")
+    print("withdrawal payments, the exec hook, backup/restore. `make test` runs the suite; `make bench` benchmarks.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--chain-db", type=Path, help="node chain DB (default: DATADIR/chain)")
     audit.add_argument("--exchange-db", type=Path, help="exchange DB (default: DATADIR/exchange)")
     audit.set_defaults(handler=None, run=_run_audit)
+
+    encrypt = commands.add_parser("encrypt-wallet", help="seal the exchange wallet's keys with a passphrase "
+                                                         "(node stopped); ExchangePassword unlocks it")
+    encrypt.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
+    encrypt.add_argument("--exchange-db", type=Path, help="exchange DB (default: DATADIR/exchange)")
+    encrypt.add_argument("--passphrase-file", type=Path,
+                         help="read the passphrase from the first line of this file instead of the terminal")
+    encrypt.set_defaults(handler=None, run=_run_encrypt_wallet)
 
     peg = commands.add_parser("peg", help="inspect peg arithmetic and peg data")
     peg_commands = peg.add_subparsers(dest="peg_command", required=True)
@@ -189,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _overview()
         return 0
-    if args.command == "audit":
+    if args.command in ("audit", "encrypt-wallet"):
         return args.run(args)
     if args.command == "devnet":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -8,6 +8,7 @@ import xmlrpc.client
 
 import pytest
 
+from halo_exchange import cli
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
 from halo_exchange.rpc.api import CALLS, FAULT_INTERNAL, FAULT_INVALID_PARAMS, FAULT_METHOD_NOT_FOUND
@@ -294,14 +295,18 @@ def test_a_failed_write_stops_the_exchange_instead_of_answering_from_memory(exch
 
 
 def test_exchange_password_unlocks_an_encrypted_wallet(exchange: Exchange) -> None:
-    """With the exchange wallet encrypted, a restarted exchange cannot make deposit keys until
-    ExchangePassword gives the right passphrase; a wrong one is refused with a clear string."""
+    """With the exchange wallet encrypted (halo-exchange encrypt-wallet), a restarted exchange cannot make
+    deposit keys until ExchangePassword gives the right passphrase; a wrong one is refused clearly."""
     api = exchange.api
     api.StartExchange("")
     first, ok = api.GenerateDepositAddress("")
     assert ok is True
-    exchange.service.call(lambda engine: engine.encrypt_wallet("correct horse"))
     exchange.close()
+    # The operator seals the wallet with the node stopped; a running node would hold the DB's lock.
+    secret = exchange.tmp_path / "passphrase"
+    secret.write_text("correct horse\n")
+    assert cli.main(["encrypt-wallet", "--datadir", str(exchange.tmp_path), "--passphrase-file", str(secret)]) == 0
+    assert cli.main(["encrypt-wallet", "--datadir", str(exchange.tmp_path), "--passphrase-file", str(secret)]) == 1
     exchange.open()
     api = exchange.api
     api.StartExchange("")

@@ -132,6 +132,22 @@ def test_api_shutdown_stops_the_process_and_everything_answered_survives(tmp_pat
         assert process.wait(timeout=5) == 0
 
 
+def test_encrypt_wallet_refuses_while_the_node_runs(tmp_path) -> None:
+    """The wallet tool never touches the DB of a running node: it says so and exits 2."""
+    with running_devnet(tmp_path / "devnet", _free_port()) as (process, node):
+        secret = tmp_path / "passphrase"
+        secret.write_text("pw\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "halo_exchange.cli", "encrypt-wallet", "--datadir", str(tmp_path / "devnet"),
+             "--passphrase-file", str(secret)],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 2 and "is the node running?" in result.stderr
+        assert node.getblockcount() >= 0  # the node is unharmed
+        node.stop()
+        assert process.wait(timeout=5) == 0
+
+
 def test_example_client_runs_unchanged_against_the_devnet(tmp_path) -> None:
     """contrib/example_client.py (Python 2 client code, only the import changed) runs its whole flow."""
     api_port = _free_port()
