@@ -49,6 +49,14 @@ class Exchange:
             self.node.generate(n, vote)
         self.service.call(lambda engine: None)  # the events before this call have been applied
 
+    def credit(self, owner: str, amount: int, passw: str = "") -> None:
+        """Start the exchange and credit ``owner`` with a confirmed deposit of ``amount``, all over the API."""
+        self.api.StartExchange(passw)
+        wif, _ = self.api.GenerateDepositAddress(passw)
+        txid = self.fund(wif, amount)
+        assert self.api.Deposit(owner, [txid], passw) is True
+        self.generate(6)
+
     def fund(self, wif: str, amount: int) -> str:
         address = PrivateKey.from_wif(wif, DEVNET_KEYS).public_key().address(DEVNET_KEYS)
         txid = self.node.send_to_address(address, amount)
@@ -166,11 +174,7 @@ def test_transport_faults_and_limits(exchange: Exchange, monkeypatch) -> None:
 def test_withdraw_validates_escrows_and_records(exchange: Exchange) -> None:
     """Withdraw answers the documented pairs; an accepted one moves into escrow and CheckWithdraw shows it."""
     api = exchange.api
-    api.StartExchange("")
-    wif, _ = api.GenerateDepositAddress("")
-    txid = exchange.fund(wif, 10 * COIN)
-    api.Deposit("karen", [txid], "")
-    exchange.generate(6)
+    exchange.credit("karen", 10 * COIN)
     payee = PrivateKey.generate().public_key().address(DEVNET_KEYS)
     assert api.Withdraw("karen", 5 * COIN, "", "liquid", "") == [False, ""]
     assert api.Withdraw("karen", 5 * COIN, "xyz", "liquid", "") == ["Withdraw address not valid", ""]
@@ -214,11 +218,7 @@ def test_cycle_and_balances_follow_deflate_votes(exchange: Exchange) -> None:
     """GetCycle moves at the block that starts a cycle; once deflate votes raise the supply, balances are
     re-split (more reserve, less liquid, the same total), exactly, above 2^31."""
     api = exchange.api
-    api.StartExchange("")
-    wif, _ = api.GenerateDepositAddress("")
-    txid = exchange.fund(wif, 40 * COIN)
-    api.Deposit("karen", [txid], "")
-    exchange.generate(6)
+    exchange.credit("karen", 40 * COIN)
     before = api.GetBalance("karen", "")
     assert before["liquid"] + before["reserve"] == 40 * COIN
     interval = exchange.node.peg_info()["interval"]
@@ -274,11 +274,7 @@ def test_a_failed_write_stops_the_exchange_instead_of_answering_from_memory(exch
     from balances the disk does not hold: the exchange stops until the node restarts and reloads."""
     api = exchange.api
     api.SetPassword("pw", "")
-    api.StartExchange("pw")
-    wif, _ = api.GenerateDepositAddress("pw")
-    txid = exchange.fund(wif, 5 * COIN)
-    api.Deposit("karen", [txid], "pw")
-    exchange.generate(6)
+    exchange.credit("karen", 5 * COIN, "pw")
     assert api.Trade("karen", COIN, "dave", "liquid", "pw") is True
     exchange.service.call(lambda engine: engine.store.db.close())  # the disk goes away under the exchange
     with pytest.raises(xmlrpc.client.Fault) as fault:
