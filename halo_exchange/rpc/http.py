@@ -36,6 +36,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from halo_exchange.errors import HaloExchangeError
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes], "bytes | Deferred"]
@@ -65,7 +67,7 @@ class ChannelState(enum.Enum):
     CLOSED = "closed"
 
 
-class Refusal(Exception):
+class Refusal(HaloExchangeError):
     """A request this transport does not serve: answered with ``status`` and the connection closed."""
 
     def __init__(self, status: int, message: str, extra_headers: bytes = b"") -> None:
