@@ -65,7 +65,7 @@ BAD_STYLE = "Style must be 'liquid' or 'reserve'."
 UNKNOWN_USER = "Unknown user"
 
 
-def _spendable_entry(fractions, supply: int, address: str, confirmations: int) -> dict:
+def _spendable_entry(fractions: Fractions, supply: int, address: str, confirmations: int) -> dict:
     """One ``GetSpendable`` entry: amounts as strings (amount = ltotal + rtotal), supply as an int."""
     liquid, reserve = fractions.high(supply), fractions.low(supply)
     # nfreeze: the liquid a maximal deflation would freeze next (the three fractions above the supply, the
