@@ -123,13 +123,15 @@ class ExchangeAPI:
             return [INCORRECT_PASSWORD, ""] if pair else INCORRECT_PASSWORD
         return None
 
-    @staticmethod
-    def _when_durable(engine: ExchangeEngine, answer: Any) -> Any:
-        """A read shows memory, which may hold a change of this reactor turn not yet on disk: answer it only
-        with that batch (so no client sees a balance a crash could take back)."""
-        if not engine.commit.pending:
-            return answer
-        return engine.commit.submit([]).addCallback(lambda _: answer)
+    def pending_writes(self) -> Deferred | None:
+        """A Deferred that fires once the writes waiting for this turn's batch are on disk, or None if none wait.
+
+        Every answer is computed from memory, which may hold a change of this turn not yet on disk; the
+        dispatcher sends it only after that batch, so no client sees a balance a crash could take back."""
+        engine = self._engine()
+        if engine is None or not engine.commit.pending:
+            return None
+        return engine.commit.submit([])
 
     def _ready(self, pair: bool = False, need_started: bool = True) -> tuple[ExchangeEngine | None, Any]:
         engine = self._engine()
@@ -205,7 +207,7 @@ class ExchangeAPI:
         engine, refusal = self._ready(need_started=False)
         if engine is None:
             return refusal
-        return self._when_durable(engine, engine.spendable(address if isinstance(address, str) else ""))
+        return engine.spendable(address if isinstance(address, str) else "")
 
     def Deposit(self, name: Any, txids: Any, passw: Any = "") -> Any:
         """Deposit(name, txids, passw) -> True: names the owner of deposits ("txid:vout", or a bare txid for
@@ -239,8 +241,8 @@ class ExchangeAPI:
             return refusal
         records = engine.deposit_records()
         if txid in ("", None):
-            return self._when_durable(engine, records)
-        return self._when_durable(engine, records.get(txid, False) if isinstance(txid, str) else False)
+            return records
+        return records.get(txid, False) if isinstance(txid, str) else False
 
     def GetBalance(self, user: Any, passw: Any = "") -> Any:
         """GetBalance(user, passw) -> {liquid, reserve} (for 'exchange' also subpremium and frozen), or False."""
@@ -252,11 +254,11 @@ class ExchangeAPI:
         if not isinstance(user, str):
             return False
         if user.lower() == "exchange":
-            return self._when_durable(engine, engine.exchange_figures())
+            return engine.exchange_figures()
         balance = engine.balance(user)
         if balance is None:
-            return self._when_durable(engine, False)
-        return self._when_durable(engine, {"liquid": balance[0], "reserve": balance[1]})
+            return False
+        return {"liquid": balance[0], "reserve": balance[1]}
 
     def Trade(self, user1: Any, amount: Any, user2: Any, style: Any = "liquid", passw: Any = "") -> Any:
         """Trade(user1, amount, user2, style='liquid', passw) -> True: user1 pays user2; with user2 '' a
@@ -305,7 +307,7 @@ class ExchangeAPI:
         if engine is None:
             return refusal
         withdrawal = engine.withdrawals.get(ID) if isinstance(ID, str) else None
-        return self._when_durable(engine, "ID not found" if withdrawal is None else withdrawal.as_status())
+        return "ID not found" if withdrawal is None else withdrawal.as_status()
 
     def ExchangeSettings(
         self, exchangeaccounts: Any = "", exchangefeeaccount: Any = "", commission: Any = "",
@@ -363,7 +365,7 @@ class ExchangeAPI:
         engine, refusal = self._ready(need_started=False)
         if engine is None:
             return refusal
-        return self._when_durable(engine, engine.cycle)
+        return engine.cycle
 
 
 CALLS = [
@@ -394,6 +396,7 @@ class APIDispatcher:
     count, call, answer (a Deferred answer is awaited). Every answer is a complete methodResponse body."""
 
     def __init__(self, api: ExchangeAPI) -> None:
+        self._pending_writes = api.pending_writes
         self._calls: dict[str, Callable[..., Any]] = {name: getattr(api, name) for name in CALLS}
         self._calls["system.listMethods"] = lambda: sorted(self._calls)
         self._calls["system.methodHelp"] = self._help
@@ -421,11 +424,20 @@ class APIDispatcher:
         try:
             answer = call(*params)
         except Exception:
-            return dump_response(self._failure(method, Failure()))
-        if isinstance(answer, Deferred):
+            return self._after_pending_writes(method, self._failure(method, Failure()), dump_response)
+        if isinstance(answer, Deferred):  # a change: it fires once its batch, and all before it, are on disk
             return answer.addCallbacks(lambda value: self._respond(method, value),
                                        lambda failure: dump_response(self._failure(method, failure)))
-        return self._respond(method, answer)
+        return self._after_pending_writes(method, answer, lambda value: self._respond(method, value))
+
+    def _after_pending_writes(self, method: str, answer: Any, encode: Callable[[Any], bytes]) -> bytes | Deferred:
+        """An answer computed from memory (a read, or a refusal, which reveals balances too), sent only once
+        the writes of this turn it may reflect are durable."""
+        waiting = self._pending_writes()
+        if waiting is None:
+            return encode(answer)
+        return waiting.addCallbacks(lambda _: encode(answer),
+                                    lambda failure: dump_response(self._failure(method, failure)))
 
     def _respond(self, method: str, value: Any) -> bytes:
         try:

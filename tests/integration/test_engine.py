@@ -299,18 +299,31 @@ def test_reorg_across_a_cycle_boundary_takes_the_supply_back(harness: Harness) -
     assert audit(harness.engine.book, harness.engine.deposits, harness.node.reader).ok
 
 
-def test_api_reads_wait_for_the_batch_of_their_turn(harness: Harness) -> None:
-    """A balance changed in this reactor turn is not shown before that change is on disk: the read is
-    answered with the batch, so no client sees what a crash could take back."""
-    from halo_exchange.rpc.api import ExchangeAPI
+def test_api_answers_from_memory_wait_for_the_batch_of_their_turn(harness: Harness) -> None:
+    """A balance changed in this reactor turn is not revealed before that change is on disk, neither by a
+    read nor by a refusal computed from it: both are answered with the batch. With nothing pending, at once."""
+    import xmlrpc.client
+
+    from halo_exchange.rpc.api import APIDispatcher, ExchangeAPI
 
     harness.deposit("alice", 5 * COIN)
     api = ExchangeAPI(lambda: harness.engine, lambda: None)
-    assert api.GetBalance("alice", "") == {"liquid": harness.engine.balance("alice")[0],
-                                           "reserve": harness.engine.balance("alice")[1]}  # nothing pending
+    api.started = True
+    dispatcher = APIDispatcher(api)
+
+    def call(method: str, *params):
+        return dispatcher.handle(xmlrpc.client.dumps(params, method).encode())
+
+    def answer(body: bytes):
+        return xmlrpc.client.loads(body)[0][0]
+
+    assert answer(call("GetBalance", "alice", ""))["liquid"] == harness.engine.balance("alice")[0]  # at once
     harness.engine.trade("alice", COIN, "bobby")  # in this turn, not yet written
-    answers = []
-    api.GetBalance("bobby", "").addCallback(answers.append)
-    assert answers == [] and harness.store.get(b"a" + b"bobby") is None
+    balance, refusal = [], []
+    call("GetBalance", "bobby", "").addCallback(balance.append)
+    call("Trade", "bobby", 2 * COIN, "carol", "liquid", "").addCallback(refusal.append)
+    assert balance == refusal == [] and harness.store.get(b"a" + b"bobby") is None
     harness.clock.advance(0)
-    assert answers == [{"liquid": COIN, "reserve": 0}] and harness.store.get(b"a" + b"bobby") is not None
+    assert harness.store.get(b"a" + b"bobby") is not None
+    assert answer(balance[0]) == {"liquid": COIN, "reserve": 0}
+    assert answer(refusal[0]) == "Insufficient liquid balance"
