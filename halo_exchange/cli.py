@@ -76,8 +76,7 @@ def _run_audit(args: argparse.Namespace) -> int:
 
     from halo_exchange.audit import audit
     from halo_exchange.chain.reader import ChainReader
-    from halo_exchange.ledger.deposits import DepositTracker
-    from halo_exchange.ledger.store import BookCodec, DepositCodec, ExchangeStore
+    from halo_exchange.ledger.store import ExchangeStore, load_state
 
     chain_path = args.chain_db or args.datadir / "chain"
     exchange_path = args.exchange_db or args.datadir / "exchange"
@@ -92,13 +91,11 @@ def _run_audit(args: argparse.Namespace) -> int:
             return 2
         store = ExchangeStore(str(exchange_path))
         try:
-            book = BookCodec.load(store)
-            tracker = DepositTracker()
-            DepositCodec.load(store, tracker)
-            if book is None:
+            state = load_state(store)
+            if state.book is None:
                 print("the exchange DB holds no book yet: nothing to audit")
                 return 0
-            report = audit(book, tracker, ChainReader(chain_db))
+            report = audit(state.book, state.deposits, ChainReader(chain_db))
         finally:
             store.close()
     except HaloExchangeError as exc:
@@ -126,8 +123,8 @@ def _run_encrypt_wallet(args: argparse.Namespace) -> int:
     """Seal every key of the exchange wallet (node stopped); 0 done, 1 refused, 2 cannot open."""
     import plyvel
 
-    from halo_exchange.ledger.store import ExchangeStore, StoreError
-    from halo_exchange.ledger.wallet import KEY_PREFIX, META_KEY, ExchangeWallet, WalletError
+    from halo_exchange.ledger.store import ExchangeStore, StoreError, WalletCodec, load_state
+    from halo_exchange.ledger.wallet import WalletError
 
     exchange_path = args.exchange_db or args.datadir / "exchange"
     if not exchange_path.exists():
@@ -139,17 +136,17 @@ def _run_encrypt_wallet(args: argparse.Namespace) -> int:
         print(f"cannot open the exchange DB {exchange_path} (is the node running?): {exc}", file=sys.stderr)
         return 2
     try:
-        wallet = ExchangeWallet(dict(store.iterator(KEY_PREFIX)), store.get(META_KEY))
+        wallet = load_state(store).wallet
         try:
             passphrase = _read_passphrase(args.passphrase_file)
-            ops = wallet.encrypt(passphrase)
+            sealing = wallet.encrypt(passphrase)
         except (WalletError, ValueError, OSError) as exc:
             print(f"not encrypted: {exc}", file=sys.stderr)
             return 1
-        store.write(ops)
+        store.write([WalletCodec.meta_op(sealing.meta)] + WalletCodec.key_ops(sealing.records))
     finally:
         store.close()
-    print(f"exchange wallet encrypted ({len(ops) - 1} keys sealed). After each start, unlock it with "
+    print(f"exchange wallet encrypted ({len(sealing.records)} keys sealed). After each start, unlock it with "
           "ExchangePassword before deposit addresses can be made or withdrawals signed.")
     return 0
 

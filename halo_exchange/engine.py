@@ -14,7 +14,6 @@ their own issue.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Callable, Iterable
@@ -28,23 +27,19 @@ from halo_exchange.ledger.book import Book, LedgerError
 from halo_exchange.ledger.deposits import DepositError, DepositEvents, DepositState, DepositTracker, Outpoint
 from halo_exchange.ledger.rating import is_subpremium
 from halo_exchange.ledger.store import (
-    ADDRESS,
-    OWN_TX,
-    SETTINGS,
     BookCodec,
     DepositCodec,
     ExchangeStore,
     GroupCommit,
     Op,
+    SettingsCodec,
+    WalletCodec,
+    WatchCodec,
+    WithdrawalCodec,
+    load_state,
 )
-from halo_exchange.ledger.wallet import KEY_PREFIX, META_KEY, ExchangeWallet, WalletError
-from halo_exchange.ledger.withdrawals import (
-    LIQUID_LIMIT,
-    OUTSTANDING,
-    RECORD_PREFIX,
-    RESERVE_LIMIT,
-    Withdrawal,
-)
+from halo_exchange.ledger.wallet import WalletError
+from halo_exchange.ledger.withdrawals import LIQUID_LIMIT, OUTSTANDING, RESERVE_LIMIT, Withdrawal
 from halo_exchange.peg.fractions import PEG_SIZE, Fractions
 
 log = logging.getLogger(__name__)
@@ -114,24 +109,18 @@ class ExchangeEngine:
         self.params = reader.params()
         self.buffer = buffer
         self.commit = GroupCommit(store, call_later)
-        book = BookCodec.load(store)
+        state = load_state(store, confirmations=confirmations)
+        book = state.book
         if book is None:
             info = reader.peg_info()
             book = Book(info.cycle, self._effective(info.supply))
             store.write(BookCodec.full_ops(book))
             book.take_changes()
         self.book = book
-        self.deposits = DepositTracker(confirmations)
-        DepositCodec.load(store, self.deposits)
-        self.wallet = ExchangeWallet(dict(store.iterator(KEY_PREFIX)), store.get(META_KEY))
-        self.withdrawals: dict[str, Withdrawal] = {
-            key[len(RECORD_PREFIX):].decode("ascii"): Withdrawal.unpack(value)
-            for key, value in store.iterator(RECORD_PREFIX)
-        }
-        raw_settings = store.get(SETTINGS)
-        self.settings: dict = json.loads(raw_settings) if raw_settings else {}
-        if "exchangeconfirmations" in self.settings:
-            self.deposits.confirmations = self.settings["exchangeconfirmations"]
+        self.deposits = state.deposits
+        self.wallet = state.wallet
+        self.withdrawals = state.withdrawals
+        self.settings = state.settings
 
     def _effective(self, network_supply: int) -> int:
         return min(network_supply + self.buffer, PEG_SIZE - 1)
@@ -256,7 +245,7 @@ class ExchangeEngine:
         (self.book.move_liquid if style == "liquid" else self.book.move_reserve)(user, WITHDRAWS, amount)
         withdrawal = Withdrawal(os.urandom(16).hex(), user, amount, address, style, self.reader.height())
         self.withdrawals[withdrawal.id] = withdrawal
-        return self._persist(withdrawal.id, [(RECORD_PREFIX + withdrawal.id.encode("ascii"), withdrawal.pack())])
+        return self._persist(withdrawal.id, [WithdrawalCodec.op(withdrawal)])
 
     def return_escrow(self, user: str, amount: int, style: str = "liquid") -> Deferred:
         """Give escrowed funds back to ``user`` (a withdrawal declined before it could be paid)."""
@@ -290,11 +279,11 @@ class ExchangeEngine:
         """A new deposit key: stored (sealed when the wallet is encrypted) and watched, both durable before
         the answer ``(wif, address)``."""
         try:
-            key, address, ops = self.wallet.new_key()
+            key, address, record = self.wallet.new_key()
         except WalletError as exc:
             raise CommandRefused(str(exc)) from exc
         self.deposits.addresses.add(address)
-        ops.append((ADDRESS + address.encode("ascii"), b""))
+        ops = WalletCodec.key_ops({address: record}) + [WatchCodec.address_op(address)]
         return self._persist((key.to_wif(self.wallet.network), address), ops)
 
     def unlock_wallet(self, passphrase: str) -> None:
@@ -307,20 +296,20 @@ class ExchangeEngine:
     def encrypt_wallet(self, passphrase: str) -> Deferred:
         """Encrypt the exchange wallet at rest with ``passphrase`` (durable before the answer)."""
         try:
-            ops = self.wallet.encrypt(passphrase)
+            sealing = self.wallet.encrypt(passphrase)
         except WalletError as exc:
             raise CommandRefused(str(exc)) from exc
-        return self._persist(True, ops)
+        return self._persist(True, [WalletCodec.meta_op(sealing.meta)] + WalletCodec.key_ops(sealing.records))
 
     def add_deposit_address(self, address: str) -> Deferred:
         """Watch ``address`` for deposits from now on (durable before the answer)."""
         self.deposits.addresses.add(address)
-        return self._persist(True, [(ADDRESS + address.encode("ascii"), b"")])
+        return self._persist(True, [WatchCodec.address_op(address)])
 
     def mark_own_transaction(self, txid: bytes) -> Deferred:
         """Remember a transaction the exchange built: its outputs are change, never deposits."""
         self.deposits.own_txids.add(txid)
-        return self._persist(True, [(OWN_TX + txid, b"")])
+        return self._persist(True, [WatchCodec.own_tx_op(txid)])
 
     def update_settings(self, changes: dict) -> Deferred:
         """Store settings changes together (validated by the caller); confirmations apply at once."""
@@ -330,7 +319,7 @@ class ExchangeEngine:
         if "exchangeconfirmations" in changes:
             self.deposits.confirmations = changes["exchangeconfirmations"]
             self._apply(self.deposits.reconsider())
-        return self._persist(True, [(SETTINGS, json.dumps(settings, sort_keys=True).encode())])
+        return self._persist(True, SettingsCodec.ops(settings))
 
     # -- queries ----------------------------------------------------------------------------------------
 

@@ -3,8 +3,10 @@
 Every engine step becomes one ``write_batch(transaction=True, sync=True)``: all of it reaches the disk or
 none of it does, and a caller is answered only once its batch is durable ("acknowledged means durable").
 Steps that arrive in the same reactor turn share one batch (:class:`GroupCommit`), so throughput does not
-pay one fsync per call. The key layout is documented in ``docs/exchange-db.md``; this module and
-``BookCodec`` own it.
+pay one fsync per call. The key layout is documented in ``docs/exchange-db.md``; this module owns it:
+every key prefix is in the table below, and each record kind has one codec here that builds its keys and
+packs and parses its values. :func:`load_state` reads everything the engine, ``audit`` and
+``encrypt-wallet`` need in one place.
 
 A failed write leaves memory ahead of the disk; the engine must then stop and reload from the store (the
 DB itself stays at its last good batch).
@@ -12,9 +14,11 @@ DB itself stays at its last good batch).
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 from array import array
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
 import plyvel
@@ -22,9 +26,10 @@ from twisted.internet.defer import Deferred
 
 from halo_exchange.errors import DecodeError, HaloExchangeError
 from halo_exchange.ledger.book import Account, Book, compact_reserve
-from halo_exchange.ledger.deposits import Deposit, DepositState, DepositTracker
-from halo_exchange.peg.fractions import Fractions
-from halo_exchange.peg.fractions import PEG_SIZE
+from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, Deposit, DepositState, DepositTracker
+from halo_exchange.ledger.wallet import ExchangeWallet, KdfParams
+from halo_exchange.ledger.withdrawals import Withdrawal, WithdrawalState
+from halo_exchange.peg.fractions import PEG_SIZE, Fractions
 from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,9 @@ TRACKER_TIP = b"t"  # -> i64 height + u32 time of the tracker's last applied blo
 ADDRESS = b"A"  # + address -> b"" : a deposit address of the exchange wallet
 OWN_TX = b"o"  # + txid -> b"" : a transaction the exchange built (its outputs are change)
 SETTINGS = b"c"  # -> JSON object of exchange settings
+WALLET_KEY = b"k"  # + address -> u8 kind ‖ (32-byte secret | 12-byte nonce ‖ AES-GCM ciphertext)
+WALLET_META = b"W"  # -> JSON: wallet encryption parameters and the sealed check value
+WITHDRAWAL = b"x"  # + ascii ID -> JSON withdrawal record
 
 Op = tuple[bytes, "bytes | None"]  # a put (value) or a delete (None)
 
@@ -297,5 +305,105 @@ class DepositCodec:
             reader = ByteReader(raw_tip)
             tip = (reader.i64(), reader.u32())
         tracker.restore(deposits, waiting, applied, tip)
-        tracker.addresses = {key[1:].decode("ascii") for key, _ in store.iterator(ADDRESS)}
-        tracker.own_txids = {key[1:] for key, _ in store.iterator(OWN_TX)}
+
+
+class SettingsCodec:
+    """The exchange settings the API sets: one JSON object under ``SETTINGS``."""
+
+    @staticmethod
+    def ops(settings: dict) -> list[Op]:
+        return [(SETTINGS, json.dumps(settings, sort_keys=True).encode())]
+
+    @staticmethod
+    def load(store: ExchangeStore) -> dict:
+        raw = store.get(SETTINGS)
+        return json.loads(raw) if raw else {}
+
+
+class WatchCodec:
+    """What the deposit tracker watches: the exchange's deposit addresses and its own transactions."""
+
+    @staticmethod
+    def address_op(address: str) -> Op:
+        return (ADDRESS + address.encode("ascii"), b"")
+
+    @staticmethod
+    def own_tx_op(txid: bytes) -> Op:
+        return (OWN_TX + txid, b"")
+
+    @staticmethod
+    def load(store: ExchangeStore, tracker: DepositTracker) -> None:
+        tracker.addresses = {key[len(ADDRESS):].decode("ascii") for key, _ in store.iterator(ADDRESS)}
+        tracker.own_txids = {key[len(OWN_TX):] for key, _ in store.iterator(OWN_TX)}
+
+
+class WalletCodec:
+    """The exchange wallet's key records (by address) and its encryption metadata."""
+
+    @staticmethod
+    def key_ops(records: dict[str, bytes]) -> list[Op]:
+        return [(WALLET_KEY + address.encode("ascii"), record) for address, record in records.items()]
+
+    @staticmethod
+    def meta_op(meta: dict) -> Op:
+        return (WALLET_META, json.dumps(meta, sort_keys=True).encode())
+
+    @staticmethod
+    def load(store: ExchangeStore) -> tuple[dict[str, bytes], dict | None]:
+        """(key records by address, encryption metadata or None for a plain wallet)."""
+        records = {key[len(WALLET_KEY):].decode("ascii"): value for key, value in store.iterator(WALLET_KEY)}
+        raw_meta = store.get(WALLET_META)
+        return records, json.loads(raw_meta) if raw_meta else None
+
+
+class WithdrawalCodec:
+    """Withdrawal requests, one JSON record per ID."""
+
+    @staticmethod
+    def op(withdrawal: Withdrawal) -> Op:
+        record = {
+            "id": withdrawal.id, "user": withdrawal.user, "amount": withdrawal.amount, "address": withdrawal.address,
+            "style": withdrawal.style, "height": withdrawal.height, "state": withdrawal.state.value,
+        }
+        return (WITHDRAWAL + withdrawal.id.encode("ascii"), json.dumps(record, sort_keys=True).encode())
+
+    @staticmethod
+    def unpack(value: bytes) -> Withdrawal:
+        record = json.loads(value)
+        record["state"] = WithdrawalState(record["state"])
+        return Withdrawal(**record)
+
+    @classmethod
+    def load(cls, store: ExchangeStore) -> dict[str, Withdrawal]:
+        return {key[len(WITHDRAWAL):].decode("ascii"): cls.unpack(value) for key, value in store.iterator(WITHDRAWAL)}
+
+
+@dataclass
+class LedgerState:
+    """Everything the exchange DB holds, loaded: what the engine runs on and what ``audit`` checks.
+
+    ``book`` is None for a DB that has never held one (the engine then opens a book at the chain's cycle).
+    """
+
+    book: Book | None
+    deposits: DepositTracker
+    wallet: ExchangeWallet
+    withdrawals: dict[str, Withdrawal]
+    settings: dict
+
+
+def load_state(store: ExchangeStore, *, confirmations: int = DEFAULT_CONFIRMATIONS,
+               kdf: KdfParams = KdfParams()) -> LedgerState:
+    """Read the whole ledger state from ``store``. ``confirmations`` applies unless the settings stored one."""
+    settings = SettingsCodec.load(store)
+    deposits = DepositTracker(settings.get("exchangeconfirmations", confirmations))
+    DepositCodec.load(store, deposits)
+    WatchCodec.load(store, deposits)
+    records, meta = WalletCodec.load(store)
+    return LedgerState(
+        book=BookCodec.load(store),
+        deposits=deposits,
+        wallet=ExchangeWallet(records, meta, kdf=kdf),
+        withdrawals=WithdrawalCodec.load(store),
+        settings=settings,
+    )

@@ -9,15 +9,15 @@ States (an explicit state machine):
 Encryption: the passphrase goes through scrypt (stdlib ``hashlib.scrypt``) to a 256-bit key, and each secret is
 sealed with AES-256-GCM (``cryptography``'s AEAD, nonce per record, the address as associated data, so a record
 cannot be moved to another address). A sealed check value proves a passphrase right or wrong without touching
-a key. Nothing is written here: every change returns the store operations, and the engine commits them in its
-batch, so a key is durable before its address is handed out.
+a key. Nothing is written here: every change returns the records it made (a key record by address, the
+encryption metadata), ``store.WalletCodec`` turns them into writes, and the engine commits them in its batch,
+so a key is durable before its address is handed out.
 """
 
 from __future__ import annotations
 
 import enum
 import hmac
-import json
 import os
 import threading
 from dataclasses import dataclass
@@ -29,13 +29,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from halo_exchange.chain.keys import DEVNET, Network, PrivateKey
 from halo_exchange.errors import HaloExchangeError
 
-KEY_PREFIX = b"k"  # + address -> u8 kind ‖ (32-byte secret | 12-byte nonce ‖ AES-GCM ciphertext)
-META_KEY = b"W"  # -> JSON: encryption parameters and the sealed check value
+# A key record: u8 kind ‖ (32-byte secret | 12-byte nonce ‖ AES-GCM ciphertext).
 _PLAIN, _SEALED = 0, 1
 _CHECK = b"halo-exchange wallet check"
 WRONG_PASSPHRASE = "Incorrect exchange wallet passphrase."
-
-Op = tuple[bytes, "bytes | None"]
 
 
 class WalletError(HaloExchangeError):
@@ -46,6 +43,14 @@ class WalletState(enum.Enum):
     PLAIN = "plain"
     LOCKED = "locked"
     UNLOCKED = "unlocked"
+
+
+@dataclass(frozen=True)
+class Sealing:
+    """What encrypting the wallet produced: the encryption metadata and every key record, now sealed."""
+
+    meta: dict
+    records: dict[str, bytes]
 
 
 @dataclass(frozen=True)
@@ -62,15 +67,16 @@ class KdfParams:
 
 
 class ExchangeWallet:
-    """Deposit keys by address. Loaded from the store's records; changes come back as store operations."""
+    """Deposit keys by address, from the records the store kept (``records`` by address, ``meta`` the
+    encryption metadata or None); changes come back as records for the store to write."""
 
-    def __init__(self, records: dict[bytes, bytes], meta: bytes | None, network: Network = DEVNET,
+    def __init__(self, records: dict[str, bytes], meta: dict | None, network: Network = DEVNET,
                  kdf: KdfParams = KdfParams()) -> None:
         self.network = network
         self._lock = threading.Lock()
-        self._records = {key[len(KEY_PREFIX):].decode("ascii"): value for key, value in records.items()}
+        self._records = dict(records)
         self._aead: AESGCM | None = None
-        self._meta = json.loads(meta) if meta else None
+        self._meta = meta
         self._kdf = kdf if self._meta is None else KdfParams(**self._meta["kdf"])
 
     # -- state ----------------------------------------------------------------------------------------
@@ -104,8 +110,8 @@ class ExchangeWallet:
         with self._lock:
             self._aead = None
 
-    def encrypt(self, passphrase: str) -> list[Op]:
-        """Encrypt every key with ``passphrase`` (from PLAIN); the wallet stays unlocked. Returns the writes."""
+    def encrypt(self, passphrase: str) -> Sealing:
+        """Encrypt every key with ``passphrase`` (from PLAIN); the wallet stays unlocked. Returns what to write."""
         if not passphrase:
             raise WalletError("A wallet passphrase cannot be empty.")
         with self._lock:
@@ -121,14 +127,12 @@ class ExchangeWallet:
             }
             sealed = {address: self._seal(aead, address, self._open_plain(value)) for address, value in self._records.items()}
             self._records, self._meta, self._aead = sealed, meta, aead
-            ops: list[Op] = [(META_KEY, json.dumps(meta, sort_keys=True).encode())]
-            ops += [(KEY_PREFIX + address.encode("ascii"), record) for address, record in sealed.items()]
-            return ops
+            return Sealing(meta, dict(sealed))
 
     # -- keys -----------------------------------------------------------------------------------------
 
-    def new_key(self) -> tuple[PrivateKey, str, list[Op]]:
-        """A fresh key: (key, its address, the write that stores it, sealed when the wallet is encrypted)."""
+    def new_key(self) -> tuple[PrivateKey, str, bytes]:
+        """A fresh key: (key, its address, the record that stores it, sealed when the wallet is encrypted)."""
         key = PrivateKey.generate()
         address = key.public_key().address(self.network)
         with self._lock:
@@ -137,7 +141,7 @@ class ExchangeWallet:
             secret = key.to_bytes()
             record = bytes([_PLAIN]) + secret if self._aead is None else self._seal(self._aead, address, secret)
             self._records[address] = record
-            return key, address, [(KEY_PREFIX + address.encode("ascii"), record)]
+            return key, address, record
 
     def private_key(self, address: str) -> PrivateKey:
         with self._lock:

@@ -13,10 +13,8 @@ A record is keyed by a 32-hex-digit ID the API hands out, and is written in the 
 from __future__ import annotations
 
 import enum
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-RECORD_PREFIX = b"x"  # + ascii ID -> JSON record
 LIQUID_LIMIT, RESERVE_LIMIT = 300, 45  # outstanding requests per style (the original allowed one more, B4)
 
 
@@ -39,17 +37,6 @@ class Withdrawal:
     style: str
     height: int  # chain height when it was accepted
     state: WithdrawalState = WithdrawalState.QUEUED
-
-    def pack(self) -> bytes:
-        record = asdict(self)
-        record["state"] = self.state.value
-        return json.dumps(record, sort_keys=True).encode()
-
-    @classmethod
-    def unpack(cls, value: bytes) -> Withdrawal:
-        record = json.loads(value)
-        record["state"] = WithdrawalState(record["state"])
-        return cls(**record)
 
     def as_status(self) -> dict:
         """What ``CheckWithdraw`` shows."""

@@ -128,3 +128,29 @@ def test_book_written_change_by_change_reloads_identically(tmp_path_factory, sup
         assert loaded.check() == []
     finally:
         store.close()
+
+
+def test_load_state_reads_back_every_record_kind(tmp_path) -> None:
+    """What each codec writes, load_state reads back: settings, watched addresses and own transactions, wallet
+    keys, withdrawals, deposits' confirmation setting; a new DB has no book."""
+    from halo_exchange.ledger.store import SettingsCodec, WalletCodec, WatchCodec, WithdrawalCodec, load_state
+    from halo_exchange.ledger.wallet import ExchangeWallet
+    from halo_exchange.ledger.withdrawals import Withdrawal, WithdrawalState
+
+    store = ExchangeStore(str(tmp_path / "x"))
+    fresh = load_state(store, confirmations=9)
+    assert fresh.book is None and fresh.settings == {} and fresh.withdrawals == {}
+    assert fresh.deposits.confirmations == 9 and fresh.wallet.addresses == set()
+
+    _, address, record = ExchangeWallet({}, None).new_key()
+    withdrawal = Withdrawal("ab" * 16, "alice", 5 * 10**8, address, "reserve", 12, WithdrawalState.QUEUED)
+    store.write(SettingsCodec.ops({"exchangeconfirmations": 11, "exchangefeeaccount": "fees"})
+                + [WatchCodec.address_op(address), WatchCodec.own_tx_op(b"\x07" * 32)]
+                + WalletCodec.key_ops({address: record}) + [WithdrawalCodec.op(withdrawal)])
+    state = load_state(store, confirmations=9)
+    assert state.settings == {"exchangeconfirmations": 11, "exchangefeeaccount": "fees"}
+    assert state.deposits.confirmations == 11  # the stored setting wins over the configured default
+    assert state.deposits.addresses == {address} and state.deposits.own_txids == {b"\x07" * 32}
+    assert state.wallet.addresses == {address}
+    assert state.withdrawals == {withdrawal.id: withdrawal}
+    store.close()

@@ -5,10 +5,8 @@ from __future__ import annotations
 import pytest
 
 from halo_exchange.chain.keys import DEVNET
-from halo_exchange.ledger.store import ExchangeStore
+from halo_exchange.ledger.store import WALLET_KEY, ExchangeStore, WalletCodec
 from halo_exchange.ledger.wallet import (
-    KEY_PREFIX,
-    META_KEY,
     WRONG_PASSPHRASE,
     ExchangeWallet,
     KdfParams,
@@ -20,7 +18,17 @@ FAST = KdfParams(n=2**10, r=8, p=1)  # the real cost is for attackers, not for t
 
 
 def _reload(store: ExchangeStore) -> ExchangeWallet:
-    return ExchangeWallet(dict(store.iterator(KEY_PREFIX)), store.get(META_KEY), DEVNET, FAST)
+    records, meta = WalletCodec.load(store)
+    return ExchangeWallet(records, meta, DEVNET, FAST)
+
+
+def _write_key(store: ExchangeStore, address: str, record: bytes) -> None:
+    store.write(WalletCodec.key_ops({address: record}))
+
+
+def _write_sealing(store: ExchangeStore, wallet: ExchangeWallet, passphrase: str) -> None:
+    sealing = wallet.encrypt(passphrase)
+    store.write([WalletCodec.meta_op(sealing.meta)] + WalletCodec.key_ops(sealing.records))
 
 
 def test_plain_wallet_keys_survive_a_reload(tmp_path) -> None:
@@ -28,8 +36,8 @@ def test_plain_wallet_keys_survive_a_reload(tmp_path) -> None:
     store = ExchangeStore(str(tmp_path / "x"))
     wallet = _reload(store)
     assert wallet.state is WalletState.PLAIN
-    key, address, ops = wallet.new_key()
-    store.write(ops)
+    key, address, record = wallet.new_key()
+    _write_key(store, address, record)
     again = _reload(store)
     assert again.addresses == {address} and address.startswith("B")
     assert again.private_key(address).to_bytes() == key.to_bytes()
@@ -40,11 +48,11 @@ def test_encrypted_wallet_locks_and_unlocks(tmp_path) -> None:
     """After encryption no secret is stored in clear; a reload is locked until the right passphrase."""
     store = ExchangeStore(str(tmp_path / "x"))
     wallet = _reload(store)
-    key, address, ops = wallet.new_key()
-    store.write(ops)
-    store.write(wallet.encrypt("correct horse"))
+    key, address, record = wallet.new_key()
+    _write_key(store, address, record)
+    _write_sealing(store, wallet, "correct horse")
     assert wallet.state is WalletState.UNLOCKED
-    raw = b"".join(value for _, value in store.iterator(KEY_PREFIX))
+    raw = b"".join(value for _, value in store.iterator(WALLET_KEY))
     assert key.to_bytes() not in raw
 
     locked = _reload(store)
@@ -58,9 +66,9 @@ def test_encrypted_wallet_locks_and_unlocks(tmp_path) -> None:
     assert str(wrong.value) == WRONG_PASSPHRASE and locked.state is WalletState.LOCKED
     locked.unlock("correct horse")
     assert locked.private_key(address).to_bytes() == key.to_bytes()
-    _, second, ops = locked.new_key()
-    store.write(ops)
-    assert key.to_bytes() not in b"".join(value for _, value in store.iterator(KEY_PREFIX))
+    _, second, record = locked.new_key()
+    _write_key(store, second, record)
+    assert key.to_bytes() not in b"".join(value for _, value in store.iterator(WALLET_KEY))
     relocked = _reload(store)
     relocked.unlock("correct horse")
     assert relocked.addresses == {address, second}
@@ -71,10 +79,10 @@ def test_a_sealed_record_cannot_be_moved_to_another_address(tmp_path) -> None:
     """Records are bound to their address: a swapped record fails to open instead of giving a wrong key."""
     store = ExchangeStore(str(tmp_path / "x"))
     wallet = _reload(store)
-    store.write(wallet.encrypt("pw-1234"))
-    _, first, ops1 = wallet.new_key()
-    _, second, ops2 = wallet.new_key()
-    store.write([(ops1[0][0], ops2[0][1]), (ops2[0][0], ops1[0][1])])
+    _write_sealing(store, wallet, "pw-1234")
+    _, first, record1 = wallet.new_key()
+    _, second, record2 = wallet.new_key()
+    store.write(WalletCodec.key_ops({first: record2, second: record1}))
     swapped = _reload(store)
     swapped.unlock("pw-1234")
     with pytest.raises(WalletError, match="damaged or not its own"):
