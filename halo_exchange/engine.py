@@ -3,9 +3,11 @@
 It runs on the reactor thread and nowhere else. Each chain event (a block connected or disconnected) and each
 command (a trade, naming a deposit, a new deposit address) changes the book and the deposits in memory, then
 hands exactly the changed keys to :class:`~halo_exchange.ledger.store.GroupCommit`; the Deferred it returns
-fires with the command's answer only once that batch is on disk. Refusals are raised before anything changes,
-as :class:`CommandRefused` carrying the API's documented string (reference/halo-behaviour.md §2, with the
-fixes of §5: zero amounts refused, no hidden parameters, names are keys not paths).
+fires with the command's answer only once that batch is on disk. What a command may say is checked by
+:mod:`halo_exchange.commands`; what needs the ledger (an unknown payer, a balance too small, a limit reached)
+is checked here. Either refusal is raised before anything changes, as
+:class:`~halo_exchange.errors.CommandRefused` carrying the API's documented string. The XML-RPC shapes of
+what the engine holds are :mod:`halo_exchange.rpc.views`.
 
 At a block that starts a new peg cycle the book is re-valued at the cycle's supply plus the exchange's buffer
 (3 steps, peg-spec §1.7). Withdrawals, the exchange's own UTXOs, the pegshift and partial levels arrive with
@@ -16,16 +18,16 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from twisted.internet.defer import Deferred
 
-from halo_exchange.chain.reader import ChainReader, ChainView
-from halo_exchange.chain.script import script_to_address
-from halo_exchange.errors import HaloExchangeError
+from halo_exchange import commands
+from halo_exchange.chain.reader import ChainReader
+from halo_exchange.commands import LIQUID, POOL, RESERVE, UNKNOWN_USER, Transfer
+from halo_exchange.errors import CommandRefused
 from halo_exchange.ledger.book import Book, LedgerError
-from halo_exchange.ledger.deposits import DepositError, DepositEvents, DepositState, DepositTracker, Outpoint
-from halo_exchange.ledger.rating import is_subpremium
+from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, DepositError, DepositEvents, Outpoint
 from halo_exchange.ledger.store import (
     BookCodec,
     DepositCodec,
@@ -40,56 +42,11 @@ from halo_exchange.ledger.store import (
 )
 from halo_exchange.ledger.wallet import WalletError
 from halo_exchange.ledger.withdrawals import LIQUID_LIMIT, OUTSTANDING, RESERVE_LIMIT, Withdrawal
-from halo_exchange.peg.fractions import PEG_SIZE, Fractions
+from halo_exchange.peg.fractions import PEG_SIZE
 
 log = logging.getLogger(__name__)
 
 EXCHANGE_BUFFER = 3
-POOL, WITHDRAWS, EXCHANGE = "pool", "withdraws", "exchange"
-RESERVED_NAMES = frozenset({"total", "pool", "frozen", "x", "exchange", "withdraws"})
-MIN_NAME, MAX_NAME = 4, 64
-STYLES = ("liquid", "reserve")
-
-# The API's strings (halo-behaviour §2.7-§2.10).
-NAME_RESERVED = "Name reserved for exchange operations. Please use different name."
-NAME_TOO_SHORT = "Name is too short in length."
-NAME_INVALID = f"Name must be printable text of at most {MAX_NAME} characters."
-NEGATIVE_BETWEEN_USERS = "Amount can not be negative if both users are known"
-ZERO_AMOUNT = "Amount must not be zero."
-BAD_STYLE = "Style must be 'liquid' or 'reserve'."
-UNKNOWN_USER = "Unknown user"
-
-
-def _spendable_entry(fractions: Fractions, supply: int, address: str, confirmations: int) -> dict:
-    """One ``GetSpendable`` entry: amounts as strings (amount = ltotal + rtotal), supply as an int."""
-    liquid, reserve = fractions.high(supply), fractions.low(supply)
-    # nfreeze: the liquid a maximal deflation would freeze next (the three fractions above the supply, the
-    # last fraction excluded as in the original).
-    nfreeze = sum(fractions.to_list()[supply:min(supply + 3, PEG_SIZE - 1)])
-    return {
-        "amount": str(liquid + reserve),
-        "ltotal": str(liquid),
-        "rtotal": str(reserve),
-        "nfreeze": str(nfreeze),
-        "supply": supply,
-        "address": address,
-        "confirmations": str(confirmations),
-    }
-
-
-class CommandRefused(HaloExchangeError):
-    """A command refused before anything changed; the message is the string the API answers."""
-
-
-def check_user_name(name: object) -> str:
-    """A user name: text, 4..64 printable characters, not reserved (case-insensitive). Case-sensitive otherwise."""
-    if not isinstance(name, str) or len(name) > MAX_NAME or not name.isprintable():
-        raise CommandRefused(NAME_INVALID)
-    if name.lower() in RESERVED_NAMES:
-        raise CommandRefused(NAME_RESERVED)
-    if len(name) < MIN_NAME:
-        raise CommandRefused(NAME_TOO_SHORT)
-    return name
 
 
 class ExchangeEngine:
@@ -101,7 +58,7 @@ class ExchangeEngine:
         reader: ChainReader,
         call_later: Callable[..., object],
         *,
-        confirmations: int = 7,
+        confirmations: int = DEFAULT_CONFIRMATIONS,
         buffer: int = EXCHANGE_BUFFER,
     ) -> None:
         self.store = store
@@ -193,81 +150,66 @@ class ExchangeEngine:
 
     # -- commands ---------------------------------------------------------------------------------------
 
-    def trade(self, user1: str, amount: int, user2: str, style: str = "liquid") -> Deferred:
+    def trade(self, user1: str, amount: int, user2: str, style: str = LIQUID) -> Deferred:
         """``user1`` pays ``amount`` of ``style`` to ``user2``; with ``user2 == ''`` a one-sided trade:
         a negative amount debits ``user1`` into the pool, a positive one credits ``user1`` from it.
-        Answers True once durable; refusals raise CommandRefused with the API string and change nothing."""
-        check_user_name(user1)
-        if user2 != "":
-            check_user_name(user2)  # "withdraws" is reserved: escrow moves only through Withdraw
-        if style not in STYLES:
-            raise CommandRefused(BAD_STYLE)
-        if not isinstance(amount, int) or isinstance(amount, bool):
-            raise CommandRefused("Amount must be a whole number of satoshis")
-        if amount == 0:
-            raise CommandRefused(ZERO_AMOUNT)
-        if user2 == "":
-            src, dst = (user1, POOL) if amount < 0 else (POOL, user1)
-            amount = abs(amount)
-        elif amount < 0:
-            raise CommandRefused(NEGATIVE_BETWEEN_USERS)
-        else:
-            src, dst = user1, user2
-        if src != POOL and src not in self.book.accounts:
+        Answers True once durable."""
+        transfer = commands.trade(user1, amount, user2, style)
+        if transfer.source != POOL and transfer.source not in self.book.accounts:
             raise CommandRefused(UNKNOWN_USER)  # Halo raised a KeyError Fault here (halo-behaviour §6.3)
-        liquid, reserve = self.book.balance(src) if src in self.book.accounts else (0, 0)
-        if amount > (liquid if style == "liquid" else reserve):
-            if src == POOL:
-                raise CommandRefused(f"Insufficient funds in {style} pool. Please make the debit before the credit.")
-            raise CommandRefused(f"Insufficient {style} balance")
-        try:
-            (self.book.move_liquid if style == "liquid" else self.book.move_reserve)(src, dst, amount)
-        except LedgerError as exc:  # the checks above make this unreachable; never half-apply
-            raise CommandRefused(str(exc)) from exc
+        self._check_funds(transfer)
+        self._move(transfer)
         return self._persist(True)
 
-    def escrow_withdrawal(self, user: str, amount: int, style: str = "liquid") -> Deferred:
+    def escrow_withdrawal(self, user: str, amount: int, style: str = LIQUID) -> Deferred:
         """Move ``amount`` of ``user``'s ``style`` into the ``withdraws`` escrow (a withdrawal accepted)."""
-        self._check_escrow(user, amount, style, user)
-        (self.book.move_liquid if style == "liquid" else self.book.move_reserve)(user, WITHDRAWS, amount)
+        self._move(self._checked_escrow(commands.escrow(user, amount, style)))
         return self._persist(True)
 
-    def request_withdrawal(self, user: str, amount: int, address: str, style: str = "liquid") -> Deferred:
+    def request_withdrawal(self, user: str, amount: int, address: str, style: str = LIQUID) -> Deferred:
         """Accept a withdrawal: escrow the amount and record it, in one batch; answers the new ID.
 
         Limits count only outstanding, accepted requests: 300 liquid, 45 reserve."""
         outstanding = sum(1 for w in self.withdrawals.values() if w.style == style and w.state in OUTSTANDING)
-        if style == "liquid" and outstanding >= LIQUID_LIMIT:
+        if style == LIQUID and outstanding >= LIQUID_LIMIT:
             raise CommandRefused("Withdraw limit reached, please wait until transactions clear.")
-        if style == "reserve" and outstanding >= RESERVE_LIMIT:
+        if style == RESERVE and outstanding >= RESERVE_LIMIT:
             raise CommandRefused("Reserve withdraw limit reached, please wait until transactions clear.")
-        self._check_escrow(user, amount, style, user)
-        (self.book.move_liquid if style == "liquid" else self.book.move_reserve)(user, WITHDRAWS, amount)
+        self._move(self._checked_escrow(commands.escrow(user, amount, style)))
         withdrawal = Withdrawal(os.urandom(16).hex(), user, amount, address, style, self.reader.height())
         self.withdrawals[withdrawal.id] = withdrawal
         return self._persist(withdrawal.id, [WithdrawalCodec.op(withdrawal)])
 
-    def return_escrow(self, user: str, amount: int, style: str = "liquid") -> Deferred:
+    def return_escrow(self, user: str, amount: int, style: str = LIQUID) -> Deferred:
         """Give escrowed funds back to ``user`` (a withdrawal declined before it could be paid)."""
-        self._check_escrow(user, amount, style, WITHDRAWS)
-        (self.book.move_liquid if style == "liquid" else self.book.move_reserve)(WITHDRAWS, user, amount)
+        self._move(self._checked_escrow(commands.escrow(user, amount, style, returning=True)))
         return self._persist(True)
 
-    def _check_escrow(self, user: str, amount: int, style: str, source: str) -> None:
-        check_user_name(user)
-        if style not in STYLES:
-            raise CommandRefused(BAD_STYLE)
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-            raise CommandRefused(ZERO_AMOUNT if amount == 0 else "Amount must be a whole number of satoshis")
-        if source == user and user not in self.book.accounts:
+    def _checked_escrow(self, transfer: Transfer) -> Transfer:
+        if transfer.destination == commands.WITHDRAWS and transfer.source not in self.book.accounts:
             raise CommandRefused(UNKNOWN_USER)
-        liquid, reserve = self.book.balance(source) if source in self.book.accounts else (0, 0)
-        if amount > (liquid if style == "liquid" else reserve):
-            raise CommandRefused(f"Insufficient {style} balance")
+        self._check_funds(transfer)
+        return transfer
 
-    def name_deposit(self, name: str, outpoints: Iterable[Outpoint | bytes]) -> Deferred:
+    def _check_funds(self, transfer: Transfer) -> None:
+        source = transfer.source
+        liquid, reserve = self.book.balance(source) if source in self.book.accounts else (0, 0)
+        if transfer.amount > (liquid if transfer.style == LIQUID else reserve):
+            if source == POOL:
+                raise CommandRefused(f"Insufficient funds in {transfer.style} pool. "
+                                     "Please make the debit before the credit.")
+            raise CommandRefused(f"Insufficient {transfer.style} balance")
+
+    def _move(self, transfer: Transfer) -> None:
+        move = self.book.move_liquid if transfer.style == LIQUID else self.book.move_reserve
+        try:
+            move(transfer.source, transfer.destination, transfer.amount)
+        except LedgerError as exc:  # the checks before make this unreachable; never half-apply
+            raise CommandRefused(str(exc)) from exc
+
+    def name_deposit(self, name: str, outpoints: Iterable[Outpoint]) -> Deferred:
         """Name the owner of deposits (``Deposit``); credits at once what is confirmed and unlocked."""
-        check_user_name(name)
+        commands.check_user_name(name)
         try:
             events = self.deposits.name(name, list(outpoints))
         except DepositError as exc:
@@ -321,103 +263,24 @@ class ExchangeEngine:
             self._apply(self.deposits.reconsider())
         return self._persist(True, SettingsCodec.ops(settings))
 
-    # -- queries ----------------------------------------------------------------------------------------
+    # -- what the API reads ----------------------------------------------------------------------------------
 
-    def knows_deposit(self, outpoint: Outpoint | bytes) -> bool:
-        if isinstance(outpoint, bytes):
-            return any(d.txid == outpoint and d.state is not DepositState.REVERSED for d in self.deposits.deposits.values())
-        deposit = self.deposits.deposits.get(outpoint)
-        return deposit is not None and deposit.state is not DepositState.REVERSED
+    def pending_writes(self) -> Deferred | None:
+        """A Deferred that fires once the writes waiting for this turn's batch are on disk, or None if none
+        wait: an answer computed from memory is sent only after it, so no client sees what a crash could take
+        back."""
+        return self.commit.submit([]) if self.commit.pending else None
 
-    def deposit_records(self) -> dict[str, dict]:
-        """Every deposit as ``GetDeposits`` shows it, keyed ``txid:vout``."""
-        return {
-            f"{d.txid[::-1].hex()}:{d.n}": {
-                "name": d.owner or "",
-                "registered": int(d.state is DepositState.REGISTERED),
-                "status": d.state.value,
-                "confirmations": max(self.deposits.depth(d), 0),
-                "amount": d.amount,
-            }
-            for d in self.deposits.deposits.values()
-        }
-
-    def spendable(self, address: str = "") -> dict[str, dict]:
-        """The exchange's unspent outputs (``GetSpendable``), valued at the network's supply: the deposits,
-        and the change of transactions the exchange built itself (marked ``change: 1``)."""
-        out = {}
-        with self.reader.snapshot() as view:
-            supply = view.peg_info().supply
-            for d in self.deposits.deposits.values():
-                if d.state is DepositState.REVERSED or (address and d.address != address):
-                    continue
-                if view.utxo(d.txid, d.n) is None:
-                    continue
-                out[f"{d.txid[::-1].hex()}:{d.n}"] = _spendable_entry(
-                    d.fractions, supply, d.address, max(self.deposits.depth(d), 0))
-            tip = view.height()
-            for txid, n, owner, fractions, height in self._change_outputs(view):
-                if address and owner != address:
-                    continue
-                out[f"{txid[::-1].hex()}:{n}"] = {**_spendable_entry(fractions, supply, owner, tip - height + 1),
-                                                  "change": 1}
-        return out
-
-    def _change_outputs(self, view: ChainView, txids: Iterable[bytes] | None = None,
-                        ) -> list[tuple[bytes, int, str, Fractions, int]]:
-        """Unspent outputs on exchange addresses of the transactions the exchange built (its change), as
-        ``(txid, n, address, fractions, height)``; only those of ``txids`` when given."""
-        found = []
-        for txid in self.deposits.own_txids if txids is None else txids:
-            located = view.transaction(txid)
-            if located is None:
-                continue  # not (or no longer) in the active chain
-            tx, record = located
-            for n, output in enumerate(tx.outputs):
-                if output.value <= 0:
-                    continue
-                address = script_to_address(output.script_pubkey)
-                if address in self.deposits.addresses and view.utxo(txid, n) is not None:
-                    found.append((txid, n, address, view.fractions(txid, n, output.value), record.height))
-        return found
-
-    def is_spendable_change(self, outpoint: Outpoint | bytes) -> bool:
-        """Whether ``outpoint`` (or, for a bare txid, any of its outputs) is change the exchange can spend."""
-        txid = outpoint if isinstance(outpoint, bytes) else outpoint[0]
-        if txid not in self.deposits.own_txids:
-            return False
-        with self.reader.snapshot() as view:
-            return any(isinstance(outpoint, bytes) or n == outpoint[1]
-                       for _, n, _, _, _ in self._change_outputs(view, [txid]))
+    def setting(self, name: str, default: Any = None) -> Any:
+        """A stored exchange setting (``password``, ``commission``, ``exchangeconfirmations``, ...)."""
+        return self.settings.get(name, default)
 
     def balance(self, user: str) -> tuple[int, int] | None:
         """(liquid, reserve) of a user or pseudo account; None when unknown."""
-        if user not in self.book.accounts:
-            return None
-        return self.book.balance(user)
+        return self.book.balance(user) if user in self.book.accounts else None
 
-    def exchange_figures(self) -> dict[str, int]:
-        """``GetBalance('exchange')``: the liquid and reserve the book holds, the liquid of inputs rated
-        subpremium (below 200, halo-behaviour §1.6) and the value of deposits still frozen."""
-        liquid = self.book.pool_total
-        return {
-            "liquid": liquid,
-            "reserve": sum(self.book.book) - liquid,
-            "subpremium": self._subpremium(),
-            "frozen": self.deposits.frozen_total(),
-        }
-
-    def _subpremium(self) -> int:
-        """Liquid, at the network's supply, of the exchange's unspent inputs whose rating is below 200."""
-        total = 0
-        with self.reader.snapshot() as view:
-            supply = view.peg_info().supply
-            for deposit in self.deposits.deposits.values():
-                if deposit.state is not DepositState.REGISTERED or view.utxo(deposit.txid, deposit.n) is None:
-                    continue
-                if is_subpremium(deposit.fractions, supply):
-                    total += deposit.fractions.high(supply)
-        return total
+    def withdrawal(self, withdrawal_id: str) -> Withdrawal | None:
+        return self.withdrawals.get(withdrawal_id)
 
     @property
     def cycle(self) -> int:

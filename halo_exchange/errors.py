@@ -38,3 +38,16 @@ class TransferRuleError(PegError):
         super().__init__(f"{rule}: {message}")
         self.rule = rule
         self.detail = message
+
+
+class CommandRefused(HaloExchangeError):
+    """A command was refused before anything changed; the message says why, in the API's documented words.
+
+    ``answer`` is what the API answers for it: the message itself, unless the call documents another value
+    (``ExchangeSettings`` answers ``False`` for a commission out of range). The API's dispatcher puts it in
+    the call's documented shape (a bare value, or ``[answer, ""]`` for the calls that answer pairs).
+    """
+
+    def __init__(self, message: str, answer: str | bool | None = None) -> None:
+        super().__init__(message)
+        self.answer: str | bool = message if answer is None else answer

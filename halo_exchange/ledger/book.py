@@ -26,6 +26,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Iterator
 
+from halo_exchange.commands import is_whole
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.peg.fractions import PEG_SIZE, Fractions
 
@@ -400,5 +401,5 @@ class Book:
 
 
 def _check_amount(amount: int) -> None:
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+    if not is_whole(amount) or amount < 0:
         raise LedgerError(f"amount must be a non-negative number of satoshis, got {amount!r}")

@@ -26,6 +26,8 @@ from typing import Iterable
 
 from halo_exchange.chain.block import BlockHeader, is_coinstake
 from halo_exchange.chain.reader import ChainView
+from halo_exchange.chain.script import script_to_address
+from halo_exchange.commands import is_whole
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.peg.fractions import MARKS, NOTARY_C, Fractions
 
@@ -72,6 +74,17 @@ class Deposit:
         """A frozen (F/V marked) output is credited once a block is later than this (as bitbay-core's wallet
         treats ``lock_time >= last block time`` as frozen); 0 for ordinary outputs."""
         return self.fractions.lock_time if self.fractions.flags & MARKS else 0
+
+
+@dataclass(frozen=True)
+class ChangeOutput:
+    """An unspent output on an exchange address of a transaction the exchange built (its change)."""
+
+    txid: bytes
+    n: int
+    address: str
+    fractions: Fractions
+    height: int
 
 
 @dataclass(frozen=True)
@@ -243,6 +256,37 @@ class DepositTracker:
     def depth(self, deposit: Deposit) -> int:
         return self._tip_height - deposit.height + 1
 
+    def knows(self, outpoint: Outpoint) -> bool:
+        """Whether ``outpoint`` is a deposit (one not reversed)."""
+        deposit = self.deposits.get(outpoint)
+        return deposit is not None and deposit.state is not DepositState.REVERSED
+
+    def outpoints_of(self, txid: bytes) -> list[Outpoint]:
+        """The deposits (not reversed) among the outputs of transaction ``txid``."""
+        return [d.outpoint for d in self.deposits.values() if d.txid == txid and d.state is not DepositState.REVERSED]
+
+    def registered_unspent(self, view: ChainView) -> list[Deposit]:
+        """Registered deposits whose output is still unspent in ``view``."""
+        return [d for d in self.deposits.values()
+                if d.state is DepositState.REGISTERED and view.utxo(d.txid, d.n) is not None]
+
+    def change_outputs(self, view: ChainView, txids: Iterable[bytes] | None = None) -> list[ChangeOutput]:
+        """Unspent outputs on exchange addresses of the transactions the exchange built (its change); only
+        those of ``txids`` when given. Transactions not (or no longer) in the active chain have none."""
+        found = []
+        for txid in self.own_txids if txids is None else txids:
+            located = view.transaction(txid)
+            if located is None:
+                continue
+            tx, record = located
+            for n, output in enumerate(tx.outputs):
+                if output.value <= 0:
+                    continue
+                address = script_to_address(output.script_pubkey)
+                if address in self.addresses and view.utxo(txid, n) is not None:
+                    found.append(ChangeOutput(txid, n, address, view.fractions(txid, n, output.value), record.height))
+        return found
+
     def frozen_total(self) -> int:
         """Value of confirmed-or-seen deposits still locked at the tip (the exchange's ``frozen`` figure)."""
         return sum(
@@ -276,6 +320,6 @@ class DepositTracker:
 
 
 def check_confirmations(value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not MIN_CONFIRMATIONS <= value <= MAX_CONFIRMATIONS:
+    if not is_whole(value) or not MIN_CONFIRMATIONS <= value <= MAX_CONFIRMATIONS:
         raise DepositError(f"confirmations must be between {MIN_CONFIRMATIONS} and {MAX_CONFIRMATIONS}")
     return value

@@ -37,8 +37,3 @@ class Withdrawal:
     style: str
     height: int  # chain height when it was accepted
     state: WithdrawalState = WithdrawalState.QUEUED
-
-    def as_status(self) -> dict:
-        """What ``CheckWithdraw`` shows."""
-        return {"ID": self.id, "status": self.state.value, "user": self.user, "amount": self.amount,
-                "address": self.address, "style": self.style, "height": self.height}

@@ -25,8 +25,11 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from halo_exchange.chain.keys import is_valid_address
-from halo_exchange.engine import CommandRefused, ExchangeEngine, check_user_name
+from halo_exchange.commands import BAD_AMOUNT, check_user_name
+from halo_exchange.engine import ExchangeEngine
+from halo_exchange.errors import CommandRefused
 from halo_exchange.ledger.deposits import check_confirmations
+from halo_exchange.rpc import views
 from halo_exchange.rpc.codec import dump_response, parse_call
 from halo_exchange.rpc.http import HTTPLimits, XMLRPCFactory
 
@@ -40,7 +43,6 @@ FAULT_PARSE_ERROR = -32700
 INCORRECT_PASSWORD = "Incorrect Password"
 STOPPED = "Exchange is stopped."
 NOT_LOADED = "Exchange is not loaded yet."
-BAD_AMOUNT = "Amount must be a whole number of satoshis"
 DEFAULT_COMMISSION_MIN = 100_000_000  # the original's default minimum fee (halo-behaviour §2.11)
 
 
@@ -107,7 +109,7 @@ class ExchangeAPI:
         # The API is built once the engine has loaded. The password known then, and after every change, is
         # kept here too, so that an exchange that failed or is closing still asks for it.
         loaded = engine()
-        self._password_gate = PasswordGate(loaded.settings.get("password") if loaded else None)
+        self._password_gate = PasswordGate(loaded.setting("password") if loaded else None)
         self.started = False
 
     # -- shared gates -----------------------------------------------------------------------------------
@@ -116,7 +118,7 @@ class ExchangeAPI:
         """None when the call may go on, else what it must answer (the password string, maybe as a pair)."""
         engine = self._engine()
         if engine is not None:
-            record = engine.settings.get("password")
+            record = engine.setting("password")
             if self._password_gate.record != record:
                 self._password_gate = PasswordGate(record)  # the password changed: forget what was verified
         if not self._password_gate.matches(passw):
@@ -129,9 +131,7 @@ class ExchangeAPI:
         Every answer is computed from memory, which may hold a change of this turn not yet on disk; the
         dispatcher sends it only after that batch, so no client sees a balance a crash could take back."""
         engine = self._engine()
-        if engine is None or not engine.commit.pending:
-            return None
-        return engine.commit.submit([])
+        return None if engine is None else engine.pending_writes()
 
     def _ready(self, pair: bool = False, need_started: bool = True) -> tuple[ExchangeEngine | None, Any]:
         engine = self._engine()
@@ -207,7 +207,8 @@ class ExchangeAPI:
         engine, refusal = self._ready(need_started=False)
         if engine is None:
             return refusal
-        return engine.spendable(address if isinstance(address, str) else "")
+        with engine.reader.snapshot() as view:
+            return views.spendable(view, engine.deposits, address if isinstance(address, str) else "")
 
     def Deposit(self, name: Any, txids: Any, passw: Any = "") -> Any:
         """Deposit(name, txids, passw) -> True: names the owner of deposits ("txid:vout", or a bare txid for
@@ -224,11 +225,15 @@ class ExchangeAPI:
         outpoints = []
         for item in ids:
             outpoint = _parse_id(item)
-            if outpoint is not None and engine.is_spendable_change(outpoint):
+            if outpoint is not None and _is_spendable_change(engine, outpoint):
                 raise CommandRefused("You can not deposit change transactions.")
-            if outpoint is None or not engine.knows_deposit(outpoint):
+            if isinstance(outpoint, bytes):  # a bare txid: every deposit among its outputs
+                found = engine.deposits.outpoints_of(outpoint)
+            else:
+                found = [outpoint] if outpoint is not None and engine.deposits.knows(outpoint) else []
+            if not found:
                 raise CommandRefused(f"{item} not in Spendable list yet.")
-            outpoints.append(outpoint)
+            outpoints.extend(found)
         return engine.name_deposit(name, outpoints)
 
     def GetDeposits(self, txid: Any = "", passw: Any = "") -> Any:
@@ -239,7 +244,7 @@ class ExchangeAPI:
         engine, refusal = self._ready(need_started=False)
         if engine is None:
             return refusal
-        records = engine.deposit_records()
+        records = views.deposit_records(engine.deposits)
         if txid in ("", None):
             return records
         return records.get(txid, False) if isinstance(txid, str) else False
@@ -254,11 +259,9 @@ class ExchangeAPI:
         if not isinstance(user, str):
             return False
         if user.lower() == "exchange":
-            return engine.exchange_figures()
-        balance = engine.balance(user)
-        if balance is None:
-            return False
-        return {"liquid": balance[0], "reserve": balance[1]}
+            with engine.reader.snapshot() as view:
+                return views.exchange_balance(view, engine.book, engine.deposits)
+        return views.balance(engine.book, user)
 
     def Trade(self, user1: Any, amount: Any, user2: Any, style: Any = "liquid", passw: Any = "") -> Any:
         """Trade(user1, amount, user2, style='liquid', passw) -> True: user1 pays user2; with user2 '' a
@@ -286,7 +289,7 @@ class ExchangeAPI:
             value = parse_amount(amount)
         except CommandRefused as exc:
             return [str(exc), ""]
-        minimum = engine.settings.get("commission", {}).get("min", DEFAULT_COMMISSION_MIN)
+        minimum = engine.setting("commission", {}).get("min", DEFAULT_COMMISSION_MIN)
         if value <= minimum + 10000:
             return ["Withdraw amount is too low", ""]
         if not self.started:
@@ -306,8 +309,8 @@ class ExchangeAPI:
         engine, refusal = self._ready(need_started=False)
         if engine is None:
             return refusal
-        withdrawal = engine.withdrawals.get(ID) if isinstance(ID, str) else None
-        return "ID not found" if withdrawal is None else withdrawal.as_status()
+        withdrawal = engine.withdrawal(ID) if isinstance(ID, str) else None
+        return "ID not found" if withdrawal is None else views.withdrawal_status(withdrawal)
 
     def ExchangeSettings(
         self, exchangeaccounts: Any = "", exchangefeeaccount: Any = "", commission: Any = "",
@@ -389,6 +392,16 @@ def _parse_id(item: Any) -> tuple[bytes, int] | bytes | None:
         return raw
     # An output index is a u32: more digits than that is not an outpoint (and int() refuses ~4300 digits).
     return (raw, int(vout)) if vout.isascii() and vout.isdigit() and len(vout) <= 10 else None
+
+
+def _is_spendable_change(engine: ExchangeEngine, outpoint: tuple[bytes, int] | bytes) -> bool:
+    """Whether ``outpoint`` (or, for a bare txid, any of its outputs) is change the exchange can spend."""
+    txid = outpoint if isinstance(outpoint, bytes) else outpoint[0]
+    if txid not in engine.deposits.own_txids:
+        return False
+    with engine.reader.snapshot() as view:
+        return any(isinstance(outpoint, bytes) or change.n == outpoint[1]
+                   for change in engine.deposits.change_outputs(view, [txid]))
 
 
 class APIDispatcher:

@@ -9,17 +9,12 @@ from twisted.internet.task import Clock
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
 from halo_exchange.chain.tx import Transaction
-from halo_exchange.engine import (
-    NAME_INVALID,
-    NAME_RESERVED,
-    NAME_TOO_SHORT,
-    NEGATIVE_BETWEEN_USERS,
-    ZERO_AMOUNT,
-    CommandRefused,
-    ExchangeEngine,
-)
+from halo_exchange.commands import NAME_INVALID, NAME_RESERVED, NAME_TOO_SHORT, NEGATIVE_BETWEEN_USERS, ZERO_AMOUNT
+from halo_exchange.engine import ExchangeEngine
+from halo_exchange.errors import CommandRefused
 from halo_exchange.ledger.store import ExchangeStore
 from halo_exchange.ledger.wallet import WalletState
+from halo_exchange.rpc import views
 from node_hooks import HookDispatcher, RecordingHook
 from node_hooks.devnode.node import DevNode
 
@@ -163,7 +158,8 @@ def test_new_cycle_revalues_balances_at_supply_plus_buffer(harness: Harness) -> 
     alice, bobby = harness.engine.balance("alice"), harness.engine.balance("bobby")
     assert sum(alice) == 40 * COIN and sum(bobby) == 10 * COIN and bobby[1] > 0
     assert harness.engine.book.check() == []
-    figures = harness.engine.exchange_figures()
+    with harness.engine.reader.snapshot() as view:
+        figures = views.exchange_balance(view, harness.engine.book, harness.engine.deposits)
     assert figures["liquid"] + figures["reserve"] == 50 * COIN
     assert figures["frozen"] == 0 and figures["subpremium"] == 0  # a wallet payment is rated like a fresh split
 

@@ -6,7 +6,7 @@ import xmlrpc.client
 
 import pytest
 
-from halo_exchange.engine import CommandRefused
+from halo_exchange.errors import CommandRefused
 from halo_exchange.rpc.api import FAULT_INTERNAL, APIDispatcher, ExchangeAPI, PasswordGate, parse_amount
 
 

@@ -1,0 +1,98 @@
+"""Commands as the exchange's software states them, checked before they touch any state.
+
+What a command may say is decided here, once, without looking at balances: user names (4..64 printable
+characters, the pseudo accounts reserved), styles (liquid or reserve), amounts (whole satoshis: an ``int``
+and never a ``bool``), and the shape of a trade (a one-sided trade goes to or from the pool). A refusal raises
+:class:`~halo_exchange.errors.CommandRefused` with the API's documented string (reference/halo-behaviour.md
+§2, with the fixes of §5: zero amounts refused, names are keys not paths). What needs the ledger (an unknown
+payer, an insufficient balance) is the engine's to refuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeGuard
+
+from halo_exchange.errors import CommandRefused
+
+# The book's pseudo accounts, and the names no user may take (case-insensitive).
+POOL, WITHDRAWS, EXCHANGE = "pool", "withdraws", "exchange"
+RESERVED_NAMES = frozenset({"total", POOL, "frozen", "x", EXCHANGE, WITHDRAWS})
+MIN_NAME, MAX_NAME = 4, 64
+LIQUID, RESERVE = "liquid", "reserve"
+STYLES = (LIQUID, RESERVE)
+
+# The API's strings (halo-behaviour §2.7-§2.10).
+NAME_RESERVED = "Name reserved for exchange operations. Please use different name."
+NAME_TOO_SHORT = "Name is too short in length."
+NAME_INVALID = f"Name must be printable text of at most {MAX_NAME} characters."
+NEGATIVE_BETWEEN_USERS = "Amount can not be negative if both users are known"
+ZERO_AMOUNT = "Amount must not be zero."
+BAD_AMOUNT = "Amount must be a whole number of satoshis"
+BAD_STYLE = "Style must be 'liquid' or 'reserve'."
+UNKNOWN_USER = "Unknown user"
+
+
+def is_whole(value: object) -> TypeGuard[int]:
+    """An integer that is not a bool (``True`` is an ``int`` to Python, never an amount or a count here)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_user_name(name: object) -> str:
+    """A user name: text, 4..64 printable characters, not reserved (case-insensitive). Case-sensitive otherwise."""
+    if not isinstance(name, str) or len(name) > MAX_NAME or not name.isprintable():
+        raise CommandRefused(NAME_INVALID)
+    if name.lower() in RESERVED_NAMES:
+        raise CommandRefused(NAME_RESERVED)
+    if len(name) < MIN_NAME:
+        raise CommandRefused(NAME_TOO_SHORT)
+    return name
+
+
+def check_style(style: object) -> str:
+    if not isinstance(style, str) or style not in STYLES:
+        raise CommandRefused(BAD_STYLE)
+    return style
+
+
+def check_positive_amount(amount: object) -> int:
+    """A whole, positive number of satoshis."""
+    if not is_whole(amount):
+        raise CommandRefused(BAD_AMOUNT)
+    if amount <= 0:
+        raise CommandRefused(ZERO_AMOUNT if amount == 0 else BAD_AMOUNT)
+    return amount
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """``amount`` (> 0) of ``style`` from ``source`` to ``destination``; either may be the pool."""
+
+    source: str
+    destination: str
+    amount: int
+    style: str
+
+
+def trade(user1: object, amount: object, user2: object, style: object = LIQUID) -> Transfer:
+    """``Trade``: ``user1`` pays ``amount`` to ``user2``. With ``user2 == ''`` a one-sided trade: a negative
+    amount debits ``user1`` into the pool, a positive one credits ``user1`` from it."""
+    payer = check_user_name(user1)
+    # "withdraws" is reserved: escrow moves only through Withdraw.
+    payee = "" if user2 == "" else check_user_name(user2)
+    style = check_style(style)
+    if not is_whole(amount):
+        raise CommandRefused(BAD_AMOUNT)
+    if amount == 0:
+        raise CommandRefused(ZERO_AMOUNT)
+    if payee == "":
+        return Transfer(payer, POOL, -amount, style) if amount < 0 else Transfer(POOL, payer, amount, style)
+    if amount < 0:
+        raise CommandRefused(NEGATIVE_BETWEEN_USERS)
+    return Transfer(payer, payee, amount, style)
+
+
+def escrow(user: object, amount: object, style: object, *, returning: bool = False) -> Transfer:
+    """A withdrawal's escrow: ``user``'s amount into the ``withdraws`` account (or back, ``returning``)."""
+    name, style, amount = check_user_name(user), check_style(style), check_positive_amount(amount)
+    return Transfer(WITHDRAWS, name, amount, style) if returning else Transfer(name, WITHDRAWS, amount, style)
