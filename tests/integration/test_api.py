@@ -11,7 +11,8 @@ import pytest
 from halo_exchange import cli
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
-from halo_exchange.rpc.api import CALLS, FAULT_INTERNAL, FAULT_INVALID_PARAMS, FAULT_METHOD_NOT_FOUND
+from halo_exchange.rpc.api import CALLS
+from halo_exchange.rpc.dispatch import FAULT_INTERNAL, FAULT_INVALID_PARAMS, FAULT_METHOD_NOT_FOUND, api_call
 from node_hooks import HookDispatcher
 from node_hooks.devnode.node import DevNode
 from node_hooks.exchange_mode import enable_exchange_mode
@@ -160,7 +161,7 @@ def test_transport_faults_and_limits(exchange: Exchange, monkeypatch) -> None:
     assert api.system.listMethods() == sorted(CALLS + ["system.listMethods", "system.methodHelp"])
     assert len(CALLS) == 14
     assert "user1 pays user2" in api.system.methodHelp("Trade")
-    monkeypatch.setattr(type(exchange.service.api), "GetCycle", lambda self, passw="": 1 // 0)
+    monkeypatch.setattr(type(exchange.service.api), "GetCycle", api_call()(lambda self, engine, passw="": 1 // 0))
     exchange.close()
     exchange.open()
     with pytest.raises(xmlrpc.client.Fault) as fault:

@@ -300,7 +300,8 @@ def test_api_answers_from_memory_wait_for_the_batch_of_their_turn(harness: Harne
     read nor by a refusal computed from it: both are answered with the batch. With nothing pending, at once."""
     import xmlrpc.client
 
-    from halo_exchange.rpc.api import APIDispatcher, ExchangeAPI
+    from halo_exchange.rpc.api import ExchangeAPI
+    from halo_exchange.rpc.dispatch import APIDispatcher
 
     harness.deposit("alice", 5 * COIN)
     api = ExchangeAPI(lambda: harness.engine, lambda: None)

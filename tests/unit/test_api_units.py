@@ -7,7 +7,8 @@ import xmlrpc.client
 import pytest
 
 from halo_exchange.errors import CommandRefused
-from halo_exchange.rpc.api import FAULT_INTERNAL, APIDispatcher, ExchangeAPI, PasswordGate, parse_amount
+from halo_exchange.rpc.api import ExchangeAPI, PasswordGate, parse_amount
+from halo_exchange.rpc.dispatch import FAULT_INTERNAL, APIDispatcher, api_call
 
 
 @pytest.mark.parametrize("value, expected", [(5, 5), (3_000_000_000, 3_000_000_000), (7.0, 7), ("42", 42),
@@ -33,11 +34,14 @@ def test_password_gate_remembers_only_what_matched() -> None:
     assert PasswordGate(PasswordGate.record_for("")).matches("anything")
 
 
-def test_an_answer_xmlrpc_cannot_carry_is_an_internal_fault(monkeypatch) -> None:
+def test_an_answer_xmlrpc_cannot_carry_is_an_internal_fault() -> None:
     """A call answering something XML-RPC cannot marshal (None) gets fault -32603, not a broken response."""
-    api = ExchangeAPI(lambda: None, lambda: None)
-    monkeypatch.setattr(api, "GetCycle", lambda passw="": None)
-    body = APIDispatcher(api).handle(xmlrpc.client.dumps(("",), "GetCycle").encode())
+    class BrokenAPI(ExchangeAPI):
+        @api_call(loaded=False)
+        def GetCycle(self, engine, passw=""):
+            return None
+
+    body = APIDispatcher(BrokenAPI(lambda: None, lambda: None)).handle(xmlrpc.client.dumps(("",), "GetCycle").encode())
     with pytest.raises(xmlrpc.client.Fault) as fault:
         xmlrpc.client.loads(body)
     assert (fault.value.faultCode, fault.value.faultString) == (FAULT_INTERNAL, "internal error")

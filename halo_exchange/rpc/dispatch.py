@@ -1,0 +1,204 @@
+"""Declared API calls and the XML-RPC dispatcher that runs them.
+
+A call of :class:`~halo_exchange.rpc.api.ExchangeAPI` declares what it needs with :func:`api_call`; the
+dispatcher does the rest, the same way for every call and in the original's order (reference/halo-behaviour.md
+§2): the password, the user names it checks before the exchange's state (``names``), whether the exchange is
+started (``started``) and loaded (``loaded``). A call body then receives the running engine and its
+positional arguments, and either answers, answers a Deferred (a change, fired once durable), or raises
+:class:`~halo_exchange.errors.CommandRefused`. Every refusal, whoever raised it, is put in the call's
+documented shape here: the bare answer, or ``[answer, ""]`` for the calls that answer pairs (``pair``).
+
+Transport faults: a body that is not a call -32700, an unknown method -32601, a wrong argument count -32602,
+anything unexpected -32603 "internal error" (logged with its traceback, never sent).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import xmlrpc.client
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from halo_exchange.commands import check_user_name
+from halo_exchange.engine import ExchangeEngine
+from halo_exchange.errors import CommandRefused
+from halo_exchange.rpc.codec import dump_response, parse_call
+
+log = logging.getLogger(__name__)
+
+FAULT_METHOD_NOT_FOUND = -32601
+FAULT_INVALID_PARAMS = -32602
+FAULT_INTERNAL = -32603
+FAULT_PARSE_ERROR = -32700
+
+INCORRECT_PASSWORD = "Incorrect Password"
+STOPPED = "Exchange is stopped."
+NOT_LOADED = "Exchange is not loaded yet."
+PASSWORD_PARAMETER = "passw"
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """What the dispatcher checks before a call's body runs, and how its refusals are shaped."""
+
+    pair: bool = False  # answers [value, ""]: the password and every refusal take that shape too
+    loaded: bool = True  # needs the engine: "Exchange is not loaded yet." otherwise
+    started: bool = False  # needs StartExchange: "Exchange is stopped." otherwise (checked before loaded)
+    names: tuple[str, ...] = ()  # user-name parameters checked before the exchange's state
+    bare_not_loaded: bool = False  # "not loaded" answered as a bare string even by a pair call (Withdraw)
+
+
+def api_call(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a method an API call: ``@api_call(pair=True, started=True)``; see :class:`CallSpec`."""
+    spec = CallSpec(**options)
+
+    def declare(method: Callable[..., Any]) -> Callable[..., Any]:
+        method.api_call = spec  # type: ignore[attr-defined]  (read back by declared_calls)
+        return method
+
+    return declare
+
+
+def declared_calls(cls: type) -> list[str]:
+    """The names of ``cls``'s declared calls, in the order the class defines them."""
+    return [name for name, member in vars(cls).items() if isinstance(getattr(member, "api_call", None), CallSpec)]
+
+
+class APIState(Protocol):
+    """What the dispatcher needs of the API object besides its declared calls."""
+
+    started: bool
+
+    def engine(self) -> ExchangeEngine | None: ...
+
+    def password_matches(self, password: Any) -> bool: ...
+
+
+@dataclass(frozen=True)
+class _Call:
+    name: str
+    body: Callable[..., Any]  # bound: body(engine, *params)
+    spec: CallSpec
+    arity: range
+    password_at: int | None  # index of passw among the positional parameters
+    password_default: Any
+    name_positions: tuple[int, ...]
+
+    def shape(self, answer: Any) -> Any:
+        return [answer, ""] if self.spec.pair else answer
+
+
+def _declare(name: str, body: Callable[..., Any], spec: CallSpec) -> _Call:
+    parameters = list(inspect.signature(body).parameters.values())[1:]  # after the engine
+    names = [p.name for p in parameters]
+    required = sum(1 for p in parameters if p.default is inspect.Parameter.empty)
+    password_at = names.index(PASSWORD_PARAMETER) if PASSWORD_PARAMETER in names else None
+    return _Call(
+        name=name,
+        body=body,
+        spec=spec,
+        arity=range(required, len(parameters) + 1),
+        password_at=password_at,
+        password_default=parameters[password_at].default if password_at is not None else None,
+        name_positions=tuple(names.index(n) for n in spec.names),
+    )
+
+
+class APIDispatcher:
+    """XML-RPC over the transport of :mod:`halo_exchange.rpc.http`: parse, find the call, check the argument
+    count, run the declared checks, call, answer (a Deferred answer is awaited). Every answer is a complete
+    methodResponse body."""
+
+    def __init__(self, api: APIState) -> None:
+        self._api = api
+        self._calls = {name: _declare(name, getattr(api, name), getattr(api, name).api_call)
+                       for name in declared_calls(type(api))}
+        self._system: dict[str, Callable[..., Any]] = {
+            "system.listMethods": lambda: sorted([*self._calls, *self._system]),
+            "system.methodHelp": self._help,
+        }
+
+    def _help(self, name: Any) -> str:
+        call = self._calls.get(name) if isinstance(name, str) else None
+        if call is not None:
+            return inspect.getdoc(call.body) or ""
+        system = self._system.get(name) if isinstance(name, str) else None
+        return (inspect.getdoc(system) or "") if system is not None else ""
+
+    def handle(self, body: bytes) -> bytes | Deferred:
+        try:
+            params, method = parse_call(body)
+        except Exception:
+            return dump_response(xmlrpc.client.Fault(FAULT_PARSE_ERROR, "request is not a valid XML-RPC call"))
+        call = self._calls.get(method) if isinstance(method, str) else None
+        if call is None:
+            return self._system_call(method, params)
+        if len(params) not in call.arity:
+            return dump_response(xmlrpc.client.Fault(FAULT_INVALID_PARAMS, f"wrong arguments for {method}"))
+        try:
+            answer = self._run(call, params)
+        except CommandRefused as refused:
+            answer = call.shape(refused.answer)
+        except Exception:
+            return self._after_pending_writes(method, self._failure(call, Failure()), dump_response)
+        if isinstance(answer, Deferred):  # a change: it fires once its batch, and all before it, are on disk
+            return answer.addCallbacks(lambda value: self._respond(method, value),
+                                       lambda failure: dump_response(self._failure(call, failure)))
+        return self._after_pending_writes(method, answer, lambda value: self._respond(method, value))
+
+    def _run(self, call: _Call, params: tuple) -> Any:
+        """The declared checks in the original's order, then the body."""
+        api, spec = self._api, call.spec
+        password = call.password_default
+        if call.password_at is not None and call.password_at < len(params):
+            password = params[call.password_at]
+        if not api.password_matches(password):
+            return call.shape(INCORRECT_PASSWORD)
+        for position in call.name_positions:
+            check_user_name(params[position])
+        engine = api.engine()
+        if spec.started and not api.started:
+            raise CommandRefused(STOPPED)
+        if spec.loaded and engine is None:
+            if spec.bare_not_loaded:
+                return NOT_LOADED
+            raise CommandRefused(NOT_LOADED)
+        return call.body(engine, *params)
+
+    def _system_call(self, method: Any, params: tuple) -> bytes:
+        system = self._system.get(method) if isinstance(method, str) else None
+        if system is None:
+            return dump_response(xmlrpc.client.Fault(FAULT_METHOD_NOT_FOUND, f"method {method!r} not found"))
+        try:
+            return dump_response((system(*params),))
+        except TypeError:
+            return dump_response(xmlrpc.client.Fault(FAULT_INVALID_PARAMS, f"wrong arguments for {method}"))
+
+    def _after_pending_writes(self, method: str, answer: Any, encode: Callable[[Any], bytes]) -> bytes | Deferred:
+        """An answer computed from memory (a read, or a refusal, which reveals balances too), sent only once
+        the writes of this turn it may reflect are durable."""
+        engine = self._api.engine()
+        waiting = None if engine is None else engine.pending_writes()
+        if waiting is None:
+            return encode(answer)
+        return waiting.addCallbacks(lambda _: encode(answer),
+                                    lambda failure: dump_response(self._failure(self._calls[method], failure)))
+
+    def _respond(self, method: str, value: Any) -> bytes:
+        try:
+            return dump_response((value,))
+        except Exception:  # an answer XML-RPC cannot carry (None, say) is a bug here, not the client's
+            return dump_response(self._failure(self._calls[method], Failure()))
+
+    @staticmethod
+    def _failure(call: _Call, failure: Failure) -> tuple | xmlrpc.client.Fault:
+        if failure.check(CommandRefused):
+            return (call.shape(failure.value.answer),)
+        if failure.check(xmlrpc.client.Fault):
+            return failure.value
+        log.error("API call %s failed: %s", call.name, failure.getTraceback())
+        return xmlrpc.client.Fault(FAULT_INTERNAL, "internal error")
