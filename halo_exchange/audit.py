@@ -55,7 +55,7 @@ def audit(book: Book, deposits: DepositTracker, chain: ChainView) -> AuditReport
     covering_liquid = 0
     supply_next = chain.peg_info().supply_next
     for deposit in registered:
-        label = f"deposit {deposit.txid[::-1].hex()}:{deposit.n} ({deposit.owner})"
+        label = f"deposit {deposit.outpoint} ({deposit.owner})"
         output = chain.output(deposit.txid, deposit.n)
         if output is None:
             report.violations.append(f"{label} is registered but not in the chain")
@@ -69,7 +69,7 @@ def audit(book: Book, deposits: DepositTracker, chain: ChainView) -> AuditReport
     for deposit in deposits.deposits.values():
         if deposit.state is DepositState.REVERSED:
             report.notices.append(
-                f"deposit {deposit.txid[::-1].hex()}:{deposit.n} of {deposit.amount} to {deposit.owner!r} was "
+                f"deposit {deposit.outpoint} of {deposit.amount} to {deposit.owner!r} was "
                 f"reversed (its block left the chain)"
             )
     for i in range(PEG_SIZE):

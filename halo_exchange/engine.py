@@ -27,7 +27,8 @@ from halo_exchange.chain.reader import ChainReader
 from halo_exchange.commands import LIQUID, POOL, RESERVE, UNKNOWN_USER, Transfer
 from halo_exchange.errors import CommandRefused
 from halo_exchange.ledger.book import Book, LedgerError
-from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, DepositError, DepositEvents, Outpoint
+from halo_exchange.chain.tx import OutPoint
+from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, DepositError, DepositEvents
 from halo_exchange.ledger.store import (
     BookCodec,
     DepositCodec,
@@ -43,6 +44,7 @@ from halo_exchange.ledger.store import (
 from halo_exchange.ledger.wallet import WalletError
 from halo_exchange.ledger.withdrawals import LIQUID_LIMIT, OUTSTANDING, RESERVE_LIMIT, Withdrawal
 from halo_exchange.peg.fractions import PEG_SIZE
+from halo_exchange.serialize import display_hex, from_display_hex
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,7 @@ class ExchangeEngine:
 
     def block_connected(self, height: int, block_hash: str) -> Deferred:
         """A block joined the chain: new cycle first (balances current before credits), then deposits."""
-        raw_hash = bytes.fromhex(block_hash)[::-1]
+        raw_hash = from_display_hex(block_hash)
         with self.reader.snapshot() as view:
             record = view.block_record_by_hash(raw_hash)
             if record is not None and record.height == height:
@@ -106,7 +108,7 @@ class ExchangeEngine:
 
     def block_disconnected(self, height: int, block_hash: str) -> Deferred:
         """A block left the chain: its deposits go (registered ones are taken back); a cycle may go back."""
-        events = self.deposits.block_disconnected(height, bytes.fromhex(block_hash)[::-1])
+        events = self.deposits.block_disconnected(height, from_display_hex(block_hash))
         self._apply(events)
         cycle = (height - 1) // self.params.peg_interval
         if cycle != self.book.cycle:
@@ -127,7 +129,7 @@ class ExchangeEngine:
             applied = self.deposits.applied_block(height)
             if applied is None or self.reader.block_hash(height) == applied[0]:
                 break  # in agreement with the chain (or older than the remembered reorg depth)
-            last = self.block_disconnected(height, applied[0][::-1].hex())
+            last = self.block_disconnected(height, display_hex(applied[0]))
             height -= 1
             self.deposits.rewind_to(height)
         tip = self.reader.height()
@@ -135,7 +137,7 @@ class ExchangeEngine:
             block_hash = self.reader.block_hash(h)
             if block_hash is None:
                 break
-            last = self.block_connected(h, block_hash[::-1].hex())
+            last = self.block_connected(h, display_hex(block_hash))
         if last is None:
             return self._persist(None)
         return last
@@ -143,8 +145,7 @@ class ExchangeEngine:
     def _apply(self, events: DepositEvents) -> None:
         for credit in events.credits:
             self.book.credit(credit.owner, credit.deposit.fractions)
-            log.info("credited %d to %r from deposit %s:%d", credit.deposit.amount, credit.owner,
-                     credit.deposit.txid[::-1].hex(), credit.deposit.n)
+            log.info("credited %d to %r from deposit %s", credit.deposit.amount, credit.owner, credit.deposit.outpoint)
         for reversal in events.reversals:
             self.book.reverse_credit(reversal.owner, reversal.deposit.fractions)
 
@@ -207,7 +208,7 @@ class ExchangeEngine:
         except LedgerError as exc:  # the checks before make this unreachable; never half-apply
             raise CommandRefused(str(exc)) from exc
 
-    def name_deposit(self, name: str, outpoints: Iterable[Outpoint]) -> Deferred:
+    def name_deposit(self, name: str, outpoints: Iterable[OutPoint]) -> Deferred:
         """Name the owner of deposits (``Deposit``); credits at once what is confirmed and unlocked."""
         commands.check_user_name(name)
         try:

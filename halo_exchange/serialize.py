@@ -42,6 +42,22 @@ pack_u64 = _packer(_U64, "u64")
 pack_i64 = _packer(_I64, "i64")
 
 
+def display_hex(raw: bytes) -> str:
+    """A hash (txid, block hash) as people and RPCs show it: its bytes reversed, in hex."""
+    return raw[::-1].hex()
+
+
+def from_display_hex(text: str, size: int = 32) -> bytes:
+    """The internal byte order of a hash shown by :func:`display_hex`; DecodeError unless ``size`` bytes of hex."""
+    try:
+        raw = bytes.fromhex(text)
+    except (ValueError, TypeError) as exc:
+        raise DecodeError(f"not a hex hash: {text!r}") from exc
+    if len(raw) != size:
+        raise DecodeError(f"a hash is {size} bytes, got {len(raw)}")
+    return raw[::-1]
+
+
 def pack_compact_size(n: int) -> bytes:
     """Bitcoin's variable-length size prefix."""
     if n < 0:

@@ -13,7 +13,7 @@ from typing import Sequence
 from halo_exchange.chain.hashes import sha256d
 from halo_exchange.chain.tx import Transaction
 from halo_exchange.errors import DecodeError
-from halo_exchange.serialize import ByteReader, pack_compact_size, pack_i32, pack_u32
+from halo_exchange.serialize import ByteReader, display_hex, pack_compact_size, pack_i32, pack_u32
 
 HEADER_SIZE = 80
 NULL_HASH = b"\x00" * 32
@@ -63,7 +63,7 @@ class BlockHeader:
 
     @property
     def hash_hex(self) -> str:
-        return self.hash[::-1].hex()
+        return display_hex(self.hash)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from halo_exchange.chain.tx import Transaction
 from halo_exchange.errors import DecodeError
 from halo_exchange.peg.fractions import Fractions
 from halo_exchange.peg.votes import cycle_of, next_supply_index
+from halo_exchange.serialize import display_hex
 
 _NO_VOTES = (0, 0, 0)
 
@@ -117,7 +118,7 @@ class ChainView:
         for txid in record.txids:
             found = self.transaction(txid)
             if found is None:
-                raise DecodeError(f"block {block_hash[::-1].hex()} lists a transaction the index lacks")
+                raise DecodeError(f"block {display_hex(block_hash)} lists a transaction the index lacks")
             out.append(found[0])
         return out
 

@@ -26,7 +26,16 @@ from halo_exchange.chain.script import (
     parse_p2pkh_script_sig,
 )
 from halo_exchange.errors import DecodeError, HaloExchangeError
-from halo_exchange.serialize import ByteReader, pack_bytes, pack_compact_size, pack_i32, pack_i64, pack_u32
+from halo_exchange.serialize import (
+    ByteReader,
+    display_hex,
+    from_display_hex,
+    pack_bytes,
+    pack_compact_size,
+    pack_i32,
+    pack_i64,
+    pack_u32,
+)
 
 __all__ = [
     "TxError",
@@ -36,7 +45,6 @@ __all__ = [
     "TxIn",
     "TxOut",
     "Transaction",
-    "txid_to_bytes",
     "signature_hash",
     "sign_input",
     "verify_input",
@@ -66,20 +74,10 @@ def _check_bytes(value: bytes, what: str) -> bytes:
     return bytes(value)
 
 
-def txid_to_bytes(txid_hex: str) -> bytes:
-    """Internal (hash) byte order of a txid shown as 64 hex characters."""
-    try:
-        raw = bytes.fromhex(txid_hex)
-    except (ValueError, TypeError) as exc:
-        raise DecodeError(f"txid is not hex: {txid_hex!r}") from exc
-    if len(raw) != 32:
-        raise DecodeError(f"txid is 32 bytes, got {len(raw)}")
-    return raw[::-1]
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class OutPoint:
-    """A reference to output ``n`` of the transaction whose hash (internal byte order) is ``txid``."""
+    """A reference to output ``n`` of the transaction whose hash (internal byte order) is ``txid``: the one
+    outpoint type of the package (chain, ledger, engine and API). Ordered as ``(txid, n)``."""
 
     txid: bytes
     n: int
@@ -94,7 +92,7 @@ class OutPoint:
     @classmethod
     def from_hex(cls, txid_hex: str, n: int) -> OutPoint:
         """From a displayed (byte-reversed) txid and an output number."""
-        return cls(txid_to_bytes(txid_hex), n)
+        return cls(from_display_hex(txid_hex), n)
 
     @classmethod
     def null(cls) -> OutPoint:
@@ -103,7 +101,7 @@ class OutPoint:
 
     @property
     def txid_hex(self) -> str:
-        return self.txid[::-1].hex()
+        return display_hex(self.txid)
 
     def is_null(self) -> bool:
         return self.txid == _NULL_HASH and self.n == _U32_MAX
@@ -232,7 +230,7 @@ class Transaction:
     @property
     def txid(self) -> str:
         """The hash shown byte-reversed as hex, as nodes and explorers print it."""
-        return self.hash[::-1].hex()
+        return display_hex(self.hash)
 
     def is_coinbase(self) -> bool:
         return len(self.inputs) == 1 and self.inputs[0].prevout.is_null()

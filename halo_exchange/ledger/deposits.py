@@ -27,9 +27,11 @@ from typing import Iterable
 from halo_exchange.chain.block import BlockHeader, is_coinstake
 from halo_exchange.chain.reader import ChainView
 from halo_exchange.chain.script import script_to_address
+from halo_exchange.chain.tx import OutPoint
 from halo_exchange.commands import is_whole
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.peg.fractions import MARKS, NOTARY_C, Fractions
+from halo_exchange.serialize import display_hex
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,6 @@ MIN_CONFIRMATIONS, MAX_CONFIRMATIONS, DEFAULT_CONFIRMATIONS = 7, 15, 7
 # How many applied blocks are remembered for undoing a reorg. Deeper reorgs than this are not undone
 # block by block (a chain reorganising 1000 blocks has bigger problems than deposits).
 REORG_DEPTH = 1000
-
-Outpoint = tuple[bytes, int]
 
 
 class DepositState(enum.Enum):
@@ -66,8 +66,8 @@ class Deposit:
     owner: str | None = None
 
     @property
-    def outpoint(self) -> Outpoint:
-        return (self.txid, self.n)
+    def outpoint(self) -> OutPoint:
+        return OutPoint(self.txid, self.n)
 
     @property
     def lock_time(self) -> int:
@@ -80,8 +80,7 @@ class Deposit:
 class ChangeOutput:
     """An unspent output on an exchange address of a transaction the exchange built (its change)."""
 
-    txid: bytes
-    n: int
+    outpoint: OutPoint
     address: str
     fractions: Fractions
     height: int
@@ -110,17 +109,17 @@ class DepositTracker:
         self.confirmations = check_confirmations(confirmations)
         self.addresses: set[str] = set()
         self.own_txids: set[bytes] = set()
-        self.deposits: dict[Outpoint, Deposit] = {}
+        self.deposits: dict[OutPoint, Deposit] = {}
         # Owners named for outputs whose block was disconnected: kept until the transaction is mined again.
-        self._owners_waiting: dict[Outpoint, str] = {}
+        self._owners_waiting: dict[OutPoint, str] = {}
         self._tip_height = -1
         self._tip_time = 0
         # (hash, time) of every block applied, by height: a disconnect undoes only what was applied.
         self._applied: dict[int, tuple[bytes, int]] = {}
-        self._changed: set[Outpoint] = set()  # what take_changes() hands to the store
+        self._changed: set[OutPoint] = set()  # what take_changes() hands to the store
         self._heights_changed: set[int] = set()
 
-    def take_changes(self) -> tuple[set[Outpoint], set[int]]:
+    def take_changes(self) -> tuple[set[OutPoint], set[int]]:
         """(outpoints whose record or waiting owner changed, heights whose applied block changed) since the
         last call."""
         changes = (self._changed, self._heights_changed)
@@ -141,13 +140,13 @@ class DepositTracker:
     def applied_block(self, height: int) -> tuple[bytes, int] | None:
         return self._applied.get(height)
 
-    def owner_waiting(self, outpoint: Outpoint) -> str | None:
+    def owner_waiting(self, outpoint: OutPoint) -> str | None:
         return self._owners_waiting.get(outpoint)
 
     def restore(
         self,
         deposits: Iterable[Deposit],
-        owners_waiting: dict[Outpoint, str],
+        owners_waiting: dict[OutPoint, str],
         applied: dict[int, tuple[bytes, int]],
         tip: tuple[int, int],
     ) -> None:
@@ -167,7 +166,7 @@ class DepositTracker:
         """
         record = view.block_record_by_hash(block_hash)
         if record is None or record.height != height:
-            log.info("block %d %s left the chain before it was processed", height, block_hash[::-1].hex())
+            log.info("block %d %s left the chain before it was processed", height, display_hex(block_hash))
             return DepositEvents()
         header = BlockHeader.deserialize(record.header)
         for tx in view.block_transactions(block_hash):
@@ -204,8 +203,8 @@ class DepositTracker:
             if deposit.state is DepositState.REGISTERED:
                 deposit.state = DepositState.REVERSED
                 log.error(
-                    "registered deposit %s:%d of %d to %r left the chain with block %d: reversing the credit",
-                    deposit.txid[::-1].hex(), deposit.n, deposit.amount, deposit.owner, height,
+                    "registered deposit %s of %d to %r left the chain with block %d: reversing the credit",
+                    deposit.outpoint, deposit.amount, deposit.owner, height,
                 )
                 events.reversals.append(Credit(deposit.owner or "", deposit))
                 if deposit.owner is not None:  # mined again later, it is credited again
@@ -224,27 +223,21 @@ class DepositTracker:
 
     # -- naming -----------------------------------------------------------------------------------------
 
-    def name(self, owner: str, outpoints: Iterable[Outpoint | bytes]) -> DepositEvents:
-        """Name ``owner`` for the given outputs (a bare txid means all its exchange outputs).
+    def name(self, owner: str, outpoints: Iterable[OutPoint]) -> DepositEvents:
+        """Name ``owner`` for the given outputs (:meth:`outpoints_of` lists those of a transaction).
 
         All or nothing: an unknown output, a change output or one already named for someone else refuses the
         whole call. Naming the same owner again is accepted and changes nothing.
         """
         targets: list[Deposit] = []
-        for item in outpoints:
-            if isinstance(item, bytes):
-                found = [d for d in self.deposits.values() if d.txid == item and d.state is not DepositState.REVERSED]
-                if not found:
-                    raise DepositError(f"no deposit in transaction {item[::-1].hex()}")
-                targets.extend(found)
-                continue
-            deposit = self.deposits.get(item)
+        for outpoint in outpoints:
+            deposit = self.deposits.get(outpoint)
             if deposit is None or deposit.state is DepositState.REVERSED:
-                raise DepositError(f"no deposit {item[0][::-1].hex()}:{item[1]}")
+                raise DepositError(f"no deposit {outpoint}")
             targets.append(deposit)
         for deposit in targets:
             if deposit.owner is not None and deposit.owner != owner:
-                raise DepositError(f"deposit {deposit.txid[::-1].hex()}:{deposit.n} belongs to another user")
+                raise DepositError(f"deposit {deposit.outpoint} belongs to another user")
         for deposit in targets:
             if deposit.owner != owner:
                 deposit.owner = owner
@@ -256,12 +249,12 @@ class DepositTracker:
     def depth(self, deposit: Deposit) -> int:
         return self._tip_height - deposit.height + 1
 
-    def knows(self, outpoint: Outpoint) -> bool:
+    def knows(self, outpoint: OutPoint) -> bool:
         """Whether ``outpoint`` is a deposit (one not reversed)."""
         deposit = self.deposits.get(outpoint)
         return deposit is not None and deposit.state is not DepositState.REVERSED
 
-    def outpoints_of(self, txid: bytes) -> list[Outpoint]:
+    def outpoints_of(self, txid: bytes) -> list[OutPoint]:
         """The deposits (not reversed) among the outputs of transaction ``txid``."""
         return [d.outpoint for d in self.deposits.values() if d.txid == txid and d.state is not DepositState.REVERSED]
 
@@ -284,7 +277,8 @@ class DepositTracker:
                     continue
                 address = script_to_address(output.script_pubkey)
                 if address in self.addresses and view.utxo(txid, n) is not None:
-                    found.append(ChangeOutput(txid, n, address, view.fractions(txid, n, output.value), record.height))
+                    found.append(ChangeOutput(OutPoint(txid, n), address, view.fractions(txid, n, output.value),
+                                              record.height))
         return found
 
     def frozen_total(self) -> int:

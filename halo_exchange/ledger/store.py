@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import plyvel
 from twisted.internet.defer import Deferred
 
+from halo_exchange.chain.tx import OutPoint
 from halo_exchange.errors import DecodeError, HaloExchangeError
 from halo_exchange.ledger.book import Account, Book, compact_reserve
 from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, Deposit, DepositState, DepositTracker
@@ -240,8 +241,12 @@ class DepositCodec:
     """How the deposit tracker is kept in the exchange DB."""
 
     @staticmethod
-    def outpoint_key(prefix: bytes, outpoint: tuple[bytes, int]) -> bytes:
-        return prefix + outpoint[0] + struct.pack("<I", outpoint[1])
+    def outpoint_key(prefix: bytes, outpoint: OutPoint) -> bytes:
+        return prefix + outpoint.txid + struct.pack("<I", outpoint.n)
+
+    @staticmethod
+    def outpoint_of(key: bytes) -> OutPoint:
+        return OutPoint(key[1:33], struct.unpack("<I", key[33:37])[0])
 
     @staticmethod
     def pack_deposit(deposit: Deposit) -> bytes:
@@ -256,7 +261,7 @@ class DepositCodec:
         )
 
     @staticmethod
-    def unpack_deposit(outpoint: tuple[bytes, int], value: bytes) -> Deposit:
+    def unpack_deposit(outpoint: OutPoint, value: bytes) -> Deposit:
         reader = ByteReader(value)
         address = reader.var_bytes().decode("ascii")
         amount, height, state = reader.i64(), reader.u32(), _STATES[reader.u8()]
@@ -264,7 +269,7 @@ class DepositCodec:
         named = reader.u8()
         fractions = Fractions.read(reader)
         reader.expect_end("deposit")
-        return Deposit(outpoint[0], outpoint[1], address, amount, height, fractions, state, owner if named else None)
+        return Deposit(outpoint.txid, outpoint.n, address, amount, height, fractions, state, owner if named else None)
 
     @classmethod
     def change_ops(cls, tracker: DepositTracker) -> list[Op]:
@@ -288,11 +293,11 @@ class DepositCodec:
     def load(cls, store: ExchangeStore, tracker: DepositTracker) -> None:
         """Fill ``tracker`` with what the store kept (nothing for a new DB)."""
         deposits = [
-            cls.unpack_deposit((key[1:33], struct.unpack("<I", key[33:37])[0]), value)
+            cls.unpack_deposit(cls.outpoint_of(key), value)
             for key, value in store.iterator(DEPOSIT)
         ]
         waiting = {
-            (key[1:33], struct.unpack("<I", key[33:37])[0]): value.decode("utf-8")
+            cls.outpoint_of(key): value.decode("utf-8")
             for key, value in store.iterator(OWNER_WAITING)
         }
         applied = {

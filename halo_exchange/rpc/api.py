@@ -22,15 +22,18 @@ import os
 from typing import Any, Callable
 
 from halo_exchange.chain.keys import is_valid_address
+from halo_exchange.chain.tx import OutPoint
 from halo_exchange.commands import BAD_AMOUNT, BAD_STYLE, STYLES
 from halo_exchange.engine import ExchangeEngine
-from halo_exchange.errors import CommandRefused
+from halo_exchange.errors import CommandRefused, DecodeError
 from halo_exchange.ledger.deposits import MAX_CONFIRMATIONS, MIN_CONFIRMATIONS, check_confirmations
 from halo_exchange.rpc import views
 from halo_exchange.rpc.dispatch import STOPPED, APIDispatcher, api_call, declared_calls
 from halo_exchange.rpc.http import HTTPLimits, XMLRPCFactory
+from halo_exchange.serialize import from_display_hex
 
 DEFAULT_COMMISSION_MIN = 100_000_000  # the original's default minimum fee (halo-behaviour §2.11)
+MAX_OUTPUT_INDEX = 0xFFFFFFFF
 
 
 def parse_amount(value: Any) -> int:
@@ -161,15 +164,12 @@ class ExchangeAPI:
         ids = [txids] if isinstance(txids, str) else txids
         if not isinstance(ids, (list, tuple)) or not ids:
             raise CommandRefused("txids must be a list of 'txid:vout' or 'txid' strings.")
-        outpoints = []
+        outpoints: list[OutPoint] = []
         for item in ids:
-            outpoint = _parse_id(item)
-            if outpoint is not None and _is_spendable_change(engine, outpoint):
+            parsed = _parse_id(item)
+            if parsed is not None and _is_spendable_change(engine, *parsed):
                 raise CommandRefused("You can not deposit change transactions.")
-            if isinstance(outpoint, bytes):  # a bare txid: every deposit among its outputs
-                found = engine.deposits.outpoints_of(outpoint)
-            else:
-                found = [outpoint] if outpoint is not None and engine.deposits.knows(outpoint) else []
+            found = [] if parsed is None else _deposits_named(engine, *parsed)
             if not found:
                 raise CommandRefused(f"{item} not in Spendable list yet.")
             outpoints.extend(found)
@@ -278,31 +278,37 @@ def _parse_commission(commission: Any) -> dict[str, int]:
     return {"min": low, "max": high, "ppm": round(percent * 1_000_000)}
 
 
-def _parse_id(item: Any) -> tuple[bytes, int] | bytes | None:
-    """'txid:vout' -> outpoint, 'txid' -> txid bytes (internal order), anything else None."""
+def _parse_id(item: Any) -> tuple[bytes, int | None] | None:
+    """'txid:vout' -> (txid, vout), 'txid' -> (txid, None), txids in internal byte order; anything else None."""
     if not isinstance(item, str):
         return None
     txid, _, vout = item.partition(":")
     try:
-        raw = bytes.fromhex(txid)[::-1]
-    except ValueError:
-        return None
-    if len(raw) != 32:
+        raw = from_display_hex(txid)
+    except DecodeError:
         return None
     if not vout:
-        return raw
+        return raw, None
     # An output index is a u32: more digits than that is not an outpoint (and int() refuses ~4300 digits).
     return (raw, int(vout)) if vout.isascii() and vout.isdigit() and len(vout) <= 10 else None
 
 
-def _is_spendable_change(engine: ExchangeEngine, outpoint: tuple[bytes, int] | bytes) -> bool:
-    """Whether ``outpoint`` (or, for a bare txid, any of its outputs) is change the exchange can spend."""
-    txid = outpoint if isinstance(outpoint, bytes) else outpoint[0]
+def _deposits_named(engine: ExchangeEngine, txid: bytes, n: int | None) -> list[OutPoint]:
+    """The deposits a Deposit id names: that output, or every deposit among a bare txid's outputs."""
+    if n is None:
+        return engine.deposits.outpoints_of(txid)
+    if n > MAX_OUTPUT_INDEX:
+        return []
+    outpoint = OutPoint(txid, n)
+    return [outpoint] if engine.deposits.knows(outpoint) else []
+
+
+def _is_spendable_change(engine: ExchangeEngine, txid: bytes, n: int | None) -> bool:
+    """Whether output ``n`` of ``txid`` (any of its outputs for None) is change the exchange can spend."""
     if txid not in engine.deposits.own_txids:
         return False
     with engine.reader.snapshot() as view:
-        return any(isinstance(outpoint, bytes) or change.n == outpoint[1]
-                   for change in engine.deposits.change_outputs(view, [txid]))
+        return any(n is None or change.outpoint.n == n for change in engine.deposits.change_outputs(view, [txid]))
 
 
 def make_factory(api: ExchangeAPI, limits: HTTPLimits | None = None) -> XMLRPCFactory:

@@ -42,20 +42,20 @@ def spendable(view: ChainView, tracker: DepositTracker, address: str = "") -> di
             continue
         if view.utxo(d.txid, d.n) is None:
             continue
-        out[f"{d.txid[::-1].hex()}:{d.n}"] = spendable_entry(d.fractions, supply, d.address, max(tracker.depth(d), 0))
+        out[str(d.outpoint)] = spendable_entry(d.fractions, supply, d.address, max(tracker.depth(d), 0))
     tip = view.height()
     for change in tracker.change_outputs(view):
         if address and change.address != address:
             continue
         entry = spendable_entry(change.fractions, supply, change.address, tip - change.height + 1)
-        out[f"{change.txid[::-1].hex()}:{change.n}"] = {**entry, "change": 1}
+        out[str(change.outpoint)] = {**entry, "change": 1}
     return out
 
 
 def deposit_records(tracker: DepositTracker) -> dict[str, dict]:
     """``GetDeposits``: every deposit keyed ``txid:vout``."""
     return {
-        f"{d.txid[::-1].hex()}:{d.n}": {
+        str(d.outpoint): {
             "name": d.owner or "",
             "registered": int(d.state is DepositState.REGISTERED),
             "status": d.state.value,

@@ -85,7 +85,7 @@ CHILD = textwrap.dedent(
             if unnamed:
                 owner = rng.choice(users)
                 print(f"BEGIN {i} name {owner}", flush=True)
-                settle(engine.name_deposit(owner, [unnamed[0]]))
+                settle(engine.name_deposit(owner, engine.deposits.outpoints_of(unnamed[0])))
             else:
                 print(f"BEGIN {i} nothing", flush=True)
         else:

@@ -13,6 +13,7 @@ from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
 from halo_exchange.rpc.api import CALLS
 from halo_exchange.rpc.dispatch import FAULT_INTERNAL, FAULT_INVALID_PARAMS, FAULT_METHOD_NOT_FOUND, api_call
+from halo_exchange.serialize import from_display_hex
 from node_hooks import HookDispatcher
 from node_hooks.devnode.node import DevNode
 from node_hooks.exchange_mode import enable_exchange_mode
@@ -201,7 +202,7 @@ def test_change_of_the_exchanges_own_transactions_is_spendable_but_not_a_deposit
     wif, _ = api.GenerateDepositAddress("")
     address = PrivateKey.from_wif(wif, DEVNET_KEYS).public_key().address(DEVNET_KEYS)
     txid = exchange.node.send_to_address(address, 3 * COIN)
-    exchange.service.call(lambda engine: engine.mark_own_transaction(bytes.fromhex(txid)[::-1]))
+    exchange.service.call(lambda engine: engine.mark_own_transaction(from_display_hex(txid)))
     exchange.generate(1)
     [key] = [k for k in api.GetSpendable("", "") if k.startswith(txid)]
     entry = api.GetSpendable(address, "")[key]

@@ -10,6 +10,7 @@ from halo_exchange.chain.keys import PrivateKey
 from halo_exchange.chain.script import address_to_script, notary_script
 from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut, sign_input
 from halo_exchange.ledger.deposits import DepositError, DepositState, DepositTracker
+from halo_exchange.serialize import from_display_hex
 from node_hooks import HookDispatcher, RecordingHook
 from node_hooks.devnode.node import DevNode
 
@@ -38,19 +39,19 @@ class Exchange:
     def sync(self) -> None:
         for event in self.hook.events[self._seen:]:
             if event[0] == "connected":
-                self._collect(self.tracker.block_connected(self.node.reader, event[1], bytes.fromhex(event[2])[::-1]))
+                self._collect(self.tracker.block_connected(self.node.reader, event[1], from_display_hex(event[2])))
             elif event[0] == "disconnected":
-                self._collect(self.tracker.block_disconnected(event[1], bytes.fromhex(event[2])[::-1]))
+                self._collect(self.tracker.block_disconnected(event[1], from_display_hex(event[2])))
         self._seen = len(self.hook.events)
 
     def generate(self, n: int) -> None:
         self.node.generate(n)
         self.sync()
 
-    def deposit(self, amount: int, frozen: bool = False) -> tuple[bytes, int]:
+    def deposit(self, amount: int, frozen: bool = False) -> OutPoint:
         txid = (self.node.send_frozen if frozen else self.node.send_to_address)(self.address, amount)
         tx = Transaction.from_hex(self.node.get_raw_transaction(txid))
-        return tx.hash, next(i for i, o in enumerate(tx.outputs) if o.value == amount)
+        return OutPoint(tx.hash, next(i for i, o in enumerate(tx.outputs) if o.value == amount))
 
     def name(self, owner: str, outpoints) -> None:
         self._collect(self.tracker.name(owner, outpoints))
@@ -93,19 +94,19 @@ def test_naming_after_confirmation_credits_at_once_and_owner_is_fixed(exchange: 
 
 def test_bare_txid_names_every_exchange_output_and_unknown_is_refused(exchange: Exchange) -> None:
     """A bare txid means all the exchange's outputs of that transaction; an unknown one changes nothing."""
-    txid, n = exchange.deposit(3 * COIN)
+    outpoint = exchange.deposit(3 * COIN)
     exchange.generate(7)
+    assert exchange.tracker.outpoints_of(b"\x01" * 32) == []
     with pytest.raises(DepositError):
-        exchange.tracker.name("dave", [txid, (b"\x01" * 32, 0)])
-    assert exchange.tracker.deposits[(txid, n)].owner is None
-    exchange.name("dave", [txid])
+        exchange.tracker.name("dave", [outpoint, OutPoint(b"\x01" * 32, 0)])
+    assert exchange.tracker.deposits[outpoint].owner is None
+    exchange.name("dave", exchange.tracker.outpoints_of(outpoint.txid))
     assert exchange.credits == [("dave", 3 * COIN)]
 
 
 def test_own_transactions_are_change_not_deposits(exchange: Exchange) -> None:
     """Outputs of transactions the exchange built are never deposits, whatever their outputs look like."""
-    txid, _ = exchange.deposit(COIN)
-    exchange.tracker.own_txids.add(txid)
+    exchange.tracker.own_txids.add(exchange.deposit(COIN).txid)
     exchange.generate(1)
     assert exchange.tracker.deposits == {}
 
@@ -146,7 +147,7 @@ def test_reorg_unregistered_returns_registered_reverses(exchange: Exchange) -> N
     exchange.generate(7)
     assert exchange.credits == [("fay_", 6 * COIN), ("fay_", 6 * COIN)]
     assert exchange.tracker.deposits[early].state is DepositState.REGISTERED
-    assert late not in exchange.tracker.deposits and late[0][::-1].hex() not in exchange.node.mempool_txids()
+    assert late not in exchange.tracker.deposits and late.txid_hex not in exchange.node.mempool_txids()
 
 
 def test_deposit_with_a_trailing_op_return_is_a_deposit(exchange: Exchange) -> None:
@@ -165,7 +166,7 @@ def test_deposit_with_a_trailing_op_return_is_a_deposit(exchange: Exchange) -> N
     payment = sign_input(payment, 0, key, address_to_script(address, DEVNET_KEYS))
     exchange.node.send_raw_transaction(payment.to_hex())
     exchange.generate(1)
-    exchange.name("hana", [payment.hash])
+    exchange.name("hana", exchange.tracker.outpoints_of(payment.hash))
     exchange.generate(6)
     assert exchange.credits == [("hana", 4 * COIN)]
 

@@ -8,13 +8,14 @@ from twisted.internet.task import Clock
 
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
-from halo_exchange.chain.tx import Transaction
+from halo_exchange.chain.tx import OutPoint, Transaction
 from halo_exchange.commands import NAME_INVALID, NAME_RESERVED, NAME_TOO_SHORT, NEGATIVE_BETWEEN_USERS, ZERO_AMOUNT
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import CommandRefused
 from halo_exchange.ledger.store import ExchangeStore
 from halo_exchange.ledger.wallet import WalletState
 from halo_exchange.rpc import views
+from halo_exchange.serialize import from_display_hex
 from node_hooks import HookDispatcher, RecordingHook
 from node_hooks.devnode.node import DevNode
 
@@ -61,8 +62,12 @@ class Harness:
     def deposit(self, owner: str, amount: int) -> None:
         txid = self.node.send_to_address(self.address, amount)
         self.generate(1)
-        self.settle(self.engine.name_deposit(owner, [bytes.fromhex(txid)[::-1]]))
+        self.settle(self.engine.name_deposit(owner, self.outpoints(txid)))
         self.generate(6)
+
+    def outpoints(self, txid: str) -> list[OutPoint]:
+        """The deposits among the outputs of ``txid`` (shown order), as a bare txid names them."""
+        return self.engine.deposits.outpoints_of(from_display_hex(txid))
 
     def reopen(self) -> None:
         self.store.close()
@@ -169,7 +174,7 @@ def test_reorg_of_a_registered_deposit_takes_the_credit_back(harness: Harness) -
     txid = harness.node.send_to_address(harness.address, 3 * COIN)
     harness.generate(1)
     height = harness.node.block_count()
-    harness.settle(harness.engine.name_deposit("dave", [bytes.fromhex(txid)[::-1]]))
+    harness.settle(harness.engine.name_deposit("dave", harness.outpoints(txid)))
     harness.generate(6)
     assert sum(harness.engine.balance("dave")) == 3 * COIN
     harness.node.invalidate_block(height)
@@ -184,7 +189,7 @@ def test_catch_up_applies_blocks_missed_while_down(harness: Harness) -> None:
     """Blocks the node connected while the engine was down are applied on restart, deposits included."""
     txid = harness.node.send_to_address(harness.address, 4 * COIN)
     harness.generate(1)
-    harness.settle(harness.engine.name_deposit("erin", [bytes.fromhex(txid)[::-1]]))
+    harness.settle(harness.engine.name_deposit("erin", harness.outpoints(txid)))
     harness.store.close()
     harness.node.generate(2 * harness.node.params.peg_interval, "deflate")  # the engine hears nothing
     harness._seen = len(harness.hook.events)
@@ -201,7 +206,7 @@ def test_catch_up_undoes_blocks_the_chain_dropped(harness: Harness) -> None:
     txid = harness.node.send_to_address(harness.address, 2 * COIN)
     harness.generate(1)
     height = harness.node.block_count()
-    harness.settle(harness.engine.name_deposit("finn", [bytes.fromhex(txid)[::-1]]))
+    harness.settle(harness.engine.name_deposit("finn", harness.outpoints(txid)))
     harness.generate(6)
     assert sum(harness.engine.balance("finn")) == 2 * COIN
     harness.store.close()
@@ -253,7 +258,7 @@ def test_generated_deposit_address_is_watched_and_its_key_kept(harness: Harness)
     assert PrivateKey.from_wif(wif, DEVNET_KEYS).public_key().address(DEVNET_KEYS) == address
     txid = harness.node.send_to_address(address, 2 * COIN)
     harness.generate(1)
-    harness.settle(harness.engine.name_deposit("gina", [bytes.fromhex(txid)[::-1]]))
+    harness.settle(harness.engine.name_deposit("gina", harness.outpoints(txid)))
     harness.generate(6)
     assert sum(harness.engine.balance("gina")) == 2 * COIN
 

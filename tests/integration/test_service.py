@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
 from halo_exchange.engine import ExchangeEngine
+from halo_exchange.serialize import from_display_hex
 from halo_exchange.service import (
     ServiceError,
     ServiceState,
@@ -41,7 +42,7 @@ def test_deposits_flow_from_node_events_into_balances(tmp_path, reactor_thread) 
         assert service.call(ExchangeEngine.add_deposit_address, address) is True
         txid = node.send_to_address(address, 5 * COIN)
         node.generate(1)
-        assert service.call(ExchangeEngine.name_deposit, "alice", [bytes.fromhex(txid)[::-1]]) is True
+        assert service.call(lambda engine: engine.name_deposit("alice", engine.deposits.outpoints_of(from_display_hex(txid)))) is True
         node.generate(6)
         liquid, reserve = service.call(ExchangeEngine.balance, "alice")
         assert liquid + reserve == 5 * COIN and service.state is ServiceState.RUNNING
