@@ -7,8 +7,16 @@ import xmlrpc.client
 import pytest
 
 from halo_exchange.errors import CommandRefused
-from halo_exchange.rpc.api import ExchangeAPI, PasswordGate, parse_amount
-from halo_exchange.rpc.dispatch import FAULT_INTERNAL, APIDispatcher, api_call
+from halo_exchange.rpc.api import CALLS, ExchangeAPI, PasswordGate, parse_amount
+from halo_exchange.rpc.dispatch import (
+    FAULT_INTERNAL,
+    INCORRECT_PASSWORD,
+    NOT_LOADED,
+    STOPPED,
+    APIDispatcher,
+    api_call,
+    declared_calls,
+)
 
 
 @pytest.mark.parametrize("value, expected", [(5, 5), (3_000_000_000, 3_000_000_000), (7.0, 7), ("42", 42),
@@ -45,3 +53,67 @@ def test_an_answer_xmlrpc_cannot_carry_is_an_internal_fault() -> None:
     with pytest.raises(xmlrpc.client.Fault) as fault:
         xmlrpc.client.loads(body)
     assert (fault.value.faultCode, fault.value.faultString) == (FAULT_INTERNAL, "internal error")
+
+
+class _DeclaredCalls:
+    """A small API whose calls declare each option of @api_call; no engine is ever loaded."""
+
+    def __init__(self, password: str = "", started: bool = False) -> None:
+        self.password, self.started = password, started
+
+    def engine(self):
+        return None
+
+    def password_matches(self, password) -> bool:
+        return password == self.password
+
+    @api_call(loaded=False)
+    def Echo(self, engine, value, passw=""):
+        """Echo(value, passw) -> value."""
+        return value
+
+    @api_call(pair=True, loaded=False)
+    def Pair(self, engine, value, passw=""):
+        raise CommandRefused(f"refused {value}")
+
+    @api_call(started=True)
+    def NeedsStart(self, engine, passw=""):
+        return True
+
+    @api_call(pair=True, bare_not_loaded=True)
+    def BareWhenNotLoaded(self, engine, passw=""):
+        return True
+
+    @api_call(started=True, names=("name",))
+    def Named(self, engine, name, passw=""):
+        return True
+
+
+def _answer(api, method: str, *params):
+    return xmlrpc.client.loads(APIDispatcher(api).handle(xmlrpc.client.dumps(params, method).encode()))[0][0]
+
+
+def test_declared_checks_run_in_the_originals_order_and_refusals_take_the_calls_shape() -> None:
+    """The password first (as a pair for pair calls), then names, then started, then loaded; a refusal raised
+    by a body is shaped like the call's answers; 'not loaded' can be declared bare."""
+    api = _DeclaredCalls(password="pw")
+    assert _answer(api, "Echo", 5, "pw") == 5
+    assert _answer(api, "Echo", 5, "nope") == INCORRECT_PASSWORD
+    assert _answer(api, "Pair", 5, "nope") == [INCORRECT_PASSWORD, ""]
+    assert _answer(api, "Pair", 5, "pw") == ["refused 5", ""]
+    assert _answer(api, "NeedsStart", "pw") == STOPPED  # started is checked before loaded
+    assert _answer(api, "Named", "ab", "pw") == "Name is too short in length."  # names before state
+    assert _answer(api, "Named", "abcd", "pw") == STOPPED
+    api.started = True
+    assert _answer(api, "NeedsStart", "pw") == NOT_LOADED
+    assert _answer(api, "BareWhenNotLoaded", "pw") == NOT_LOADED
+
+
+def test_the_method_list_is_the_declared_calls() -> None:
+    """system.listMethods lists exactly the declared calls; methodHelp gives each one's docstring."""
+    api = _DeclaredCalls()
+    assert declared_calls(_DeclaredCalls) == ["Echo", "Pair", "NeedsStart", "BareWhenNotLoaded", "Named"]
+    assert _answer(api, "system.listMethods") == sorted(
+        ["Echo", "Pair", "NeedsStart", "BareWhenNotLoaded", "Named", "system.listMethods", "system.methodHelp"])
+    assert _answer(api, "system.methodHelp", "Echo") == "Echo(value, passw) -> value."
+    assert declared_calls(ExchangeAPI) == CALLS and len(CALLS) == 14
