@@ -29,6 +29,16 @@ CoinLookup = Callable[[bytes, int], "tuple[layout.UtxoRecord, Fractions] | None"
 
 
 @dataclass(frozen=True, slots=True)
+class BlockContext:
+    """The block a transaction is checked for: the rules depend on its height, supply index and time."""
+
+    height: int
+    supply: int
+    time: int
+    parent: bytes  # hash of the block it builds on (internal byte order)
+
+
+@dataclass(frozen=True, slots=True)
 class CheckedTx:
     """A transaction that passed every check, with what it spends and what its outputs carry."""
 

@@ -18,10 +18,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from halo_exchange.chain import layout
-from halo_exchange.chain.block import Block, is_coinstake
+from halo_exchange.chain.block import Block
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import is_valid_address
 from halo_exchange.chain.params import COIN, DEVNET, ChainParams
@@ -32,8 +32,9 @@ from halo_exchange.errors import DecodeError
 from halo_exchange.peg.fractions import MARKS, NOTARY_C, NOTARY_F, NOTARY_V, PEG_SIZE, Fractions
 from halo_exchange.peg.votes import vote_weight
 from node_hooks import HookDispatcher
-from node_hooks.devnode.consensus import CheckedTx, SignatureCache, check_transaction, coinstake_fractions
+from node_hooks.devnode.consensus import BlockContext, CheckedTx, coinstake_fractions
 from node_hooks.devnode.errors import InvalidParameter, NodeStopped, NotFound, TxRejected
+from node_hooks.devnode.mempool import Mempool
 from node_hooks.devnode.store import ChainStore, ConnectedBlock
 from node_hooks.devnode.wallet import DevWallet
 
@@ -79,6 +80,8 @@ class DevNode:
     ) -> None:
         self.datadir = Path(datadir)
         self.datadir.mkdir(parents=True, exist_ok=True)
+        # The one lock of every chain and mempool change. Reentrant, because hooks run while it is held
+        # and one that calls back into the node on the same thread must not deadlock.
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._stopped = False
@@ -93,10 +96,8 @@ class DevNode:
         except BaseException:
             self.store.close()
             raise
-        self._mempool: dict[bytes, CheckedTx] = {}
-        self._mempool_spends: dict[tuple[bytes, int], bytes] = {}
+        self._mempool = Mempool(self.reader, self.params)
         self._extranonce = int.from_bytes(os.urandom(4), "little")
-        self._signatures = SignatureCache()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -184,9 +185,9 @@ class DevNode:
     def get_raw_transaction(self, txid: str) -> str:
         txid_b = _txid_bytes(txid)
         with self._lock:
-            pending = self._mempool.get(txid_b)
+            pending = self._mempool.transaction(txid_b)
         if pending is not None:
-            return pending.tx.to_hex()
+            return pending.to_hex()
         found = self.reader.transaction(txid_b)
         if found is None:
             raise NotFound(f"no transaction {txid}")
@@ -234,39 +235,20 @@ class DevNode:
 
     def mempool_txids(self) -> list[str]:
         with self._lock:
-            return [txid[::-1].hex() for txid in self._mempool]
+            return [txid[::-1].hex() for txid in self._mempool.txids()]
 
     # -- the next block's context -----------------------------------------------------------------------
 
-    def _next_block_context(self) -> tuple[int, int, int, bytes]:
-        """(height, supply, time, parent hash) of the block that would be produced now."""
+    def _next_block_context(self) -> BlockContext:
+        """The block that would be produced now: on the tip, at the supply it must carry, one spacing later."""
         tip = self.reader.tip()
         assert tip is not None
         height = tip[0] + 1
         parent = self.reader.block_header(tip[0])
         assert parent is not None
-        return height, self.reader.supply_for_new_block(height), parent.time + self.params.block_spacing, tip[1]
-
-    def _chain_coin(self, txid: bytes, n: int) -> tuple[layout.UtxoRecord, Fractions] | None:
-        record = self.reader.utxo(txid, n)
-        if record is None:
-            return None
-        return record, self.reader.fractions(txid, n, record.value)
-
-    def _coin_lookup(self, pending: dict[bytes, CheckedTx], height: int, block_time: int):
-        """Coins a transaction may spend: the UTXO set, then outputs of ``pending`` (unconfirmed parents)."""
-
-        def lookup(txid: bytes, n: int) -> tuple[layout.UtxoRecord, Fractions] | None:
-            coin = self._chain_coin(txid, n)
-            if coin is not None:
-                return coin
-            parent = pending.get(txid)
-            if parent is None or not 0 <= n < len(parent.tx.outputs):
-                return None
-            out = parent.tx.outputs[n]
-            return layout.UtxoRecord(out.value, out.script_pubkey, height, block_time), parent.output_fractions[n]
-
-        return lookup
+        return BlockContext(
+            height, self.reader.supply_for_new_block(height), parent.time + self.params.block_spacing, tip[1]
+        )
 
     # -- mempool ----------------------------------------------------------------------------------------
 
@@ -280,31 +262,8 @@ class DevNode:
     def _accept(self, tx: Transaction) -> str:
         with self._lock:
             self._check_running()
-            txid = tx.hash
-            if txid in self._mempool:
-                return tx.txid
-            if self.reader.transaction(txid) is not None:
-                raise TxRejected("txn-already-in-chain", "the transaction is already in the chain")
-            for index, txin in enumerate(tx.inputs):
-                outpoint = (txin.prevout.txid, txin.prevout.n)
-                if outpoint in self._mempool_spends:
-                    raise TxRejected("double-spend", f"input {index} is already spent by a pending transaction")
-                if self.reader.utxo(*outpoint) is None and self.reader.output(*outpoint) is not None:
-                    raise TxRejected("double-spend", f"input {index} is already spent in the chain")
-            height, supply, block_time, _ = self._next_block_context()
-            lookup = self._coin_lookup(self._mempool, height, block_time)
-            checked = check_transaction(tx, lookup, supply, block_time, self.params, self._signatures)
-            self._mempool[txid] = checked
-            for outpoint in checked.spent:
-                self._mempool_spends[outpoint] = txid
-            log.info("accepted %s (fee %d) into the mempool", tx.txid, checked.fee)
+            self._mempool.accept(tx, self._next_block_context())
             return tx.txid
-
-    def _drop_from_mempool(self, txid: bytes) -> None:
-        checked = self._mempool.pop(txid, None)
-        if checked is not None:
-            for outpoint in checked.spent:
-                self._mempool_spends.pop(outpoint, None)
 
     # -- wallet -----------------------------------------------------------------------------------------
 
@@ -321,7 +280,7 @@ class DevNode:
         """Spendable wallet coins: confirmed, not spent by a pending transaction, not locked at ``block_time``."""
         coins = []
         for txid, n, record in self.reader.iter_utxos():
-            if (txid, n) in self._mempool_spends or not self.wallet.owns_script(record.script):
+            if self._mempool.spends(txid, n) or not self.wallet.owns_script(record.script):
                 continue
             fractions = self.reader.fractions(txid, n, record.value)
             if fractions.flags & NOTARY_C:
@@ -345,7 +304,8 @@ class DevNode:
             raise InvalidParameter("amount must be a positive number of satoshis")
         with self._lock:
             self._check_running()
-            _, supply, block_time, _ = self._next_block_context()
+            at = self._next_block_context()
+            supply, block_time = at.supply, at.time
             coins = self._wallet_coins(block_time)
             if frozen:
                 # Frozen sends take reserve first: prefer the coins with most reserve.
@@ -396,8 +356,8 @@ class DevNode:
                 self._check_running()
                 connected = self._produce(VOTES.index(vote) + 1)
                 self.store.connect(connected)
-                for tx in connected.block.transactions:
-                    self._drop_from_mempool(tx.hash)
+                # The block is durable now; only then do the mempool and the hooks learn of it.
+                self._mempool.block_connected(connected.block.transactions)
                 block_hash = connected.block.header.hash_hex
                 self.dispatcher.block_connected(connected.height, block_hash)
             hashes.append(block_hash)
@@ -405,23 +365,10 @@ class DevNode:
         return hashes
 
     def _produce(self, vote: int) -> ConnectedBlock:
-        height, supply, block_time, parent = self._next_block_context()
-        included: list[CheckedTx] = []
-        spent: set[tuple[bytes, int]] = set()
-        # Parents enter the mempool before their children, so one pass in order sees every parent first;
-        # a child whose parent was dropped finds no coin and is dropped too.
-        in_block: dict[bytes, CheckedTx] = {}
-        lookup = self._coin_lookup(in_block, height, block_time)
-        for txid, pending in list(self._mempool.items()):
-            try:
-                checked = check_transaction(pending.tx, lookup, supply, block_time, self.params, self._signatures)
-            except TxRejected as exc:
-                log.warning("dropping %s from the mempool: %s", pending.tx.txid, exc)
-                self._drop_from_mempool(txid)
-                continue
-            included.append(checked)
-            in_block[txid] = checked
-            spent.update(checked.spent)
+        at = self._next_block_context()
+        height, supply, block_time, parent = at.height, at.supply, at.time, at.parent
+        included: list[CheckedTx] = self._mempool.block_candidates(at)
+        spent: set[tuple[bytes, int]] = {outpoint for checked in included for outpoint in checked.spent}
         fees = sum(c.fee for c in included)
         fee_fractions = [c.fee_fractions for c in included]
 
@@ -507,17 +454,5 @@ class DevNode:
             while self.reader.height() >= height:
                 h, block_hash, txs = self.store.disconnect_tip()
                 self.dispatcher.block_disconnected(h, block_hash[::-1].hex())
-                returned = [tx for tx in txs if not tx.is_coinbase() and not is_coinstake(tx)] + returned
-            # Reorged-out transactions go back first (they are the parents), then the pending ones are
-            # re-checked against the new tip: whatever now spends a vanished output is dropped.
-            pending = [checked.tx for checked in self._mempool.values()]
-            self._mempool.clear()
-            self._mempool_spends.clear()
-            self._readmit(returned + pending)
-
-    def _readmit(self, txs: Iterable[Transaction]) -> None:
-        for tx in txs:
-            try:
-                self._accept(tx)
-            except TxRejected as exc:
-                log.info("%s not readmitted after the reorg: %s", tx.txid, exc)
+                returned = txs + returned  # oldest block first: parents before children
+            self._mempool.readmit(returned, self._next_block_context())
