@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,13 @@ from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import is_valid_address
 from halo_exchange.chain.params import COIN, DEVNET, ChainParams
 from halo_exchange.chain.reader import ChainReader
-from halo_exchange.chain.script import address_to_script, notary_script
+from halo_exchange.chain.script import address_to_script
 from halo_exchange.chain.tx import OutPoint, Transaction, TxError, TxIn, TxOut
 from halo_exchange.errors import DecodeError
-from halo_exchange.peg.fractions import MARKS, NOTARY_C, NOTARY_F, NOTARY_V, PEG_SIZE, Fractions
+from halo_exchange.peg.fractions import NOTARY_C, NOTARY_F, NOTARY_V, PEG_SIZE, Fractions
 from halo_exchange.peg.votes import vote_weight
 from node_hooks import HookDispatcher
+from node_hooks.devnode.coins import CoinSelector
 from node_hooks.devnode.consensus import BlockContext, CheckedTx, coinstake_fractions
 from node_hooks.devnode.errors import InvalidParameter, NodeStopped, NotFound, TxRejected
 from node_hooks.devnode.mempool import Mempool
@@ -42,17 +42,8 @@ log = logging.getLogger(__name__)
 
 VOTES = ("inflate", "deflate", "nochange")  # index + 1 is the vote code stored per block
 BLOCK_VERSION = 7
-FREEZE_NOTARY_VALUE = 5590  # PEG_MAKETX_FREEZE_VALUE: value of each **F** notary output
 PREMINE_OUTPUTS = 8
 PREMINE_PER_OUTPUT = 100_000 * COIN
-
-
-@dataclass(frozen=True, slots=True)
-class _Coin:
-    txid: bytes
-    n: int
-    record: layout.UtxoRecord
-    fractions: Fractions
 
 
 def _flags_text(fractions: Fractions) -> str:
@@ -97,6 +88,7 @@ class DevNode:
             self.store.close()
             raise
         self._mempool = Mempool(self.reader, self.params)
+        self._coins = CoinSelector(self.reader, self.wallet, self._mempool, self.params)
         self._extranonce = int.from_bytes(os.urandom(4), "little")
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -276,20 +268,6 @@ class DevNode:
             raise InvalidParameter(f"invalid address: {address!r}")
         return address_to_script(address, DEVNET_KEYS)
 
-    def _wallet_coins(self, block_time: int) -> list[_Coin]:
-        """Spendable wallet coins: confirmed, not spent by a pending transaction, not locked at ``block_time``."""
-        coins = []
-        for txid, n, record in self.reader.iter_utxos():
-            if self._mempool.spends(txid, n) or not self.wallet.owns_script(record.script):
-                continue
-            fractions = self.reader.fractions(txid, n, record.value)
-            if fractions.flags & NOTARY_C:
-                continue
-            if fractions.flags & MARKS and fractions.lock_time > block_time:
-                continue
-            coins.append(_Coin(txid, n, record, fractions))
-        return coins
-
     def send_to_address(self, address: str, amount: int) -> str:
         """Pay ``amount`` of liquid to ``address`` from the devnet wallet; change returns to the first input."""
         return self._send(address, amount, frozen=False)
@@ -304,43 +282,11 @@ class DevNode:
             raise InvalidParameter("amount must be a positive number of satoshis")
         with self._lock:
             self._check_running()
+            # One hold from selection to admission: no other call can spend the chosen coins in between.
             at = self._next_block_context()
-            supply, block_time = at.supply, at.time
-            coins = self._wallet_coins(block_time)
-            if frozen:
-                # Frozen sends take reserve first: prefer the coins with most reserve.
-                coins.sort(key=lambda c: (-c.fractions.low(supply), -c.record.value))
-            else:
-                coins.sort(key=lambda c: (-c.fractions.high(supply), -c.record.value))
-            fixed_outputs = 2 if frozen else 1  # notary + payee, or payee
-            chosen: list[_Coin] = []
-            value = liquid = 0
-            for coin in coins:
-                chosen.append(coin)
-                value += coin.record.value
-                liquid += coin.fractions.high(supply)
-                fee = self.params.fee_per_input_output * (len(chosen) + fixed_outputs + 1)
-                needed = amount + fee + (FREEZE_NOTARY_VALUE if frozen else 0)
-                if value >= needed and (frozen or liquid >= amount):
-                    break
-            else:
-                raise TxRejected("insufficient-funds", f"the wallet cannot fund {amount} satoshis")
-            outputs = []
-            if frozen:
-                outputs.append(TxOut(FREEZE_NOTARY_VALUE, notary_script("**F**1:1:1")))
-            outputs.append(TxOut(amount, payee))
-            change = value - needed
-            if change > 0:
-                outputs.append(TxOut(change, chosen[0].record.script))
-            tx = Transaction(
-                version=1,
-                time=block_time,
-                inputs=tuple(TxIn(OutPoint(c.txid, c.n)) for c in chosen),
-                outputs=tuple(outputs),
-                lock_time=0,
-            )
-            tx = self.wallet.sign(tx, [c.record.script for c in chosen])
-            return self._accept(tx)
+            tx = self._coins.payment(payee, amount, at, frozen=frozen)
+            self._mempool.accept(tx, at)
+            return tx.txid
 
     # -- block production ---------------------------------------------------------------------------------
 
@@ -374,7 +320,7 @@ class DevNode:
 
         self._extranonce += 1
         coinbase_sig = height.to_bytes(4, "little") + self._extranonce.to_bytes(8, "little")
-        stake = self._choose_stake(block_time, spent)
+        stake = self._coins.stake(block_time, spent)
         fractions: dict[tuple[int, int], Fractions] = {}
         weight = 0
         if stake is not None:
@@ -415,14 +361,6 @@ class DevNode:
         block = Block.assemble(BLOCK_VERSION, parent, block_time, first + [c.tx for c in included])
         peg = self._peg_fields(height, supply, vote if weight else 0, weight)
         return ConnectedBlock(block, height, peg, fractions)
-
-    def _choose_stake(self, block_time: int, taken: set[tuple[bytes, int]]) -> _Coin | None:
-        """The wallet's largest unmarked coin that no pending transaction spends."""
-        candidates = [
-            c for c in self._wallet_coins(block_time)
-            if (c.txid, c.n) not in taken and not c.fractions.flags & MARKS and c.record.value > 0
-        ]
-        return max(candidates, key=lambda c: (c.record.value, c.txid, c.n), default=None)
 
     def _peg_fields(self, height: int, supply: int, vote: int, weight: int) -> layout.PegFields:
         """Vote counters run through a cycle and reset at its first block (bitbay-core peg.cpp:302-310)."""
