@@ -1,13 +1,17 @@
-"""``DevNode``: the devnet node. Produces blocks, validates transactions, reorgs, and calls the node hooks.
+"""``DevNode``: the devnet node, coordinating its parts under one lock and calling the node hooks.
 
-Every chain change goes through one lock: a block is assembled (coinbase, a coinstake that carries the
-producer's peg vote, then valid mempool transactions), its fractions computed by the consensus rules,
-written in one atomic batch by :class:`~node_hooks.devnode.store.ChainStore`, and only then announced to
-the hooks. Between blocks the node sleeps 0 s so an in-process reactor gets the GIL (DESIGN.md §3).
+The node owns the lifecycle (genesis on first start, start, stop, close), the one lock every chain or
+mempool change goes through, and the hook calls. The work is done by its parts, wired once in
+``__init__``:
 
-Blocks advance time by ``block_spacing`` (64 s) from their parent, not by the wall clock, so lock times and
-cycles are deterministic. The mempool is memory only: a restarted node resumes from its last committed
-block with an empty mempool, as a node without a mempool file does.
+* :class:`~node_hooks.devnode.store.ChainStore`: the node DB, one atomic batch per block;
+* :class:`~node_hooks.devnode.mempool.Mempool`: admission, conflicts, readmission after a reorg;
+* :class:`~node_hooks.devnode.coins.CoinSelector`: the wallet's coins for payments and staking;
+* :class:`~node_hooks.devnode.producer.BlockProducer`: the next block, assembled and connected.
+
+A block is announced to the hooks only after its batch is written, and between blocks the node sleeps 0 s
+so an in-process reactor gets the GIL (DESIGN.md §3). The mempool is memory only: a restarted node resumes
+from its last committed block with an empty mempool, as a node without a mempool file does.
 """
 
 from __future__ import annotations
@@ -19,31 +23,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from halo_exchange.chain import layout
-from halo_exchange.chain.block import Block
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import is_valid_address
-from halo_exchange.chain.params import COIN, DEVNET, ChainParams
+from halo_exchange.chain.params import DEVNET, ChainParams
 from halo_exchange.chain.reader import ChainReader
 from halo_exchange.chain.script import address_to_script
-from halo_exchange.chain.tx import OutPoint, Transaction, TxError, TxIn, TxOut
+from halo_exchange.chain.tx import Transaction, TxError
 from halo_exchange.errors import DecodeError
 from halo_exchange.peg.fractions import NOTARY_C, NOTARY_F, NOTARY_V, PEG_SIZE, Fractions
-from halo_exchange.peg.votes import vote_weight
 from node_hooks import HookDispatcher
 from node_hooks.devnode.coins import CoinSelector
-from node_hooks.devnode.consensus import BlockContext, CheckedTx, coinstake_fractions
 from node_hooks.devnode.errors import InvalidParameter, NodeStopped, NotFound, TxRejected
 from node_hooks.devnode.mempool import Mempool
-from node_hooks.devnode.store import ChainStore, ConnectedBlock
+from node_hooks.devnode.producer import PREMINE_OUTPUTS, PREMINE_PER_OUTPUT, BlockProducer, genesis_block
+from node_hooks.devnode.store import ChainStore
 from node_hooks.devnode.wallet import DevWallet
 
 log = logging.getLogger(__name__)
 
 VOTES = ("inflate", "deflate", "nochange")  # index + 1 is the vote code stored per block
-BLOCK_VERSION = 7
-PREMINE_OUTPUTS = 8
-PREMINE_PER_OUTPUT = 100_000 * COIN
 
 
 def _flags_text(fractions: Fractions) -> str:
@@ -89,25 +87,18 @@ class DevNode:
             raise
         self._mempool = Mempool(self.reader, self.params)
         self._coins = CoinSelector(self.reader, self.wallet, self._mempool, self.params)
-        self._extranonce = int.from_bytes(os.urandom(4), "little")
+        self._producer = BlockProducer(self.store, self.params, self.wallet, self._mempool, self._coins)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def _create_genesis(self, params: ChainParams) -> None:
         address, key = DevWallet.new_key()
-        script = address_to_script(address, DEVNET_KEYS)
-        coinbase = Transaction(
-            version=1,
-            time=params.genesis_time,
-            inputs=(TxIn(OutPoint.null(), b"\x00devnet genesis"),),
-            outputs=tuple(TxOut(PREMINE_PER_OUTPUT, script) for _ in range(PREMINE_OUTPUTS)),
-            lock_time=0,
-        )
-        block = Block.assemble(BLOCK_VERSION, b"\x00" * 32, params.genesis_time, [coinbase])
-        fractions = {(0, n): Fractions.std(PREMINE_PER_OUTPUT) for n in range(PREMINE_OUTPUTS)}
-        genesis = ConnectedBlock(block, 0, layout.PegFields(0, 0, 0, 0), fractions)
+        genesis = genesis_block(params, address_to_script(address, DEVNET_KEYS))
         self.store.initialise(params, genesis, {address: key.to_bytes()})
-        log.info("devnet genesis %s premines %d x %d to %s", block.header.hash_hex, PREMINE_OUTPUTS, PREMINE_PER_OUTPUT, address)
+        log.info(
+            "devnet genesis %s premines %d x %d to %s",
+            genesis.block.header.hash_hex, PREMINE_OUTPUTS, PREMINE_PER_OUTPUT, address,
+        )
 
     def start(self) -> None:
         """Tell the hooks the node is up (the exchange plugin starts here)."""
@@ -229,19 +220,6 @@ class DevNode:
         with self._lock:
             return [txid[::-1].hex() for txid in self._mempool.txids()]
 
-    # -- the next block's context -----------------------------------------------------------------------
-
-    def _next_block_context(self) -> BlockContext:
-        """The block that would be produced now: on the tip, at the supply it must carry, one spacing later."""
-        tip = self.reader.tip()
-        assert tip is not None
-        height = tip[0] + 1
-        parent = self.reader.block_header(tip[0])
-        assert parent is not None
-        return BlockContext(
-            height, self.reader.supply_for_new_block(height), parent.time + self.params.block_spacing, tip[1]
-        )
-
     # -- mempool ----------------------------------------------------------------------------------------
 
     def send_raw_transaction(self, raw_hex: str) -> str:
@@ -249,12 +227,9 @@ class DevNode:
             tx = Transaction.from_hex(raw_hex)
         except (DecodeError, TxError) as exc:
             raise TxRejected("decode-failed", str(exc)) from exc
-        return self._accept(tx)
-
-    def _accept(self, tx: Transaction) -> str:
         with self._lock:
             self._check_running()
-            self._mempool.accept(tx, self._next_block_context())
+            self._mempool.accept(tx, self._producer.next_block())
             return tx.txid
 
     # -- wallet -----------------------------------------------------------------------------------------
@@ -283,7 +258,7 @@ class DevNode:
         with self._lock:
             self._check_running()
             # One hold from selection to admission: no other call can spend the chosen coins in between.
-            at = self._next_block_context()
+            at = self._producer.next_block()
             tx = self._coins.payment(payee, amount, at, frozen=frozen)
             self._mempool.accept(tx, at)
             return tx.txid
@@ -300,8 +275,7 @@ class DevNode:
         for _ in range(n):
             with self._lock:
                 self._check_running()
-                connected = self._produce(VOTES.index(vote) + 1)
-                self.store.connect(connected)
+                connected = self._producer.produce(VOTES.index(vote) + 1)
                 # The block is durable now; only then do the mempool and the hooks learn of it.
                 self._mempool.block_connected(connected.block.transactions)
                 block_hash = connected.block.header.hash_hex
@@ -309,69 +283,6 @@ class DevNode:
             hashes.append(block_hash)
             time.sleep(0)  # let an in-process reactor thread take the GIL between blocks
         return hashes
-
-    def _produce(self, vote: int) -> ConnectedBlock:
-        at = self._next_block_context()
-        height, supply, block_time, parent = at.height, at.supply, at.time, at.parent
-        included: list[CheckedTx] = self._mempool.block_candidates(at)
-        spent: set[tuple[bytes, int]] = {outpoint for checked in included for outpoint in checked.spent}
-        fees = sum(c.fee for c in included)
-        fee_fractions = [c.fee_fractions for c in included]
-
-        self._extranonce += 1
-        coinbase_sig = height.to_bytes(4, "little") + self._extranonce.to_bytes(8, "little")
-        stake = self._coins.stake(block_time, spent)
-        fractions: dict[tuple[int, int], Fractions] = {}
-        weight = 0
-        if stake is not None:
-            coinbase = Transaction(1, block_time, (TxIn(OutPoint.null(), coinbase_sig),), (TxOut(0, b""),), 0)
-            vote_script = address_to_script(self.params.vote_addresses[vote - 1], DEVNET_KEYS)
-            coinstake = Transaction(
-                version=1,
-                time=block_time,
-                inputs=(TxIn(OutPoint(stake.txid, stake.n)),),
-                outputs=(
-                    TxOut(0, b""),
-                    TxOut(stake.record.value + self.params.stake_reward + fees, stake.record.script),
-                    TxOut(0, vote_script),
-                ),
-                lock_time=0,
-            )
-            coinstake = self.wallet.sign(coinstake, [stake.record.script])
-            for out_n, fr in coinstake_fractions(stake.fractions, self.params.stake_reward, fee_fractions, 3).items():
-                fractions[(1, out_n)] = fr
-            if height >= self.params.peg_start_height:
-                weight = vote_weight(stake.fractions, supply)
-            first = [coinbase, coinstake]
-        else:
-            # No coin to stake: a proof-of-work style block; it pays the reward and casts no vote.
-            reward_script = address_to_script(self.wallet.addresses[0], DEVNET_KEYS)
-            total = self.params.stake_reward + fees
-            coinbase = Transaction(1, block_time, (TxIn(OutPoint.null(), coinbase_sig),), (TxOut(total, reward_script),), 0)
-            reward = Fractions.std(self.params.stake_reward)
-            for fee in fee_fractions:
-                reward = reward + fee
-            fractions[(0, 0)] = reward
-            first = [coinbase]
-            vote = 0
-        for position, checked in enumerate(included, start=len(first)):
-            for out_n, fr in enumerate(checked.output_fractions):
-                fractions[(position, out_n)] = fr
-
-        block = Block.assemble(BLOCK_VERSION, parent, block_time, first + [c.tx for c in included])
-        peg = self._peg_fields(height, supply, vote if weight else 0, weight)
-        return ConnectedBlock(block, height, peg, fractions)
-
-    def _peg_fields(self, height: int, supply: int, vote: int, weight: int) -> layout.PegFields:
-        """Vote counters run through a cycle and reset at its first block (bitbay-core peg.cpp:302-310)."""
-        counters = [0, 0, 0]
-        if height % self.params.peg_interval != 0:
-            previous = self.reader.peg_fields(height - 1)
-            if previous is not None:
-                counters = list(previous.votes)
-        if vote:
-            counters[vote - 1] += weight
-        return layout.PegFields(supply, counters[0], counters[1], counters[2], vote, weight)
 
     # -- reorgs -------------------------------------------------------------------------------------------
 
@@ -393,4 +304,4 @@ class DevNode:
                 h, block_hash, txs = self.store.disconnect_tip()
                 self.dispatcher.block_disconnected(h, block_hash[::-1].hex())
                 returned = txs + returned  # oldest block first: parents before children
-            self._mempool.readmit(returned, self._next_block_context())
+            self._mempool.readmit(returned, self._producer.next_block())
