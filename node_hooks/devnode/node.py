@@ -7,7 +7,8 @@ mempool change goes through, and the hook calls. The work is done by its parts, 
 * :class:`~node_hooks.devnode.store.ChainStore`: the node DB, one atomic batch per block;
 * :class:`~node_hooks.devnode.mempool.Mempool`: admission, conflicts, readmission after a reorg;
 * :class:`~node_hooks.devnode.coins.CoinSelector`: the wallet's coins for payments and staking;
-* :class:`~node_hooks.devnode.producer.BlockProducer`: the next block, assembled and connected.
+* :class:`~node_hooks.devnode.producer.BlockProducer`: the next block, assembled and connected;
+* :mod:`~node_hooks.devnode.replies`: the dicts the queries answer.
 
 A block is announced to the hooks only after its batch is written, and between blocks the node sleeps 0 s
 so an in-process reactor gets the GIL (DESIGN.md §3). The mempool is memory only: a restarted node resumes
@@ -30,9 +31,10 @@ from halo_exchange.chain.reader import ChainReader
 from halo_exchange.chain.script import address_to_script
 from halo_exchange.chain.tx import Transaction, TxError
 from halo_exchange.errors import DecodeError
-from halo_exchange.peg.fractions import NOTARY_C, NOTARY_F, NOTARY_V, PEG_SIZE, Fractions
 from node_hooks import HookDispatcher
+from node_hooks.devnode import replies
 from node_hooks.devnode.coins import CoinSelector
+from node_hooks.devnode.consensus import VOTES
 from node_hooks.devnode.errors import InvalidParameter, NodeStopped, NotFound, TxRejected
 from node_hooks.devnode.mempool import Mempool
 from node_hooks.devnode.producer import PREMINE_OUTPUTS, PREMINE_PER_OUTPUT, BlockProducer, genesis_block
@@ -40,12 +42,6 @@ from node_hooks.devnode.store import ChainStore
 from node_hooks.devnode.wallet import DevWallet
 
 log = logging.getLogger(__name__)
-
-VOTES = ("inflate", "deflate", "nochange")  # index + 1 is the vote code stored per block
-
-
-def _flags_text(fractions: Fractions) -> str:
-    return "F" if fractions.flags & NOTARY_F else "V" if fractions.flags & NOTARY_V else "C" if fractions.flags & NOTARY_C else ""
 
 
 def _txid_bytes(txid: str) -> bytes:
@@ -142,28 +138,10 @@ class DevNode:
                 raise NotFound(f"no block at height {height}")
             header = view.block_header(height)
             assert header is not None
-            return {
-                "hash": header.hash_hex,
-                "height": height,
-                "time": header.time,
-                "previousblockhash": header.prev_hash[::-1].hex(),
-                "txids": [txid[::-1].hex() for txid in record.txids],
-                "supply": record.peg.supply,
-                "votes": dict(zip(VOTES, record.peg.votes)),
-                "vote": VOTES[record.peg.vote - 1] if record.peg.vote else "",
-                "voteweight": record.peg.vote_weight,
-            }
+            return replies.block(height, header, record)
 
     def peg_info(self) -> dict[str, int]:
-        info = self.reader.peg_info()
-        return {
-            "cycle": info.cycle,
-            "interval": info.interval,
-            "peg": info.supply,
-            "pegnext": info.supply_next,
-            "pegnextnext": info.supply_next_next,
-            "steps": PEG_SIZE,
-        }
+        return replies.peg_info(self.reader.peg_info())
 
     def get_raw_transaction(self, txid: str) -> str:
         txid_b = _txid_bytes(txid)
@@ -183,14 +161,7 @@ class DevNode:
                 raise NotFound(f"no output {txid}:{n}")
             fields = view.peg_fields(info.height)
             supply = 0 if fields is None else fields.supply
-        return {
-            "total": info.value,
-            "reserve": info.fractions.low(supply),
-            "liquidity": info.fractions.high(supply),
-            "peg": supply,
-            "lock": info.lock_time,
-            "flags": _flags_text(info.fractions),
-        }
+        return replies.fractions(info, supply)
 
     def list_unspent(self, address: str) -> list[dict[str, Any]]:
         script = self._script_for(address)
@@ -198,23 +169,12 @@ class DevNode:
             height = view.height()
             fields = view.peg_fields(height)
             supply = 0 if fields is None else fields.supply
-            out = []
-            for txid, n, record in view.iter_utxos():
-                if record.script != script:
-                    continue
-                fractions = view.fractions(txid, n, record.value)
-                out.append({
-                    "txid": txid[::-1].hex(),
-                    "vout": n,
-                    "address": address,
-                    "amount": record.value,
-                    "confirmations": height - record.height + 1,
-                    "liquidity": fractions.high(supply),
-                    "reserve": fractions.low(supply),
-                    "lock": fractions.lock_time,
-                    "flags": _flags_text(fractions),
-                })
-        return sorted(out, key=lambda c: (-c["confirmations"], c["txid"], c["vout"]))
+            out = [
+                replies.unspent(txid, n, address, record, view.fractions(txid, n, record.value), height, supply)
+                for txid, n, record in view.iter_utxos()
+                if record.script == script
+            ]
+        return replies.unspent_list(out)
 
     def mempool_txids(self) -> list[str]:
         with self._lock:
