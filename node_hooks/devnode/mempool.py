@@ -34,8 +34,6 @@ from node_hooks.devnode.errors import TxRejected
 
 log = logging.getLogger(__name__)
 
-Outpoint = tuple[bytes, int]
-
 
 class MempoolChain(Protocol):
     """What the mempool needs to know about the active chain."""
@@ -79,7 +77,7 @@ class Mempool:
         # Shared by admission and block assembly, so a transaction's signatures are verified once.
         self._signatures = signatures if signatures is not None else SignatureCache()
         self._pending: dict[bytes, CheckedTx] = {}  # insertion order is admission order
-        self._spends: dict[Outpoint, bytes] = {}  # outpoint -> txid of the pending transaction spending it
+        self._spends: dict[tuple[bytes, int], bytes] = {}  # (txid, n) -> the pending transaction spending it
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -185,9 +183,9 @@ class Mempool:
             )
 
     def readmit(self, returned: Iterable[Transaction], at: BlockContext) -> None:
-        """After a reorg to the tip before block ``at``: admit ``returned`` (the disconnected blocks'
-        transactions, oldest block first), then re-check the pending ones; whatever now spends a vanished
-        output or breaks a rule at the new tip is dropped. Coinbases and coinstakes never come back."""
+        """After a reorg, with ``at`` the next block on the new tip: admit ``returned`` (the disconnected
+        blocks' transactions, oldest block first), then re-check the pending ones; whatever now spends a
+        vanished output or breaks a rule at the new tip is dropped. Coinbases and coinstakes never come back."""
         pending = [checked.tx for checked in self._pending.values()]
         self._pending.clear()
         self._spends.clear()

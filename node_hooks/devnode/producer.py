@@ -125,7 +125,9 @@ class BlockProducer:
             # No coin to stake: a proof-of-work style block; it pays the reward and casts no vote.
             reward_script = address_to_script(self._wallet.addresses[0], DEVNET_KEYS)
             total = self._params.stake_reward + fees
-            coinbase = Transaction(1, block_time, (TxIn(OutPoint.null(), coinbase_sig),), (TxOut(total, reward_script),), 0)
+            coinbase = Transaction(
+                1, block_time, (TxIn(OutPoint.null(), coinbase_sig),), (TxOut(total, reward_script),), 0
+            )
             reward = Fractions.std(self._params.stake_reward)
             for fee in fee_fractions:
                 reward = reward + fee

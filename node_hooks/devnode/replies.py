@@ -18,8 +18,10 @@ from node_hooks.devnode.consensus import VOTES
 
 
 def flags_text(fractions: Fractions) -> str:
-    """The notary mark an output carries: ``F`` (frozen), ``V`` (voluntarily frozen), ``C`` (cold) or ``""``."""
-    return "F" if fractions.flags & NOTARY_F else "V" if fractions.flags & NOTARY_V else "C" if fractions.flags & NOTARY_C else ""
+    """The notary mark an output carries: ``F`` (frozen reserve), ``V`` (voluntarily frozen liquid), ``C``
+    (cold) or ``""``; F wins over V over C."""
+    flags = fractions.flags
+    return "F" if flags & NOTARY_F else "V" if flags & NOTARY_V else "C" if flags & NOTARY_C else ""
 
 
 def block(height: int, header: BlockHeader, record: layout.BlockRecord) -> dict[str, Any]:
