@@ -27,6 +27,19 @@ from node_hooks.devnode.errors import TxRejected
 # What the checker needs to know about an output it spends: its record and its fractions, or None.
 CoinLookup = Callable[[bytes, int], "tuple[layout.UtxoRecord, Fractions] | None"]
 
+# The peg votes a block may cast; index + 1 is the vote code stored per block (0: no vote).
+VOTES = ("inflate", "deflate", "nochange")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext:
+    """The block a transaction is checked for: the rules depend on its height, supply index and time."""
+
+    height: int
+    supply: int
+    time: int
+    parent: bytes  # hash of the block it builds on (internal byte order)
+
 
 @dataclass(frozen=True, slots=True)
 class CheckedTx:

@@ -1,13 +1,18 @@
-"""``DevNode``: the devnet node. Produces blocks, validates transactions, reorgs, and calls the node hooks.
+"""``DevNode``: the devnet node, coordinating its parts under one lock and calling the node hooks.
 
-Every chain change goes through one lock: a block is assembled (coinbase, a coinstake that carries the
-producer's peg vote, then valid mempool transactions), its fractions computed by the consensus rules,
-written in one atomic batch by :class:`~node_hooks.devnode.store.ChainStore`, and only then announced to
-the hooks. Between blocks the node sleeps 0 s so an in-process reactor gets the GIL (DESIGN.md §3).
+The node owns the lifecycle (genesis on first start, start, stop, close), the one lock every chain or
+mempool change goes through, and the hook calls. The work is done by its parts, wired once in
+``__init__``:
 
-Blocks advance time by ``block_spacing`` (64 s) from their parent, not by the wall clock, so lock times and
-cycles are deterministic. The mempool is memory only: a restarted node resumes from its last committed
-block with an empty mempool, as a node without a mempool file does.
+* :class:`~node_hooks.devnode.store.ChainStore`: the node DB, one atomic batch per block;
+* :class:`~node_hooks.devnode.mempool.Mempool`: admission, conflicts, readmission after a reorg;
+* :class:`~node_hooks.devnode.coins.CoinSelector`: the wallet's coins for payments and staking;
+* :class:`~node_hooks.devnode.producer.BlockProducer`: the next block, assembled and connected;
+* :mod:`~node_hooks.devnode.replies`: the dicts the queries answer.
+
+A block is announced to the hooks only after its batch is written, and between blocks the node sleeps 0 s
+so an in-process reactor gets the GIL (DESIGN.md §3). The mempool is memory only: a restarted node resumes
+from its last committed block with an empty mempool, as a node without a mempool file does.
 """
 
 from __future__ import annotations
@@ -16,46 +21,27 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from halo_exchange.chain import layout
-from halo_exchange.chain.block import Block, is_coinstake
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import is_valid_address
-from halo_exchange.chain.params import COIN, DEVNET, ChainParams
+from halo_exchange.chain.params import DEVNET, ChainParams
 from halo_exchange.chain.reader import ChainReader
-from halo_exchange.chain.script import address_to_script, notary_script
-from halo_exchange.chain.tx import OutPoint, Transaction, TxError, TxIn, TxOut
+from halo_exchange.chain.script import address_to_script
+from halo_exchange.chain.tx import Transaction, TxError
 from halo_exchange.errors import DecodeError
-from halo_exchange.peg.fractions import MARKS, NOTARY_C, NOTARY_F, NOTARY_V, PEG_SIZE, Fractions
-from halo_exchange.peg.votes import vote_weight
 from node_hooks import HookDispatcher
-from node_hooks.devnode.consensus import CheckedTx, SignatureCache, check_transaction, coinstake_fractions
+from node_hooks.devnode import replies
+from node_hooks.devnode.coins import CoinSelector
+from node_hooks.devnode.consensus import VOTES
 from node_hooks.devnode.errors import InvalidParameter, NodeStopped, NotFound, TxRejected
-from node_hooks.devnode.store import ChainStore, ConnectedBlock
+from node_hooks.devnode.mempool import Mempool
+from node_hooks.devnode.producer import PREMINE_OUTPUTS, PREMINE_PER_OUTPUT, BlockProducer, genesis_block
+from node_hooks.devnode.store import ChainStore
 from node_hooks.devnode.wallet import DevWallet
 
 log = logging.getLogger(__name__)
-
-VOTES = ("inflate", "deflate", "nochange")  # index + 1 is the vote code stored per block
-BLOCK_VERSION = 7
-FREEZE_NOTARY_VALUE = 5590  # PEG_MAKETX_FREEZE_VALUE: value of each **F** notary output
-PREMINE_OUTPUTS = 8
-PREMINE_PER_OUTPUT = 100_000 * COIN
-
-
-@dataclass(frozen=True, slots=True)
-class _Coin:
-    txid: bytes
-    n: int
-    record: layout.UtxoRecord
-    fractions: Fractions
-
-
-def _flags_text(fractions: Fractions) -> str:
-    return "F" if fractions.flags & NOTARY_F else "V" if fractions.flags & NOTARY_V else "C" if fractions.flags & NOTARY_C else ""
 
 
 def _txid_bytes(txid: str) -> bytes:
@@ -79,6 +65,8 @@ class DevNode:
     ) -> None:
         self.datadir = Path(datadir)
         self.datadir.mkdir(parents=True, exist_ok=True)
+        # The one lock of every chain and mempool change. Reentrant, because hooks run while it is held
+        # and one that calls back into the node on the same thread must not deadlock.
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._stopped = False
@@ -93,28 +81,20 @@ class DevNode:
         except BaseException:
             self.store.close()
             raise
-        self._mempool: dict[bytes, CheckedTx] = {}
-        self._mempool_spends: dict[tuple[bytes, int], bytes] = {}
-        self._extranonce = int.from_bytes(os.urandom(4), "little")
-        self._signatures = SignatureCache()
+        self._mempool = Mempool(self.reader, self.params)
+        self._coins = CoinSelector(self.reader, self.wallet, self._mempool, self.params)
+        self._producer = BlockProducer(self.store, self.params, self.wallet, self._mempool, self._coins)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def _create_genesis(self, params: ChainParams) -> None:
         address, key = DevWallet.new_key()
-        script = address_to_script(address, DEVNET_KEYS)
-        coinbase = Transaction(
-            version=1,
-            time=params.genesis_time,
-            inputs=(TxIn(OutPoint.null(), b"\x00devnet genesis"),),
-            outputs=tuple(TxOut(PREMINE_PER_OUTPUT, script) for _ in range(PREMINE_OUTPUTS)),
-            lock_time=0,
-        )
-        block = Block.assemble(BLOCK_VERSION, b"\x00" * 32, params.genesis_time, [coinbase])
-        fractions = {(0, n): Fractions.std(PREMINE_PER_OUTPUT) for n in range(PREMINE_OUTPUTS)}
-        genesis = ConnectedBlock(block, 0, layout.PegFields(0, 0, 0, 0), fractions)
+        genesis = genesis_block(params, address_to_script(address, DEVNET_KEYS))
         self.store.initialise(params, genesis, {address: key.to_bytes()})
-        log.info("devnet genesis %s premines %d x %d to %s", block.header.hash_hex, PREMINE_OUTPUTS, PREMINE_PER_OUTPUT, address)
+        log.info(
+            "devnet genesis %s premines %d x %d to %s",
+            genesis.block.header.hash_hex, PREMINE_OUTPUTS, PREMINE_PER_OUTPUT, address,
+        )
 
     def start(self) -> None:
         """Tell the hooks the node is up (the exchange plugin starts here)."""
@@ -158,35 +138,17 @@ class DevNode:
                 raise NotFound(f"no block at height {height}")
             header = view.block_header(height)
             assert header is not None
-            return {
-                "hash": header.hash_hex,
-                "height": height,
-                "time": header.time,
-                "previousblockhash": header.prev_hash[::-1].hex(),
-                "txids": [txid[::-1].hex() for txid in record.txids],
-                "supply": record.peg.supply,
-                "votes": dict(zip(VOTES, record.peg.votes)),
-                "vote": VOTES[record.peg.vote - 1] if record.peg.vote else "",
-                "voteweight": record.peg.vote_weight,
-            }
+            return replies.block(height, header, record)
 
     def peg_info(self) -> dict[str, int]:
-        info = self.reader.peg_info()
-        return {
-            "cycle": info.cycle,
-            "interval": info.interval,
-            "peg": info.supply,
-            "pegnext": info.supply_next,
-            "pegnextnext": info.supply_next_next,
-            "steps": PEG_SIZE,
-        }
+        return replies.peg_info(self.reader.peg_info())
 
     def get_raw_transaction(self, txid: str) -> str:
         txid_b = _txid_bytes(txid)
         with self._lock:
-            pending = self._mempool.get(txid_b)
+            pending = self._mempool.transaction(txid_b)
         if pending is not None:
-            return pending.tx.to_hex()
+            return pending.to_hex()
         found = self.reader.transaction(txid_b)
         if found is None:
             raise NotFound(f"no transaction {txid}")
@@ -199,14 +161,7 @@ class DevNode:
                 raise NotFound(f"no output {txid}:{n}")
             fields = view.peg_fields(info.height)
             supply = 0 if fields is None else fields.supply
-        return {
-            "total": info.value,
-            "reserve": info.fractions.low(supply),
-            "liquidity": info.fractions.high(supply),
-            "peg": supply,
-            "lock": info.lock_time,
-            "flags": _flags_text(info.fractions),
-        }
+        return replies.fractions(info, supply)
 
     def list_unspent(self, address: str) -> list[dict[str, Any]]:
         script = self._script_for(address)
@@ -214,59 +169,16 @@ class DevNode:
             height = view.height()
             fields = view.peg_fields(height)
             supply = 0 if fields is None else fields.supply
-            out = []
-            for txid, n, record in view.iter_utxos():
-                if record.script != script:
-                    continue
-                fractions = view.fractions(txid, n, record.value)
-                out.append({
-                    "txid": txid[::-1].hex(),
-                    "vout": n,
-                    "address": address,
-                    "amount": record.value,
-                    "confirmations": height - record.height + 1,
-                    "liquidity": fractions.high(supply),
-                    "reserve": fractions.low(supply),
-                    "lock": fractions.lock_time,
-                    "flags": _flags_text(fractions),
-                })
-        return sorted(out, key=lambda c: (-c["confirmations"], c["txid"], c["vout"]))
+            out = [
+                replies.unspent(txid, n, address, record, view.fractions(txid, n, record.value), height, supply)
+                for txid, n, record in view.iter_utxos()
+                if record.script == script
+            ]
+        return replies.unspent_list(out)
 
     def mempool_txids(self) -> list[str]:
         with self._lock:
-            return [txid[::-1].hex() for txid in self._mempool]
-
-    # -- the next block's context -----------------------------------------------------------------------
-
-    def _next_block_context(self) -> tuple[int, int, int, bytes]:
-        """(height, supply, time, parent hash) of the block that would be produced now."""
-        tip = self.reader.tip()
-        assert tip is not None
-        height = tip[0] + 1
-        parent = self.reader.block_header(tip[0])
-        assert parent is not None
-        return height, self.reader.supply_for_new_block(height), parent.time + self.params.block_spacing, tip[1]
-
-    def _chain_coin(self, txid: bytes, n: int) -> tuple[layout.UtxoRecord, Fractions] | None:
-        record = self.reader.utxo(txid, n)
-        if record is None:
-            return None
-        return record, self.reader.fractions(txid, n, record.value)
-
-    def _coin_lookup(self, pending: dict[bytes, CheckedTx], height: int, block_time: int):
-        """Coins a transaction may spend: the UTXO set, then outputs of ``pending`` (unconfirmed parents)."""
-
-        def lookup(txid: bytes, n: int) -> tuple[layout.UtxoRecord, Fractions] | None:
-            coin = self._chain_coin(txid, n)
-            if coin is not None:
-                return coin
-            parent = pending.get(txid)
-            if parent is None or not 0 <= n < len(parent.tx.outputs):
-                return None
-            out = parent.tx.outputs[n]
-            return layout.UtxoRecord(out.value, out.script_pubkey, height, block_time), parent.output_fractions[n]
-
-        return lookup
+            return [txid[::-1].hex() for txid in self._mempool.txids()]
 
     # -- mempool ----------------------------------------------------------------------------------------
 
@@ -275,36 +187,10 @@ class DevNode:
             tx = Transaction.from_hex(raw_hex)
         except (DecodeError, TxError) as exc:
             raise TxRejected("decode-failed", str(exc)) from exc
-        return self._accept(tx)
-
-    def _accept(self, tx: Transaction) -> str:
         with self._lock:
             self._check_running()
-            txid = tx.hash
-            if txid in self._mempool:
-                return tx.txid
-            if self.reader.transaction(txid) is not None:
-                raise TxRejected("txn-already-in-chain", "the transaction is already in the chain")
-            for index, txin in enumerate(tx.inputs):
-                outpoint = (txin.prevout.txid, txin.prevout.n)
-                if outpoint in self._mempool_spends:
-                    raise TxRejected("double-spend", f"input {index} is already spent by a pending transaction")
-                if self.reader.utxo(*outpoint) is None and self.reader.output(*outpoint) is not None:
-                    raise TxRejected("double-spend", f"input {index} is already spent in the chain")
-            height, supply, block_time, _ = self._next_block_context()
-            lookup = self._coin_lookup(self._mempool, height, block_time)
-            checked = check_transaction(tx, lookup, supply, block_time, self.params, self._signatures)
-            self._mempool[txid] = checked
-            for outpoint in checked.spent:
-                self._mempool_spends[outpoint] = txid
-            log.info("accepted %s (fee %d) into the mempool", tx.txid, checked.fee)
+            self._mempool.accept(tx, self._producer.next_block())
             return tx.txid
-
-    def _drop_from_mempool(self, txid: bytes) -> None:
-        checked = self._mempool.pop(txid, None)
-        if checked is not None:
-            for outpoint in checked.spent:
-                self._mempool_spends.pop(outpoint, None)
 
     # -- wallet -----------------------------------------------------------------------------------------
 
@@ -316,20 +202,6 @@ class DevNode:
         if not is_valid_address(address, DEVNET_KEYS):
             raise InvalidParameter(f"invalid address: {address!r}")
         return address_to_script(address, DEVNET_KEYS)
-
-    def _wallet_coins(self, block_time: int) -> list[_Coin]:
-        """Spendable wallet coins: confirmed, not spent by a pending transaction, not locked at ``block_time``."""
-        coins = []
-        for txid, n, record in self.reader.iter_utxos():
-            if (txid, n) in self._mempool_spends or not self.wallet.owns_script(record.script):
-                continue
-            fractions = self.reader.fractions(txid, n, record.value)
-            if fractions.flags & NOTARY_C:
-                continue
-            if fractions.flags & MARKS and fractions.lock_time > block_time:
-                continue
-            coins.append(_Coin(txid, n, record, fractions))
-        return coins
 
     def send_to_address(self, address: str, amount: int) -> str:
         """Pay ``amount`` of liquid to ``address`` from the devnet wallet; change returns to the first input."""
@@ -345,42 +217,11 @@ class DevNode:
             raise InvalidParameter("amount must be a positive number of satoshis")
         with self._lock:
             self._check_running()
-            _, supply, block_time, _ = self._next_block_context()
-            coins = self._wallet_coins(block_time)
-            if frozen:
-                # Frozen sends take reserve first: prefer the coins with most reserve.
-                coins.sort(key=lambda c: (-c.fractions.low(supply), -c.record.value))
-            else:
-                coins.sort(key=lambda c: (-c.fractions.high(supply), -c.record.value))
-            fixed_outputs = 2 if frozen else 1  # notary + payee, or payee
-            chosen: list[_Coin] = []
-            value = liquid = 0
-            for coin in coins:
-                chosen.append(coin)
-                value += coin.record.value
-                liquid += coin.fractions.high(supply)
-                fee = self.params.fee_per_input_output * (len(chosen) + fixed_outputs + 1)
-                needed = amount + fee + (FREEZE_NOTARY_VALUE if frozen else 0)
-                if value >= needed and (frozen or liquid >= amount):
-                    break
-            else:
-                raise TxRejected("insufficient-funds", f"the wallet cannot fund {amount} satoshis")
-            outputs = []
-            if frozen:
-                outputs.append(TxOut(FREEZE_NOTARY_VALUE, notary_script("**F**1:1:1")))
-            outputs.append(TxOut(amount, payee))
-            change = value - needed
-            if change > 0:
-                outputs.append(TxOut(change, chosen[0].record.script))
-            tx = Transaction(
-                version=1,
-                time=block_time,
-                inputs=tuple(TxIn(OutPoint(c.txid, c.n)) for c in chosen),
-                outputs=tuple(outputs),
-                lock_time=0,
-            )
-            tx = self.wallet.sign(tx, [c.record.script for c in chosen])
-            return self._accept(tx)
+            # One hold from selection to admission: no other call can spend the chosen coins in between.
+            at = self._producer.next_block()
+            tx = self._coins.payment(payee, amount, at, frozen=frozen)
+            self._mempool.accept(tx, at)
+            return tx.txid
 
     # -- block production ---------------------------------------------------------------------------------
 
@@ -394,99 +235,14 @@ class DevNode:
         for _ in range(n):
             with self._lock:
                 self._check_running()
-                connected = self._produce(VOTES.index(vote) + 1)
-                self.store.connect(connected)
-                for tx in connected.block.transactions:
-                    self._drop_from_mempool(tx.hash)
+                connected = self._producer.produce(VOTES.index(vote) + 1)
+                # The block is durable now; only then do the mempool and the hooks learn of it.
+                self._mempool.block_connected(connected.block.transactions)
                 block_hash = connected.block.header.hash_hex
                 self.dispatcher.block_connected(connected.height, block_hash)
             hashes.append(block_hash)
             time.sleep(0)  # let an in-process reactor thread take the GIL between blocks
         return hashes
-
-    def _produce(self, vote: int) -> ConnectedBlock:
-        height, supply, block_time, parent = self._next_block_context()
-        included: list[CheckedTx] = []
-        spent: set[tuple[bytes, int]] = set()
-        # Parents enter the mempool before their children, so one pass in order sees every parent first;
-        # a child whose parent was dropped finds no coin and is dropped too.
-        in_block: dict[bytes, CheckedTx] = {}
-        lookup = self._coin_lookup(in_block, height, block_time)
-        for txid, pending in list(self._mempool.items()):
-            try:
-                checked = check_transaction(pending.tx, lookup, supply, block_time, self.params, self._signatures)
-            except TxRejected as exc:
-                log.warning("dropping %s from the mempool: %s", pending.tx.txid, exc)
-                self._drop_from_mempool(txid)
-                continue
-            included.append(checked)
-            in_block[txid] = checked
-            spent.update(checked.spent)
-        fees = sum(c.fee for c in included)
-        fee_fractions = [c.fee_fractions for c in included]
-
-        self._extranonce += 1
-        coinbase_sig = height.to_bytes(4, "little") + self._extranonce.to_bytes(8, "little")
-        stake = self._choose_stake(block_time, spent)
-        fractions: dict[tuple[int, int], Fractions] = {}
-        weight = 0
-        if stake is not None:
-            coinbase = Transaction(1, block_time, (TxIn(OutPoint.null(), coinbase_sig),), (TxOut(0, b""),), 0)
-            vote_script = address_to_script(self.params.vote_addresses[vote - 1], DEVNET_KEYS)
-            coinstake = Transaction(
-                version=1,
-                time=block_time,
-                inputs=(TxIn(OutPoint(stake.txid, stake.n)),),
-                outputs=(
-                    TxOut(0, b""),
-                    TxOut(stake.record.value + self.params.stake_reward + fees, stake.record.script),
-                    TxOut(0, vote_script),
-                ),
-                lock_time=0,
-            )
-            coinstake = self.wallet.sign(coinstake, [stake.record.script])
-            for out_n, fr in coinstake_fractions(stake.fractions, self.params.stake_reward, fee_fractions, 3).items():
-                fractions[(1, out_n)] = fr
-            if height >= self.params.peg_start_height:
-                weight = vote_weight(stake.fractions, supply)
-            first = [coinbase, coinstake]
-        else:
-            # No coin to stake: a proof-of-work style block; it pays the reward and casts no vote.
-            reward_script = address_to_script(self.wallet.addresses[0], DEVNET_KEYS)
-            total = self.params.stake_reward + fees
-            coinbase = Transaction(1, block_time, (TxIn(OutPoint.null(), coinbase_sig),), (TxOut(total, reward_script),), 0)
-            reward = Fractions.std(self.params.stake_reward)
-            for fee in fee_fractions:
-                reward = reward + fee
-            fractions[(0, 0)] = reward
-            first = [coinbase]
-            vote = 0
-        for position, checked in enumerate(included, start=len(first)):
-            for out_n, fr in enumerate(checked.output_fractions):
-                fractions[(position, out_n)] = fr
-
-        block = Block.assemble(BLOCK_VERSION, parent, block_time, first + [c.tx for c in included])
-        peg = self._peg_fields(height, supply, vote if weight else 0, weight)
-        return ConnectedBlock(block, height, peg, fractions)
-
-    def _choose_stake(self, block_time: int, taken: set[tuple[bytes, int]]) -> _Coin | None:
-        """The wallet's largest unmarked coin that no pending transaction spends."""
-        candidates = [
-            c for c in self._wallet_coins(block_time)
-            if (c.txid, c.n) not in taken and not c.fractions.flags & MARKS and c.record.value > 0
-        ]
-        return max(candidates, key=lambda c: (c.record.value, c.txid, c.n), default=None)
-
-    def _peg_fields(self, height: int, supply: int, vote: int, weight: int) -> layout.PegFields:
-        """Vote counters run through a cycle and reset at its first block (bitbay-core peg.cpp:302-310)."""
-        counters = [0, 0, 0]
-        if height % self.params.peg_interval != 0:
-            previous = self.reader.peg_fields(height - 1)
-            if previous is not None:
-                counters = list(previous.votes)
-        if vote:
-            counters[vote - 1] += weight
-        return layout.PegFields(supply, counters[0], counters[1], counters[2], vote, weight)
 
     # -- reorgs -------------------------------------------------------------------------------------------
 
@@ -507,17 +263,5 @@ class DevNode:
             while self.reader.height() >= height:
                 h, block_hash, txs = self.store.disconnect_tip()
                 self.dispatcher.block_disconnected(h, block_hash[::-1].hex())
-                returned = [tx for tx in txs if not tx.is_coinbase() and not is_coinstake(tx)] + returned
-            # Reorged-out transactions go back first (they are the parents), then the pending ones are
-            # re-checked against the new tip: whatever now spends a vanished output is dropped.
-            pending = [checked.tx for checked in self._mempool.values()]
-            self._mempool.clear()
-            self._mempool_spends.clear()
-            self._readmit(returned + pending)
-
-    def _readmit(self, txs: Iterable[Transaction]) -> None:
-        for tx in txs:
-            try:
-                self._accept(tx)
-            except TxRejected as exc:
-                log.info("%s not readmitted after the reorg: %s", tx.txid, exc)
+                returned = txs + returned  # oldest block first: parents before children
+            self._mempool.readmit(returned, self._producer.next_block())

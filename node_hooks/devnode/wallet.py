@@ -1,7 +1,7 @@
 """The devnet node's wallet: its keys (kept in the node DB, unencrypted: devnet only) and transaction signing.
 
-It owns the premine and the stake rewards, funds ``sendtoaddress`` / ``sendfrozen`` and stakes blocks. Coin
-selection lives in the node, which knows the UTXO set and the mempool.
+It owns the premine and the stake rewards, funds ``sendtoaddress`` / ``sendfrozen`` and stakes blocks. Which
+of its coins to spend is :mod:`node_hooks.devnode.coins`' decision, which sees the UTXO set and the mempool.
 """
 
 from __future__ import annotations
