@@ -30,7 +30,9 @@ from halo_exchange.chain.params import DEVNET, ChainParams
 from halo_exchange.chain.reader import ChainReader
 from halo_exchange.chain.script import address_to_script
 from halo_exchange.chain.tx import Transaction, TxError
+from halo_exchange.commands import is_whole
 from halo_exchange.errors import DecodeError
+from halo_exchange.serialize import display_hex, from_display_hex
 from node_hooks import HookDispatcher
 from node_hooks.devnode import replies
 from node_hooks.devnode.coins import CoinSelector
@@ -48,8 +50,8 @@ def _txid_bytes(txid: str) -> bytes:
     if not isinstance(txid, str) or len(txid) != 64:
         raise InvalidParameter("a txid is 64 hex characters")
     try:
-        return bytes.fromhex(txid)[::-1]
-    except ValueError as exc:
+        return from_display_hex(txid)
+    except DecodeError as exc:
         raise InvalidParameter("a txid is 64 hex characters") from exc
 
 
@@ -129,7 +131,7 @@ class DevNode:
     def best_block_hash(self) -> str:
         tip = self.reader.tip()
         assert tip is not None
-        return tip[1][::-1].hex()
+        return display_hex(tip[1])
 
     def get_block(self, height: int) -> dict[str, Any]:
         with self.reader.snapshot() as view:
@@ -178,7 +180,7 @@ class DevNode:
 
     def mempool_txids(self) -> list[str]:
         with self._lock:
-            return [txid[::-1].hex() for txid in self._mempool.txids()]
+            return [display_hex(txid) for txid in self._mempool.txids()]
 
     # -- mempool ----------------------------------------------------------------------------------------
 
@@ -213,7 +215,7 @@ class DevNode:
 
     def _send(self, address: str, amount: int, frozen: bool) -> str:
         payee = self._script_for(address)
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        if not is_whole(amount) or amount <= 0:
             raise InvalidParameter("amount must be a positive number of satoshis")
         with self._lock:
             self._check_running()
@@ -229,7 +231,7 @@ class DevNode:
         """Produce ``n`` blocks, each staking a wallet coin and voting ``vote``; return their hashes."""
         if vote not in VOTES:
             raise InvalidParameter(f"vote must be one of {', '.join(VOTES)}")
-        if not isinstance(n, int) or isinstance(n, bool) or not 0 < n <= 10_000:
+        if not is_whole(n) or not 0 < n <= 10_000:
             raise InvalidParameter("n must be between 1 and 10000")
         hashes = []
         for _ in range(n):
@@ -252,7 +254,7 @@ class DevNode:
         Their ordinary transactions return to the mempool when they are still valid, as a node does on a
         reorg; the disconnect hook runs once per block, tip first.
         """
-        if not isinstance(height, int) or isinstance(height, bool) or height < 1:
+        if not is_whole(height) or height < 1:
             raise InvalidParameter("height must be at least 1 (the genesis block stays)")
         with self._lock:
             self._check_running()
@@ -262,6 +264,6 @@ class DevNode:
             returned: list[Transaction] = []
             while self.reader.height() >= height:
                 h, block_hash, txs = self.store.disconnect_tip()
-                self.dispatcher.block_disconnected(h, block_hash[::-1].hex())
+                self.dispatcher.block_disconnected(h, display_hex(block_hash))
                 returned = txs + returned  # oldest block first: parents before children
             self._mempool.readmit(returned, self._producer.next_block())

@@ -14,6 +14,7 @@ from halo_exchange.chain import layout
 from halo_exchange.chain.block import BlockHeader
 from halo_exchange.chain.reader import OutputInfo, PegInfo
 from halo_exchange.peg.fractions import NOTARY_C, NOTARY_F, NOTARY_V, PEG_SIZE, Fractions
+from halo_exchange.serialize import display_hex
 from node_hooks.devnode.consensus import VOTES
 
 
@@ -30,8 +31,8 @@ def block(height: int, header: BlockHeader, record: layout.BlockRecord) -> dict[
         "hash": header.hash_hex,
         "height": height,
         "time": header.time,
-        "previousblockhash": header.prev_hash[::-1].hex(),
-        "txids": [txid[::-1].hex() for txid in record.txids],
+        "previousblockhash": display_hex(header.prev_hash),
+        "txids": [display_hex(txid) for txid in record.txids],
         "supply": record.peg.supply,
         "votes": dict(zip(VOTES, record.peg.votes)),
         "vote": VOTES[record.peg.vote - 1] if record.peg.vote else "",
@@ -69,7 +70,7 @@ def unspent(
     """One ``listunspent`` entry: the coin ``txid:n`` of ``address`` with the tip at ``tip`` and the tip's
     ``supply``."""
     return {
-        "txid": txid[::-1].hex(),
+        "txid": display_hex(txid),
         "vout": n,
         "address": address,
         "amount": record.value,

@@ -21,6 +21,7 @@ import xmlrpc.client
 from typing import Any, Callable
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
+from halo_exchange.commands import is_whole
 from halo_exchange.rpc.codec import dump_response
 from node_hooks.devnode.errors import DevnodeError, InvalidParameter, NodeStopped, NotFound, TxRejected
 from node_hooks.devnode.node import VOTES, DevNode
@@ -46,7 +47,7 @@ def _fault(code: int, message: str) -> xmlrpc.client.Fault:
 
 
 def _int(name: str, value: Any, minimum: int | None = None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not is_whole(value):
         raise _fault(FAULT_INVALID_PARAMS, f"{name} must be an integer")
     if minimum is not None and value < minimum:
         raise _fault(FAULT_INVALID_PARAMS, f"{name} must be at least {minimum}")
@@ -61,7 +62,7 @@ def _amount(value: Any) -> int:
     """
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    if not is_whole(value) or value <= 0:
         raise _fault(FAULT_INVALID_PARAMS, "amount must be a positive whole number of satoshis (int or digit string)")
     return value
 

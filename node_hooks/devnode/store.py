@@ -21,6 +21,7 @@ from halo_exchange.chain.reader import ChainReader
 from halo_exchange.chain.tx import Transaction
 from halo_exchange.errors import DecodeError
 from halo_exchange.peg.fractions import Fractions
+from halo_exchange.serialize import display_hex
 from node_hooks.devnode.errors import DevnodeError
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class ChainStore:
         height, block_hash = tip
         raw_undo = self.db.get(layout.undo_key(block_hash))
         if raw_undo is None:
-            raise DecodeError(f"no undo record for block {block_hash[::-1].hex()}")
+            raise DecodeError(f"no undo record for block {display_hex(block_hash)}")
         undo = layout.UndoRecord.unpack(raw_undo)
         txs = self.reader.block_transactions(block_hash)
         previous = self.reader.block_hash(height - 1)
