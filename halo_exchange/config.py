@@ -1,18 +1,21 @@
 """The configuration of halo-exchange: every setting, with its type, default and range, declared once here.
 
 :class:`ExchangeConfig` is what exchange mode needs inside any node; :class:`DevnodeConfig` is the devnet
-process around it (data dir, control RPC, block production) and embeds one. Both are frozen: read
+process around it (data dir, control RPC, block production, logging) and embeds one. Both are frozen: read
 once at start-up, then handed down. Code that needs a default reads it from here (``ExchangeConfig.api_port``).
 
 Sources, later ones winning: the defaults below; an INI file, ``<datadir>/halo-exchange.conf`` when it exists
 or the file ``--config`` names (which must exist); the command-line flags actually given. A file has two
 sections, each key a field name::
 
-    [devnet]                 DevnodeConfig: datadir, rpc_port, interval, ...
+    [devnet]                 DevnodeConfig: datadir, rpc_port, log_level, ...
     [exchange]               ExchangeConfig: api_port, confirmations, max_body, ...
 
 ``contrib/halo-exchange.conf.example`` lists every key. An unknown section or key, a value of the wrong type
 or out of range is a :class:`ConfigError` naming the key and the file (or the flag) it came from.
+
+This module reads settings and nothing more: ``logs.py`` sets up logging from ``log_level`` and ``log_file``,
+and :func:`describe` gives the start-up log its line.
 """
 
 from __future__ import annotations
@@ -37,17 +40,20 @@ class ConfigError(HaloExchangeError, ValueError):
 CONFIG_FILE_NAME = "halo-exchange.conf"  # looked for in the data dir when --config is not given
 DEFAULT_DATADIR = Path("data") / "devnet"
 CHAIN_SUBDIR, EXCHANGE_SUBDIR = "chain", "exchange"  # the node's DB and the plugin's DB, inside the data dir
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MASK = "***"
 
 
-# -- how a key is declared: a parser from text and a range check -------------------------------------------
+# -- how a key is declared: a parser from text, a range check, and whether it may be shown ----------------
 
 Check = Callable[[Any], "str | None"]
 
 
-def _setting(default: Any, parse: Callable[[str], Any], check: Check | None = None) -> Any:
+def _setting(default: Any, parse: Callable[[str], Any], check: Check | None = None, *, secret: bool = False) -> Any:
     """A field that is a configuration key. ``parse`` turns the text of a file value or a flag into the value
-    (ValueError saying what was expected); ``check`` says what is wrong with a parsed value, or None."""
-    return field(default=default, metadata={"parse": parse, "check": check})
+    (ValueError saying what was expected); ``check`` says what is wrong with a parsed value, or None.
+    ``secret`` values are masked wherever the configuration is shown."""
+    return field(default=default, metadata={"parse": parse, "check": check, "secret": secret})
 
 
 def _int(text: str) -> int:
@@ -84,8 +90,18 @@ def _path(text: str) -> Path:
     return Path(_text(text))
 
 
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
 def _optional_port(text: str) -> int | None:
     return None if text.lower() in ("", "none") else _int(text)  # none: no listener at all
+
+
+def _log_level(text: str) -> str:
+    if text.upper() not in LOG_LEVELS:
+        raise ValueError(f"not one of {', '.join(LOG_LEVELS)}")
+    return text.upper()
 
 
 def _between(low: float, high: float) -> Check:
@@ -146,6 +162,8 @@ class DevnodeConfig:
     vfrozen_time: int = _setting(DEVNET.vfrozen_time, _int, _not_negative)
     mine_every: float = _setting(0.0, _float, _not_negative)  # 0: blocks only on the RPC generate
     no_exchange: bool = _setting(False, _bool)
+    log_level: str = _setting("INFO", _log_level)
+    log_file: Path | None = _setting(None, _optional_path)  # None: stderr
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     config_file: Path | None = None  # where the file's values came from (None: defaults and flags only)
 
@@ -263,3 +281,14 @@ def load_devnode_config(flags: Mapping[str, object] | None = None,
     return DevnodeConfig(**{name: v for name, v in values.items() if _KEYS[name][0] == "devnet"},
                          exchange=exchange, config_file=path)
 
+
+def describe(config: DevnodeConfig | ExchangeConfig) -> str:
+    """Every setting as ``name=value``, secrets masked: the effective configuration, for the start-up log."""
+    parts = []
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, ExchangeConfig):
+            parts.append(describe(value))
+        elif "parse" in f.metadata:
+            parts.append(f"{f.name}={MASK if f.metadata['secret'] else value}")
+    return " ".join(parts)

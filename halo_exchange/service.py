@@ -29,6 +29,7 @@ from halo_exchange.config import ExchangeConfig
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.ledger.store import ExchangeStore
+from halo_exchange.logs import bridge_twisted_logging
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,7 @@ def ensure_reactor_running(switch_interval: float = ExchangeConfig.switch_interv
     with _reactor_lock:
         if _reactor_thread is not None:
             return
-        from twisted.logger import STDLibLogObserver, globalLogBeginner
-
-        globalLogBeginner.beginLoggingTo([STDLibLogObserver(name="twisted")], redirectStandardIO=False)
+        bridge_twisted_logging()
         sys.setswitchinterval(switch_interval)
         _reactor_thread = threading.Thread(
             target=reactor.run, kwargs={"installSignalHandlers": False}, name="exchange-reactor", daemon=True

@@ -2,7 +2,7 @@
 
 ``halo-exchange devnet`` (and ``make run``) land in :func:`start`: it reads the configuration (defaults,
 then ``<datadir>/halo-exchange.conf`` or ``--config FILE``, then the flags given; ``halo_exchange.config``),
-and runs the node. The node opens (or creates) its data directory, enables exchange mode
+sets up logging, and runs the node. The node opens (or creates) its data directory, enables exchange mode
 through ``node_hooks.exchange_mode``, serves the control RPC, optionally produces a block every few seconds,
 and stops on the RPC ``stop()``, SIGINT or SIGTERM: the RPC server closes, the hooks hear ``on_node_stop``,
 and the DB is closed.
@@ -18,6 +18,7 @@ import threading
 from functools import partial
 from typing import Sequence
 
+from halo_exchange import __version__
 from halo_exchange.chain.params import DEVNET
 from halo_exchange.config import (
     CONFIG_FILE_NAME,
@@ -25,8 +26,10 @@ from halo_exchange.config import (
     ConfigError,
     DevnodeConfig,
     ExchangeConfig,
+    describe,
     load_devnode_config,
 )
+from halo_exchange.logs import configure_logging
 from node_hooks import HookDispatcher
 from node_hooks.devnode.node import DevNode
 from node_hooks.exchange_mode import enable_exchange_mode
@@ -51,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flag("--api-port", help=f"exchange XML-RPC API port (default: {exchange.api_port})")
     flag("--confirmations", help=f"confirmations before a deposit is credited, until ExchangeSettings changes "
                                  f"them (default: {exchange.confirmations})")
+    flag("--log-level", metavar="LEVEL", help=f"DEBUG, INFO, WARNING or ERROR (default: {node.log_level})")
     flag("--no-exchange", action="store_true", help="run without exchange mode")
 
 
@@ -64,10 +68,10 @@ def start(args: argparse.Namespace) -> int:
     """Configure, set up logging and run the node; a bad configuration is one line on stderr and exit code 2."""
     try:
         config = config_from_args(args)
+        configure_logging(config.log_level, config.log_file)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(config)
 
 
@@ -75,6 +79,8 @@ def run(config: DevnodeConfig) -> int:
     """Run the node until it is asked to stop; return the process exit code."""
     from node_hooks.devnode.rpc import ControlRPCServer  # the RPC layer is only needed by a running node
 
+    log.info("halo-exchange %s devnet starting, config file %s: %s", __version__, config.config_file or "(none)",
+             describe(config))
     params = DEVNET.with_changes(
         peg_interval=config.interval, frozen_time=config.frozen_time, vfrozen_time=config.vfrozen_time
     )

@@ -1,5 +1,5 @@
-"""`halo-exchange devnet` configured by a file, as an operator runs it: a real process on free ports, and a bad
-file refused in one line."""
+"""`halo-exchange devnet` configured by a file, as an operator runs it: a real process on free ports, its
+start-up line, a bad file refused in one line, and the log level option."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import xmlrpc.client
 from pathlib import Path
 
 import pytest
+
+from halo_exchange import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -38,8 +40,26 @@ def _wait_until(predicate, timeout: float = 30.0):
     raise AssertionError("condition not met in time")
 
 
+def _run_devnet(rpc_port: int, *args: str) -> tuple[int, str]:
+    """Start `halo-exchange devnet --rpc-port RPC_PORT ARGS`, wait for its control RPC, stop it over RPC;
+    return its exit code and stderr."""
+    process = subprocess.Popen([sys.executable, "-m", "halo_exchange.cli", "devnet", "--rpc-port", str(rpc_port),
+                                *args], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        node = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{rpc_port}")
+        _wait_until(lambda: node.getblockcount() >= 0)
+        node.stop()
+        _, err = process.communicate(timeout=30)
+        return process.returncode, err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_devnet_runs_on_the_ports_and_limits_of_its_config_file(tmp_path) -> None:
-    """`devnet --config FILE` listens where the file says and applies its HTTP limit."""
+    """`devnet --config FILE` listens where the file says, applies its HTTP limit, and logs one start-up line
+    with the version, the data dir, the ports and the effective settings."""
     rpc_port, api_port = _free_port(), _free_port()
     conf = tmp_path / "node.conf"
     conf.write_text(f"[devnet]\ndatadir = {tmp_path / 'devnet'}\nrpc_port = {rpc_port}\n\n"
@@ -62,6 +82,11 @@ def test_devnet_runs_on_the_ports_and_limits_of_its_config_file(tmp_path) -> Non
             process.kill()
             process.wait()
     assert process.returncode == 0 and "Traceback" not in err
+    [line] = [line for line in err.splitlines() if "devnet starting" in line]
+    assert f"halo-exchange {__version__} devnet starting, config file {conf}" in line and " INFO " in line
+    for setting in (f"datadir={tmp_path / 'devnet'}", f"rpc_port={rpc_port}", f"api_port={api_port}",
+                    "max_body=1024", "confirmations=9", "log_level=INFO"):
+        assert setting in line
     assert (tmp_path / "devnet" / "exchange").is_dir()
 
 
@@ -81,3 +106,10 @@ def test_a_bad_config_file_stops_devnet_with_one_line(tmp_path, text: str, named
     assert result.stderr.count("\n") == 1 and named in result.stderr and str(conf) in result.stderr
     assert not (tmp_path / "devnet").exists()
 
+
+def test_log_level_warning_silences_info(tmp_path) -> None:
+    """--log-level WARNING: a whole run, start to stop, writes no INFO line (the start-up line included)."""
+    code, err = _run_devnet(_free_port(), "--datadir", str(tmp_path / "devnet"), "--api-port", str(_free_port()),
+                            "--log-level", "warning")
+    assert code == 0 and "Traceback" not in err
+    assert not [line for line in err.splitlines() if " INFO " in line]

@@ -5,19 +5,25 @@ the file's name. Then the example file, the node's own config keys, and the logg
 from __future__ import annotations
 
 import configparser
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 
+from halo_exchange import config as cfg
+from halo_exchange import logs
 from halo_exchange.cli import main as cli_main
 from halo_exchange.config import (
     SETTING_NAMES,
     ConfigError,
     DevnodeConfig,
     ExchangeConfig,
+    describe,
     load_devnode_config,
 )
+from halo_exchange.logs import bridge_twisted_logging, configure_logging
 from halo_exchange.rpc.http import HTTPLimits
 from node_hooks.devnode.main import add_arguments, config_from_args
 from node_hooks.exchange_mode import exchange_config_from_node
@@ -45,6 +51,8 @@ KEYS = [
     Key("vfrozen_time", "devnet", 7680, "128", 128, "later", ("-1",), True),
     Key("mine_every", "devnet", 0.0, "2.5", 2.5, "often", ("-1",), True),
     Key("no_exchange", "devnet", False, "yes", True, "maybe", (), True),
+    Key("log_level", "devnet", "INFO", "warning", "WARNING", "LOUD", (), True),
+    Key("log_file", "devnet", None, "halo.log", Path("halo.log"), None, (), False),
     Key("api_host", "exchange", "127.0.0.1", "::1", "::1", "", (), True),
     Key("api_port", "exchange", 55779, "18081", 18081, "x", ("-1", "70000"), True),
     Key("confirmations", "exchange", 7, "12", 12, "7.5", ("6", "16"), True),
@@ -239,6 +247,20 @@ def test_http_limits_default_to_the_configuration() -> None:
                                       defaults.max_connections)
 
 
+def test_describe_shows_every_setting_and_masks_secrets() -> None:
+    """The start-up line shows each effective setting; a field marked secret shows as ***."""
+    text = describe(DevnodeConfig(rpc_port=1234))
+    assert "rpc_port=1234" in text and "api_port=55779" in text and "datadir=data/devnet" in text
+    assert all(f"{name}=" in text for name in SETTING_NAMES)
+
+    @dataclass(frozen=True)
+    class WithSecret:
+        password: str = cfg._setting("hunter2", cfg._text, secret=True)
+        user: str = cfg._setting("karen", cfg._text)
+
+    assert describe(WithSecret()) == "password=*** user=karen"
+
+
 def test_node_configuration_keys(tmp_path) -> None:
     """A node's own exchange_* keys (and Halo's exchangeconfirmations) reach the same settings, checked alike."""
     config = exchange_config_from_node({"exchange": 1, "exchange_datadir": tmp_path, "exchangeconfirmations": "9",
@@ -255,6 +277,7 @@ def test_node_configuration_keys(tmp_path) -> None:
 @pytest.mark.parametrize("argv, named", [
     (["--config", "missing.conf"], "missing.conf"),
     (["--confirmations", "3"], "--confirmations"),
+    (["--log-level", "loud"], "--log-level"),
 ])
 def test_devnet_refuses_a_bad_configuration_in_one_line(capsys, argv: list[str], named: str) -> None:
     """`halo-exchange devnet` with a bad setting exits 2 with one line on stderr naming it, before starting."""
@@ -263,3 +286,52 @@ def test_devnet_refuses_a_bad_configuration_in_one_line(capsys, argv: list[str],
     assert err.count("\n") == 1 and named in err and "Traceback" not in err
     assert not Path("data").exists()  # nothing was created
 
+
+# -- logging -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root_logger():
+    """The root logger as the test found it, restored after configure_logging changed it."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield root
+    if logs._handler is not None:
+        logs._handler.close()
+    logs._handler = None
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_configure_logging_sets_level_and_file(tmp_path, root_logger) -> None:
+    """The level filters records, the file receives them, and a second call replaces the first's handler."""
+    before = list(root_logger.handlers)
+    configure_logging("warning", tmp_path / "one.log")
+    logging.getLogger("halo_exchange.test").info("quiet")
+    logging.getLogger("halo_exchange.test").warning("loud")
+    configure_logging("DEBUG", tmp_path / "two.log")
+    logging.getLogger("halo_exchange.test").debug("detail")
+    assert root_logger.level == logging.DEBUG
+    assert [h for h in root_logger.handlers if h not in before] == [logs._handler]
+    one = (tmp_path / "one.log").read_text()
+    assert "WARNING halo_exchange.test: loud" in one and "quiet" not in one
+    assert "detail" in (tmp_path / "two.log").read_text()
+
+
+def test_configure_logging_refuses_bad_level_and_unwritable_file(tmp_path, root_logger) -> None:
+    """A level outside DEBUG..ERROR and a log file that cannot be opened are configuration errors."""
+    with pytest.raises(ConfigError, match="'LOUD'"):
+        configure_logging("LOUD")
+    with pytest.raises(ConfigError, match=f"log_file {tmp_path}"):
+        configure_logging("INFO", tmp_path)  # a directory
+
+
+def test_twisted_log_reaches_stdlib_logging(caplog) -> None:
+    """Twisted's own log events arrive in stdlib logging under the logger 'twisted'."""
+    from twisted.logger import Logger
+
+    bridge_twisted_logging()
+    bridge_twisted_logging()  # idempotent: Twisted's beginner is told once
+    with caplog.at_level(logging.INFO, logger="twisted"):
+        Logger(namespace="halo_exchange.test").info("hello {who}", who="bridge")
+    assert any(r.name == "twisted" and "hello bridge" in r.getMessage() for r in caplog.records)
