@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from halo_exchange import __version__
+from halo_exchange.config import CONFIG_FILE_NAME, DevnodeConfig, ExchangeConfig
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.peg import PEG_SIZE, Fractions, PegData, PegLevel, next_supply_index
 
@@ -172,7 +172,9 @@ def _overview() -> None:
     print()
     print("Available now:")
     print("  halo-exchange devnet [--datadir DIR]             run the devnet node with exchange mode")
-    print("                                                   (control RPC on 127.0.0.1:55780)")
+    print(f"                                                   (control RPC on {DevnodeConfig.rpc_host}:"
+          f"{DevnodeConfig.rpc_port}; settings in")
+    print(f"                                                   DIR/{CONFIG_FILE_NAME} or --config FILE)")
     print("  halo-exchange audit --datadir DIR                check the ledger against the chain (node stopped)")
     print("  halo-exchange encrypt-wallet --datadir DIR       seal the exchange wallet's keys (node stopped)")
     print("  halo-exchange peg split VALUE [--supply S ...]   liquid/reserve of a new amount")
@@ -181,7 +183,8 @@ def _overview() -> None:
     print("  halo-exchange peg next-supply BASE I D N [I D N] apply the supply index rule")
     print("Add --json to the peg tools for machine-readable output.")
     print()
-    print("The exchange API listens on 127.0.0.1:55779 inside `devnet` (docs/api.md). Coming with their issues:")
+    print(f"The exchange API listens on {ExchangeConfig.api_host}:{ExchangeConfig.api_port} inside `devnet` "
+          "(docs/api.md). Coming with their issues:")
     print("withdrawal payments, the exec hook, backup/restore. `make test` runs the suite; `make bench` benchmarks.")
 
 
@@ -196,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     from node_hooks.devnode import main as devnode_main
 
     devnode_main.add_arguments(devnet)
-    devnet.set_defaults(handler=None, run=devnode_main.run)
+    devnet.set_defaults(handler=None, run=devnode_main.start)
 
     audit = commands.add_parser("audit", help="check every ledger invariant (node stopped); exit 1 on a violation")
     audit.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
@@ -240,10 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _overview()
         return 0
-    if args.command in ("audit", "encrypt-wallet"):
-        return args.run(args)
-    if args.command == "devnet":
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command in ("audit", "encrypt-wallet", "devnet"):
         return args.run(args)
     facts = args.handler(args)
     if args.json:

@@ -20,21 +20,18 @@ import logging
 import queue
 import sys
 import threading
-from pathlib import Path
 from typing import Any, Callable
 
 from twisted.internet.defer import maybeDeferred
 from twisted.python.failure import Failure
 
+from halo_exchange.config import ExchangeConfig
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.ledger.store import ExchangeStore
+from halo_exchange.logs import bridge_twisted_logging
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SWITCH_INTERVAL = 0.001  # seconds: block processing in pure Python must not starve the API
-DEFAULT_BRIDGE_TIMEOUT = 30.0
-DEFAULT_API_PORT = 55779
 
 
 class ServiceError(HaloExchangeError):
@@ -49,7 +46,7 @@ _reactor_thread: threading.Thread | None = None
 _reactor_lock = threading.Lock()
 
 
-def ensure_reactor_running(switch_interval: float = DEFAULT_SWITCH_INTERVAL) -> None:
+def ensure_reactor_running(switch_interval: float = ExchangeConfig.switch_interval) -> None:
     """Start the process's reactor thread once (idempotent), with Twisted's logs sent to stdlib logging."""
     global _reactor_thread
     from twisted.internet import reactor
@@ -57,9 +54,7 @@ def ensure_reactor_running(switch_interval: float = DEFAULT_SWITCH_INTERVAL) -> 
     with _reactor_lock:
         if _reactor_thread is not None:
             return
-        from twisted.logger import STDLibLogObserver, globalLogBeginner
-
-        globalLogBeginner.beginLoggingTo([STDLibLogObserver(name="twisted")], redirectStandardIO=False)
+        bridge_twisted_logging()
         sys.setswitchinterval(switch_interval)
         _reactor_thread = threading.Thread(
             target=reactor.run, kwargs={"installSignalHandlers": False}, name="exchange-reactor", daemon=True
@@ -75,7 +70,7 @@ def in_reactor_thread() -> bool:
     return _reactor_thread is not None and threading.current_thread() is _reactor_thread
 
 
-def call_in_reactor(fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT_BRIDGE_TIMEOUT) -> Any:
+def call_in_reactor(fn: Callable[..., Any], *args: Any, timeout: float = ExchangeConfig.bridge_timeout) -> Any:
     """Run ``fn(*args)`` on the reactor thread and return its result (a Deferred's result is waited for).
 
     Guarded where ``blockingCallFromThread`` would hang: on the reactor thread it raises, with no running
@@ -120,27 +115,17 @@ class ServiceState(enum.Enum):
 
 
 class ExchangeService:
-    """Exchange mode as a node hook: owns the engine and its DB on the reactor thread."""
+    """Exchange mode as a node hook: owns the engine and its DB on the reactor thread.
 
-    def __init__(
-        self,
-        datadir: str | Path,
-        *,
-        confirmations: int = 7,
-        switch_interval: float = DEFAULT_SWITCH_INTERVAL,
-        bridge_timeout: float = DEFAULT_BRIDGE_TIMEOUT,
-        api_host: str = "127.0.0.1",
-        api_port: int | None = DEFAULT_API_PORT,
-        shutdown: Callable[[], None] | None = None,
-    ) -> None:
-        self.datadir = Path(datadir)
-        self.api_host = api_host
-        self.api_port = api_port  # None: no API (tests of the engine path); 0: any free port
+    ``shutdown`` is how the API's ShutDown stops the node (a node may also set it after construction).
+    """
+
+    def __init__(self, config: ExchangeConfig, *, shutdown: Callable[[], None] | None = None) -> None:
+        self.config = config
+        # The port the API listens on once it runs (the configured one until then; 0 asks for any free port).
+        self.api_port = config.api_port
         self.shutdown = shutdown or (lambda: log.warning("ShutDown asked, but this node gave no way to stop"))
         self._listening: Any = None
-        self.confirmations = confirmations
-        self.switch_interval = switch_interval
-        self.bridge_timeout = bridge_timeout
         self.state = ServiceState.STOPPED
         self._store: ExchangeStore | None = None
         self._engine: ExchangeEngine | None = None
@@ -150,7 +135,7 @@ class ExchangeService:
     def on_node_start(self, db: Any, reader: Any, params: Any) -> None:
         from twisted.internet import reactor
 
-        ensure_reactor_running(self.switch_interval)
+        ensure_reactor_running(self.config.switch_interval)
         self.state = ServiceState.STARTING
         reactor.callFromThread(self._open, reader)
 
@@ -170,7 +155,7 @@ class ExchangeService:
         if self.state in (ServiceState.STOPPED, ServiceState.CLOSED):
             return
         try:
-            call_in_reactor(self._close, timeout=self.bridge_timeout)
+            call_in_reactor(self._close, timeout=self.config.bridge_timeout)
         except ServiceError:
             log.exception("exchange service did not close cleanly")
 
@@ -178,7 +163,7 @@ class ExchangeService:
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(engine, *args)`` on the reactor thread and return its (durable) answer."""
-        return call_in_reactor(self._with_engine, fn, *args, timeout=self.bridge_timeout)
+        return call_in_reactor(self._with_engine, fn, *args, timeout=self.config.bridge_timeout)
 
     # -- reactor thread -----------------------------------------------------------------------------------
 
@@ -194,26 +179,31 @@ class ExchangeService:
     def _open(self, reader: Any) -> None:
         from twisted.internet import reactor
 
+        config = self.config
         try:
-            self.datadir.mkdir(parents=True, exist_ok=True)
-            self._store = ExchangeStore(str(self.datadir))
-            self._engine = ExchangeEngine(self._store, reader, reactor.callLater, confirmations=self.confirmations)
+            config.exchange_dir.mkdir(parents=True, exist_ok=True)
+            self._store = ExchangeStore(str(config.exchange_dir))
+            self._engine = ExchangeEngine(self._store, reader, reactor.callLater, confirmations=config.confirmations)
             # Memory runs ahead of the disk after a lost batch: stop answering from it at once.
             self._engine.commit.on_failure = lambda exc: self._fail("a write to the exchange DB")
             self.state = ServiceState.RUNNING
             self._watch(self._engine.catch_up(), "catching up with the chain")
             if self.api_port is not None:
                 from halo_exchange.rpc.api import ExchangeAPI, make_factory
+                from halo_exchange.rpc.http import HTTPLimits
 
                 self.api = ExchangeAPI(lambda: self._engine if self.state is ServiceState.RUNNING else None,
                                        lambda: self.shutdown())
-                self._listening = reactor.listenTCP(self.api_port, make_factory(self.api), interface=self.api_host)
+                limits = HTTPLimits(max_body=config.max_body, max_head=config.max_head,
+                                    idle_timeout=config.idle_timeout, max_connections=config.max_connections)
+                self._listening = reactor.listenTCP(self.api_port, make_factory(self.api, limits),
+                                                    interface=config.api_host)
                 self.api_port = self._listening.getHost().port
-                log.info("exchange API on http://%s:%d/", self.api_host, self.api_port)
-                if not _is_loopback(self.api_host):
+                log.info("exchange API on http://%s:%d/", config.api_host, self.api_port)
+                if not _is_loopback(config.api_host):
                     log.warning("the exchange API listens on %s, beyond this machine: its password and the deposit "
-                                "keys travel unencrypted; keep it behind a firewall or a TLS proxy", self.api_host)
-            log.info("exchange mode running on %s (cycle %d)", self.datadir, self._engine.cycle)
+                                "keys travel unencrypted; keep it behind a firewall or a TLS proxy", config.api_host)
+            log.info("exchange mode running on %s (cycle %d)", config.exchange_dir, self._engine.cycle)
         except Exception:
             self.state = ServiceState.FAILED
             log.exception("exchange mode could not start")

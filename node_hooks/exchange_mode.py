@@ -1,22 +1,32 @@
-"""Turns exchange mode on in a node: reads the node's configuration and registers the exchange plugin.
+"""Turns exchange mode on in a node: takes the node's configuration and registers the exchange plugin.
 
-A node calls :func:`enable_exchange_mode` once at start-up with its dispatcher and configuration. With
-``exchange = 1`` it builds :class:`halo_exchange.service.ExchangeService` on ``exchange_datadir`` (the
-plugin's own DB, beside the node's data) and registers it as a hook; otherwise it does nothing.
+A node calls :func:`enable_exchange_mode` once at start-up with its dispatcher and either an
+:class:`~halo_exchange.config.ExchangeConfig` (the devnet builds one from its config file and flags) or its
+own key/value configuration, as a production node reads it from its config file. There ``exchange = 1``
+turns exchange mode on, ``exchange_datadir`` says where the plugin keeps its DB, and every setting of
+``ExchangeConfig`` is ``exchange_<name>`` (``exchange_api_port``, ``exchange_switch_interval``, ...), except
+the deposit confirmations, which keep Halo's name ``exchangeconfirmations``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from pathlib import Path
 from typing import Mapping
 
-from halo_exchange.service import DEFAULT_SWITCH_INTERVAL, ExchangeService
+from halo_exchange.config import SETTING_NAMES, ConfigError, ExchangeConfig, parse_setting
+from halo_exchange.service import ExchangeService
 from node_hooks import HookDispatcher
 
 log = logging.getLogger(__name__)
 
 _TRUE = {"1", "true", "yes", "on"}
+# Node configuration key -> ExchangeConfig field.
+NODE_KEYS = {
+    ("exchangeconfirmations" if f == "confirmations" else f"exchange_{f}"): f
+    for f in (f.name for f in fields(ExchangeConfig)) if f in SETTING_NAMES
+}
 
 
 def exchange_mode_requested(config: Mapping[str, object]) -> bool:
@@ -27,30 +37,36 @@ def exchange_mode_requested(config: Mapping[str, object]) -> bool:
     return str(value).strip().lower() in _TRUE
 
 
-def enable_exchange_mode(dispatcher: HookDispatcher, config: Mapping[str, object]) -> ExchangeService | None:
-    """Register the exchange plugin when the configuration asks for it; return it (or None).
-
-    Configuration: ``exchange`` (on/off), ``exchange_datadir`` (required when on), ``exchangeconfirmations``
-    (7..15, default 7), ``exchange_api_host`` / ``exchange_api_port`` (127.0.0.1:55779; port None: no API),
-    ``exchange_switch_interval`` (seconds, default 0.001: how long a thread busy in Python, such as the node's
-    block processing, may hold the GIL before the API gets a turn).
-    """
-    if not exchange_mode_requested(config):
-        return None
+def exchange_config_from_node(config: Mapping[str, object]) -> ExchangeConfig:
+    """The exchange settings in a node's configuration; a bad or unknown ``exchange_*`` key is a ConfigError
+    naming it. A value of None keeps the default, except for ``exchange_api_port``, where it means no API."""
     datadir = config.get("exchange_datadir")
     if not datadir:
-        raise ValueError("exchange mode needs exchange_datadir in the node configuration")
-    port = config.get("exchange_api_port", 55779)
-    switch_interval = float(config.get("exchange_switch_interval", DEFAULT_SWITCH_INTERVAL))
-    if not 0 < switch_interval <= 1:
-        raise ValueError(f"exchange_switch_interval must be in (0, 1] seconds, not {switch_interval}")
-    service = ExchangeService(
-        Path(str(datadir)),
-        confirmations=int(config.get("exchangeconfirmations", 7)),
-        api_host=str(config.get("exchange_api_host", "127.0.0.1")),
-        api_port=None if port is None else int(port),
-        switch_interval=switch_interval,
-    )
+        raise ConfigError("exchange mode needs exchange_datadir in the node configuration")
+    settings = {}
+    for key, value in config.items():
+        if key in NODE_KEYS and (value is not None or key == "exchange_api_port"):
+            settings[NODE_KEYS[key]] = parse_setting(NODE_KEYS[key], value, f"node configuration: {key} =")
+        elif key.startswith("exchange_") and key not in NODE_KEYS and key != "exchange_datadir":
+            raise ConfigError(f"node configuration: unknown key {key!r} (exchange keys: {', '.join(NODE_KEYS)})")
+    return ExchangeConfig(exchange_dir=Path(str(datadir)), **settings)
+
+
+def enable_exchange_mode(
+    dispatcher: HookDispatcher, config: ExchangeConfig | Mapping[str, object] | None
+) -> ExchangeService | None:
+    """Register the exchange plugin when the configuration asks for it; return it (or None).
+
+    An ExchangeConfig always asks for it; None never does; a node's key/value configuration does with
+    ``exchange = 1`` (see the module docstring for its keys).
+    """
+    if config is None:
+        return None
+    if not isinstance(config, ExchangeConfig):
+        if not exchange_mode_requested(config):
+            return None
+        config = exchange_config_from_node(config)
+    service = ExchangeService(config)
     dispatcher.register(service)
-    log.info("exchange mode enabled, data in %s", datadir)
+    log.info("exchange mode enabled, data in %s", config.exchange_dir)
     return service

@@ -36,6 +36,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from halo_exchange.config import ExchangeConfig
 from halo_exchange.errors import HaloExchangeError
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,12 @@ _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh
 
 @dataclass(frozen=True)
 class HTTPLimits:
-    max_body: int = 64 * 1024
-    max_head: int = 16 * 1024
-    idle_timeout: float = 60.0  # between requests, and for one request from its first byte to its last
-    max_connections: int = 256
+    """The transport's hard limits; the defaults are the exchange configuration's."""
+
+    max_body: int = ExchangeConfig.max_body
+    max_head: int = ExchangeConfig.max_head
+    idle_timeout: float = ExchangeConfig.idle_timeout  # between requests, and for a request from first byte to last
+    max_connections: int = ExchangeConfig.max_connections
 
 
 class ChannelState(enum.Enum):

@@ -1,9 +1,11 @@
 """Running the devnet node as a process: options, exchange mode, the control RPC, and a clean stop.
 
-``halo-exchange devnet`` (and ``make run``) land here. The node opens (or creates) its data directory,
-enables exchange mode from its options through ``node_hooks.exchange_mode``, serves the control RPC on
-127.0.0.1:55780, optionally produces a block every few seconds, and stops on the RPC ``stop()``, SIGINT
-or SIGTERM: the RPC server closes, the hooks hear ``on_node_stop``, and the DB is closed.
+``halo-exchange devnet`` (and ``make run``) land in :func:`start`: it reads the configuration (defaults,
+then ``<datadir>/halo-exchange.conf`` or ``--config FILE``, then the flags given; ``halo_exchange.config``),
+sets up logging, and runs the node. The node opens (or creates) its data directory, enables exchange mode
+through ``node_hooks.exchange_mode``, serves the control RPC, optionally produces a block every few seconds,
+and stops on the RPC ``stop()``, SIGINT or SIGTERM: the RPC server closes, the hooks hear ``on_node_stop``,
+and the DB is closed.
 """
 
 from __future__ import annotations
@@ -11,63 +13,93 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
-from pathlib import Path
+from functools import partial
 from typing import Sequence
 
+from halo_exchange import __version__
 from halo_exchange.chain.params import DEVNET
+from halo_exchange.config import (
+    CONFIG_FILE_NAME,
+    SETTING_NAMES,
+    ConfigError,
+    DevnodeConfig,
+    ExchangeConfig,
+    describe,
+    load_devnode_config,
+)
+from halo_exchange.logs import configure_logging
 from node_hooks import HookDispatcher
 from node_hooks.devnode.node import DevNode
 from node_hooks.exchange_mode import enable_exchange_mode
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATADIR = Path("data") / "devnet"
-DEFAULT_RPC_PORT = 55780
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--datadir", type=Path, default=DEFAULT_DATADIR, help="data directory (default: %(default)s)")
-    parser.add_argument("--rpc-host", default="127.0.0.1", help="control RPC address (default: %(default)s)")
-    parser.add_argument("--rpc-port", type=int, default=DEFAULT_RPC_PORT, help="control RPC port (default: %(default)s)")
-    parser.add_argument("--interval", type=int, default=DEVNET.peg_interval,
-                        help="blocks per peg cycle, for a new chain (default: %(default)s)")
-    parser.add_argument("--frozen-time", type=int, default=DEVNET.frozen_time,
-                        help="**F** lock in seconds, for a new chain (default: %(default)s)")
-    parser.add_argument("--vfrozen-time", type=int, default=DEVNET.vfrozen_time,
-                        help="**V** lock in seconds, for a new chain (default: %(default)s)")
-    parser.add_argument("--mine-every", type=float, default=0.0, metavar="SECONDS",
-                        help="produce a block every SECONDS (default: only on the RPC generate)")
-    parser.add_argument("--api-port", type=int, default=55779, help="exchange XML-RPC API port (default: %(default)s)")
-    parser.add_argument("--no-exchange", action="store_true", help="run without exchange mode")
+    """The devnet's flags. None has a default of its own: a flag not given leaves the config file's value
+    (or the default in halo_exchange.config, which the help quotes)."""
+    flag = partial(parser.add_argument, default=argparse.SUPPRESS)
+    node, exchange = DevnodeConfig, ExchangeConfig
+    flag("--config", metavar="FILE", help=f"config file (default: DATADIR/{CONFIG_FILE_NAME}, if it exists)")
+    flag("--datadir", metavar="DIR", help=f"data directory (default: {node.datadir})")
+    flag("--rpc-host", help=f"control RPC address (default: {node.rpc_host})")
+    flag("--rpc-port", help=f"control RPC port (default: {node.rpc_port})")
+    flag("--interval", help=f"blocks per peg cycle, for a new chain (default: {node.interval})")
+    flag("--frozen-time", help=f"**F** lock in seconds, for a new chain (default: {node.frozen_time})")
+    flag("--vfrozen-time", help=f"**V** lock in seconds, for a new chain (default: {node.vfrozen_time})")
+    flag("--mine-every", metavar="SECONDS", help="produce a block every SECONDS (default: only on the RPC generate)")
+    flag("--api-host", help=f"exchange XML-RPC API address (default: {exchange.api_host})")
+    flag("--api-port", help=f"exchange XML-RPC API port (default: {exchange.api_port})")
+    flag("--confirmations", help=f"confirmations before a deposit is credited, until ExchangeSettings changes "
+                                 f"them (default: {exchange.confirmations})")
+    flag("--log-level", metavar="LEVEL", help=f"DEBUG, INFO, WARNING or ERROR (default: {node.log_level})")
+    flag("--no-exchange", action="store_true", help="run without exchange mode")
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> DevnodeConfig:
+    """The configuration the parsed command line asks for (ConfigError when it is wrong)."""
+    given = vars(args)
+    return load_devnode_config({name: given[name] for name in SETTING_NAMES if name in given}, given.get("config"))
+
+
+def start(args: argparse.Namespace) -> int:
+    """Configure, set up logging and run the node; a bad configuration is one line on stderr and exit code 2."""
+    try:
+        config = config_from_args(args)
+        configure_logging(config.log_level, config.log_file)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    return run(config)
+
+
+def run(config: DevnodeConfig) -> int:
     """Run the node until it is asked to stop; return the process exit code."""
     from node_hooks.devnode.rpc import ControlRPCServer  # the RPC layer is only needed by a running node
 
+    log.info("halo-exchange %s devnet starting, config file %s: %s", __version__, config.config_file or "(none)",
+             describe(config))
     params = DEVNET.with_changes(
-        peg_interval=args.interval, frozen_time=args.frozen_time, vfrozen_time=args.vfrozen_time
+        peg_interval=config.interval, frozen_time=config.frozen_time, vfrozen_time=config.vfrozen_time
     )
     dispatcher = HookDispatcher()
-    service = enable_exchange_mode(dispatcher, {
-        "exchange": not args.no_exchange,
-        "exchange_datadir": Path(args.datadir) / "exchange",
-        "exchange_api_port": args.api_port,
-    })
-    node = DevNode(args.datadir, params, dispatcher=dispatcher)
+    service = enable_exchange_mode(dispatcher, None if config.no_exchange else config.exchange)
+    node = DevNode(config.datadir, params, dispatcher=dispatcher)
     if service is not None:
         service.shutdown = node.request_stop  # the API's ShutDown stops this process cleanly
     if node.params != params:
-        log.warning("using the parameters stored in %s (interval %d), not the options", args.datadir, node.params.peg_interval)
-    server = ControlRPCServer(node, host=args.rpc_host, port=args.rpc_port)
+        log.warning("using the parameters stored in %s (interval %d), not the options", config.datadir,
+                    node.params.peg_interval)
+    server = ControlRPCServer(node, host=config.rpc_host, port=config.rpc_port)
     try:
         node.start()
         server.start()
         log.info("devnet node at height %d, control RPC on %s", node.block_count(), server.url)
         _install_signal_handlers(node)
-        while not node.wait_for_stop(args.mine_every or None):
-            if args.mine_every:
+        while not node.wait_for_stop(config.mine_every or None):
+            if config.mine_every:
                 node.generate(1)
     finally:
         server.close()
@@ -86,8 +118,7 @@ def _install_signal_handlers(node: DevNode) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="halo-devnet", description="Run the devnet Halo-style node.")
     add_arguments(parser)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(parser.parse_args(argv))
+    return start(parser.parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

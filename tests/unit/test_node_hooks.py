@@ -63,11 +63,12 @@ def test_exchange_mode_follows_configuration(tmp_path) -> None:
     assert enable_exchange_mode(dispatcher, {"exchange": "0"}) is None and dispatcher.hooks == ()
     service = enable_exchange_mode(dispatcher, {"exchange": "yes", "exchange_datadir": tmp_path / "x"})
     assert service is not None and dispatcher.hooks == (service,)
-    assert service.datadir == tmp_path / "x" and service.state.value == "stopped"
-    assert service.switch_interval == 0.001 and service.api_host == "127.0.0.1" and service.api_port == 55779
+    assert service.config.exchange_dir == tmp_path / "x" and service.state.value == "stopped"
+    assert service.config.switch_interval == 0.001 and service.config.api_host == "127.0.0.1"
+    assert service.api_port == 55779
     tuned = enable_exchange_mode(HookDispatcher(), {"exchange": 1, "exchange_datadir": tmp_path / "y",
                                                     "exchange_switch_interval": "0.0005", "exchange_api_port": None})
-    assert tuned.switch_interval == 0.0005 and tuned.api_port is None
+    assert tuned.config.switch_interval == 0.0005 and tuned.api_port is None
     with pytest.raises(ValueError, match="exchange_switch_interval"):
         enable_exchange_mode(HookDispatcher(), {"exchange": 1, "exchange_datadir": tmp_path / "z",
                                                 "exchange_switch_interval": 0})
