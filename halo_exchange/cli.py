@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from halo_exchange import __version__
-from halo_exchange.config import CONFIG_FILE_NAME, DevnodeConfig, ExchangeConfig
+from halo_exchange.config import CHAIN_SUBDIR, CONFIG_FILE_NAME, EXCHANGE_SUBDIR, DevnodeConfig, ExchangeConfig
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.peg import PEG_SIZE, Fractions, PegData, PegLevel, next_supply_index
 
@@ -78,8 +78,8 @@ def _run_audit(args: argparse.Namespace) -> int:
     from halo_exchange.chain.reader import ChainReader
     from halo_exchange.ledger.store import ExchangeStore, load_state
 
-    chain_path = args.chain_db or args.datadir / "chain"
-    exchange_path = args.exchange_db or args.datadir / "exchange"
+    chain_path = args.chain_db or args.datadir / CHAIN_SUBDIR
+    exchange_path = args.exchange_db or args.datadir / EXCHANGE_SUBDIR
     try:
         chain_db = plyvel.DB(str(chain_path), create_if_missing=False, compression=None)
     except (plyvel.Error, OSError) as exc:
@@ -126,7 +126,7 @@ def _run_encrypt_wallet(args: argparse.Namespace) -> int:
     from halo_exchange.ledger.store import ExchangeStore, StoreError, WalletCodec, load_state
     from halo_exchange.ledger.wallet import WalletError
 
-    exchange_path = args.exchange_db or args.datadir / "exchange"
+    exchange_path = args.exchange_db or args.datadir / EXCHANGE_SUBDIR
     if not exchange_path.exists():
         print(f"no exchange DB at {exchange_path}", file=sys.stderr)
         return 2

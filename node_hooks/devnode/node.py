@@ -31,6 +31,7 @@ from halo_exchange.chain.reader import ChainReader
 from halo_exchange.chain.script import address_to_script
 from halo_exchange.chain.tx import Transaction, TxError
 from halo_exchange.commands import is_whole
+from halo_exchange.config import CHAIN_SUBDIR
 from halo_exchange.errors import DecodeError
 from halo_exchange.serialize import display_hex, from_display_hex
 from node_hooks import HookDispatcher
@@ -73,7 +74,7 @@ class DevNode:
         self._stop = threading.Event()
         self._stopped = False
         self.dispatcher = dispatcher or HookDispatcher()
-        self.store = ChainStore(str(self.datadir / "chain"))
+        self.store = ChainStore(str(self.datadir / CHAIN_SUBDIR))
         try:
             if not self.store.initialised:
                 self._create_genesis(params)

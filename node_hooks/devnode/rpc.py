@@ -22,6 +22,7 @@ from typing import Any, Callable
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 from halo_exchange.commands import is_whole
+from halo_exchange.config import DevnodeConfig
 from halo_exchange.rpc.codec import dump_response
 from node_hooks.devnode.errors import DevnodeError, InvalidParameter, NodeStopped, NotFound, TxRejected
 from node_hooks.devnode.node import VOTES, DevNode
@@ -241,7 +242,7 @@ class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
 class ControlRPCServer:
     """The control RPC of one node, served from background threads until :meth:`close`."""
 
-    def __init__(self, node: DevNode, host: str = "127.0.0.1", port: int = 55780) -> None:
+    def __init__(self, node: DevNode, host: str = DevnodeConfig.rpc_host, port: int = DevnodeConfig.rpc_port) -> None:
         self._server = _Server((host, port), ControlMethods(node))
         self.host = host
         self.port = self._server.server_address[1]
