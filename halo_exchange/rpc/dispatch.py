@@ -144,11 +144,11 @@ class APIDispatcher:
         except CommandRefused as refused:
             answer = call.shape(refused.answer)
         except Exception:
-            return self._after_pending_writes(method, self._failure(call, Failure()), dump_response)
+            return self._after_pending_writes(call, self._failure(call, Failure()), dump_response)
         if isinstance(answer, Deferred):  # a change: it fires once its batch, and all before it, are on disk
-            return answer.addCallbacks(lambda value: self._respond(method, value),
+            return answer.addCallbacks(lambda value: self._respond(call, value),
                                        lambda failure: dump_response(self._failure(call, failure)))
-        return self._after_pending_writes(method, answer, lambda value: self._respond(method, value))
+        return self._after_pending_writes(call, answer, lambda value: self._respond(call, value))
 
     def _run(self, call: _Call, params: tuple) -> Any:
         """The declared checks in the original's order, then the body."""
@@ -169,36 +169,36 @@ class APIDispatcher:
             raise CommandRefused(NOT_LOADED)
         return call.body(engine, *params)
 
-    def _system_call(self, method: Any, params: tuple) -> bytes:
+    def _system_call(self, method: Any, params: tuple) -> bytes | Deferred:
         system = self._system.get(method) if isinstance(method, str) else None
         if system is None:
             return dump_response(xmlrpc.client.Fault(FAULT_METHOD_NOT_FOUND, f"method {method!r} not found"))
-        try:
-            return dump_response((system(*params),))
-        except TypeError:
+        if len(params) != len(inspect.signature(system).parameters):
             return dump_response(xmlrpc.client.Fault(FAULT_INVALID_PARAMS, f"wrong arguments for {method}"))
+        return self._after_pending_writes(method, system(*params), lambda value: self._respond(method, value))
 
-    def _after_pending_writes(self, method: str, answer: Any, encode: Callable[[Any], bytes]) -> bytes | Deferred:
+    def _after_pending_writes(self, call: _Call | str, answer: Any, encode: Callable[[Any], bytes]) -> bytes | Deferred:
         """An answer computed from memory (a read, or a refusal, which reveals balances too), sent only once
-        the writes of this turn it may reflect are durable."""
+        the writes of this turn it may reflect are durable (a failed batch answers its fault)."""
         engine = self._api.engine()
         waiting = None if engine is None else engine.pending_writes()
         if waiting is None:
             return encode(answer)
         return waiting.addCallbacks(lambda _: encode(answer),
-                                    lambda failure: dump_response(self._failure(self._calls[method], failure)))
+                                    lambda failure: dump_response(self._failure(call, failure)))
 
-    def _respond(self, method: str, value: Any) -> bytes:
+    def _respond(self, call: _Call | str, value: Any) -> bytes:
         try:
             return dump_response((value,))
         except Exception:  # an answer XML-RPC cannot carry (None, say) is a bug here, not the client's
-            return dump_response(self._failure(self._calls[method], Failure()))
+            return dump_response(self._failure(call, Failure()))
 
     @staticmethod
-    def _failure(call: _Call, failure: Failure) -> tuple | xmlrpc.client.Fault:
-        if failure.check(CommandRefused):
+    def _failure(call: _Call | str, failure: Failure) -> tuple | xmlrpc.client.Fault:
+        """The answer for a failed call (``call`` is a declared call, or a system method's name)."""
+        if failure.check(CommandRefused) and isinstance(call, _Call):
             return (call.shape(failure.value.answer),)
         if failure.check(xmlrpc.client.Fault):
             return failure.value
-        log.error("API call %s failed: %s", call.name, failure.getTraceback())
+        log.error("API call %s failed: %s", call if isinstance(call, str) else call.name, failure.getTraceback())
         return xmlrpc.client.Fault(FAULT_INTERNAL, "internal error")
