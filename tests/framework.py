@@ -16,9 +16,10 @@ node produced otherwise (``invalidate_block``), and ``credit(owner, amount)``. B
 :func:`assert_refused` and :func:`assert_raises_fault`, :func:`wait_until`, and the process helpers
 :func:`free_port`, :func:`running_devnet`, :func:`spawn_python`, :func:`run_python`, :func:`run_cli`.
 
-Every call that builds or drives the engine, the service or a hooked DevNode lives in this module, so that
-when their interfaces change only this module needs editing. It is a helper, not a test module: test modules
-import from it (and from ``tests.strategies``), never from one another.
+Building the engine, the exchange service and a hooked DevNode, feeding them block events, naming deposits
+and the API's in-process dispatcher happen only here, so that when those interfaces change, this module is
+what needs editing; test bodies call the engine or the API only for what they test. This is a helper, not a
+test module: test modules import from it (and from ``tests.strategies``), never from one another.
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ class _ReplayHarness(Harness):
 class EngineHarness(_ReplayHarness):
     """A devnet node, an engine on its own exchange DB, and the reactor turn played by a Clock (``clock``).
 
-    With ``watch`` (the default) the engine watches one exchange address from the start, ``address``.
+    With ``watch`` (the default) the engine watches one exchange address from the start, ``address``
+    (None without). The engine and its DB are ``engine`` and ``store``.
     """
 
     def __init__(self, tmp_path: str | Path, *, watch: bool = True) -> None:
