@@ -1,9 +1,13 @@
 """Shared fixtures. The reactor, when a test needs it, is started once per session in its own thread, the
-way the node process runs it (a reactor cannot be restarted; pytest-twisted must not be active)."""
+way the node process runs it (a reactor cannot be restarted; pytest-twisted must not be active).
+
+The harnesses, assertions and process helpers tests share live in tests/framework.py."""
 
 from __future__ import annotations
 
 import pytest
+
+pytest.register_assert_rewrite("tests.framework")
 
 
 @pytest.fixture(scope="session")

@@ -13,15 +13,10 @@ import tempfile
 import textwrap
 import threading
 import time
-import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 
-from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
-from halo_exchange.chain.keys import PrivateKey
-from node_hooks import HookDispatcher
-from node_hooks.devnode.node import DevNode
-from node_hooks.exchange_mode import enable_exchange_mode
+from tests.framework import ServiceHarness
 
 SECONDS_PER_RUN = 3.0
 
@@ -100,24 +95,11 @@ def _clients(url: str, count: int, server_pid: int | None) -> Run:
 def run(runs: int = 3) -> list[tuple[str, float, str]]:
     rows: list[tuple[str, float, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        dispatcher = HookDispatcher()
-        service = enable_exchange_mode(dispatcher, {"exchange": 1, "exchange_datadir": f"{tmp}/exchange",
-                                                    "exchange_api_port": 0})
-        node = DevNode(f"{tmp}/node", dispatcher=dispatcher)
-        node.start()
+        exchange = ServiceHarness(tmp)
+        node, api = exchange.node, exchange.api
         try:
-            service.call(lambda engine: None)
-            url = f"http://127.0.0.1:{service.api_port}/"
-            api = xmlrpc.client.ServerProxy(url)
-            api.StartExchange("")
-            wif, _ = api.GenerateDepositAddress("")
-            address = PrivateKey.from_wif(wif, DEVNET_KEYS).public_key().address(DEVNET_KEYS)
-            txid = node.send_to_address(address, 10**13)
-            node.generate(1)
-            service.call(lambda engine: None)
-            api.Deposit("trader00", [txid], "")
-            node.generate(7)
-            service.call(lambda engine: None)
+            url = f"http://127.0.0.1:{exchange.service.api_port}/"
+            exchange.credit("trader00", 10**13)
 
             baseline_proc = subprocess.Popen([sys.executable, "-c", BASELINE], stdout=subprocess.PIPE, text=True)
             try:
@@ -166,5 +148,5 @@ def run(runs: int = 3) -> list[tuple[str, float, str]]:
             rows.append(("GetBalance p99 under blocks", latencies[int(len(latencies) * 0.99)] * 1000,
                          "ms (target < 20)"))
         finally:
-            node.close()
+            exchange.close()
     return rows

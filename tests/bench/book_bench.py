@@ -95,27 +95,16 @@ def engine_trades_per_second(per_turn: int = 100, turns: int = 50) -> float:
     """Durable trades through the engine: ``per_turn`` trades share each synced batch (group commit)."""
     import tempfile
 
-    from twisted.internet.task import Clock
+    from tests.framework import EngineHarness
 
-    from halo_exchange.engine import ExchangeEngine
-    from halo_exchange.ledger.store import ExchangeStore
-    from node_hooks.devnode.node import DevNode
-
-    with tempfile.TemporaryDirectory() as tmp:
-        node = DevNode(f"{tmp}/node")
-        store = ExchangeStore(f"{tmp}/exchange")
-        clock = Clock()
-        try:
-            engine = ExchangeEngine(store, node.reader, clock.callLater)
-            engine.book.credit("seed_account", TEMPLATES[3])
-            names = [f"user{u:05d}" for u in range(1000)]
-            rng = random.Random(3)
-            start = time.perf_counter()
-            for _ in range(turns):
-                for _ in range(per_turn):
-                    engine.trade("seed_account", 1000, names[rng.randrange(len(names))])
-                clock.advance(0)
-            return per_turn * turns / (time.perf_counter() - start)
-        finally:
-            store.close()
-            node.close()
+    with tempfile.TemporaryDirectory() as tmp, EngineHarness(tmp, watch=False) as harness:
+        engine = harness.engine
+        engine.book.credit("seed_account", TEMPLATES[3])
+        names = [f"user{u:05d}" for u in range(1000)]
+        rng = random.Random(3)
+        start = time.perf_counter()
+        for _ in range(turns):
+            for _ in range(per_turn):
+                engine.trade("seed_account", 1000, names[rng.randrange(len(names))])
+            harness.clock.advance(0)
+        return per_turn * turns / (time.perf_counter() - start)

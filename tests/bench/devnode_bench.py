@@ -8,6 +8,7 @@ import time
 
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
+from halo_exchange.chain.params import COIN
 from halo_exchange.chain.script import address_to_script
 from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut, sign_input
 import xmlrpc.client
@@ -16,7 +17,6 @@ from node_hooks.devnode.node import DevNode
 from node_hooks.devnode.rpc import ControlRPCServer
 
 TXS_PER_BLOCK = 100
-COIN = 100_000_000
 
 
 def _prepare_coins(node: DevNode, key: PrivateKey, count: int) -> list[tuple[bytes, int, int]]:

@@ -12,16 +12,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
 from node_hooks.devnode.node import PREMINE_OUTPUTS, PREMINE_PER_OUTPUT, DevNode
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.framework import spawn_python
 
 CHILD = textwrap.dedent(
     """
@@ -64,11 +61,8 @@ def test_killed_node_restarts_consistent(tmp_path) -> None:
     rng = random.Random(int.from_bytes(os.urandom(4), "little"))
     datadir = tmp_path / "node"
     DevNode(datadir).close()  # create genesis once, outside the kill window
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for _ in range(5):
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(datadir)], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
-        )
+        child = spawn_python("-c", CHILD, str(datadir), stdout=subprocess.PIPE, text=True)
         acknowledged = -1
         want = rng.randint(1, 12)
         deadline = time.monotonic() + 60

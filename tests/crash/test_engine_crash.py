@@ -15,49 +15,28 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
-from twisted.internet.task import Clock
 
-from halo_exchange.audit import audit
+from halo_exchange.chain.params import COIN
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.ledger.deposits import DepositState
-from halo_exchange.ledger.store import ExchangeStore
-from node_hooks.devnode.node import DevNode
-from tests.integration.test_engine import COIN, Harness
+from tests.framework import EngineHarness, spawn_python
 
-ROOT = Path(__file__).resolve().parents[2]
 USERS = ["alice", "bobby", "carol", "dave"]
 RUNS = 50
 
 CHILD = textwrap.dedent(
     """
     import random, sys
-    from twisted.internet.task import Clock
-    from halo_exchange.engine import ExchangeEngine
-    from halo_exchange.ledger.store import ExchangeStore
-    from node_hooks import HookDispatcher, RecordingHook
-    from node_hooks.devnode.node import DevNode
+    from tests.framework import EngineHarness
 
     datadir, seed = sys.argv[1], int(sys.argv[2])
     users = ["alice", "bobby", "carol", "dave"]
-    hook = RecordingHook()
-    dispatcher = HookDispatcher()
-    dispatcher.register(hook)
-    node = DevNode(datadir + "/node", dispatcher=dispatcher)
-    clock = Clock()
-    engine = ExchangeEngine(ExchangeStore(datadir + "/exchange"), node.reader, clock.callLater)
-
-    def settle(deferred):
-        out = []
-        deferred.addBoth(out.append)
-        clock.advance(0)
-        if not out or isinstance(out[0], Exception) or hasattr(out[0], "raiseException"):
-            raise SystemExit(f"command failed: {out}")
+    harness = EngineHarness(datadir, watch=False)  # settle() raises if a command fails
+    engine, node, settle = harness.engine, harness.node, harness.settle
 
     settle(engine.catch_up())
     print("READY", flush=True)
@@ -90,10 +69,7 @@ CHILD = textwrap.dedent(
                 print(f"BEGIN {i} nothing", flush=True)
         else:
             print(f"BEGIN {i} block", flush=True)
-            seen = len(hook.events)
-            node.generate(1, rng.choice(["deflate", "nochange", "inflate"]))
-            for event in hook.events[seen:]:
-                settle(engine.block_connected(event[1], event[2]))
+            harness.generate(1, rng.choice(["deflate", "nochange", "inflate"]))
         print(f"ACK {i}", flush=True)
     """
 )
@@ -120,18 +96,13 @@ def _apply(values: dict[str, int], op: list[str]) -> dict[str, int]:
 @pytest.mark.slow
 def test_engine_survives_sigkill(tmp_path) -> None:
     """50 random SIGKILLs: acknowledged commands all present, none twice, and the audit passes each time."""
-    harness = Harness(tmp_path)
-    for user in USERS:
-        harness.deposit(user, 10 * COIN)
-    harness.close()
+    with EngineHarness(tmp_path) as harness:
+        for user in USERS:
+            harness.credit(user, 10 * COIN)
     rng = random.Random(int.from_bytes(os.urandom(4), "little"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     expected: dict[str, int] | None = None
     for run in range(RUNS):
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(tmp_path), str(rng.randrange(2**32))],
-            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
-        )
+        child = spawn_python("-c", CHILD, str(tmp_path), str(rng.randrange(2**32)), stdout=subprocess.PIPE, text=True)
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "READY"
         acked: list[list[str]] = []
@@ -159,14 +130,9 @@ def test_engine_survives_sigkill(tmp_path) -> None:
                 in_flight = None
         child.wait()
 
-        node = DevNode(tmp_path / "node")
-        store = ExchangeStore(str(tmp_path / "exchange"))
-        clock = Clock()
-        try:
-            engine = ExchangeEngine(store, node.reader, clock.callLater)
-            engine.catch_up()
-            clock.advance(0)
-            values = _values(engine)
+        with EngineHarness(tmp_path, watch=False) as harness:
+            harness.settle(harness.engine.catch_up())
+            values = _values(harness.engine)
             if expected is None:
                 expected = {name: 0 for name in USERS + ["pool"]}
             for op in acked:
@@ -174,8 +140,5 @@ def test_engine_survives_sigkill(tmp_path) -> None:
             allowed = [expected] + ([_apply(expected, in_flight)] if in_flight else [])
             assert values in allowed, (run, values, allowed)
             expected = values
-            report = audit(engine.book, engine.deposits, node.reader)
+            report = harness.audit()
             assert report.ok, report.render()
-        finally:
-            store.close()
-            node.close()

@@ -3,77 +3,26 @@
 from __future__ import annotations
 
 import http.client
-import time
 import xmlrpc.client
 
 import pytest
 
 from halo_exchange import cli
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
-from halo_exchange.chain.keys import PrivateKey
+from halo_exchange.chain.params import COIN
 from halo_exchange.rpc.api import CALLS
 from halo_exchange.rpc.dispatch import FAULT_INTERNAL, FAULT_INVALID_PARAMS, FAULT_METHOD_NOT_FOUND, api_call
 from halo_exchange.serialize import from_display_hex
-from node_hooks import HookDispatcher
-from node_hooks.devnode.node import DevNode
-from node_hooks.exchange_mode import enable_exchange_mode
-
-COIN = 100_000_000
-
-
-class Exchange:
-    """A devnet node with exchange mode and its API on a free loopback port."""
-
-    def __init__(self, tmp_path) -> None:
-        self.tmp_path = tmp_path
-        self.stops = 0
-        self.open()
-
-    def open(self) -> None:
-        dispatcher = HookDispatcher()
-        self.service = enable_exchange_mode(dispatcher, {
-            "exchange": 1, "exchange_datadir": self.tmp_path / "exchange", "exchange_api_port": 0,
-        })
-        self.service.shutdown = self._count_stop
-        self.node = DevNode(self.tmp_path / "node", dispatcher=dispatcher)
-        self.node.start()
-        self.service.call(lambda engine: engine.cycle)  # wait until the engine and the API are up
-        self.api = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.service.api_port}/RPC2")
-
-    def _count_stop(self) -> None:
-        self.stops += 1
-
-    def close(self) -> None:
-        self.node.close()
-
-    def generate(self, n: int, vote: str = "nochange") -> None:
-        if n > 0:
-            self.node.generate(n, vote)
-        self.service.call(lambda engine: None)  # the events before this call have been applied
-
-    def credit(self, owner: str, amount: int, passw: str = "") -> None:
-        """Start the exchange and credit ``owner`` with a confirmed deposit of ``amount``, all over the API."""
-        self.api.StartExchange(passw)
-        wif, _ = self.api.GenerateDepositAddress(passw)
-        txid = self.fund(wif, amount)
-        assert self.api.Deposit(owner, [txid], passw) is True
-        self.generate(6)
-
-    def fund(self, wif: str, amount: int) -> str:
-        address = PrivateKey.from_wif(wif, DEVNET_KEYS).public_key().address(DEVNET_KEYS)
-        txid = self.node.send_to_address(address, amount)
-        self.generate(1)
-        return txid
+from tests.framework import ServiceHarness, address_of, assert_refused, new_address, wait_until
 
 
 @pytest.fixture
 def exchange(tmp_path, reactor_thread):
-    exchange = Exchange(tmp_path)
-    yield exchange
-    exchange.close()
+    with ServiceHarness(tmp_path) as exchange:
+        yield exchange
 
 
-def test_client_flow_deposit_balance_trade(exchange: Exchange) -> None:
+def test_client_flow_deposit_balance_trade(exchange: ServiceHarness) -> None:
     """The exchange's flow with positional arguments: address, deposit, balance, trade, deposits, cycle."""
     api = exchange.api
     assert api.SetPassword("pw", "") is True
@@ -81,7 +30,7 @@ def test_client_flow_deposit_balance_trade(exchange: Exchange) -> None:
     assert api.StartExchange("pw") is True and api.StartExchange("pw", 1, 1) is True
     wif, ok = api.GenerateDepositAddress("pw")
     assert ok is True
-    txid = exchange.fund(wif, 50 * COIN)  # 50 BAY: above int32, travels as <i8>
+    txid = exchange.pay(address_of(wif), 50 * COIN)  # 50 BAY: above int32, travels as <i8>
     [key] = [k for k in api.GetSpendable("", "pw") if k.startswith(txid)]
     spendable = api.GetSpendable("", "pw")[key]
     assert int(spendable["amount"]) == 50 * COIN == int(spendable["ltotal"]) + int(spendable["rtotal"])
@@ -100,57 +49,59 @@ def test_client_flow_deposit_balance_trade(exchange: Exchange) -> None:
     assert api.GetCycle("pw") == exchange.node.peg_info()["cycle"]
 
 
-def test_documented_refusals(exchange: Exchange) -> None:
+def test_documented_refusals(exchange: ServiceHarness) -> None:
     """Password gate, stopped exchange, reserved and short names, negative and too-large amounts."""
     api = exchange.api
     api.SetPassword("pw", "")
-    assert api.GetCycle("") == "Incorrect Password"
-    assert api.GenerateDepositAddress("bad") == ["Incorrect Password", ""]
-    assert api.Trade("alice", 1, "bobby", "liquid", "pw") == "Exchange is stopped."
+    assert_refused("Incorrect Password", api.GetCycle, "")
+    assert_refused("Incorrect Password", api.GenerateDepositAddress, "bad", pair=True)
+    assert_refused("Exchange is stopped.", api.Trade, "alice", 1, "bobby", "liquid", "pw")
     api.StartExchange("pw")
-    assert api.Deposit("Pool", ["00" * 32 + ":0"], "pw") == "Name reserved for exchange operations. Please use different name."
-    assert api.Deposit("bob", ["00" * 32 + ":0"], "pw") == "Name is too short in length."
-    assert api.Deposit("bobby", ["abc:0"], "pw") == "abc:0 not in Spendable list yet."
+    reserved = "Name reserved for exchange operations. Please use different name."
+    assert_refused(reserved, api.Deposit, "Pool", ["00" * 32 + ":0"], "pw")
+    assert_refused("Name is too short in length.", api.Deposit, "bob", ["00" * 32 + ":0"], "pw")
+    assert_refused("abc:0 not in Spendable list yet.", api.Deposit, "bobby", ["abc:0"], "pw")
     huge = "00" * 32 + ":" + "9" * 5000
-    assert api.Deposit("bobby", [huge], "pw") == f"{huge} not in Spendable list yet."
-    assert api.Trade("Exchange", 1, "bobby", "liquid", "pw") == "Name reserved for exchange operations. Please use different name."
-    assert api.Trade("alice", -5, "bobby", "liquid", "pw") == "Amount can not be negative if both users are known"
-    assert api.Trade("alice", 5, "bobby", "liquid", "pw") == "Unknown user"  # Halo: a KeyError Fault
-    assert api.Trade("alice", 5, "", "liquid", "pw") == "Insufficient funds in liquid pool. Please make the debit before the credit."
-    assert api.Trade("alice", "1.5", "bobby", "liquid", "pw") == "Amount must be a whole number of satoshis"
+    assert_refused(f"{huge} not in Spendable list yet.", api.Deposit, "bobby", [huge], "pw")
+    assert_refused(reserved, api.Trade, "Exchange", 1, "bobby", "liquid", "pw")
+    assert_refused("Amount can not be negative if both users are known",
+                   api.Trade, "alice", -5, "bobby", "liquid", "pw")
+    assert_refused("Unknown user", api.Trade, "alice", 5, "bobby", "liquid", "pw")  # Halo: a KeyError Fault
+    assert_refused("Insufficient funds in liquid pool. Please make the debit before the credit.",
+                   api.Trade, "alice", 5, "", "liquid", "pw")
+    assert_refused("Amount must be a whole number of satoshis", api.Trade, "alice", "1.5", "bobby", "liquid", "pw")
     assert api.GetBalance("nobody", "pw") is False
     assert api.ExchangeSettings("B" * 34, "", "", "", "pw").startswith("Exchange accounts must be a list")
-    assert api.ExchangeSettings("", "", {"min": 10**8, "max": 10**9, "percent": 0.06}, "", "pw") == "Commission is too high."
+    assert_refused("Commission is too high.",
+                   api.ExchangeSettings, "", "", {"min": 10**8, "max": 10**9, "percent": 0.06}, "", "pw")
     assert api.ExchangeSettings("", "", {"min": 9999, "max": 10**9, "percent": 0.01}, "", "pw").startswith("Minimum commission")
-    assert api.ExchangeSettings(["Bx"], "", "", 6, "pw") == "Not enough confirmations"
-    assert api.ExchangeSettings(["Bx"], "", "", 16, "pw") == "Too many confirmations"
+    assert_refused("Not enough confirmations", api.ExchangeSettings, ["Bx"], "", "", 6, "pw")
+    assert_refused("Too many confirmations", api.ExchangeSettings, ["Bx"], "", "", 16, "pw")
     assert api.ExchangeSettings(["Bx"], "", "", 9, "pw") is True
     api.StartExchange("pw", 0)
-    assert api.Trade("alice", 1, "bobby", "liquid", "pw") == "Exchange is stopped."
+    assert_refused("Exchange is stopped.", api.Trade, "alice", 1, "bobby", "liquid", "pw")
 
 
-def test_password_and_settings_survive_a_restart(exchange: Exchange) -> None:
+def test_password_and_settings_survive_a_restart(exchange: ServiceHarness) -> None:
     """The password is stored (hashed) and still required after the node restarts."""
     exchange.api.SetPassword("s3cret", "")
     exchange.api.StartExchange("s3cret")
     assert exchange.api.ExchangeSettings("", "", "", 12, "s3cret") is True
     exchange.close()
     exchange.open()
-    assert exchange.api.GetCycle("") == "Incorrect Password"
+    assert_refused("Incorrect Password", exchange.api.GetCycle, "")
     assert exchange.api.GetCycle("s3cret") == exchange.node.peg_info()["cycle"]
     assert exchange.service.call(lambda engine: engine.deposits.confirmations) == 12
 
 
-def test_shutdown_answers_then_stops_the_node(exchange: Exchange) -> None:
+def test_shutdown_answers_then_stops_the_node(exchange: ServiceHarness) -> None:
     """ShutDown answers True and then asks the node to stop."""
     assert exchange.api.ShutDown("") is True
-    deadline = time.monotonic() + 5
-    while exchange.stops == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: exchange.stops, timeout=5, interval=0.05)
     assert exchange.stops == 1
 
 
-def test_transport_faults_and_limits(exchange: Exchange, monkeypatch) -> None:
+def test_transport_faults_and_limits(exchange: ServiceHarness, monkeypatch) -> None:
     """Unknown calls, wrong argument counts, internal errors and oversized bodies get stable answers."""
     api = exchange.api
     with pytest.raises(xmlrpc.client.Fault) as fault:
@@ -173,17 +124,19 @@ def test_transport_faults_and_limits(exchange: Exchange, monkeypatch) -> None:
     assert connection.getresponse().status == 413
 
 
-def test_withdraw_validates_escrows_and_records(exchange: Exchange) -> None:
+def test_withdraw_validates_escrows_and_records(exchange: ServiceHarness) -> None:
     """Withdraw answers the documented pairs; an accepted one moves into escrow and CheckWithdraw shows it."""
     api = exchange.api
     exchange.credit("karen", 10 * COIN)
-    payee = PrivateKey.generate().public_key().address(DEVNET_KEYS)
+    payee = new_address()
     assert api.Withdraw("karen", 5 * COIN, "", "liquid", "") == [False, ""]
-    assert api.Withdraw("karen", 5 * COIN, "xyz", "liquid", "") == ["Withdraw address not valid", ""]
-    assert api.Withdraw("karen", 100_010_000, payee, "liquid", "") == ["Withdraw amount is too low", ""]
-    assert api.Withdraw("karen", "1000000000000", payee, "liquid", "") == ["Insufficient liquid balance", ""]
-    assert api.Withdraw("nobody", 200_000_000, payee, "liquid", "") == ["Unknown user", ""]
-    assert api.Withdraw("karen", "1.5", payee, "liquid", "") == ["Amount must be a whole number of satoshis", ""]
+    assert_refused("Withdraw address not valid", api.Withdraw, "karen", 5 * COIN, "xyz", "liquid", "", pair=True)
+    assert_refused("Withdraw amount is too low", api.Withdraw, "karen", 100_010_000, payee, "liquid", "", pair=True)
+    assert_refused("Insufficient liquid balance", api.Withdraw, "karen", "1000000000000", payee, "liquid", "",
+                   pair=True)
+    assert_refused("Unknown user", api.Withdraw, "nobody", 200_000_000, payee, "liquid", "", pair=True)
+    assert_refused("Amount must be a whole number of satoshis", api.Withdraw, "karen", "1.5", payee, "liquid", "",
+                   pair=True)
     before = api.GetBalance("karen", "")
     ok, withdraw_id = api.Withdraw("karen", 100_010_001, payee, "liquid", "")
     assert ok is True and len(withdraw_id) == 32
@@ -191,16 +144,16 @@ def test_withdraw_validates_escrows_and_records(exchange: Exchange) -> None:
     assert api.GetBalance("withdraws", "")["liquid"] == 100_010_001
     status = api.CheckWithdraw(withdraw_id, 0, "")
     assert (status["status"], status["amount"], status["address"]) == ("queued", 100_010_001, payee)
-    assert api.CheckWithdraw("f" * 32, 0, "") == "ID not found"
+    assert_refused("ID not found", api.CheckWithdraw, "f" * 32, 0, "")
 
 
-def test_change_of_the_exchanges_own_transactions_is_spendable_but_not_a_deposit(exchange: Exchange) -> None:
+def test_change_of_the_exchanges_own_transactions_is_spendable_but_not_a_deposit(exchange: ServiceHarness) -> None:
     """An output of a transaction the exchange built shows in GetSpendable with change: 1, live confirmations,
     and cannot be deposited (recognised by txid, not by an OP_RETURN guess)."""
     api = exchange.api
     api.StartExchange("")
     wif, _ = api.GenerateDepositAddress("")
-    address = PrivateKey.from_wif(wif, DEVNET_KEYS).public_key().address(DEVNET_KEYS)
+    address = address_of(wif)
     txid = exchange.node.send_to_address(address, 3 * COIN)
     exchange.service.call(lambda engine: engine.mark_own_transaction(from_display_hex(txid)))
     exchange.generate(1)
@@ -209,14 +162,14 @@ def test_change_of_the_exchanges_own_transactions_is_spendable_but_not_a_deposit
     assert entry["change"] == 1 and entry["amount"] == str(3 * COIN) and entry["confirmations"] == "1"
     exchange.generate(2)
     assert api.GetSpendable("", "")[key]["confirmations"] == "3"
-    assert api.Deposit("karen", [key], "") == "You can not deposit change transactions."
-    assert api.Deposit("karen", [txid], "") == "You can not deposit change transactions."
+    assert_refused("You can not deposit change transactions.", api.Deposit, "karen", [key], "")
+    assert_refused("You can not deposit change transactions.", api.Deposit, "karen", [txid], "")
     assert api.GetDeposits(key, "") is False
-    other = PrivateKey.generate().public_key().address(DEVNET_KEYS)
+    other = new_address()
     assert api.GetSpendable(other, "") == {}
 
 
-def test_cycle_and_balances_follow_deflate_votes(exchange: Exchange) -> None:
+def test_cycle_and_balances_follow_deflate_votes(exchange: ServiceHarness) -> None:
     """GetCycle moves at the block that starts a cycle; once deflate votes raise the supply, balances are
     re-split (more reserve, less liquid, the same total), exactly, above 2^31."""
     api = exchange.api
@@ -238,21 +191,21 @@ def test_cycle_and_balances_follow_deflate_votes(exchange: Exchange) -> None:
     assert after["liquid"] + after["reserve"] == 40 * COIN
 
 
-def test_remaining_documented_refusals(exchange: Exchange) -> None:
+def test_remaining_documented_refusals(exchange: ServiceHarness) -> None:
     """The rest of halo-behaviour §6.3: name checks on both sides of a trade, and the settings answered False."""
     api = exchange.api
     api.StartExchange("")
-    assert api.Trade("abc", 1, "bobby", "liquid", "") == "Name is too short in length."
-    assert api.Trade("alice", 1, "withdraws", "liquid", "") == \
-        "Name reserved for exchange operations. Please use different name."
-    assert api.Trade("alice", 1, "ab", "liquid", "") == "Name is too short in length."
+    assert_refused("Name is too short in length.", api.Trade, "abc", 1, "bobby", "liquid", "")
+    assert_refused("Name reserved for exchange operations. Please use different name.",
+                   api.Trade, "alice", 1, "withdraws", "liquid", "")
+    assert_refused("Name is too short in length.", api.Trade, "alice", 1, "ab", "liquid", "")
     assert api.ExchangeSettings("", "", {"min": 10**8, "max": 10**9, "percent": -0.1}, "", "") is False
     assert api.ExchangeSettings("", "", {"min": 10**9, "max": 10**8, "percent": 0.01}, "", "") is False
-    assert api.ExchangeSettings(["Bx"], "", "", 16, "") == "Too many confirmations"
+    assert_refused("Too many confirmations", api.ExchangeSettings, ["Bx"], "", "", 16, "")
     assert "exchangeaccounts" not in exchange.service.call(lambda engine: engine.settings)  # all or nothing
 
 
-def test_pipelined_calls_on_one_socket_are_answered_in_order(exchange: Exchange) -> None:
+def test_pipelined_calls_on_one_socket_are_answered_in_order(exchange: ServiceHarness) -> None:
     """Two calls written at once on one connection get their two answers, in order, on that connection."""
     import socket
 
@@ -271,7 +224,7 @@ def test_pipelined_calls_on_one_socket_are_answered_in_order(exchange: Exchange)
     assert xmlrpc.client.loads(second.split(b"\r\n\r\n", 1)[1])[0] == (False,)
 
 
-def test_a_failed_write_stops_the_exchange_instead_of_answering_from_memory(exchange: Exchange) -> None:
+def test_a_failed_write_stops_the_exchange_instead_of_answering_from_memory(exchange: ServiceHarness) -> None:
     """When the exchange DB cannot be written, the call waiting on it fails, and later calls are not answered
     from balances the disk does not hold: the exchange stops until the node restarts and reloads."""
     api = exchange.api
@@ -282,17 +235,18 @@ def test_a_failed_write_stops_the_exchange_instead_of_answering_from_memory(exch
     with pytest.raises(xmlrpc.client.Fault) as fault:
         api.Trade("karen", COIN, "dave", "liquid", "pw")
     assert fault.value.faultCode == FAULT_INTERNAL
-    assert api.GetBalance("dave", "pw") == "Exchange is not loaded yet."
+    assert_refused("Exchange is not loaded yet.", api.GetBalance, "dave", "pw")
     assert exchange.service.state.value == "failed"
     # Failed, the exchange still asks for its password before stopping or shutting down.
-    assert api.StartExchange("wrong", 0) == "Incorrect Password" and api.ShutDown("wrong") == "Incorrect Password"
+    assert_refused("Incorrect Password", api.StartExchange, "wrong", 0)
+    assert_refused("Incorrect Password", api.ShutDown, "wrong")
     assert exchange.stops == 0
     exchange.close()
     exchange.open()  # reloaded from the store: the answered trade is there, the failed one is not
     assert exchange.api.GetBalance("dave", "pw") == {"liquid": COIN, "reserve": 0}
 
 
-def test_exchange_password_unlocks_an_encrypted_wallet(exchange: Exchange) -> None:
+def test_exchange_password_unlocks_an_encrypted_wallet(exchange: ServiceHarness) -> None:
     """With the exchange wallet encrypted (halo-exchange encrypt-wallet), a restarted exchange cannot make
     deposit keys until ExchangePassword gives the right passphrase; a wrong one is refused clearly."""
     api = exchange.api
@@ -308,10 +262,11 @@ def test_exchange_password_unlocks_an_encrypted_wallet(exchange: Exchange) -> No
     exchange.open()
     api = exchange.api
     api.StartExchange("")
-    assert api.GenerateDepositAddress("") == ["The exchange wallet is locked. Use ExchangePassword first.", ""]
+    assert_refused("The exchange wallet is locked. Use ExchangePassword first.",
+                   api.GenerateDepositAddress, "", pair=True)
     assert "passphrase" in api.ExchangePassword("wrong", "")
     assert api.ExchangePassword("correct horse", "") is True
     second, ok = api.GenerateDepositAddress("")
     assert ok is True and second != first
-    address = PrivateKey.from_wif(first, DEVNET_KEYS).public_key().address(DEVNET_KEYS)
+    address = address_of(first)
     assert exchange.service.call(lambda engine: engine.wallet.private_key(address).to_wif(DEVNET_KEYS)) == first

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import plyvel
 
+from halo_exchange.chain.params import COIN
 from halo_exchange.cli import main
 from halo_exchange.ledger.store import BookCodec, ExchangeStore
-from tests.integration.test_engine import COIN, Harness
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.framework import EngineHarness, run_cli
 
 
-def _prepare(tmp_path) -> Harness:
-    harness = Harness(tmp_path)
-    harness.deposit("alice", 10 * COIN)
-    harness.deposit("bobby", 3 * COIN)
+def _prepare(tmp_path) -> EngineHarness:
+    harness = EngineHarness(tmp_path)
+    harness.credit("alice", 10 * COIN)
+    harness.credit("bobby", 3 * COIN)
     harness.settle(harness.engine.trade("alice", COIN, "bobby"))
     return harness
 
@@ -52,7 +47,7 @@ def test_registered_deposit_missing_from_the_chain_is_a_violation(tmp_path, caps
     """A registered deposit whose block left the chain while the engine did not hear of it fails the audit."""
     harness = _prepare(tmp_path)
     first_deposit_height = 1
-    harness.store.close()
+    harness.stop_engine()
     harness.node.invalidate_block(first_deposit_height)
     harness.node.close()
     code, out = _audit(tmp_path, capsys)
@@ -64,11 +59,7 @@ def test_running_node_is_reported_not_touched(tmp_path) -> None:
     _prepare(tmp_path).close()
     held = plyvel.DB(str(tmp_path / "node" / "chain"), compression=None)
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "halo_exchange.cli", "audit", "--datadir", str(tmp_path),
-             "--chain-db", str(tmp_path / "node" / "chain")],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
-        )
+        result = run_cli("audit", "--datadir", str(tmp_path), "--chain-db", str(tmp_path / "node" / "chain"))
         assert result.returncode == 2 and "is the node running" in result.stderr
         assert held.get(b"t") is not None
     finally:

@@ -18,6 +18,7 @@ from node_hooks.devnode.rpc import (
     FAULT_TX_REJECTED,
     ControlRPCServer,
 )
+from tests.framework import assert_raises_fault
 
 CALLS = [
     "generate", "getbestblockhash", "getblock", "getblockcount", "getfractions", "getnewaddress", "getpeginfo",
@@ -43,14 +44,6 @@ def server(node):
 @pytest.fixture
 def rpc(server) -> xmlrpc.client.ServerProxy:
     return xmlrpc.client.ServerProxy(server.url)
-
-
-def assert_raises_fault(code: int, message: str, call, *args) -> None:
-    """Run an RPC call and check the Fault code and that ``message`` is in its text (Bitcoin Core style)."""
-    with pytest.raises(xmlrpc.client.Fault) as fault:
-        call(*args)
-    assert fault.value.faultCode == code, fault.value
-    assert message in fault.value.faultString, fault.value
 
 
 def test_exactly_the_control_calls_are_listed_with_help(rpc) -> None:

@@ -7,64 +7,21 @@ import pytest
 
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
+from halo_exchange.chain.params import COIN
 from halo_exchange.chain.script import address_to_script, notary_script
 from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut, sign_input
-from halo_exchange.ledger.deposits import DepositError, DepositState, DepositTracker
-from halo_exchange.serialize import from_display_hex
-from node_hooks import HookDispatcher, RecordingHook
-from node_hooks.devnode.node import DevNode
-
-COIN = 100_000_000
-
-
-class Exchange:
-    """A devnet node, an exchange address, and a tracker fed every block event in order."""
-
-    def __init__(self, tmp_path) -> None:
-        self.hook = RecordingHook()
-        dispatcher = HookDispatcher()
-        dispatcher.register(self.hook)
-        self.node = DevNode(tmp_path / "node", dispatcher=dispatcher)
-        self.tracker = DepositTracker(confirmations=7)
-        self.address = PrivateKey.generate().public_key().address(DEVNET_KEYS)
-        self.tracker.addresses.add(self.address)
-        self.credits: list[tuple[str, int]] = []
-        self.reversals: list[tuple[str, int]] = []
-        self._seen = 0
-
-    def _collect(self, events) -> None:
-        self.credits += [(c.owner, c.deposit.amount) for c in events.credits]
-        self.reversals += [(c.owner, c.deposit.amount) for c in events.reversals]
-
-    def sync(self) -> None:
-        for event in self.hook.events[self._seen:]:
-            if event[0] == "connected":
-                self._collect(self.tracker.block_connected(self.node.reader, event[1], from_display_hex(event[2])))
-            elif event[0] == "disconnected":
-                self._collect(self.tracker.block_disconnected(event[1], from_display_hex(event[2])))
-        self._seen = len(self.hook.events)
-
-    def generate(self, n: int) -> None:
-        self.node.generate(n)
-        self.sync()
-
-    def deposit(self, amount: int, frozen: bool = False) -> OutPoint:
-        txid = (self.node.send_frozen if frozen else self.node.send_to_address)(self.address, amount)
-        tx = Transaction.from_hex(self.node.get_raw_transaction(txid))
-        return OutPoint(tx.hash, next(i for i, o in enumerate(tx.outputs) if o.value == amount))
-
-    def name(self, owner: str, outpoints) -> None:
-        self._collect(self.tracker.name(owner, outpoints))
+from halo_exchange.ledger.deposits import DepositError, DepositState
+from tests.framework import TrackerHarness
 
 
 @pytest.fixture
 def exchange(tmp_path):
-    exchange = Exchange(tmp_path)
-    yield exchange
-    exchange.node.close()
+    """The deposit tracker alone, fed every block event of a devnet node."""
+    with TrackerHarness(tmp_path) as exchange:
+        yield exchange
 
 
-def test_credited_once_at_the_confirmation_setting(exchange: Exchange) -> None:
+def test_credited_once_at_the_confirmation_setting(exchange: TrackerHarness) -> None:
     """A named deposit is credited exactly when it reaches 7 confirmations, and only once."""
     outpoint = exchange.deposit(5 * COIN)
     exchange.generate(1)
@@ -80,7 +37,7 @@ def test_credited_once_at_the_confirmation_setting(exchange: Exchange) -> None:
     assert exchange.tracker.deposits[outpoint].state is DepositState.REGISTERED
 
 
-def test_naming_after_confirmation_credits_at_once_and_owner_is_fixed(exchange: Exchange) -> None:
+def test_naming_after_confirmation_credits_at_once_and_owner_is_fixed(exchange: TrackerHarness) -> None:
     """Naming a confirmed deposit credits it immediately; naming it for someone else is refused."""
     outpoint = exchange.deposit(2 * COIN)
     exchange.generate(8)
@@ -92,7 +49,7 @@ def test_naming_after_confirmation_credits_at_once_and_owner_is_fixed(exchange: 
     assert exchange.tracker.deposits[outpoint].owner == "bob_"
 
 
-def test_bare_txid_names_every_exchange_output_and_unknown_is_refused(exchange: Exchange) -> None:
+def test_bare_txid_names_every_exchange_output_and_unknown_is_refused(exchange: TrackerHarness) -> None:
     """A bare txid means all the exchange's outputs of that transaction; an unknown one changes nothing."""
     outpoint = exchange.deposit(3 * COIN)
     exchange.generate(7)
@@ -104,14 +61,14 @@ def test_bare_txid_names_every_exchange_output_and_unknown_is_refused(exchange: 
     assert exchange.credits == [("dave", 3 * COIN)]
 
 
-def test_own_transactions_are_change_not_deposits(exchange: Exchange) -> None:
+def test_own_transactions_are_change_not_deposits(exchange: TrackerHarness) -> None:
     """Outputs of transactions the exchange built are never deposits, whatever their outputs look like."""
     exchange.tracker.own_txids.add(exchange.deposit(COIN).txid)
     exchange.generate(1)
     assert exchange.tracker.deposits == {}
 
 
-def test_frozen_deposit_waits_for_its_lock_time(exchange: Exchange) -> None:
+def test_frozen_deposit_waits_for_its_lock_time(exchange: TrackerHarness) -> None:
     """An **F** deposit shows in the frozen figure and is credited only once a block passes its lock time."""
     outpoint = exchange.deposit(4 * COIN, frozen=True)
     exchange.generate(1)
@@ -125,7 +82,7 @@ def test_frozen_deposit_waits_for_its_lock_time(exchange: Exchange) -> None:
     assert exchange.credits == [("erin", 4 * COIN)] and exchange.tracker.frozen_total() == 0
 
 
-def test_reorg_unregistered_returns_registered_reverses(exchange: Exchange) -> None:
+def test_reorg_unregistered_returns_registered_reverses(exchange: TrackerHarness) -> None:
     """A reorg removes an unregistered deposit (owner kept; credited when mined again) and reverses a
     registered one."""
     early = exchange.deposit(6 * COIN)
@@ -150,7 +107,7 @@ def test_reorg_unregistered_returns_registered_reverses(exchange: Exchange) -> N
     assert late not in exchange.tracker.deposits and late.txid_hex not in exchange.node.mempool_txids()
 
 
-def test_deposit_with_a_trailing_op_return_is_a_deposit(exchange: Exchange) -> None:
+def test_deposit_with_a_trailing_op_return_is_a_deposit(exchange: TrackerHarness) -> None:
     """W-C: a customer's payment whose last output is OP_RETURN is a deposit, not change."""
     key = PrivateKey.generate()
     address = key.public_key().address(DEVNET_KEYS)
@@ -171,7 +128,7 @@ def test_deposit_with_a_trailing_op_return_is_a_deposit(exchange: Exchange) -> N
     assert exchange.credits == [("hana", 4 * COIN)]
 
 
-def test_applied_blocks_are_remembered_only_to_the_reorg_depth(exchange: Exchange, monkeypatch) -> None:
+def test_applied_blocks_are_remembered_only_to_the_reorg_depth(exchange: TrackerHarness, monkeypatch) -> None:
     """The tracker keeps the blocks it applied for undoing reorgs, but only the most recent ones."""
     import halo_exchange.ledger.deposits as deposits_module
 

@@ -8,6 +8,7 @@ import pytest
 from halo_exchange.chain import layout
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
+from halo_exchange.chain.params import COIN
 from halo_exchange.chain.script import address_to_script
 from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut, sign_input
 from halo_exchange.peg import Fractions, next_supply_index
@@ -16,8 +17,6 @@ from halo_exchange.peg.transfer import FreezeTimes, TransferInput, TransferOutpu
 from node_hooks import HookDispatcher, RecordingHook
 from node_hooks.devnode.errors import InvalidParameter, NotFound, TxRejected
 from node_hooks.devnode.node import DevNode
-
-COIN = 100_000_000
 
 
 @pytest.fixture

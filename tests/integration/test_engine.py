@@ -4,91 +4,26 @@ trades with the API's strings, answers only once durable, cycles re-valuing bala
 from __future__ import annotations
 
 import pytest
-from twisted.internet.task import Clock
 
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
-from halo_exchange.chain.tx import OutPoint, Transaction
+from halo_exchange.chain.params import COIN
+from halo_exchange.chain.tx import Transaction
 from halo_exchange.commands import NAME_INVALID, NAME_RESERVED, NAME_TOO_SHORT, NEGATIVE_BETWEEN_USERS, ZERO_AMOUNT
-from halo_exchange.engine import ExchangeEngine
-from halo_exchange.errors import CommandRefused
-from halo_exchange.ledger.store import ExchangeStore
 from halo_exchange.ledger.wallet import WalletState
 from halo_exchange.rpc import views
-from halo_exchange.serialize import from_display_hex
-from node_hooks import HookDispatcher, RecordingHook
-from node_hooks.devnode.node import DevNode
-
-COIN = 100_000_000
-
-
-class Harness:
-    """A devnet node, an engine on its own DB, and the reactor turn played by a Clock."""
-
-    def __init__(self, tmp_path) -> None:
-        self.tmp_path = tmp_path
-        self.hook = RecordingHook()
-        dispatcher = HookDispatcher()
-        dispatcher.register(self.hook)
-        self.node = DevNode(tmp_path / "node", dispatcher=dispatcher)
-        self.clock = Clock()
-        self.store = ExchangeStore(str(tmp_path / "exchange"))
-        self.engine = ExchangeEngine(self.store, self.node.reader, self.clock.callLater)
-        self.address = PrivateKey.generate().public_key().address(DEVNET_KEYS)
-        self.settle(self.engine.add_deposit_address(self.address))
-        self._seen = 0
-
-    def settle(self, deferred):
-        """End the reactor turn (the group commit writes) and return the command's answer."""
-        results = []
-        deferred.addBoth(results.append)
-        self.clock.advance(0)
-        assert results, "the answer must come once the batch is written"
-        return results[0]
-
-    def generate(self, n: int, vote: str = "nochange") -> None:
-        self.node.generate(n, vote)
-        self.sync()
-
-    def sync(self) -> None:
-        """Deliver the node's block events to the engine, in order, each settled."""
-        for event in self.hook.events[self._seen:]:
-            if event[0] == "connected":
-                self.settle(self.engine.block_connected(event[1], event[2]))
-            elif event[0] == "disconnected":
-                self.settle(self.engine.block_disconnected(event[1], event[2]))
-        self._seen = len(self.hook.events)
-
-    def deposit(self, owner: str, amount: int) -> None:
-        txid = self.node.send_to_address(self.address, amount)
-        self.generate(1)
-        self.settle(self.engine.name_deposit(owner, self.outpoints(txid)))
-        self.generate(6)
-
-    def outpoints(self, txid: str) -> list[OutPoint]:
-        """The deposits among the outputs of ``txid`` (shown order), as a bare txid names them."""
-        return self.engine.deposits.outpoints_of(from_display_hex(txid))
-
-    def reopen(self) -> None:
-        self.store.close()
-        self.store = ExchangeStore(str(self.tmp_path / "exchange"))
-        self.engine = ExchangeEngine(self.store, self.node.reader, self.clock.callLater)
-
-    def close(self) -> None:
-        self.store.close()
-        self.node.close()
+from tests.framework import EngineHarness, assert_refused
 
 
 @pytest.fixture
 def harness(tmp_path):
-    harness = Harness(tmp_path)
-    yield harness
-    harness.close()
+    with EngineHarness(tmp_path) as harness:
+        yield harness
 
 
-def test_deposit_is_credited_and_survives_a_restart(harness: Harness) -> None:
+def test_deposit_is_credited_and_survives_a_restart(harness: EngineHarness) -> None:
     """A named deposit lands in the owner's balance at 7 confirmations, and is still there after a restart."""
-    harness.deposit("alice", 10 * COIN)
+    harness.credit("alice", 10 * COIN)
     liquid, reserve = harness.engine.balance("alice")
     assert liquid + reserve == 10 * COIN
     harness.reopen()
@@ -96,9 +31,9 @@ def test_deposit_is_credited_and_survives_a_restart(harness: Harness) -> None:
     assert harness.engine.book.check() == []
 
 
-def test_trades_move_balances_and_refusals_change_nothing(harness: Harness) -> None:
+def test_trades_move_balances_and_refusals_change_nothing(harness: EngineHarness) -> None:
     """Trades answer True once durable; each refusal answers the API's string and changes nothing."""
-    harness.deposit("alice", 10 * COIN)
+    harness.credit("alice", 10 * COIN)
     alice = harness.engine.balance("alice")
     assert harness.settle(harness.engine.trade("alice", COIN, "Alice")) is True
     assert harness.engine.balance("Alice") == (COIN, 0)  # a different user from "alice"
@@ -117,27 +52,25 @@ def test_trades_move_balances_and_refusals_change_nothing(harness: Harness) -> N
         (("alice", 1.5, "bobby"), "whole number"),
     ]
     for args, message in refusals:
-        with pytest.raises(CommandRefused, match=message.replace(".", r"\.")):
-            harness.engine.trade(*args)
+        assert_refused(message, harness.engine.trade, *args)
     assert harness.engine.balance("alice") == (alice[0] - COIN, alice[1])
     assert harness.engine.balance("bobby") is None
     assert harness.engine.commit.pending == 0
 
 
-def test_one_sided_trades_go_through_the_pool(harness: Harness) -> None:
+def test_one_sided_trades_go_through_the_pool(harness: EngineHarness) -> None:
     """A negative one-sided trade debits into the pool; a positive one credits from it, never beyond it."""
-    harness.deposit("alice", 5 * COIN)
+    harness.credit("alice", 5 * COIN)
     harness.settle(harness.engine.trade("alice", -2 * COIN, ""))
     assert harness.engine.balance("pool") == (2 * COIN, 0)
     harness.settle(harness.engine.trade("carol", 2 * COIN, ""))
     assert harness.engine.balance("carol") == (2 * COIN, 0) and harness.engine.balance("pool") == (0, 0)
-    with pytest.raises(CommandRefused, match="Insufficient funds in liquid pool"):
-        harness.engine.trade("carol", 1, "")
+    assert_refused("Insufficient funds in liquid pool", harness.engine.trade, "carol", 1, "")
 
 
-def test_answer_only_after_the_batch_is_on_disk(harness: Harness) -> None:
+def test_answer_only_after_the_batch_is_on_disk(harness: EngineHarness) -> None:
     """Two trades in one reactor turn share one batch; neither is answered before it is written."""
-    harness.deposit("alice", 5 * COIN)
+    harness.credit("alice", 5 * COIN)
     batches = harness.engine.commit.batches_written
     answers: list = []
     harness.engine.trade("alice", 1000, "bobby").addCallback(answers.append)
@@ -149,9 +82,9 @@ def test_answer_only_after_the_batch_is_on_disk(harness: Harness) -> None:
     assert harness.engine.balance("bobby") == (1000, 0) and harness.engine.balance("carol") == (2000, 0)
 
 
-def test_new_cycle_revalues_balances_at_supply_plus_buffer(harness: Harness) -> None:
+def test_new_cycle_revalues_balances_at_supply_plus_buffer(harness: EngineHarness) -> None:
     """When deflate votes raise the supply, the next cycle's balances hold more reserve, values unchanged."""
-    harness.deposit("alice", 50 * COIN)
+    harness.credit("alice", 50 * COIN)
     harness.settle(harness.engine.trade("alice", 10 * COIN, "bobby"))
     interval = harness.node.params.peg_interval
     assert harness.engine.book.supply == 3  # network supply 0 + buffer 3
@@ -169,12 +102,12 @@ def test_new_cycle_revalues_balances_at_supply_plus_buffer(harness: Harness) -> 
     assert figures["frozen"] == 0 and figures["subpremium"] == 0  # a wallet payment is rated like a fresh split
 
 
-def test_reorg_of_a_registered_deposit_takes_the_credit_back(harness: Harness) -> None:
+def test_reorg_of_a_registered_deposit_takes_the_credit_back(harness: EngineHarness) -> None:
     """A registered deposit whose block leaves the chain is taken back from the balance."""
     txid = harness.node.send_to_address(harness.address, 3 * COIN)
     harness.generate(1)
     height = harness.node.block_count()
-    harness.settle(harness.engine.name_deposit("dave", harness.outpoints(txid)))
+    harness.name_deposit("dave", txid)
     harness.generate(6)
     assert sum(harness.engine.balance("dave")) == 3 * COIN
     harness.node.invalidate_block(height)
@@ -185,15 +118,14 @@ def test_reorg_of_a_registered_deposit_takes_the_credit_back(harness: Harness) -
     assert tx.txid == txid  # back in the mempool, to be credited again when mined
 
 
-def test_catch_up_applies_blocks_missed_while_down(harness: Harness) -> None:
+def test_catch_up_applies_blocks_missed_while_down(harness: EngineHarness) -> None:
     """Blocks the node connected while the engine was down are applied on restart, deposits included."""
     txid = harness.node.send_to_address(harness.address, 4 * COIN)
     harness.generate(1)
-    harness.settle(harness.engine.name_deposit("erin", harness.outpoints(txid)))
-    harness.store.close()
+    harness.name_deposit("erin", txid)
+    harness.stop_engine()
     harness.node.generate(2 * harness.node.params.peg_interval, "deflate")  # the engine hears nothing
-    harness._seen = len(harness.hook.events)
-    harness.reopen()  # the engine starts again, behind the node
+    harness.start_engine()  # the engine starts again, behind the node
     assert harness.engine.balance("erin") is None
     harness.settle(harness.engine.catch_up())
     assert sum(harness.engine.balance("erin")) == 4 * COIN
@@ -201,19 +133,18 @@ def test_catch_up_applies_blocks_missed_while_down(harness: Harness) -> None:
     assert harness.engine.deposits.tip[0] == harness.node.block_count()
 
 
-def test_catch_up_undoes_blocks_the_chain_dropped(harness: Harness) -> None:
+def test_catch_up_undoes_blocks_the_chain_dropped(harness: EngineHarness) -> None:
     """Blocks applied before a restart that the chain dropped meanwhile are undone first."""
     txid = harness.node.send_to_address(harness.address, 2 * COIN)
     harness.generate(1)
     height = harness.node.block_count()
-    harness.settle(harness.engine.name_deposit("finn", harness.outpoints(txid)))
+    harness.name_deposit("finn", txid)
     harness.generate(6)
     assert sum(harness.engine.balance("finn")) == 2 * COIN
-    harness.store.close()
+    harness.stop_engine()
     harness.node.invalidate_block(height)  # the deposit's block leaves while the engine is down
     harness.node.generate(2)
-    harness._seen = len(harness.hook.events)
-    harness.reopen()  # the engine starts again, behind the node
+    harness.start_engine()  # the engine starts again, behind the node
     harness.settle(harness.engine.catch_up())
     finn = harness.engine.balance("finn")
     assert finn == (0, 0)  # reversed; the re-mined deposit has 2 confirmations, not yet 7
@@ -222,9 +153,9 @@ def test_catch_up_undoes_blocks_the_chain_dropped(harness: Harness) -> None:
     assert sum(harness.engine.balance("finn")) == 2 * COIN
 
 
-def test_self_trade_and_any_printable_name(harness: Harness) -> None:
+def test_self_trade_and_any_printable_name(harness: EngineHarness) -> None:
     """B7/B8: a self-trade changes nothing and loses nothing; names with any printable characters are keys."""
-    harness.deposit("alice", 5 * COIN)
+    harness.credit("alice", 5 * COIN)
     before = harness.engine.balance("alice")
     assert harness.settle(harness.engine.trade("alice", COIN, "alice")) is True
     assert harness.engine.balance("alice") == before
@@ -235,53 +166,47 @@ def test_self_trade_and_any_printable_name(harness: Harness) -> None:
     assert harness.engine.balance("alice") == (before[0] - 12345, before[1])
 
 
-def test_withdrawal_escrow_and_its_return(harness: Harness) -> None:
+def test_withdrawal_escrow_and_its_return(harness: EngineHarness) -> None:
     """Escrowing moves funds into 'withdraws' (refused beyond the balance); a return gives them back."""
-    harness.deposit("alice", 5 * COIN)
+    harness.credit("alice", 5 * COIN)
     liquid, reserve = harness.engine.balance("alice")
     harness.settle(harness.engine.escrow_withdrawal("alice", 2 * COIN))
     assert harness.engine.balance("withdraws") == (2 * COIN, 0)
     assert harness.engine.balance("alice") == (liquid - 2 * COIN, reserve)
-    with pytest.raises(CommandRefused, match="Insufficient liquid balance"):
-        harness.engine.escrow_withdrawal("alice", liquid)
-    with pytest.raises(CommandRefused, match="Insufficient liquid balance"):
-        harness.engine.return_escrow("alice", 3 * COIN)
+    assert_refused("Insufficient liquid balance", harness.engine.escrow_withdrawal, "alice", liquid)
+    assert_refused("Insufficient liquid balance", harness.engine.return_escrow, "alice", 3 * COIN)
     harness.settle(harness.engine.return_escrow("alice", 2 * COIN))
     assert harness.engine.balance("alice") == (liquid, reserve) and harness.engine.balance("withdraws") == (0, 0)
     assert harness.engine.book.check() == []
 
 
-def test_generated_deposit_address_is_watched_and_its_key_kept(harness: Harness) -> None:
+def test_generated_deposit_address_is_watched_and_its_key_kept(harness: EngineHarness) -> None:
     """GenerateDepositAddress: the key is durable and the address watched before the answer; with the
     wallet encrypted a locked wallet refuses, the right passphrase unlocks."""
     wif, address = harness.settle(harness.engine.generate_deposit_address())
     assert PrivateKey.from_wif(wif, DEVNET_KEYS).public_key().address(DEVNET_KEYS) == address
     txid = harness.node.send_to_address(address, 2 * COIN)
     harness.generate(1)
-    harness.settle(harness.engine.name_deposit("gina", harness.outpoints(txid)))
+    harness.name_deposit("gina", txid)
     harness.generate(6)
     assert sum(harness.engine.balance("gina")) == 2 * COIN
 
     harness.settle(harness.engine.encrypt_wallet("s3cret passphrase"))
     harness.reopen()
     assert harness.engine.wallet.state is WalletState.LOCKED
-    with pytest.raises(CommandRefused, match="locked"):
-        harness.engine.generate_deposit_address()
-    with pytest.raises(CommandRefused, match="Incorrect exchange wallet passphrase"):
-        harness.engine.unlock_wallet("wrong")
+    assert_refused("locked", harness.engine.generate_deposit_address)
+    assert_refused("Incorrect exchange wallet passphrase", harness.engine.unlock_wallet, "wrong")
     harness.engine.unlock_wallet("s3cret passphrase")
     assert harness.engine.wallet.private_key(address).to_wif(DEVNET_KEYS) == wif
     _, second = harness.settle(harness.engine.generate_deposit_address())
     assert second in harness.engine.deposits.addresses
 
 
-def test_reorg_across_a_cycle_boundary_takes_the_supply_back(harness: Harness) -> None:
+def test_reorg_across_a_cycle_boundary_takes_the_supply_back(harness: EngineHarness) -> None:
     """Blocks that started a cycle with a new supply, reorged out, take the book back to the old supply;
     a new branch brings it forward again; values and every invariant hold throughout."""
-    from halo_exchange.audit import audit
-
-    harness.deposit("alice", 40 * COIN)
-    harness.deposit("bobby", 10 * COIN)
+    harness.credit("alice", 40 * COIN)
+    harness.credit("bobby", 10 * COIN)
     interval = harness.node.params.peg_interval
     harness.generate(interval, "deflate")
     while harness.node.peg_info()["pegnext"] == harness.node.peg_info()["peg"]:
@@ -297,24 +222,16 @@ def test_reorg_across_a_cycle_boundary_takes_the_supply_back(harness: Harness) -
     assert harness.engine.book.supply == harness.node.peg_info()["peg"] + 3
     assert harness.engine.book.check() == []
     assert [sum(harness.engine.balance(u)) for u in ("alice", "bobby")] == [40 * COIN, 10 * COIN]
-    assert audit(harness.engine.book, harness.engine.deposits, harness.node.reader).ok
+    assert harness.audit().ok
 
 
-def test_api_answers_from_memory_wait_for_the_batch_of_their_turn(harness: Harness) -> None:
+def test_api_answers_from_memory_wait_for_the_batch_of_their_turn(harness: EngineHarness) -> None:
     """A balance changed in this reactor turn is not revealed before that change is on disk, neither by a
     read nor by a refusal computed from it: both are answered with the batch. With nothing pending, at once."""
     import xmlrpc.client
 
-    from halo_exchange.rpc.api import ExchangeAPI
-    from halo_exchange.rpc.dispatch import APIDispatcher
-
-    harness.deposit("alice", 5 * COIN)
-    api = ExchangeAPI(lambda: harness.engine, lambda: None)
-    api.started = True
-    dispatcher = APIDispatcher(api)
-
-    def call(method: str, *params):
-        return dispatcher.handle(xmlrpc.client.dumps(params, method).encode())
+    harness.credit("alice", 5 * COIN)
+    call = harness.api_call
 
     def answer(body: bytes):
         return xmlrpc.client.loads(body)[0][0]
@@ -324,8 +241,8 @@ def test_api_answers_from_memory_wait_for_the_batch_of_their_turn(harness: Harne
     balance, refusal = [], []
     call("GetBalance", "bobby", "").addCallback(balance.append)
     call("Trade", "bobby", 2 * COIN, "carol", "liquid", "").addCallback(refusal.append)
-    assert balance == refusal == [] and harness.store.get(b"a" + b"bobby") is None
+    assert balance == refusal == [] and not harness.account_on_disk("bobby")
     harness.clock.advance(0)
-    assert harness.store.get(b"a" + b"bobby") is not None
+    assert harness.account_on_disk("bobby")
     assert answer(balance[0]) == {"liquid": COIN, "reserve": 0}
     assert answer(refusal[0]) == "Insufficient liquid balance"

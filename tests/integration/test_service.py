@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet.defer import Deferred
 
-from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
-from halo_exchange.chain.keys import PrivateKey
+from halo_exchange.chain.params import COIN
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.serialize import from_display_hex
 from halo_exchange.service import (
@@ -17,28 +16,16 @@ from halo_exchange.service import (
     in_reactor_thread,
 )
 from node_hooks import HookDispatcher
-from node_hooks.devnode.node import DevNode
-from node_hooks.exchange_mode import enable_exchange_mode
-
-COIN = 100_000_000
-
-
-def _start(tmp_path):
-    dispatcher = HookDispatcher()
-    service = enable_exchange_mode(
-        dispatcher, {"exchange": 1, "exchange_datadir": tmp_path / "exchange", "exchange_api_port": None}
-    )
-    node = DevNode(tmp_path / "node", dispatcher=dispatcher)
-    node.start()
-    return node, service
+from tests.framework import ServiceHarness, exchange_service, new_address
 
 
 def test_deposits_flow_from_node_events_into_balances(tmp_path, reactor_thread) -> None:
     """Blocks the node connects reach the engine on the reactor; a named deposit is credited and survives a
     node restart, with the exchange DB closed before the node's."""
-    node, service = _start(tmp_path)
+    exchange = ServiceHarness(tmp_path, api_port=None)
+    node, service = exchange.node, exchange.service
     try:
-        address = PrivateKey.generate().public_key().address(DEVNET_KEYS)
+        address = new_address()
         assert service.call(ExchangeEngine.add_deposit_address, address) is True
         txid = node.send_to_address(address, 5 * COIN)
         node.generate(1)
@@ -50,7 +37,8 @@ def test_deposits_flow_from_node_events_into_balances(tmp_path, reactor_thread) 
         node.close()
     assert service.state is ServiceState.CLOSED
 
-    node, service = _start(tmp_path)
+    exchange.open()
+    node, service = exchange.node, exchange.service
     try:
         node.generate(1)
         assert sum(service.call(ExchangeEngine.balance, "alice")) == 5 * COIN
@@ -80,8 +68,7 @@ def test_bridge_refuses_the_reactor_thread_and_times_out(reactor_thread) -> None
 
 def test_calls_before_the_engine_runs_are_refused(tmp_path, reactor_thread) -> None:
     """Asking a service that has not started gives a clear error, not a hang."""
-    dispatcher = HookDispatcher()
-    service = enable_exchange_mode(dispatcher, {"exchange": 1, "exchange_datadir": tmp_path / "exchange"})
+    service = exchange_service(HookDispatcher(), tmp_path / "exchange")
     with pytest.raises(ServiceError, match="stopped"):
         service.call(ExchangeEngine.balance, "alice")
 
@@ -89,14 +76,6 @@ def test_calls_before_the_engine_runs_are_refused(tmp_path, reactor_thread) -> N
 @pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)])
 def test_an_api_reachable_beyond_the_machine_is_warned_about(tmp_path, reactor_thread, caplog, host, warned) -> None:
     """Halo listened on every interface; ours listens on loopback, and says so loudly when told otherwise."""
-    dispatcher = HookDispatcher()
-    service = enable_exchange_mode(dispatcher, {"exchange": 1, "exchange_datadir": tmp_path / "exchange",
-                                                "exchange_api_host": host, "exchange_api_port": 0})
-    node = DevNode(tmp_path / "node", dispatcher=dispatcher)
     with caplog.at_level("WARNING", logger="halo_exchange.service"):
-        node.start()
-        try:
-            service.call(lambda engine: None)
-        finally:
-            node.close()
+        ServiceHarness(tmp_path, api_host=host).close()  # started, its engine answering, and stopped
     assert any("beyond this machine" in record.getMessage() for record in caplog.records) is warned

@@ -9,12 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from halo_exchange.chain.params import COIN
 from halo_exchange.ledger.book import Book, InsufficientFunds, LedgerError
 from halo_exchange.peg import Fractions, PegData, PegLevel
 from halo_exchange.peg import ops
 from tests import strategies as hs
-
-COIN = 100_000_000
 
 
 def test_credit_splits_at_the_supply() -> None:

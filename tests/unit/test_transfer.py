@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from halo_exchange.chain.params import COIN
 from halo_exchange.errors import TransferRuleError
 from halo_exchange.peg.fractions import NOTARY_C, NOTARY_F, NOTARY_V, PEG_SIZE, Fractions
 from halo_exchange.peg.transfer import (
@@ -21,7 +22,6 @@ from halo_exchange.peg.transfer import (
 A, B, FOREIGN = "bAlice", "bBob", "bForeign"
 S = 100  # supply index: Std(1e8) has ~63.4M reserve and ~36.6M liquid here
 T = 1_700_000_000  # block time
-COIN = 100_000_000
 
 
 def std_input(address: str, value: int = COIN, **kw) -> TransferInput:

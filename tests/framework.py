@@ -1,0 +1,442 @@
+"""The test framework: a devnet node with the exchange following it, driven so that a test reads like a session.
+
+In the manner of Bitcoin Core's ``test_framework`` (DESIGN.md §8). One family of harnesses, each a devnet node
+(``node``, under ``<tmp_path>/node``) and the exchange in one of its forms (its DB under
+``<tmp_path>/exchange``), sharing the node, key and credit logic of :class:`Harness`:
+
+* :class:`EngineHarness`: the :class:`ExchangeEngine` alone, the reactor turn played by a twisted ``Clock``;
+  the node's events are recorded and replayed to it in order, each settled (its batch written).
+* :class:`ServiceHarness`: exchange mode as a node runs it: the service on the reactor thread, node events
+  through the hooks, and the real XML-RPC API on a loopback port (``api``, a stdlib client).
+* :class:`TrackerHarness`: the :class:`DepositTracker` alone, fed every block event; its credits and reversals
+  collected as ``(owner, amount)``.
+
+Each has ``generate(n, vote)``, which returns once the exchange applied every block, ``sync()`` for events the
+node produced otherwise (``invalidate_block``), and ``credit(owner, amount)``. Beside them: the assertions
+:func:`assert_refused` and :func:`assert_raises_fault`, :func:`wait_until`, and the process helpers
+:func:`free_port`, :func:`running_devnet`, :func:`spawn_python`, :func:`run_python`, :func:`run_cli`.
+
+Building the engine, the exchange service and a hooked DevNode, feeding them block events, naming deposits
+and the API's in-process dispatcher happen only here, so that when those interfaces change, this module is
+what needs editing; test bodies call the engine or the API only for what they test. This is a helper, not a
+test module: test modules import from it (and from ``tests.strategies``), never from one another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+
+from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
+from halo_exchange.chain.keys import PrivateKey
+from halo_exchange.chain.tx import OutPoint, Transaction
+from halo_exchange.engine import ExchangeEngine
+from halo_exchange.errors import CommandRefused
+from halo_exchange.ledger.deposits import DepositTracker
+from halo_exchange.ledger.store import BookCodec, ExchangeStore
+from halo_exchange.serialize import from_display_hex
+from node_hooks import HookDispatcher, RecordingHook
+from node_hooks.devnode.node import DevNode
+from node_hooks.exchange_mode import enable_exchange_mode
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIRMATIONS = 7  # the exchange's default setting: a named deposit is credited at this depth
+
+
+# -- keys -----------------------------------------------------------------------------------------------------
+
+def new_address() -> str:
+    """A fresh devnet address whose key nobody keeps: a payee, or an address for the exchange to watch."""
+    return PrivateKey.generate().public_key().address(DEVNET_KEYS)
+
+
+def address_of(wif: str) -> str:
+    """The devnet address of a WIF private key (what GenerateDepositAddress answers)."""
+    return PrivateKey.from_wif(wif, DEVNET_KEYS).public_key().address(DEVNET_KEYS)
+
+
+# -- the harnesses --------------------------------------------------------------------------------------------
+
+class Harness:
+    """A devnet node and the exchange following it; the subclasses say which form of the exchange.
+
+    Usable as a context manager: leaving it closes the exchange and the node.
+    """
+
+    node: DevNode
+
+    def __init__(self, tmp_path: str | Path) -> None:
+        self.tmp_path = Path(tmp_path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.node.close()
+
+    def generate(self, n: int, vote: str = "nochange") -> None:
+        """Produce ``n`` blocks voting ``vote``; return once the exchange applied every one."""
+        if n > 0:
+            self.node.generate(n, vote)
+        self.sync()
+
+    def sync(self) -> None:
+        """Return once the exchange applied every event the node produced so far."""
+        raise NotImplementedError
+
+    def pay(self, address: str, amount: int) -> str:
+        """Pay ``amount`` from the node's wallet to ``address`` and confirm it in one block: the txid."""
+        txid = self.node.send_to_address(address, amount)
+        self.generate(1)
+        return txid
+
+    def credit(self, owner: str, amount: int, passw: str = "") -> str:
+        """Deposit ``amount`` to a fresh exchange address, name ``owner``, and confirm it until credited:
+        ``owner``'s balance then holds it. Answers the deposit's txid. ``passw``: the API password (service)."""
+        address = self.deposit_address(passw)
+        txid = self.pay(address, amount)
+        self.name_deposit(owner, txid, passw)
+        self.generate(CONFIRMATIONS - 1)
+        return txid
+
+    def deposit_address(self, passw: str = "") -> str:
+        """A fresh address the exchange watches for deposits."""
+        raise NotImplementedError
+
+    def name_deposit(self, owner: str, txid: str, passw: str = "") -> Any:
+        """Name ``owner`` for the exchange's outputs of transaction ``txid`` (display hex)."""
+        raise NotImplementedError
+
+
+class _ReplayHarness(Harness):
+    """A node whose events a RecordingHook keeps, delivered to the exchange in order by :meth:`sync`."""
+
+    def __init__(self, tmp_path: str | Path) -> None:
+        super().__init__(tmp_path)
+        self.hook = RecordingHook()
+        dispatcher = HookDispatcher()
+        dispatcher.register(self.hook)
+        self.node = DevNode(self.tmp_path / "node", dispatcher=dispatcher)
+        self._seen = 0
+
+    def sync(self) -> None:
+        """Deliver the node's block events the exchange has not heard yet, in order, each applied."""
+        while self._seen < len(self.hook.events):
+            event = self.hook.events[self._seen]
+            self._seen += 1
+            if event[0] == "connected":
+                self._block_connected(event[1], event[2])
+            elif event[0] == "disconnected":
+                self._block_disconnected(event[1], event[2])
+
+    def skip_events(self) -> None:
+        """The exchange does not hear the node's events so far (it was down while they happened)."""
+        self._seen = len(self.hook.events)
+
+    def _block_connected(self, height: int, block_hash: str) -> None:
+        raise NotImplementedError
+
+    def _block_disconnected(self, height: int, block_hash: str) -> None:
+        raise NotImplementedError
+
+
+class EngineHarness(_ReplayHarness):
+    """A devnet node, an engine on its own exchange DB, and the reactor turn played by a Clock (``clock``).
+
+    With ``watch`` (the default) the engine watches one exchange address from the start, ``address``
+    (None without). The engine and its DB are ``engine`` and ``store``.
+    """
+
+    def __init__(self, tmp_path: str | Path, *, watch: bool = True) -> None:
+        super().__init__(tmp_path)
+        self.clock = Clock()
+        self._dispatcher: Any = None
+        self.start_engine()
+        self.address = self.deposit_address() if watch else None
+
+    # the engine's life
+
+    def start_engine(self) -> None:
+        """Open the exchange DB and start an engine on it. It hears the node's events from now on; what
+        happened while it was down it learns only from ``engine.catch_up()``."""
+        self.store = ExchangeStore(str(self.tmp_path / "exchange"))
+        self.engine = ExchangeEngine(self.store, self.node.reader, self.clock.callLater)
+        self._dispatcher = None
+        self.skip_events()
+
+    def stop_engine(self) -> None:
+        """Stop the engine: its DB is closed, and it hears nothing until :meth:`start_engine`."""
+        self.store.close()
+
+    def reopen(self) -> None:
+        """Restart the engine on the same exchange DB (a node restart, as far as the exchange can tell)."""
+        self.stop_engine()
+        self.start_engine()
+
+    def close(self) -> None:
+        self.store.close()
+        self.node.close()
+
+    # the reactor turn
+
+    def settle(self, deferred: Deferred) -> Any:
+        """End the reactor turn (the group commit writes) and return the command's answer; a failure raises."""
+        results: list = []
+        deferred.addBoth(results.append)
+        self.clock.advance(0)
+        assert results, "the answer must come once the batch is written"
+        if isinstance(results[0], Failure):
+            results[0].raiseException()
+        return results[0]
+
+    def _block_connected(self, height: int, block_hash: str) -> None:
+        self.settle(self.engine.block_connected(height, block_hash))
+
+    def _block_disconnected(self, height: int, block_hash: str) -> None:
+        self.settle(self.engine.block_disconnected(height, block_hash))
+
+    # commands and checks
+
+    def deposit_address(self, passw: str = "") -> str:
+        address = new_address()
+        self.settle(self.engine.add_deposit_address(address))
+        return address
+
+    def name_deposit(self, owner: str, txid: str, passw: str = "") -> Any:
+        """Name ``owner`` for every exchange output of ``txid`` (display hex), settled: the engine's answer."""
+        return self.settle(self.engine.name_deposit(owner, self.engine.deposits.outpoints_of(from_display_hex(txid))))
+
+    def audit(self):
+        """What ``halo-exchange audit`` reports on this engine's book and deposits against the node's chain."""
+        from halo_exchange.audit import audit
+
+        return audit(self.engine.book, self.engine.deposits, self.node.reader)
+
+    def api_call(self, method: str, *params: Any) -> Any:
+        """One XML-RPC call through the API's dispatcher on this engine, in process, the exchange started:
+        the response body, or a Deferred of it when the answer waits for the turn's batch."""
+        from halo_exchange.rpc.api import ExchangeAPI
+        from halo_exchange.rpc.dispatch import APIDispatcher
+
+        if self._dispatcher is None:
+            api = ExchangeAPI(lambda: self.engine, lambda: None)
+            api.started = True
+            self._dispatcher = APIDispatcher(api)
+        return self._dispatcher.handle(xmlrpc.client.dumps(params, method).encode())
+
+    def account_on_disk(self, name: str) -> bool:
+        """Whether ``name``'s account record is in the exchange DB (written, not only in memory)."""
+        return self.store.get(BookCodec.account_key(name)) is not None
+
+
+def exchange_service(dispatcher: HookDispatcher, datadir: str | Path, *, api_host: str = "127.0.0.1",
+                     api_port: int | None = 0):
+    """Exchange mode registered on ``dispatcher`` as a node's configuration turns it on: the service, not yet
+    started (the node's start starts it). ``api_port`` 0: a free port; None: no API."""
+    return enable_exchange_mode(dispatcher, {
+        "exchange": 1, "exchange_datadir": datadir, "exchange_api_host": api_host, "exchange_api_port": api_port,
+    })
+
+
+class ServiceHarness(Harness):
+    """A devnet node with exchange mode on: the service on the reactor thread, node events through the hooks,
+    the XML-RPC API on a free loopback port and ``api`` a stdlib client of it (None with ``api_port=None``).
+
+    Needs the reactor thread (the ``reactor_thread`` fixture; outside pytest the node's start starts it).
+    ShutDown does not stop the node here: it is counted in ``stops``.
+    """
+
+    def __init__(self, tmp_path: str | Path, *, api_host: str = "127.0.0.1", api_port: int | None = 0) -> None:
+        super().__init__(tmp_path)
+        self.api_host, self.api_port = api_host, api_port
+        self.stops = 0
+        self.open()
+
+    def open(self) -> None:
+        """Start the node with exchange mode on; return once the engine and the API are up."""
+        dispatcher = HookDispatcher()
+        self.service = exchange_service(dispatcher, self.tmp_path / "exchange", api_host=self.api_host,
+                                        api_port=self.api_port)
+        self.service.shutdown = self._count_stop
+        self.node = DevNode(self.tmp_path / "node", dispatcher=dispatcher)
+        self.node.start()
+        try:
+            self.service.call(lambda engine: engine.cycle)
+        except BaseException:
+            self.node.close()
+            raise
+        port = self.service.api_port
+        self.api = None if port is None else xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/RPC2")
+
+    def _count_stop(self) -> None:
+        self.stops += 1
+
+    def sync(self) -> None:
+        self.service.call(lambda engine: None)  # the node's events before this call have been applied
+
+    def credit(self, owner: str, amount: int, passw: str = "") -> str:
+        """Start the exchange and credit ``owner`` with a confirmed deposit of ``amount``, all over the API."""
+        self.api.StartExchange(passw)
+        return super().credit(owner, amount, passw)
+
+    def deposit_address(self, passw: str = "") -> str:
+        wif, _ = self.api.GenerateDepositAddress(passw)
+        return address_of(wif)
+
+    def name_deposit(self, owner: str, txid: str, passw: str = "") -> Any:
+        answer = self.api.Deposit(owner, [txid], passw)
+        assert answer is True, answer
+        return answer
+
+
+class TrackerHarness(_ReplayHarness):
+    """A devnet node, one exchange address (``address``), and a DepositTracker fed every block event in order;
+    the credits and reversals it announces are collected in ``credits`` and ``reversals``."""
+
+    def __init__(self, tmp_path: str | Path, confirmations: int = CONFIRMATIONS) -> None:
+        super().__init__(tmp_path)
+        self.tracker = DepositTracker(confirmations=confirmations)
+        self.credits: list[tuple[str, int]] = []
+        self.reversals: list[tuple[str, int]] = []
+        self.address = self.deposit_address()
+
+    def _collect(self, events) -> None:
+        self.credits += [(c.owner, c.deposit.amount) for c in events.credits]
+        self.reversals += [(c.owner, c.deposit.amount) for c in events.reversals]
+
+    def _block_connected(self, height: int, block_hash: str) -> None:
+        self._collect(self.tracker.block_connected(self.node.reader, height, from_display_hex(block_hash)))
+
+    def _block_disconnected(self, height: int, block_hash: str) -> None:
+        self._collect(self.tracker.block_disconnected(height, from_display_hex(block_hash)))
+
+    def deposit_address(self, passw: str = "") -> str:
+        address = new_address()
+        self.tracker.addresses.add(address)
+        return address
+
+    def deposit(self, amount: int, frozen: bool = False) -> OutPoint:
+        """Pay ``amount`` to ``address`` (an **F** transfer if ``frozen``), unconfirmed: the payee outpoint."""
+        txid = (self.node.send_frozen if frozen else self.node.send_to_address)(self.address, amount)
+        tx = Transaction.from_hex(self.node.get_raw_transaction(txid))
+        return OutPoint(tx.hash, next(i for i, o in enumerate(tx.outputs) if o.value == amount))
+
+    def name(self, owner: str, outpoints: list[OutPoint]) -> None:
+        """Name ``owner`` for ``outpoints``, collecting what it credits at once."""
+        self._collect(self.tracker.name(owner, outpoints))
+
+    def name_deposit(self, owner: str, txid: str, passw: str = "") -> None:
+        """Name ``owner`` for every exchange output of ``txid`` (display hex), as a bare txid does."""
+        self.name(owner, self.tracker.outpoints_of(from_display_hex(txid)))
+
+
+# -- assertions -----------------------------------------------------------------------------------------------
+
+def assert_refused(message: str, call: Callable[..., Any], *args: Any, pair: bool = False) -> None:
+    """``call(*args)`` refuses with the documented string ``message``, the way its layer refuses.
+
+    The engine raises :class:`CommandRefused` (at once, or as the failure of an answered Deferred): its text
+    must contain ``message``. An API call answers the string: it must be exactly ``message``, or with
+    ``pair`` exactly ``[message, ""]`` (the calls that answer pairs).
+    """
+    try:
+        answer = call(*args)
+    except CommandRefused as refusal:
+        assert message in str(refusal), f"refused with {str(refusal)!r}, not {message!r}"
+        return
+    if isinstance(answer, Deferred):
+        results: list = []
+        answer.addBoth(results.append)
+        assert results, f"no answer yet, expected the refusal {message!r}"
+        answer = results[0]
+        if isinstance(answer, Failure):
+            if not answer.check(CommandRefused):
+                answer.raiseException()
+            assert message in str(answer.value), f"refused with {str(answer.value)!r}, not {message!r}"
+            return
+    expected = [message, ""] if pair else message
+    assert answer == expected, f"answered {answer!r}, not the refusal {expected!r}"
+
+
+def assert_raises_fault(code: int, message: str, call: Callable[..., Any], *args: Any) -> None:
+    """``call(*args)`` raises an XML-RPC Fault with ``code`` whose text contains ``message`` (Bitcoin Core's
+    assert_raises_rpc_error)."""
+    try:
+        call(*args)
+    except xmlrpc.client.Fault as fault:
+        assert fault.faultCode == code, fault
+        assert message in fault.faultString, fault
+    else:
+        raise AssertionError(f"no Fault {code} ({message!r})")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns a true value (returned) or ``timeout`` passes (AssertionError);
+    connection errors while a server starts count as not yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except (ConnectionError, OSError, xmlrpc.client.ProtocolError):
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+# -- processes ------------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A loopback TCP port free at the time of asking."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def spawn_python(*args: str, **popen: Any) -> subprocess.Popen:
+    """Start ``python *args`` in the repository, with the repository importable (``tests.framework`` too)."""
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            **popen)
+
+
+def run_python(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run ``python *args`` in the repository to its end: exit code, stdout and stderr as text."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run ``halo-exchange *args`` in its own process to its end."""
+    return run_python("-m", "halo_exchange.cli", *args, timeout=timeout)
+
+
+@contextlib.contextmanager
+def running_devnet(datadir: Path, port: int, api_port: int | None = None,
+                   ) -> Iterator[tuple[subprocess.Popen, xmlrpc.client.ServerProxy]]:
+    """A `halo-exchange devnet` process with its control RPC answering; killed if the test leaves it running."""
+    process = spawn_python("-m", "halo_exchange.cli", "devnet", "--datadir", str(datadir), "--rpc-port", str(port),
+                           "--api-port", str(api_port or free_port()),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        node = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
+        wait_until(lambda: node.getblockcount() >= 0)
+        yield process, node
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
