@@ -41,9 +41,10 @@ from twisted.python.failure import Failure
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
 from halo_exchange.chain.tx import OutPoint, Transaction
+from halo_exchange.config import ExchangeConfig
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import CommandRefused
-from halo_exchange.ledger.deposits import DepositTracker
+from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, DepositTracker
 from halo_exchange.ledger.store import BookCodec, ExchangeStore
 from halo_exchange.serialize import from_display_hex
 from node_hooks import HookDispatcher, RecordingHook
@@ -51,7 +52,7 @@ from node_hooks.devnode.node import DevNode
 from node_hooks.exchange_mode import enable_exchange_mode
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIRMATIONS = 7  # the exchange's default setting: a named deposit is credited at this depth
+CONFIRMATIONS = DEFAULT_CONFIRMATIONS  # the exchange's default setting: a named deposit is credited at this depth
 
 
 # -- keys -----------------------------------------------------------------------------------------------------
@@ -247,9 +248,8 @@ def exchange_service(dispatcher: HookDispatcher, datadir: str | Path, *, api_hos
                      api_port: int | None = 0):
     """Exchange mode registered on ``dispatcher`` as a node's configuration turns it on: the service, not yet
     started (the node's start starts it). ``api_port`` 0: a free port; None: no API."""
-    return enable_exchange_mode(dispatcher, {
-        "exchange": 1, "exchange_datadir": datadir, "exchange_api_host": api_host, "exchange_api_port": api_port,
-    })
+    return enable_exchange_mode(dispatcher, ExchangeConfig(exchange_dir=Path(datadir), api_host=api_host,
+                                                           api_port=api_port))
 
 
 class ServiceHarness(Harness):

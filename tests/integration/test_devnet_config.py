@@ -4,50 +4,23 @@ start-up line, a bad file refused in one line, and the log level option."""
 from __future__ import annotations
 
 import http.client
-import os
-import socket
 import subprocess
-import sys
-import time
 import xmlrpc.client
-from pathlib import Path
 
 import pytest
 
 from halo_exchange import __version__
-
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until(predicate, timeout: float = 30.0):
-    """Poll ``predicate`` until it returns a true value (returned) or ``timeout`` passes (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (ConnectionError, OSError, xmlrpc.client.ProtocolError):
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+from tests.framework import free_port, run_cli, spawn_python, wait_until
 
 
 def _run_devnet(rpc_port: int, *args: str) -> tuple[int, str]:
     """Start `halo-exchange devnet --rpc-port RPC_PORT ARGS`, wait for its control RPC, stop it over RPC;
     return its exit code and stderr."""
-    process = subprocess.Popen([sys.executable, "-m", "halo_exchange.cli", "devnet", "--rpc-port", str(rpc_port),
-                                *args], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = spawn_python("-m", "halo_exchange.cli", "devnet", "--rpc-port", str(rpc_port), *args,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         node = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{rpc_port}")
-        _wait_until(lambda: node.getblockcount() >= 0)
+        wait_until(lambda: node.getblockcount() >= 0)
         node.stop()
         _, err = process.communicate(timeout=30)
         return process.returncode, err
@@ -60,17 +33,17 @@ def _run_devnet(rpc_port: int, *args: str) -> tuple[int, str]:
 def test_devnet_runs_on_the_ports_and_limits_of_its_config_file(tmp_path) -> None:
     """`devnet --config FILE` listens where the file says, applies its HTTP limit, and logs one start-up line
     with the version, the data dir, the ports and the effective settings."""
-    rpc_port, api_port = _free_port(), _free_port()
+    rpc_port, api_port = free_port(), free_port()
     conf = tmp_path / "node.conf"
     conf.write_text(f"[devnet]\ndatadir = {tmp_path / 'devnet'}\nrpc_port = {rpc_port}\n\n"
                     f"[exchange]\napi_port = {api_port}\nmax_body = 1024\nconfirmations = 9\n")
-    process = subprocess.Popen([sys.executable, "-m", "halo_exchange.cli", "devnet", "--config", str(conf)],
-                               cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = spawn_python("-m", "halo_exchange.cli", "devnet", "--config", str(conf),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         node = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{rpc_port}")
-        _wait_until(lambda: node.getblockcount() >= 0)
+        wait_until(lambda: node.getblockcount() >= 0)
         api = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{api_port}")
-        _wait_until(lambda: api.GetCycle("") == 0)
+        wait_until(lambda: api.GetCycle("") == 0)
         connection = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
         connection.request("POST", "/", body=b"x" * 2000)
         assert connection.getresponse().status == 413  # the file's max_body, not the 64 KiB default
@@ -99,9 +72,7 @@ def test_a_bad_config_file_stops_devnet_with_one_line(tmp_path, text: str, named
     """A bad key or value: exit code 2, one line on stderr naming the key and the file, no traceback."""
     conf = tmp_path / "bad.conf"
     conf.write_text(text)
-    result = subprocess.run([sys.executable, "-m", "halo_exchange.cli", "devnet", "--config", str(conf),
-                             "--datadir", str(tmp_path / "devnet")],
-                            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+    result = run_cli("devnet", "--config", str(conf), "--datadir", str(tmp_path / "devnet"))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and named in result.stderr and str(conf) in result.stderr
     assert not (tmp_path / "devnet").exists()
@@ -109,7 +80,7 @@ def test_a_bad_config_file_stops_devnet_with_one_line(tmp_path, text: str, named
 
 def test_log_level_warning_silences_info(tmp_path) -> None:
     """--log-level WARNING: a whole run, start to stop, writes no INFO line (the start-up line included)."""
-    code, err = _run_devnet(_free_port(), "--datadir", str(tmp_path / "devnet"), "--api-port", str(_free_port()),
+    code, err = _run_devnet(free_port(), "--datadir", str(tmp_path / "devnet"), "--api-port", str(free_port()),
                             "--log-level", "warning")
     assert code == 0 and "Traceback" not in err
     assert not [line for line in err.splitlines() if " INFO " in line]
