@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,13 @@ DATADIR ?= data/devnet
 run: $(STAMP_RUN)
 	$(BIN)/halo-exchange devnet --datadir $(DATADIR)
 
-test: $(STAMP_TEST)
+# The linter first (ruff: pyflakes, pycodestyle, pep8-naming, isort; configured in pyproject.toml), then the
+# whole suite. `$(BIN)/python -m pytest tests -m "not slow"` runs the fast tests alone.
+test: lint
 	$(BIN)/python -m pytest tests
+
+lint: $(STAMP_TEST)
+	$(BIN)/ruff check .
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m tests.bench

@@ -25,6 +25,8 @@ setup(
             "pytest>=8,<10",
             "pytest-timeout>=2.3,<3",
             "hypothesis>=6.100,<7",
+            # The linter `make lint` runs (and `make test` first); rules in pyproject.toml.
+            "ruff>=0.6,<1",
         ],
     },
     entry_points={"console_scripts": ["halo-exchange=halo_exchange.cli:main"]},

@@ -12,7 +12,6 @@ a string of digits (Python's client has no <i8> writer).
 
 import sys
 import time
-
 import xmlrpc.client as xmlrpclib
 
 API = sys.argv[1] if len(sys.argv) > 1 else "http://localhost:55779"

@@ -24,10 +24,10 @@ from twisted.internet.defer import Deferred
 
 from halo_exchange import commands
 from halo_exchange.chain.reader import ChainReader
+from halo_exchange.chain.tx import OutPoint
 from halo_exchange.commands import LIQUID, POOL, RESERVE, UNKNOWN_USER, Transfer
 from halo_exchange.errors import CommandRefused
 from halo_exchange.ledger.book import Book, LedgerError
-from halo_exchange.chain.tx import OutPoint
 from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, DepositError, DepositEvents
 from halo_exchange.ledger.store import (
     BookCodec,

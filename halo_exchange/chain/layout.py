@@ -215,7 +215,8 @@ class UtxoRecord:
     kind: int = KIND_NORMAL
 
     def pack(self) -> bytes:
-        return pack_i64(self.value) + pack_bytes(self.script) + pack_u32(self.height) + pack_u32(self.time) + pack_u8(self.kind)
+        return (pack_i64(self.value) + pack_bytes(self.script) + pack_u32(self.height) + pack_u32(self.time)
+                + pack_u8(self.kind))
 
     @classmethod
     def read(cls, reader: ByteReader) -> UtxoRecord:

@@ -11,7 +11,6 @@ Pure: no I/O. Objects are frozen; ``with_*`` helpers return modified copies.
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 

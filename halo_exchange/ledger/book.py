@@ -30,7 +30,6 @@ from halo_exchange.commands import is_whole
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.peg.fractions import PEG_SIZE, Fractions
 
-
 # Reserve arrays start as 32-bit entries (half the memory; most fractions of most accounts fit) and become
 # 64-bit the first time an entry would not fit.
 _SMALL, _LARGE = "i", "q"

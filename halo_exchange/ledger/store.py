@@ -77,7 +77,8 @@ class ExchangeStore:
             self.db.put(SCHEMA, pack_u32(SCHEMA_VERSION), sync=True)
         elif raw != pack_u32(SCHEMA_VERSION):
             self.db.close()
-            raise StoreError(f"{path} has exchange DB schema {int.from_bytes(raw, 'little')}, this code reads {SCHEMA_VERSION}")
+            raise StoreError(f"{path} has exchange DB schema {int.from_bytes(raw, 'little')}, "
+                             f"this code reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
         if not self.db.closed:

@@ -125,7 +125,8 @@ class ExchangeWallet:
                 "nonce": nonce.hex(),
                 "check": aead.encrypt(nonce, _CHECK, b"check").hex(),
             }
-            sealed = {address: self._seal(aead, address, self._open_plain(value)) for address, value in self._records.items()}
+            sealed = {address: self._seal(aead, address, self._open_plain(value))
+                      for address, value in self._records.items()}
             self._records, self._meta, self._aead = sealed, meta, aead
             return Sealing(meta, dict(sealed))
 

@@ -220,7 +220,8 @@ class ExchangeAPI:
         return engine.request_withdrawal(user, value, address, style).addCallback(lambda wid: [True, wid])
 
     @api_call()
-    def CheckWithdraw(self, engine: ExchangeEngine, ID: Any, clear: Any = 0, passw: Any = "") -> Any:  # noqa: N803 (the API's name)
+    def CheckWithdraw(self, engine: ExchangeEngine,
+                      ID: Any, clear: Any = 0, passw: Any = "") -> Any:  # noqa: N803 (the API's parameter name)
         """CheckWithdraw(ID, clear=0, passw) -> the request's status record, or "ID not found"."""
         withdrawal = engine.withdrawal(ID) if isinstance(ID, str) else None
         return "ID not found" if withdrawal is None else views.withdrawal_status(withdrawal)

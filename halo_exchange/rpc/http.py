@@ -186,13 +186,13 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         self.transport.registerProducer(self, True)
         self.setTimeout(self._limits.idle_timeout)
 
-    def connectionLost(self, reason: object = None) -> None:  # noqa: N802
+    def connectionLost(self, reason: object = None) -> None:  # noqa: N802 (Twisted's interface name)
         self.state = ChannelState.CLOSED
         self.setTimeout(None)
         if self.factory is not None:
             self.factory.channel_closed(self)
 
-    def timeoutConnection(self) -> None:  # noqa: N802
+    def timeoutConnection(self) -> None:  # noqa: N802 (Twisted's interface name)
         if self.state is ChannelState.CLOSING or self._output_blocked:
             self.transport.abortConnection()  # the peer reads nothing: do not wait for it
         elif self.state is ChannelState.READING_HEAD and not self._request_started:
@@ -213,7 +213,7 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
     def stopProducing(self) -> None:  # noqa: N802 (IPushProducer)
         self.state = ChannelState.CLOSED
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's interface name)
         if self.state in (ChannelState.CLOSING, ChannelState.CLOSED):
             return
         self._buffer += data
@@ -348,7 +348,7 @@ class XMLRPCFactory(Factory):
         self.channels: set[XMLRPCChannel] = set()
         self._last_refusal_logged = 0.0
 
-    def buildProtocol(self, addr: object) -> XMLRPCChannel | None:  # noqa: N802
+    def buildProtocol(self, addr: object) -> XMLRPCChannel | None:  # noqa: N802 (Twisted's interface name)
         if len(self.channels) >= self.limits.max_connections:
             now = time.monotonic()
             if now - self._last_refusal_logged > 60:  # under a flood, one line a minute

@@ -125,7 +125,8 @@ def check_transaction(
     fee = value_in - value_out
     minimum = params.fee_per_input_output * (len(tx.inputs) + len(tx.outputs))
     if fee < minimum:
-        raise TxRejected("fee-too-low", f"fee {fee} is below {minimum} for {len(tx.inputs)} inputs and {len(tx.outputs)} outputs")
+        raise TxRejected("fee-too-low",
+                         f"fee {fee} is below {minimum} for {len(tx.inputs)} inputs and {len(tx.outputs)} outputs")
 
     outputs = [transfer_output(out.value, out.script_pubkey) for out in tx.outputs]
     try:

@@ -184,7 +184,7 @@ class _RequestHandler(SimpleXMLRPCRequestHandler):
             return
         super().do_POST()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's signature)
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature, `format` included
         log.debug("control rpc %s: " + format, self.address_string(), *args)
 
 

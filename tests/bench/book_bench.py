@@ -29,7 +29,8 @@ def populate(n: int) -> Book:
     for u in range(n):
         t = u % len(TEMPLATES)
         src = templates[t]
-        book.accounts[f"user{u:07d}"] = Account(u + 1, src.liquid, array(src.reserve.typecode, src.reserve), src.reserve_total)
+        reserve = array(src.reserve.typecode, src.reserve)
+        book.accounts[f"user{u:07d}"] = Account(u + 1, src.liquid, reserve, src.reserve_total)
         counts[t] += 1
     book.next_id = n + 1
     for t, fractions in enumerate(TEMPLATES):

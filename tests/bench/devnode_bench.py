@@ -5,14 +5,13 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+import xmlrpc.client
 
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
 from halo_exchange.chain.params import COIN
 from halo_exchange.chain.script import address_to_script
 from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut, sign_input
-import xmlrpc.client
-
 from node_hooks.devnode.node import DevNode
 from node_hooks.devnode.rpc import ControlRPCServer
 
@@ -29,7 +28,8 @@ def _prepare_coins(node: DevNode, key: PrivateKey, count: int) -> list[tuple[byt
         parent = Transaction.from_hex(node.get_raw_transaction(txid))
         n = next(i for i, o in enumerate(parent.outputs) if o.value == 50 * COIN)
         script = address_to_script(address, DEVNET_KEYS)
-        fan = Transaction(1, 0, (TxIn(OutPoint(parent.hash, n)),), tuple(TxOut(COIN - 6000, script) for _ in range(50)), 0)
+        outputs = tuple(TxOut(COIN - 6000, script) for _ in range(50))
+        fan = Transaction(1, 0, (TxIn(OutPoint(parent.hash, n)),), outputs, 0)
         fan = sign_input(fan, 0, key, script)
         node.send_raw_transaction(fan.to_hex())
         node.generate(1)

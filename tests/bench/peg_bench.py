@@ -7,8 +7,7 @@ import statistics
 import time
 from typing import Callable
 
-from halo_exchange.peg import Fractions, PegData, PegLevel
-from halo_exchange.peg import ops
+from halo_exchange.peg import Fractions, PegData, PegLevel, ops
 
 
 def _rate(fn: Callable[[], object], min_seconds: float = 0.3) -> float:

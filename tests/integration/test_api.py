@@ -74,7 +74,8 @@ def test_documented_refusals(exchange: ServiceHarness) -> None:
     assert api.ExchangeSettings("B" * 34, "", "", "", "pw").startswith("Exchange accounts must be a list")
     assert_refused("Commission is too high.",
                    api.ExchangeSettings, "", "", {"min": 10**8, "max": 10**9, "percent": 0.06}, "", "pw")
-    assert api.ExchangeSettings("", "", {"min": 9999, "max": 10**9, "percent": 0.01}, "", "pw").startswith("Minimum commission")
+    low_minimum = {"min": 9999, "max": 10**9, "percent": 0.01}
+    assert api.ExchangeSettings("", "", low_minimum, "", "pw").startswith("Minimum commission")
     assert_refused("Not enough confirmations", api.ExchangeSettings, ["Bx"], "", "", 6, "pw")
     assert_refused("Too many confirmations", api.ExchangeSettings, ["Bx"], "", "", 16, "pw")
     assert api.ExchangeSettings(["Bx"], "", "", 9, "pw") is True
@@ -209,7 +210,8 @@ def test_pipelined_calls_on_one_socket_are_answered_in_order(exchange: ServiceHa
     """Two calls written at once on one connection get their two answers, in order, on that connection."""
     import socket
 
-    calls = [xmlrpc.client.dumps(("",), "GetCycle").encode(), xmlrpc.client.dumps(("nobody", ""), "GetBalance").encode()]
+    calls = [xmlrpc.client.dumps(("",), "GetCycle").encode(),
+             xmlrpc.client.dumps(("nobody", ""), "GetBalance").encode()]
     data = b"".join(b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(c), c) for c in calls)
     with socket.create_connection(("127.0.0.1", exchange.service.api_port), timeout=10) as sock:
         sock.sendall(data)

@@ -74,7 +74,8 @@ def test_large_integers_travel_as_i8(server, rpc) -> None:
     rpc.sendtoaddress(address, "5000000000")
     rpc.generate(1)
     connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    connection.request("POST", "/RPC2", xmlrpc.client.dumps((address,), "listunspent").encode(), {"Content-Type": "text/xml"})
+    body = xmlrpc.client.dumps((address,), "listunspent").encode()
+    connection.request("POST", "/RPC2", body, {"Content-Type": "text/xml"})
     assert "<i8>5000000000</i8>" in connection.getresponse().read().decode()
 
 

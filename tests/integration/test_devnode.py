@@ -172,7 +172,8 @@ def test_invalid_transactions_are_refused_with_the_rule(node: DevNode) -> None:
 
     wrong_key = PrivateKey.generate()
     unsigned = Transaction(1, 0, (TxIn(OutPoint(*outpoint)),), (TxOut(COIN, pay),), 0)
-    forged = sign_input(unsigned, 0, wrong_key, address_to_script(wrong_key.public_key().address(DEVNET_KEYS), DEVNET_KEYS))
+    wrong_script = address_to_script(wrong_key.public_key().address(DEVNET_KEYS), DEVNET_KEYS)
+    forged = sign_input(unsigned, 0, wrong_key, wrong_script)
     cases = [
         (forged, "bad-signature"),
         (_spend(node, key, outpoint, [TxOut(5 * COIN - 100, pay)]), "fee-too-low"),

@@ -29,7 +29,8 @@ def test_deposits_flow_from_node_events_into_balances(tmp_path, reactor_thread) 
         assert service.call(ExchangeEngine.add_deposit_address, address) is True
         txid = node.send_to_address(address, 5 * COIN)
         node.generate(1)
-        assert service.call(lambda engine: engine.name_deposit("alice", engine.deposits.outpoints_of(from_display_hex(txid)))) is True
+        outpoints = service.call(lambda engine: engine.deposits.outpoints_of(from_display_hex(txid)))
+        assert service.call(ExchangeEngine.name_deposit, "alice", outpoints) is True
         node.generate(6)
         liquid, reserve = service.call(ExchangeEngine.balance, "alice")
         assert liquid + reserve == 5 * COIN and service.state is ServiceState.RUNNING

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from halo_exchange.chain.params import COIN
 from halo_exchange.ledger.book import Book, InsufficientFunds, LedgerError
-from halo_exchange.peg import Fractions, PegData, PegLevel
-from halo_exchange.peg import ops
+from halo_exchange.peg import Fractions, PegData, PegLevel, ops
 from tests import strategies as hs
 
 
@@ -124,7 +123,8 @@ def _reference_cycle(ref: dict[str, PegData], level: PegLevel, cycle: int, suppl
     exchange = Fractions.zero()
     for balance in ref.values():
         exchange = exchange + balance.fractions
-    level, pool = ops.get_peg_level(cycle, cycle - 1, 0, supply, supply, supply, PegData.at_level(exchange, level), PegData.from_base64(""))
+    level, pool = ops.get_peg_level(cycle, cycle - 1, 0, supply, supply, supply, PegData.at_level(exchange, level),
+                                    PegData.from_base64(""))
     for name in ref:
         ref[name], pool = ops.update_peg_balance(ref[name], pool, level)
     assert pool.fractions.is_zero()

@@ -47,7 +47,8 @@ def test_supply_out_of_range_clamps_for_plain_index() -> None:
 
 def test_level_outside_range_gives_zero() -> None:
     """A level whose effective index is outside [0, 1199] reports 0 liquid and 0 reserve (as bitbay-core)."""
-    level = PegLevel.from_fields(cycle=1, cycle_prev=0, buffer=0, supply=1199, supply_next=0, supply_next_next=0, shift=3)
+    level = PegLevel.from_fields(cycle=1, cycle_prev=0, buffer=0, supply=1199, supply_next=0, supply_next_next=0,
+                                 shift=3)
     fractions = Fractions.std(10**8)
     assert fractions.high_at(level) == 0 and fractions.low_at(level) == 0
     assert fractions.high_part_at(level).is_zero()
@@ -113,7 +114,8 @@ def test_pack_layout_of_std_vector() -> None:
     assert packed[13:16] == b"\x02ab"
     zlen = int.from_bytes(packed[16:24], "little")
     assert len(packed) == 24 + zlen
-    assert packed[24:] == zlib.compress(b"".join(d.to_bytes(8, "little", signed=True) for d in to_deltas(fractions.to_list())), 1)
+    deltas = b"".join(d.to_bytes(8, "little", signed=True) for d in to_deltas(fractions.to_list()))
+    assert packed[24:] == zlib.compress(deltas, 1)
 
 
 def _header(flags: int) -> bytes:
@@ -210,7 +212,8 @@ def test_move_ratio_part_conserves_per_index(src: Fractions, dst: Fractions, dat
     assert not src.has_negative()
 
 
-@given(hs.fractions(allow_negative=True), st.integers(0, 2**63 - 1), st.text(max_size=40).map(lambda t: t.encode("utf-8").decode("latin-1")))
+@given(hs.fractions(allow_negative=True), st.integers(0, 2**63 - 1),
+       st.text(max_size=40).map(lambda t: t.encode("utf-8").decode("latin-1")))
 def test_pack_round_trip(fractions: Fractions, lock_time: int, return_addr: str) -> None:
     """Pack/unpack round-trips any vector, negatives included, with lock time and return address."""
     fractions.lock_time = lock_time

@@ -22,7 +22,7 @@ class TCPStringTransport(StringTransport):
 
     no_delay = False
 
-    def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: N802
+    def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: N802 (Twisted's interface name)
         self.no_delay = enabled
 
 
@@ -143,7 +143,8 @@ def test_refusals_have_their_status_and_close_the_connection() -> None:
     assert _refused(b"POST / HTTP/2.0\r\nContent-Length: 0\r\n\r\n")[0] == b"HTTP/1.1 505 HTTP Version Not Supported"
     assert _refused(b"POST  / HTTP/1.1\r\n\r\n")[0] == b"HTTP/1.1 400 Bad Request"
     assert _refused(b"POST / HTTP/1.1\r\nBad Header: 1\r\n\r\n")[0] == b"HTTP/1.1 400 Bad Request"
-    assert _refused(b"POST / HTTP/1.1\r\nX: 1\r\n folded\r\nContent-Length: 0\r\n\r\n")[0] == b"HTTP/1.1 400 Bad Request"
+    folded = b"POST / HTTP/1.1\r\nX: 1\r\n folded\r\nContent-Length: 0\r\n\r\n"
+    assert _refused(folded)[0] == b"HTTP/1.1 400 Bad Request"
     two_lengths = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
     assert _refused(two_lengths)[0] == b"HTTP/1.1 400 Bad Request"
     assert _refused(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n")[0] == b"HTTP/1.1 400 Bad Request"

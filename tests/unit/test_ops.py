@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from halo_exchange.errors import PegError
-from halo_exchange.peg import PEG_SIZE, Fractions, PegData, PegLevel
-from halo_exchange.peg import ops
+from halo_exchange.peg import PEG_SIZE, Fractions, PegData, PegLevel, ops
 
 EMPTY = PegData.from_base64("")
 

@@ -1,4 +1,5 @@
-"""The public conformance vectors (tests/vectors/peg_public.json, a copy of shared/vectors) against halo_exchange.peg."""
+"""The public conformance vectors (tests/vectors/peg_public.json, a copy of shared/vectors) against
+halo_exchange.peg."""
 
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def test_peglevel_hex_v2(case: dict) -> None:
     assert PegLevel.from_hex(case["hex"]) == level
 
 
-@pytest.mark.parametrize("case", VECTORS["next_supply_index"], ids=lambda c: f"{c['base']}-{c['votes']}-{c['votes_prev']}")
+@pytest.mark.parametrize("case", VECTORS["next_supply_index"],
+                         ids=lambda c: f"{c['base']}-{c['votes']}-{c['votes_prev']}")
 def test_next_supply_index(case: dict) -> None:
     """The supply index rule with votes ordered (inflate, deflate, nochange)."""
     assert VECTORS["votes_order"] == "[inflate, deflate, nochange]"

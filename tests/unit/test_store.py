@@ -96,7 +96,8 @@ def test_group_commit_stays_failed_after_a_failed_batch(tmp_path) -> None:
 
 def _same(a: Book, b: Book) -> bool:
     return (
-        (a.cycle, a.supply, a.pool_total, a.next_id, a.pool, a.book) == (b.cycle, b.supply, b.pool_total, b.next_id, b.pool, b.book)
+        (a.cycle, a.supply, a.pool_total, a.next_id, a.pool, a.book)
+        == (b.cycle, b.supply, b.pool_total, b.next_id, b.pool, b.book)
         and list(a.accounts) == list(b.accounts)
         and all(
             (x.id, x.liquid, list(x.reserve), x.reserve_total) == (y.id, y.liquid, list(y.reserve), y.reserve_total)
