@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import plyvel
 
+from halo_exchange.chain import layout
 from halo_exchange.chain.params import COIN
 from halo_exchange.cli import main
 from halo_exchange.ledger.store import BookCodec, ExchangeStore
@@ -61,6 +62,6 @@ def test_running_node_is_reported_not_touched(tmp_path) -> None:
     try:
         result = run_cli("audit", "--datadir", str(tmp_path), "--chain-db", str(tmp_path / "node" / "chain"))
         assert result.returncode == 2 and "is the node running" in result.stderr
-        assert held.get(b"t") is not None
+        assert held.get(layout.TIP) is not None
     finally:
         held.close()
