@@ -26,7 +26,7 @@ from halo_exchange.chain.tx import OutPoint
 from halo_exchange.commands import BAD_AMOUNT, BAD_STYLE, STYLES
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import CommandRefused, DecodeError
-from halo_exchange.ledger.deposits import MAX_CONFIRMATIONS, MIN_CONFIRMATIONS, check_confirmations
+from halo_exchange.ledger.deposits import MAX_CONFIRMATIONS, MIN_CONFIRMATIONS
 from halo_exchange.rpc import views
 from halo_exchange.rpc.dispatch import STOPPED, APIDispatcher, api_call, declared_calls
 from halo_exchange.rpc.http import HTTPLimits, XMLRPCFactory
@@ -251,7 +251,7 @@ class ExchangeAPI:
                 raise CommandRefused("Not enough confirmations")
             if confirmations > MAX_CONFIRMATIONS:
                 raise CommandRefused("Too many confirmations")
-            changes["exchangeconfirmations"] = check_confirmations(confirmations)
+            changes["exchangeconfirmations"] = confirmations
         return engine.update_settings(changes)
 
     @api_call()
