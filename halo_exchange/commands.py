@@ -10,8 +10,7 @@ payer, an insufficient balance) is the engine's to refuse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TypeGuard
+from typing import NamedTuple, TypeGuard
 
 from halo_exchange.errors import CommandRefused
 
@@ -64,9 +63,9 @@ def check_positive_amount(amount: object) -> int:
     return amount
 
 
-@dataclass(frozen=True)
-class Transfer:
-    """``amount`` (> 0) of ``style`` from ``source`` to ``destination``; either may be the pool."""
+class Transfer(NamedTuple):
+    """``amount`` (> 0) of ``style`` from ``source`` to ``destination``; either may be the pool. (A NamedTuple:
+    immutable like a frozen dataclass, and built several times faster on the trade path.)"""
 
     source: str
     destination: str
