@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean conformance-transfer
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ lint: $(STAMP_TEST)
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m tests.bench
+
+# The transfer-rule differential harness (docs/conformance-transfer.md): our rule against bitbay-core's
+# CalculateStandardFractions, through a driver executable kept outside this repository (nothing here builds it).
+# TRANSFER_ORACLE=/path/to/transfer-oracle make conformance-transfer [TRANSFER_ARGS="--cases 20000 --seed 2"]
+TRANSFER_ARGS ?= --cases 10000
+conformance-transfer: $(STAMP_RUN)
+	@if [ -z "$(TRANSFER_ORACLE)" ]; then \
+		echo "conformance-transfer: set TRANSFER_ORACLE to the transfer-oracle driver (docs/conformance-transfer.md)" >&2; \
+		exit 2; fi
+	TRANSFER_ORACLE="$(TRANSFER_ORACLE)" $(BIN)/python -m tests.conformance.transfer $(TRANSFER_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
