@@ -220,6 +220,7 @@ class Outcome:
     detail: list[str] = field(default_factory=list)
     verdict: str = ""  # accept/accept, refuse/refuse, ...
     info: str = ""  # both refuse with different codes: not a mismatch, noted
+    rule_answer: dict[str, Any] | None = None  # ours on the C++'s script reading, when the kind is the rule's
 
 
 def compare(case: Case, cpp: dict[str, Any], ours: dict[str, Any]) -> Outcome:
@@ -338,18 +339,22 @@ def run_case(oracle: Oracle, case: Case) -> tuple[Outcome, dict[str, Any], dict[
     """Both sides on ``case``; the kind of a mismatch says whether the rule or the script reading causes it.
 
     When ours differs, the rule is run again on the C++'s reading of the scripts. If that agrees with the C++,
-    the difference is the devnode's script reading alone: kind ``script reading (<what>): <how it shows>``.
+    the difference is the devnode's script reading alone: kind ``script reading only (<what>)`` (how it shows
+    is the first detail line).
     Otherwise the kind is the rule's own difference (on the C++'s reading)."""
     tx = build_transaction(case)
     cpp = oracle.ask(oracle_request(case, tx.to_hex()))
     ours = run_ours(case, tx)
     outcome = compare(case, cpp, ours)
     if outcome.kind and "in_addresses" in cpp:
-        rule_outcome = compare(case, cpp, run_rule_with_cpp_reading(case, cpp))
+        rule_answer = run_rule_with_cpp_reading(case, cpp)
+        rule_outcome = compare(case, cpp, rule_answer)
         if rule_outcome.kind:
+            rule_outcome.rule_answer = rule_answer
             return rule_outcome, cpp, ours
         readings = sorted({category for category, _ in reading_differences(case, cpp)}) or ["?"]
-        outcome.kind = "script reading (" + ", ".join(readings) + "): " + outcome.kind
+        outcome.detail.insert(0, "shows as: " + outcome.kind)
+        outcome.kind = "script reading only (" + ", ".join(readings) + ")"
     return outcome, cpp, ours
 
 
@@ -409,6 +414,10 @@ def shrink(oracle: Oracle, case: Case, kind: str, budget: int = 300) -> Case:
                 improved = True
                 break
     return case
+
+
+def _verdict(answer: dict[str, Any]) -> str:
+    return "accept" if answer["ok"] else "refuse " + answer["error"]
 
 
 def describe(case: Case) -> str:
@@ -475,7 +484,9 @@ def _replay(oracle: Oracle, text: str) -> int:
     outcome, cpp, ours = run_case(oracle, case)
     print(describe(case))
     print(f"C++:  {'accept' if cpp['ok'] else 'refuse ' + cpp['error']}")
-    print(f"ours: {'accept' if ours['ok'] else 'refuse ' + ours['error']}")
+    print(f"ours: {_verdict(ours)}")
+    if outcome.rule_answer is not None and _verdict(outcome.rule_answer) != _verdict(ours):
+        print(f"ours on the C++'s script reading: {_verdict(outcome.rule_answer)}")
     print(f"kind: {outcome.kind or '(agree)'}")
     for line in outcome.detail:
         print("  " + line)
@@ -534,7 +545,9 @@ def _run(oracle: Oracle, args: argparse.Namespace) -> int:
         lines.append(f"[{n}] {kind}: {count} transactions (e.g. case {', '.join(map(str, examples[kind][:5]))})")
         lines.append(describe(case))
         lines.append(f"  C++:  {'accept' if cpp['ok'] else 'refuse ' + cpp['error']}")
-        lines.append(f"  ours: {'accept' if ours['ok'] else 'refuse ' + ours['error']}")
+        lines.append(f"  ours: {_verdict(ours)}")
+        if outcome.rule_answer is not None and _verdict(outcome.rule_answer) != _verdict(ours):
+            lines.append(f"  ours on the C++'s script reading: {_verdict(outcome.rule_answer)}")
         for d in outcome.detail[:6]:
             lines.append("  " + d)
         if len(outcome.detail) > 6:
