@@ -130,20 +130,27 @@ class _Pools:
     ``common + Σ reserves`` is always what is left for the fee.
     """
 
-    def __init__(self, inputs: Sequence[TransferInput], supply: int) -> None:
+    def __init__(self, supply: int) -> None:
+        self.supply = supply
         self.reserves: dict[str, Fractions] = {}
         self.liquidity: dict[str, Fractions] = {}
         self.common = Fractions.zero()
-        for inp in inputs:
-            # Copy first: low_part/high_part materialise a VALUE-form vector, which must not touch the input.
-            fr = inp.fractions.copy()
-            low, high = fr.low_part(supply), fr.high_part(supply)
-            self.reserves[inp.address] = self.reserves.get(inp.address, Fractions.zero()) + low
-            self.liquidity[inp.address] = self.liquidity.get(inp.address, Fractions.zero()) + high
-            self.common = self.common + high
-        # std::map<std::string, ...> iterates in byte order; for str that is code-point order, which sorted()
-        # gives (code-point order equals UTF-8 byte order).
-        self.addresses: list[str] = sorted(self.reserves)
+
+    def add_input(self, inp: TransferInput) -> tuple[int, int]:
+        """Pool one input, as bitbay-core does input by input; return its own reserve and liquidity totals."""
+        # Copy first: low_part/high_part materialise a VALUE-form vector, which must not touch the input.
+        fr = inp.fractions.copy()
+        low, high = fr.low_part(self.supply), fr.high_part(self.supply)
+        self.reserves[inp.address] = self.reserves.get(inp.address, Fractions.zero()) + low
+        self.liquidity[inp.address] = self.liquidity.get(inp.address, Fractions.zero()) + high
+        self.common = self.common + high
+        return low.total(), high.total()
+
+    @property
+    def addresses(self) -> list[str]:
+        """Input addresses in ``std::map<std::string, ...>`` order: byte order, which for str is code-point
+        order (sorted() gives it; code-point order equals UTF-8 byte order)."""
+        return sorted(self.reserves)
 
     def take_reserve(self, address: str, value: int, dst: Fractions) -> int:
         """Move up to ``value`` of ``address``'s reserve into ``dst``; return what is still missing."""
@@ -258,7 +265,7 @@ def _check_outputs(outputs: Sequence[TransferOutput]) -> None:
                 raise TransferRuleError("P-X-L", f"output {j}: **L** notaries are out of scope of this port")
 
 
-def _prefill_freezes(
+def _pool_inputs_and_read_freezes(
     inputs: Sequence[TransferInput],
     outputs: Sequence[TransferOutput],
     result: list[Fractions],
@@ -266,45 +273,52 @@ def _prefill_freezes(
     block_time: int,
     freeze_times: FreezeTimes,
 ) -> dict[int, tuple[int, str] | None]:
-    """Mark every output named by an ``**F**``/``**V**`` notary and fill the single freezes.
+    """Pool the inputs one by one; after input ``i``, read an ``**F**``/``**V**`` notary at output ``i``.
+
+    bitbay-core's input loop (``CalculateStandardFractions``) does both in one pass, so a notary sees the
+    pools as they stand after its own input: a single freeze takes its address's reserve (``F``) or
+    liquidity (``V``) as pooled from inputs ``0..i``, and whether it is single at all is decided on input
+    ``i``'s own reserve (liquidity), not on the address's whole pool. Single freezes are filled at once;
+    shared ones when the output loop reaches them.
 
     Returns every frozen output index, mapped to ``None`` when its single freeze is already filled, or to
-    ``(mark, frozen address)`` when it is a shared freeze. The spec (§1.13 steps 1-2, pegstd.cpp:242-268
-    vs 355-443) pre-assigns only the single freezes while the notaries are read; a shared freeze is filled
-    by the output loop when it reaches that output, in output order (:func:`_fill_shared_freeze`), so
-    outputs before it (such as the reserve withdraw's ``**F**N:N:N`` notaries) are funded first.
+    ``(mark, frozen address)`` when it is a shared freeze (:func:`_fill_shared_freeze`).
     """
     frozen: dict[int, tuple[int, str] | None] = {}
-    for position, out in enumerate(outputs):
-        text = out.notary
-        if text is None:
+    for i, inp in enumerate(inputs):
+        reserve_in, liquidity_in = pools.add_input(inp)
+        if i >= len(outputs) or outputs[i].notary is None:
             continue
+        text = outputs[i].notary
+        assert text is not None
         if text.startswith(_F_PREFIX):
             mark, lock_time = NOTARY_F, block_time + freeze_times.frozen
         elif text.startswith(_V_PREFIX):
             mark, lock_time = NOTARY_V, block_time + freeze_times.vfrozen
         else:
             continue
-        freeze = _parse_freeze(mark, text, position, len(inputs), len(outputs))
+        freeze = _parse_freeze(mark, text, i, len(inputs), len(outputs))
         if freeze.raw_count == 2:
             # The spec (§1.12) says two indexes trigger bitbay-core's "fair withdraw from escrow" proportional
             # rule (pegstd.cpp:225-234, 383-412) but does not state it; refused rather than answered wrongly.
             raise TransferRuleError("P-X-ESCROW", f"notary {text!r}: two-index escrow freezes are out of scope")
         for index in freeze.indexes:
             _set_mark(result[index], mark, lock_time, index)
-        address = inputs[freeze.input_index].address
-        own_pool = pools.reserves[address] if mark == NOTARY_F else pools.liquidity[address]
-        if freeze.raw_count == 1 and outputs[freeze.indexes[0]].value <= own_pool.total():
-            # Single freeze: the frozen address alone pays it, now (pegstd.cpp:242-268).
+        own = reserve_in if mark == NOTARY_F else liquidity_in
+        if freeze.raw_count == 1 and outputs[freeze.indexes[0]].value <= own:
+            # Single freeze: the frozen address's pool as of this input pays it, now.
             index = freeze.indexes[0]
             if mark == NOTARY_F:
-                pools.take_reserve(address, outputs[index].value, result[index])
+                pools.take_reserve(inp.address, outputs[index].value, result[index])
             else:
-                pools.take_address_liquidity(address, outputs[index].value, result[index])
+                pools.take_address_liquidity(inp.address, outputs[index].value, result[index])
             frozen[index] = None
             continue
         for index in freeze.indexes:
-            frozen[index] = (mark, address)
+            frozen[index] = (mark, inp.address)
+    for position, out in enumerate(outputs[len(inputs):], len(inputs)):
+        if out.notary is not None and out.notary.startswith((_F_PREFIX, _V_PREFIX)):
+            _parse_freeze(NOTARY_F, out.notary, position, len(inputs), len(outputs))
     return frozen
 
 
@@ -348,9 +362,9 @@ def apply_transfer_rule(
         # total check) is the peg rule it would otherwise trip.
         raise TransferRuleError("P-G-3", f"outputs total {value_out} exceeds inputs total {value_in}")
 
-    pools = _Pools(inputs, supply)
+    pools = _Pools(supply)
     result = [Fractions.zero() for _ in outputs]
-    frozen = _prefill_freezes(inputs, outputs, result, pools, block_time, freeze_times)
+    frozen = _pool_inputs_and_read_freezes(inputs, outputs, result, pools, block_time, freeze_times)
     input_addresses = set(pools.addresses)
 
     for j, out in enumerate(outputs):

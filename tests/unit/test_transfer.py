@@ -437,3 +437,76 @@ def test_property_valid_by_construction_is_accepted_and_conserves(tx):
             assert fr.low(supply) == 0  # foreign payees never receive reserve
         elif out.notary is None and out.address != BURN_ADDRESS:
             assert fr.high(supply) == 0  # change within its reserve takes no liquid
+
+
+# -- issue 10 examples: bitbay-core's CalculateStandardFractions (src/peg/pegstd.cpp) --------------------------
+# Supply 500, block time 1600000000, inputs of 1,000,000 with standard fractions unless said otherwise.
+
+S5 = 500
+T16 = 1_600_000_000
+X, X0, X1 = "bXavier", "bXena", "bXerxes"
+
+
+def move_spec(src: list[int], value: int) -> tuple[list[int], list[int]]:
+    """``CFractions::MoveRatioPartTo`` restated for non-negative vectors: ``(what is left, what moved)``.
+
+    Each entry moves ``trunc(f[i] * value / total)``; the shortfall then moves one satoshi at a time from the
+    entries still positive, cycling from the first non-zero entry of the source.
+    """
+    total = sum(src)
+    if total == 0 or value == 0:
+        return list(src), [0] * PEG_SIZE
+    if value >= total:
+        return [0] * PEG_SIZE, list(src)
+    start = next(i for i, v in enumerate(src) if v)
+    moved = [v * value // total for v in src]
+    left = [v - m for v, m in zip(src, moved)]
+    short, i = value - sum(moved), start
+    while short:
+        if left[i] > 0:
+            left[i] -= 1
+            moved[i] += 1
+            short -= 1
+        i = i + 1 if i + 1 < PEG_SIZE else start
+    return left, moved
+
+
+def std_low(value: int, supply: int = S5) -> list[int]:
+    return Fractions.std(value).low_part(supply).to_list()
+
+
+def vec_add(*vectors: list[int]) -> list[int]:
+    return [sum(column) for column in zip(*vectors)]
+
+
+def test_issue_11_single_freeze_takes_the_address_pool_as_of_its_input():
+    """Issue 10 item 11: a single **F** at output 0 freezes from A's reserve pool as it stands after input 0
+    (bitbay-core adds input i and reads the notary at output i in one step), not from all of A's inputs."""
+    second = sparse({10: 600_000, 700: 400_000})
+    inputs = [std_input(A, 1_000_000), TransferInput(1_000_000, second, A)]
+    outputs = [note("**F**1", 0), to(X, 300_000)]
+    res = apply_transfer_rule(inputs, outputs, S5, T16)
+    _, frozen = move_spec(std_low(1_000_000), 300_000)
+    assert res.outputs[1].to_list() == frozen
+    assert res.outputs[1].flags & NOTARY_F and res.outputs[1].lock_time == T16 + 30 * 86400
+    # The reading the C++ does not make (A's whole pool) differs in exactly the 500 entries the issue counts.
+    _, whole_pool = move_spec(vec_add(std_low(1_000_000), second.low_part(S5).to_list()), 300_000)
+    assert sum(a != b for a, b in zip(frozen, whole_pool)) == 500
+    assert res.outputs[0].total() == 0
+    assert_conserved(inputs, outputs, res)
+
+
+def test_issue_12_single_or_shared_is_decided_on_the_inputs_own_reserve():
+    """Issue 10 item 12: **F**2 at output 1 acts on input 1 (A, 1000): its own reserve is below 5000, so the
+    freeze is shared and filled when the output loop reaches output 2, after the change of output 0 took
+    its reserve; A's whole pool would have made it a single freeze filled first."""
+    inputs = [std_input(A, 1_000_000), std_input(A, 1_000)]
+    outputs = [to(A, 900_000), note("**F**2", 0), to(X, 5_000)]
+    res = apply_transfer_rule(inputs, outputs, S5, T16)
+    pool = vec_add(std_low(1_000_000), std_low(1_000))
+    pool, change = move_spec(pool, 900_000)
+    pool, frozen = move_spec(pool, 5_000)
+    assert res.outputs[0].to_list() == change
+    assert res.outputs[2].to_list() == frozen
+    assert res.outputs[2].flags & NOTARY_F and res.outputs[2].lock_time == T16 + 30 * 86400
+    assert_conserved(inputs, outputs, res)
