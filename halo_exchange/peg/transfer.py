@@ -29,7 +29,7 @@ passes of consensus-whitelisted signers are not modelled (a locked ``F`` input i
 
 Rule codes: ``P-I-3``, ``P-I-4``, ``P-I-5``, ``P-O-4``, ``P-G-2``, ``P-G-3`` and ``P-G-4`` are bitbay-core's,
 as the spec quotes them. The spec records no code for malformed notaries, crossing marks or malformed
-transactions; for those this port uses its own codes ``P-N-INDEX``, ``P-N-CROSS`` and ``P-X-TX``, and
+transactions; for those this port uses its own codes ``P-N-INDEX`` and ``P-X-TX``, and
 ``P-X-*`` for the out-of-scope cases above.
 
 Where the spec is silent this module follows what bitbay-core most plausibly does; every such choice is
@@ -223,9 +223,14 @@ def _parse_freeze(mark: int, text: str, position: int, n_inputs: int, n_outputs:
 
 
 def _set_mark(fr: Fractions, mark: int, lock_time: int, index: int) -> None:
-    """bitbay-core ``SetMark(MARK_SET)``: at most one of F/V/L/C, else "Crossing marks"."""
-    if fr.flags & (NOTARY_F | NOTARY_V | NOTARY_L | NOTARY_C):
-        raise TransferRuleError("P-N-CROSS", f"Crossing marks on output {index}")
+    """bitbay-core ``CFractions::SetMark(MARK_SET)``: add ``mark`` and set the lock time.
+
+    ``SetMark`` counts the marks the flags would carry afterwards and refuses more than one of F/V/L/C: a
+    second, different mark is "Crossing marks" (``P-I-N-6`` where notaries are read), while setting the
+    mark an output already carries is accepted (two notaries naming the same output, item 10 of issue 10).
+    """
+    if bin((fr.flags | mark) & (NOTARY_F | NOTARY_V | NOTARY_L | NOTARY_C)).count("1") > 1:
+        raise TransferRuleError("P-I-N-6", f"Crossing marks are detected on output {index}")
     fr.flags |= mark
     fr.lock_time = lock_time
 

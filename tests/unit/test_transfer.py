@@ -243,11 +243,11 @@ def test_single_freeze_with_too_little_reserve_becomes_shared():
 
 
 def test_crossing_marks_are_refused():
-    """Two freeze notaries naming the same output fail with "Crossing marks"."""
+    """Two freeze notaries setting different marks on the same output fail with "Crossing marks" (P-I-N-6)."""
     inputs = [std_input(A), std_input(B)]
     with pytest.raises(TransferRuleError) as err:
         apply_transfer_rule(inputs, [note("**F**2", 0), note("**V**2", 0), to(FOREIGN, 1_000)], S, T)
-    assert err.value.rule == "P-N-CROSS" and "Crossing marks" in str(err.value)
+    assert err.value.rule == "P-I-N-6" and "Crossing marks" in str(err.value)
 
 
 @pytest.mark.parametrize("text", ["**F**", "**F**x", "**F**1:", "**F**9", "**F**-1"])
@@ -509,4 +509,27 @@ def test_issue_12_single_or_shared_is_decided_on_the_inputs_own_reserve():
     assert res.outputs[0].to_list() == change
     assert res.outputs[2].to_list() == frozen
     assert res.outputs[2].flags & NOTARY_F and res.outputs[2].lock_time == T16 + 30 * 86400
+    assert_conserved(inputs, outputs, res)
+
+
+@pytest.mark.parametrize(("kind", "value"), [("F", 100_000), ("V", 10_000)])
+def test_issue_10_the_same_mark_twice_is_accepted(kind, value):
+    """Issue 10 item 10: two notaries (one per input, as bitbay-core's wallet writes them) naming the same
+    output set the same mark twice; ``SetMark`` only refuses two different marks, so this is accepted.
+    (The V freeze is 10,000: at supply 500 the two inputs carry only 13,244 liquid.)"""
+    inputs = [std_input(A, 1_000_000), std_input(B, 1_000_000)]
+    text = f"**{kind}**2:2:2"
+    outputs = [note(text, 5_590), note(text, 5_590), to(X, value)]
+    res = apply_transfer_rule(inputs, outputs, S5, T16)
+    mark = NOTARY_F if kind == "F" else NOTARY_V
+    assert res.outputs[2].flags & (NOTARY_F | NOTARY_V) == mark
+    assert res.outputs[2].lock_time == T16 + (30 if kind == "F" else 120) * 86400
+    # Both notary outputs are paid from reserves in address order: A's, twice.
+    rest, first = move_spec(std_low(1_000_000), 5_590)
+    _, second = move_spec(rest, 5_590)
+    assert res.outputs[0].to_list() == first and res.outputs[1].to_list() == second
+    if kind == "F":
+        # The last notary read names the frozen address: B's reserve pays the shared freeze.
+        _, frozen = move_spec(std_low(1_000_000), 100_000)
+        assert res.outputs[2].to_list() == frozen
     assert_conserved(inputs, outputs, res)
