@@ -204,11 +204,11 @@ class _Freeze:
 
 
 def _parse_freeze(mark: int, text: str, position: int, n_inputs: int, n_outputs: int) -> _Freeze:
-    """Parse ``**F**a:b:...`` at output ``position``; the notary acts on input ``position``."""
-    if position >= n_inputs:
-        # Guess: bitbay-core reads vin[i] for the notary at vout[i]; with no such input it cannot freeze
-        # anything, so the transaction is refused rather than the notary ignored.
-        raise TransferRuleError("P-N-INDEX", f"notary {text!r} at output {position} has no input {position}")
+    """Parse ``**F**a:b:...`` at output ``position``; the notary acts on input ``position``.
+
+    Only called for a position that has an input: bitbay-core reads the notary at output i while pooling
+    input i, so a notary past the last input is never read as a freeze.
+    """
     entries = text[len(_F_PREFIX) :].split(":")  # "**F**" and "**V**" have the same length
     indexes: list[int] = []
     for entry in entries:
@@ -217,6 +217,8 @@ def _parse_freeze(mark: int, text: str, position: int, n_inputs: int, n_outputs:
         index = int(entry)
         if index >= n_outputs:
             raise TransferRuleError("P-N-INDEX", f"notary {text!r}: output {index} does not exist")
+        if index == position:
+            raise TransferRuleError("P-I-N-4", f"Freeze notary: output refers itself ({text!r} at output {index})")
         if index not in indexes:
             indexes.append(index)
     return _Freeze(mark, position, len(entries), tuple(indexes))
@@ -321,9 +323,6 @@ def _pool_inputs_and_read_freezes(
             continue
         for index in freeze.indexes:
             frozen[index] = (mark, inp.address)
-    for position, out in enumerate(outputs[len(inputs):], len(inputs)):
-        if out.notary is not None and out.notary.startswith((_F_PREFIX, _V_PREFIX)):
-            _parse_freeze(NOTARY_F, out.notary, position, len(inputs), len(outputs))
     return frozen
 
 

@@ -258,11 +258,24 @@ def test_malformed_freeze_notaries_are_refused(text):
     assert err.value.rule == "P-N-INDEX"
 
 
-def test_freeze_notary_without_matching_input_is_refused():
-    """A freeze notary at output i needs an input i to act on."""
+def test_issue_15_freeze_notary_without_matching_input_is_ignored():
+    """Issue 10 item 15: bitbay-core reads the notary at output i only while pooling input i; with no input i
+    the notary is never read, and the output is an ordinary (non-**Z**) notary output."""
+    inp = std_input(A, 1_000_000)
+    outputs = [to(X, 1_000), note("**F**0", 0)]
+    res = apply_transfer_rule([inp], outputs, S5, T16)
+    assert all(fr.flags & (NOTARY_F | NOTARY_V) == 0 for fr in res.outputs)
+    _, paid = move_spec(Fractions.std(1_000_000).high_part(S5).to_list(), 1_000)
+    assert res.outputs[0].to_list() == paid and res.outputs[1].total() == 0
+    assert_conserved([inp], outputs, res)
+
+
+@pytest.mark.parametrize("text", ["**F**0", "**V**0", "**F**1:0"])
+def test_issue_15_notary_naming_its_own_output_is_p_i_n_4(text):
+    """Issue 10 item 15: a freeze notary that names its own output is refused ("output refers itself")."""
     with pytest.raises(TransferRuleError) as err:
-        apply_transfer_rule([std_input(A)], [to(FOREIGN, 10), note("**F**0", 0)], S, T)
-    assert err.value.rule == "P-N-INDEX"
+        apply_transfer_rule([std_input(A, 1_000_000)], [note(text, 0), to(X, 10)], S5, T16)
+    assert err.value.rule == "P-I-N-4"
 
 
 # -- inputs ---------------------------------------------------------------------------------------------
