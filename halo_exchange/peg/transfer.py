@@ -29,7 +29,7 @@ passes of consensus-whitelisted signers are not modelled (a locked ``F`` input i
 
 Rule codes: ``P-I-3``, ``P-I-4``, ``P-I-5``, ``P-O-4``, ``P-G-2``, ``P-G-3`` and ``P-G-4`` are bitbay-core's,
 as the spec quotes them. The spec records no code for malformed notaries, crossing marks or malformed
-transactions; for those this port uses its own codes ``P-N-INDEX`` and ``P-X-TX``, and
+transactions; for those this port uses its own code ``P-X-TX``, and
 ``P-X-*`` for the out-of-scope cases above.
 
 Where the spec is silent this module follows what bitbay-core most plausibly does; every such choice is
@@ -193,35 +193,43 @@ class _Pools:
 # -- notaries --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Freeze:
-    """One ``**F**`` / ``**V**`` notary: the input it acts on and the outputs it marks."""
-
-    mark: int
-    input_index: int
-    raw_count: int  # entries as written ("N:N:N" counts 3: wallets write it to force a shared freeze)
-    indexes: tuple[int, ...]  # distinct output indexes, in written order
+_C_SPACE = frozenset(" \t\n\v\f\r")  # isspace() in the C locale
+_DIGITS = {8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
 
 
-def _parse_freeze(mark: int, text: str, position: int, n_inputs: int, n_outputs: int) -> _Freeze:
-    """Parse ``**F**a:b:...`` at output ``position``; the notary acts on input ``position``.
+def strtol_index(entry: str) -> int | None:
+    """The number C's ``strtol(entry, &end, 0)`` reads from ``entry``, or ``None`` when it reads no digit.
 
-    Only called for a position that has an input: bitbay-core reads the notary at output i while pooling
-    input i, so a notary past the last input is never read as a freeze.
+    bitbay-core reads each index of a freeze notary this way (``CalculateStandardFractions``) and only asks
+    that ``end`` moved and the value names an output. Base 0: leading C-locale white space, an optional
+    sign, then ``0x``/``0X`` and hexadecimal digits, ``0`` and octal digits, or decimal digits; reading
+    stops at the first character that is not a digit of the base, and the rest is ignored. As glibc does,
+    a ``0x`` with no hexadecimal digit after it reads as the ``0`` alone. Only ASCII digits count. An
+    overflow, which strtol clamps to ``LONG_MAX``/``LONG_MIN``, is returned exact here: either way it names
+    no output. (glibc 2.38+ also reads ``0b`` binary prefixes in C2X mode; this follows the classic strtol
+    bitbay-core's releases were built with, which reads ``0b1`` as 0: see docs/conformance-transfer-rule.md.)
     """
-    entries = text[len(_F_PREFIX) :].split(":")  # "**F**" and "**V**" have the same length
-    indexes: list[int] = []
-    for entry in entries:
-        if not entry.isdigit() or not entry.isascii():
-            raise TransferRuleError("P-N-INDEX", f"notary {text!r}: {entry!r} is not an output index")
-        index = int(entry)
-        if index >= n_outputs:
-            raise TransferRuleError("P-N-INDEX", f"notary {text!r}: output {index} does not exist")
-        if index == position:
-            raise TransferRuleError("P-I-N-4", f"Freeze notary: output refers itself ({text!r} at output {index})")
-        if index not in indexes:
-            indexes.append(index)
-    return _Freeze(mark, position, len(entries), tuple(indexes))
+    pos, end = 0, len(entry)
+    while pos < end and entry[pos] in _C_SPACE:
+        pos += 1
+    negative = False
+    if pos < end and entry[pos] in "+-":
+        negative = entry[pos] == "-"
+        pos += 1
+    base = 10
+    if entry.startswith("0", pos):
+        if entry.startswith(("0x", "0X"), pos) and pos + 2 < end and entry[pos + 2] in _DIGITS[16]:
+            base, pos = 16, pos + 2
+        else:
+            base = 8
+    digits = _DIGITS[base]
+    value, start = 0, pos
+    while pos < end and entry[pos] in digits:
+        value = value * base + int(entry[pos], 16)
+        pos += 1
+    if pos == start:
+        return None
+    return -value if negative else value
 
 
 def _set_mark(fr: Fractions, mark: int, lock_time: int, index: int) -> None:
@@ -304,24 +312,34 @@ def _pool_inputs_and_read_freezes(
             mark, lock_time = NOTARY_V, block_time + freeze_times.vfrozen
         else:
             continue
-        freeze = _parse_freeze(mark, text, i, len(inputs), len(outputs))
-        if freeze.raw_count == 2:
+        # Each entry is read, checked and marked before the next one, as bitbay-core does.
+        entries = text[len(_F_PREFIX) :].split(":")  # "**F**" and "**V**" have the same length
+        indexes: list[int] = []
+        for entry in entries:
+            index = strtol_index(entry)
+            if index is None or not 0 <= index < len(outputs):
+                raise TransferRuleError(
+                    "P-I-N-3", f"Freeze notary: not convertible to output index ({text!r} at output {i})"
+                )
+            if index == i:
+                raise TransferRuleError("P-I-N-4", f"Freeze notary: output refers itself ({text!r} at output {i})")
+            _set_mark(result[index], mark, lock_time, index)
+            indexes.append(index)
+        if len(indexes) == 2:
             # The spec (§1.12) says two indexes trigger bitbay-core's "fair withdraw from escrow" proportional
             # rule (pegstd.cpp:225-234, 383-412) but does not state it; refused rather than answered wrongly.
             raise TransferRuleError("P-X-ESCROW", f"notary {text!r}: two-index escrow freezes are out of scope")
-        for index in freeze.indexes:
-            _set_mark(result[index], mark, lock_time, index)
         own = reserve_in if mark == NOTARY_F else liquidity_in
-        if freeze.raw_count == 1 and outputs[freeze.indexes[0]].value <= own:
+        if len(indexes) == 1 and outputs[indexes[0]].value <= own:
             # Single freeze: the frozen address's pool as of this input pays it, now.
-            index = freeze.indexes[0]
+            index = indexes[0]
             if mark == NOTARY_F:
                 pools.take_reserve(inp.address, outputs[index].value, result[index])
             else:
                 pools.take_address_liquidity(inp.address, outputs[index].value, result[index])
             frozen[index] = None
             continue
-        for index in freeze.indexes:
+        for index in indexes:
             frozen[index] = (mark, inp.address)
     return frozen
 

@@ -250,12 +250,61 @@ def test_crossing_marks_are_refused():
     assert err.value.rule == "P-I-N-6" and "Crossing marks" in str(err.value)
 
 
-@pytest.mark.parametrize("text", ["**F**", "**F**x", "**F**1:", "**F**9", "**F**-1"])
-def test_malformed_freeze_notaries_are_refused(text):
-    """A freeze notary must list existing output indexes."""
+@pytest.mark.parametrize(
+    "text", ["**F**", "**F**x", "**F**1:", "**F**9", "**F**-1", "**F** ", "**F**+", "**F**-", "**F**1:+", "**F**:1"]
+)
+def test_malformed_freeze_notaries_are_p_i_n_3(text):
+    """A freeze notary entry strtol reads no digits from, or whose value is no output index, is P-I-N-3
+    ("not convertible to output index")."""
     with pytest.raises(TransferRuleError) as err:
         apply_transfer_rule([std_input(A)], [note(text, 0), to(FOREIGN, 10)], S, T)
-    assert err.value.rule == "P-N-INDEX"
+    assert err.value.rule == "P-I-N-3"
+
+
+# strtol(entry, &end, 0) as glibc reads it (C locale): leading white space, a sign, 0x (hex) and 0 (octal)
+# prefixes; it stops at the first character that is not a digit of the base.
+STRTOL_INDEXES = [
+    ("1", 1), (" 1", 1), ("\t\n\v\f\r 1", 1), ("1a", 1), ("+1", 1), ("-0", 0), ("0x1", 1), ("0X1", 1),
+    ("01", 1), ("001", 1), ("0x", 0), ("0xg", 0), ("08", 0), ("0b1", 0), ("1 ", 1), ("1\x00", 1), ("-0x0", 0),
+    ("-0x", 0), ("0x01", 1), ("1.9", 1), ("00", 0),
+]
+
+
+@pytest.mark.parametrize(("entry", "index"), STRTOL_INDEXES)
+def test_issue_14_indexes_are_read_as_strtol_with_base_0_reads_them(entry, index):
+    """Issue 10 item 14: bitbay-core reads each index with ``strtol(s, &end, 0)`` and only asks that a digit
+    was read and the value names an output; what follows the number is ignored."""
+    inputs = [std_input(A, 1_000_000), std_input(B, 1_000_000), std_input(A, 1_000_000)]
+    outputs = [to(X, 1_000), to(X, 2_000), note("**F**" + entry, 0)]
+    res = apply_transfer_rule(inputs, outputs, S5, T16)
+    assert res.outputs[index].flags & NOTARY_F
+    assert [bool(fr.flags & NOTARY_F) for fr in res.outputs].count(True) == 1
+
+
+@pytest.mark.parametrize(("entry", "index"), [("010", 8), ("0x0a", 10), ("0Xb", 11), ("+011", 9), ("  0xA", 10)])
+def test_issue_14_octal_and_hex_indexes(entry, index):
+    """Base 0: a leading 0 reads octal, 0x/0X hexadecimal."""
+    outputs = [note("**F**" + entry, 0)] + [to(X, 10) for _ in range(12)]
+    res = apply_transfer_rule([std_input(A, 1_000_000)], outputs, S5, T16)
+    assert res.outputs[index].flags & NOTARY_F
+
+
+@pytest.mark.parametrize("entry", ["99999999999999999999", "-99999999999999999999", "\xa01", "\u0661", "１"])
+def test_issue_14_out_of_range_and_non_ascii_entries_are_p_i_n_3(entry):
+    """strtol clamps an overflow to LONG_MAX / LONG_MIN (no output index); only ASCII digits and C-locale
+    white space count (U+00A0, Arabic-Indic and full-width digits do not)."""
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([std_input(A)], [note("**F**" + entry, 0), to(FOREIGN, 10)], S, T)
+    assert err.value.rule == "P-I-N-3"
+
+
+def test_issue_14_entries_are_checked_in_order():
+    """Each entry is read, checked and marked before the next: a crossing mark on the first entry is
+    reported before a malformed second one (P-I-N-6, not P-I-N-3)."""
+    inputs = [std_input(A), std_input(B)]
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule(inputs, [note("**V**2", 0), note("**F**2:x", 0), to(FOREIGN, 1_000)], S, T)
+    assert err.value.rule == "P-I-N-6"
 
 
 def test_issue_15_freeze_notary_without_matching_input_is_ignored():
