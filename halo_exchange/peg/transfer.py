@@ -125,9 +125,9 @@ class _Pools:
     """The fraction pools of one transaction (``poolReserves``, ``poolLiquidity``, ``frCommonLiquidity``).
 
     Per-address reserve pools hold the inputs' ``LowPart(S)``; per-address liquidity pools and the common
-    liquidity hold their ``HighPart(S)``. Outputs take liquidity from the common pool; only ``V`` freezes
-    take it from an address's own pool, and then the same fractions leave the common pool too, so that
-    ``common + Σ reserves`` is always what is left for the fee.
+    liquidity hold their ``HighPart(S)``. Outputs take liquidity from the common pool; only single ``V``
+    freezes (read while the inputs are pooled) take it from an address's own pool, and then the same
+    fractions leave the common pool too, so that ``common + Σ reserves`` is always what is left for the fee.
     """
 
     def __init__(self, supply: int) -> None:
@@ -345,18 +345,15 @@ def _pool_inputs_and_read_freezes(
 
 
 def _fill_shared_freeze(mark: int, address: str, need: int, dst: Fractions, pools: _Pools) -> None:
-    """Fill one shared-freeze output: the frozen address first, then the other input addresses in map order
-    (reserves for ``F``, liquidity for ``V``), then the common liquidity (pegstd.cpp:355-443).
+    """Fill one shared-freeze output when the output loop reaches it (bitbay-core's output loop).
 
-    A shortfall is not refused here: the output's total then misses its value (P-G-2).
+    ``F``: the reserves of the frozen address first, then of the other input addresses in map order, then
+    the common liquidity. ``V``: the common liquidity alone, which earlier outputs may already have drawn
+    on (not the frozen address's own liquidity pool, issue 10 item 13). A shortfall is not refused here:
+    the output's total then misses its value (P-G-2).
     """
     if mark == NOTARY_F:
         need = pools.take_reserves(address, need, dst)
-    else:
-        need = pools.take_address_liquidity(address, need, dst)
-        for other in pools.addresses:
-            if other != address:
-                need = pools.take_address_liquidity(other, need, dst)
     pools.take_common(need, dst)
 
 

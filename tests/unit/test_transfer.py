@@ -593,5 +593,43 @@ def test_issue_10_the_same_mark_twice_is_accepted(kind, value):
     if kind == "F":
         # The last notary read names the frozen address: B's reserve pays the shared freeze.
         _, frozen = move_spec(std_low(1_000_000), 100_000)
-        assert res.outputs[2].to_list() == frozen
+    else:
+        # A shared V freeze takes the common liquidity (item 13), here both inputs' whole liquidity.
+        liquid = Fractions.std(1_000_000).high_part(S5).to_list()
+        _, frozen = move_spec(vec_add(liquid, liquid), 10_000)
+    assert res.outputs[2].to_list() == frozen
+    assert_conserved(inputs, outputs, res)
+
+
+def test_issue_13_shared_v_freeze_is_funded_from_the_common_liquidity():
+    """Issue 10 item 13 (supply 0): a shared **V** freeze takes the common liquidity, which output 0 (the
+    notary, paid from liquidity since there is no reserve at supply 0) has already drawn on; A's own
+    liquidity pool, which output 0 never touched, would give a slice off by one in 242 entries."""
+    inp = std_input(A, 1_000_000)
+    outputs = [note("**V**1:1:1", 5_590), to(X, 500_000)]
+    res = apply_transfer_rule([inp], outputs, 0, T16)
+    common, notary = move_spec(Fractions.std(1_000_000).to_list(), 5_590)
+    _, frozen = move_spec(common, 500_000)
+    assert res.outputs[0].to_list() == notary
+    assert res.outputs[1].to_list() == frozen
+    assert res.outputs[1].flags & NOTARY_V and res.outputs[1].lock_time == T16 + 120 * 86400
+    _, from_own_pool = move_spec(Fractions.std(1_000_000).to_list(), 500_000)
+    assert sum(a != b for a, b in zip(frozen, from_own_pool)) == 242
+    assert_conserved([inp], outputs, res)
+
+
+def test_issue_13_shared_v_freeze_at_supply_700_is_accepted():
+    """Issue 10 item 13 (supply 700): A's own liquidity (929) is below the 10,000 to freeze, so **V**2 is a
+    shared freeze, filled from the common liquidity in output order; all outputs stay non-negative."""
+    b = TransferInput(1_000_000, sparse({900: 1_000_000}), B)
+    inputs = [std_input(A, 1_000_000), b]
+    outputs = [note("**V**2", 0), to(X0, 900_000), to(X1, 10_000), to(X0, 50_000)]
+    res = apply_transfer_rule(inputs, outputs, 700, T16)
+    common = vec_add(Fractions.std(1_000_000).high_part(700).to_list(), b.fractions.to_list())
+    common, first = move_spec(common, 900_000)
+    common, frozen = move_spec(common, 10_000)
+    common, last = move_spec(common, 50_000)
+    assert [fr.to_list() for fr in res.outputs[1:]] == [first, frozen, last]
+    assert res.outputs[2].flags & NOTARY_V and not res.outputs[1].flags & NOTARY_V
+    assert res.fee.to_list() == vec_add(common, Fractions.std(1_000_000).low_part(700).to_list())
     assert_conserved(inputs, outputs, res)
