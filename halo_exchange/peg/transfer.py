@@ -3,43 +3,55 @@
 This module owns the answer to "which fractions does every output of a transaction receive, and which are
 left as the fee", for one ordinary (non-coinbase, non-coinstake, non-mint) transaction at a given supply
 index and block time. It is what decides whether an exchange withdrawal is valid at the supply of the block
-that includes it (``P-O-4``), what the payee and change outputs carry, and which fee fractions the staker
-gets (reference/peg-spec.md §1.12-§1.13, bitbay-core ``src/peg/pegstd.cpp``).
+that includes it, what the payee and change outputs carry, and which fee fractions the staker gets
+(reference/peg-spec.md §1.12-§1.13). bitbay-core's ``src/peg/pegstd.cpp`` is the authority: this is a
+reimplementation of what its ``CalculateStandardFractions`` computes, checked against it by the
+conformance harness; docs/conformance-transfer-rule.md lists where, and why, it refuses what the C++ leaves
+undefined.
 
-Pure: no I/O, no clock. The caller supplies the inputs' fractions (from the chain's fractions store, or
-``Std(value)`` where it has none), the supply index and the block time. Nothing it passes is modified.
+Pure: no I/O, no clock. The caller supplies each input's fractions (from the chain's fractions store, or
+``Std(value)`` where it has none) and owner string, each output's owner string and notary text (how a
+script reads, :func:`halo_exchange.chain.script.script_owner` and :func:`~halo_exchange.chain.script.parse_notary`),
+the supply index and the block time. Nothing it passes is modified.
 
-In scope:
+How bitbay-core computes it, in two loops:
 
-* input checks: fractions total equals value (``P-I-3``), still-locked ``F`` (``P-I-4``) and ``V``
-  (``P-I-5``) inputs;
-* per-address reserve and liquidity pools, the common liquidity;
-* ``**F**a:b:...`` and ``**V**a:b:...`` notaries (frozen reserve / voluntarily frozen liquid), single and
-  shared freezes (single ones filled before any output, shared ones in output order), "Crossing marks";
-* outputs to input addresses (own reserve first), to the burn address and to non-``**Z**`` notaries
-  (all reserves first), to foreign addresses (common liquidity only, ``P-O-4``);
-* output checks (``P-G-2``) and the fee fractions (``P-G-3``, ``P-G-4``).
+* **Inputs, in order.** Each input must total its value (``P-I-3``); a still-locked ``F`` input is refused
+  unless its index is in the time-lock-pass set (``P-I-4``), a still-locked ``V`` input always (``P-I-5``).
+  Its reserve (``LowPart(S)``) joins its owner's reserve pool, its liquidity (``HighPart(S)``) the owner's
+  liquidity pool. Then output ``i`` is looked at (only if it exists): a cold (``C``-marked) input pays it a
+  proportional slice of itself, marked ``F`` for four freeze periods unless it goes back to the input's
+  return address; a notary ``**F**``/``**V**``/``**L**``/``**C**`` there marks the outputs it names. A
+  one-index notary is a *single* freeze, paid at once from the owner's pool as it stands (``F`` reserve,
+  ``V``/``L`` liquidity, ``C`` a slice of the input), unless input ``i``'s own reserve (liquidity) is short,
+  which makes it *shared*; several indexes always make it shared; two select the "fair withdraw from
+  escrow" split.
+* **Outputs, in order.** If any freeze is shared, every frozen output not yet paid is filled now: ``V``
+  from the common liquidity, ``F`` from the frozen owner's reserve, the other owners' reserves in map
+  order, then the common liquidity. Other outputs: back to an input owner (its reserve first, then the
+  common liquidity, ``P-O-2``); to the burn address or a non-``**Z**`` notary (every owner's reserve in map
+  order, then liquidity, ``P-O-3``); anything else, the common liquidity alone (``P-O-4``).
+* **Checks.** Outputs must total their values without negative entries (``P-G-2``). The fee fractions
+  (what is left in every pool, plus what cold inputs did not pass on) must total the fee (``P-G-3``) and
+  have no negative entry (``P-G-4``). These two fee checks run even after an earlier failure and, as in
+  bitbay-core, their code is the one reported: a foreign payment beyond the liquidity is ``P-G-3``, with
+  ``P-O-4`` named in the detail.
 
-Out of scope (refused with :class:`~halo_exchange.errors.TransferRuleError`, so a caller never gets a silently
-wrong answer): cold (``C``) and ``L``-marked inputs (``P-X-C``, ``P-X-L``), ``**L**`` notaries (``P-X-L``),
-``**Z**`` bridge burns (``P-X-Z``), two-index ``**F**a:b`` / ``**V**a:b`` notaries, which bitbay-core
-fills by a "fair withdraw from escrow" rule the spec does not state (``P-X-ESCROW``). Bridge mints,
-coinbase and coinstake transactions have their own rules and must not be passed here; the time-lock
-passes of consensus-whitelisted signers are not modelled (a locked ``F`` input is always refused).
+Not yet ported (refused with ``P-X-*`` codes, so a caller never gets a silently wrong answer): cold
+(``C``-marked) inputs (``P-X-C``), ``L``-marked inputs and ``**L**`` notaries (``P-X-L``), ``**Z**`` outputs
+(``P-X-Z``) and two-index "fair withdraw from escrow" freezes (``P-X-ESCROW``); a ``**C**`` notary is read
+as a plain notary output.
 
-Rule codes: ``P-I-3``, ``P-I-4``, ``P-I-5``, ``P-O-4``, ``P-G-2``, ``P-G-3`` and ``P-G-4`` are bitbay-core's,
-as the spec quotes them. The spec records no code for malformed notaries, crossing marks or malformed
-transactions; for those this port uses its own code ``P-X-TX``, and
-``P-X-*`` for the out-of-scope cases above.
-
-Where the spec is silent this module follows what bitbay-core most plausibly does; every such choice is
-marked "Guess:" in a comment.
+Rule codes are bitbay-core's. The port adds ``P-X-TX`` for what bitbay-core refuses before this rule
+(no inputs, negative values) and raises :class:`~halo_exchange.errors.PegError` for a supply index outside
+``[0, 1199]``. Bridge mints, coinbase and coinstake transactions have their own rules and must not be
+passed here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Collection, Sequence
 
 from halo_exchange.errors import PegError, TransferRuleError
 from halo_exchange.peg.fractions import (
@@ -60,15 +72,15 @@ __all__ = [
     "TransferOutput",
     "TransferResult",
     "apply_transfer_rule",
+    "strtol_index",
 ]
 
 #: Outputs to this address are funded from reserves first, like non-``**Z**`` notaries (pegstd.cpp:24).
 BURN_ADDRESS = "bJnV8J5v74MGctMyVSVPfGu1mGQ9nMTiB3"
 
-_F_PREFIX = "**F**"
-_V_PREFIX = "**V**"
-_L_PREFIX = "**L**"
+_MARK_OF = {"**F**": NOTARY_F, "**V**": NOTARY_V}
 _Z_PREFIX = "**Z**"
+_MARKS = NOTARY_F | NOTARY_V | NOTARY_L | NOTARY_C
 
 
 @dataclass(frozen=True)
@@ -87,18 +99,27 @@ TESTNET_FREEZE_TIMES = FreezeTimes(frozen=86400, vfrozen=4 * 86400)
 
 @dataclass(frozen=True)
 class TransferInput:
-    """One spent output: its value, its fractions (as the chain stores them) and the address it paid."""
+    """One spent output: its value, its fractions (as the chain stores them) and its owner.
+
+    ``address`` is the owner string bitbay-core groups inputs by (``CScript::ToAddress``: the address, for
+    a multisig script its addresses joined by newlines, else the script's bytes). ``address_valid`` says
+    whether that string is a valid address of the network (``CBitcoinAddress::IsValid``); only a ``**C**``
+    notary asks (``P-I-N-13``).
+    """
 
     value: int
     fractions: Fractions
     address: str
+    address_valid: bool = True
 
 
 @dataclass(frozen=True)
 class TransferOutput:
-    """One new output: a payment to ``address``, or an ``OP_RETURN`` whose text is ``notary``.
+    """One new output: its value, its owner string and, for an ``OP_RETURN`` script, its notary text.
 
-    Exactly one of the two is set; the rule funds the two kinds differently.
+    ``address`` is the output script's owner string (see :class:`TransferInput`); for a notary it is the
+    script's bytes and may be left ``None``, which matches no input owner. ``notary`` is set exactly when
+    the script is an ``OP_RETURN`` (``CScript::ToNotary``). At least one of the two is set.
     """
 
     value: int
@@ -106,8 +127,8 @@ class TransferOutput:
     notary: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.address is None) == (self.notary is None):
-            raise TransferRuleError("P-X-TX", "an output needs exactly one of an address or a notary text")
+        if self.address is None and self.notary is None:
+            raise TransferRuleError("P-X-TX", "an output needs an owner, a notary text or both")
 
 
 @dataclass(frozen=True)
@@ -118,80 +139,7 @@ class TransferResult:
     fee: Fractions
 
 
-# -- the pools -------------------------------------------------------------------------------------------
-
-
-class _Pools:
-    """The fraction pools of one transaction (``poolReserves``, ``poolLiquidity``, ``frCommonLiquidity``).
-
-    Per-address reserve pools hold the inputs' ``LowPart(S)``; per-address liquidity pools and the common
-    liquidity hold their ``HighPart(S)``. Outputs take liquidity from the common pool; only single ``V``
-    freezes (read while the inputs are pooled) take it from an address's own pool, and then the same
-    fractions leave the common pool too, so that ``common + Σ reserves`` is always what is left for the fee.
-    """
-
-    def __init__(self, supply: int) -> None:
-        self.supply = supply
-        self.reserves: dict[str, Fractions] = {}
-        self.liquidity: dict[str, Fractions] = {}
-        self.common = Fractions.zero()
-
-    def add_input(self, inp: TransferInput) -> tuple[int, int]:
-        """Pool one input, as bitbay-core does input by input; return its own reserve and liquidity totals."""
-        # Copy first: low_part/high_part materialise a VALUE-form vector, which must not touch the input.
-        fr = inp.fractions.copy()
-        low, high = fr.low_part(self.supply), fr.high_part(self.supply)
-        self.reserves[inp.address] = self.reserves.get(inp.address, Fractions.zero()) + low
-        self.liquidity[inp.address] = self.liquidity.get(inp.address, Fractions.zero()) + high
-        self.common = self.common + high
-        return low.total(), high.total()
-
-    @property
-    def addresses(self) -> list[str]:
-        """Input addresses in ``std::map<std::string, ...>`` order: byte order, which for str is code-point
-        order (sorted() gives it; code-point order equals UTF-8 byte order)."""
-        return sorted(self.reserves)
-
-    def take_reserve(self, address: str, value: int, dst: Fractions) -> int:
-        """Move up to ``value`` of ``address``'s reserve into ``dst``; return what is still missing."""
-        if value <= 0:
-            return value
-        return self.reserves[address].move_ratio_part_to(value, dst)
-
-    def take_reserves(self, first: str | None, value: int, dst: Fractions) -> int:
-        """Reserves of ``first`` (if given), then of every other input address in map order."""
-        if first is not None:
-            value = self.take_reserve(first, value, dst)
-        for address in self.addresses:
-            if address != first:
-                value = self.take_reserve(address, value, dst)
-        return value
-
-    def take_address_liquidity(self, address: str, value: int, dst: Fractions) -> int:
-        """Move up to ``value`` of ``address``'s own liquidity into ``dst``, and the same out of the common pool."""
-        if value <= 0:
-            return value
-        before = dst.copy()
-        left = self.liquidity[address].move_ratio_part_to(value, dst)
-        self.common = self.common - (dst - before)
-        return left
-
-    def take_common(self, value: int, dst: Fractions) -> int:
-        """Move up to ``value`` of the common liquidity into ``dst``; return what is still missing."""
-        if value <= 0:
-            return value
-        return self.common.move_ratio_part_to(value, dst)
-
-    def leftover(self) -> Fractions:
-        """What no output took: the fee fractions (common liquidity plus every address's reserve)."""
-        fee = self.common.copy()
-        for address in self.addresses:
-            fee = fee + self.reserves[address]
-        return Fractions(fee.to_list())  # plain STD: no marks, lock time or return address
-
-
-# -- notaries --------------------------------------------------------------------------------------------
-
+# -- reading notary indexes ---------------------------------------------------------------------------------
 
 _C_SPACE = frozenset(" \t\n\v\f\r")  # isspace() in the C locale
 _DIGITS = {8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
@@ -232,129 +180,252 @@ def strtol_index(entry: str) -> int | None:
     return -value if negative else value
 
 
-def _set_mark(fr: Fractions, mark: int, lock_time: int, index: int) -> None:
-    """bitbay-core ``CFractions::SetMark(MARK_SET)``: add ``mark`` and set the lock time.
+# -- the rule -----------------------------------------------------------------------------------------------
 
-    ``SetMark`` counts the marks the flags would carry afterwards and refuses more than one of F/V/L/C: a
-    second, different mark is "Crossing marks" (``P-I-N-6`` where notaries are read), while setting the
-    mark an output already carries is accepted (two notaries naming the same output, item 10 of issue 10).
+
+def _move(src: Fractions, value: int, dst: Fractions) -> None:
+    """``src.MoveRatioPartTo(value, dst)``, whose return value bitbay-core's rule never reads.
+
+    bitbay-core moves nothing from an empty source and nothing for a value of 0 (it returns before
+    touching either vector); checked here first so that those two cases never depend on the library's
+    handling of a negative total.
     """
-    if bin((fr.flags | mark) & (NOTARY_F | NOTARY_V | NOTARY_L | NOTARY_C)).count("1") > 1:
-        raise TransferRuleError("P-I-N-6", f"Crossing marks are detected on output {index}")
-    fr.flags |= mark
-    fr.lock_time = lock_time
+    if value == 0 or src.total() == 0:
+        return
+    src.move_ratio_part_to(value, dst)
 
 
-# -- the rule --------------------------------------------------------------------------------------------
+def _count_marks(flags: int) -> int:
+    return bin(flags & _MARKS).count("1")
 
 
-def _check_inputs(inputs: Sequence[TransferInput], block_time: int) -> None:
-    """Per-input consensus checks (pegstd.cpp:79-93), then the out-of-scope marks."""
-    if not inputs:
-        raise TransferRuleError("P-X-TX", "an ordinary transaction needs at least one input")
-    for i, inp in enumerate(inputs):
-        fr = inp.fractions
-        if inp.value < 0:
-            raise TransferRuleError("P-X-TX", f"input {i}: negative value {inp.value}")
-        if fr.total() != inp.value:
-            raise TransferRuleError("P-I-3", f"input {i}: fractions total {fr.total()} is not its value {inp.value}")
-        if fr.flags & NOTARY_F and fr.lock_time > block_time:
-            raise TransferRuleError("P-I-4", f"input {i}: frozen (F) until {fr.lock_time}, block time {block_time}")
-        if fr.flags & NOTARY_V and fr.lock_time > block_time:
-            raise TransferRuleError("P-I-5", f"input {i}: frozen (V) until {fr.lock_time}, block time {block_time}")
-        if fr.flags & NOTARY_C:
-            raise TransferRuleError("P-X-C", f"input {i}: cold (C) inputs are out of scope of this port")
-        if fr.flags & NOTARY_L:
-            raise TransferRuleError("P-X-L", f"input {i}: L-marked inputs are out of scope of this port")
+@dataclass
+class _Frozen:
+    """bitbay-core's ``FrozenTxOut``: what the input loop decided about one output."""
+
+    value: int = 0
+    address: str = ""  # the owner whose notary named it last
+    fractions: Fractions = field(default_factory=lambda: Fractions.from_value(0))
 
 
-def _check_outputs(outputs: Sequence[TransferOutput]) -> None:
-    """Shape checks bitbay-core makes before the peg rule (non-negative values), and out-of-scope notaries."""
-    for j, out in enumerate(outputs):
-        if out.value < 0:
-            raise TransferRuleError("P-X-TX", f"output {j}: negative value {out.value}")
-        if out.notary is not None:
-            if out.notary.startswith(_Z_PREFIX):
-                raise TransferRuleError("P-X-Z", f"output {j}: **Z** bridge burns are out of scope of this port")
-            if out.notary.startswith(_L_PREFIX):
-                raise TransferRuleError("P-X-L", f"output {j}: **L** notaries are out of scope of this port")
+class _Refused(Exception):
+    """A failure of the output loop or of the output checks: the fee checks still run after it."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(f"{rule}: {detail}")
+        self.rule = rule
+        self.detail = detail
 
 
-def _pool_inputs_and_read_freezes(
-    inputs: Sequence[TransferInput],
-    outputs: Sequence[TransferOutput],
-    result: list[Fractions],
-    pools: _Pools,
-    block_time: int,
-    freeze_times: FreezeTimes,
-) -> dict[int, tuple[int, str] | None]:
-    """Pool the inputs one by one; after input ``i``, read an ``**F**``/``**V**`` notary at output ``i``.
+class _Rule:
+    """One run of the rule over one transaction (the state ``CalculateStandardFractions`` keeps in locals)."""
 
-    bitbay-core's input loop (``CalculateStandardFractions``) does both in one pass, so a notary sees the
-    pools as they stand after its own input: a single freeze takes its address's reserve (``F``) or
-    liquidity (``V``) as pooled from inputs ``0..i``, and whether it is single at all is decided on input
-    ``i``'s own reserve (liquidity), not on the address's whole pool. Single freezes are filled at once;
-    shared ones when the output loop reaches them.
+    def __init__(
+        self,
+        inputs: Sequence[TransferInput],
+        outputs: Sequence[TransferOutput],
+        supply: int,
+        block_time: int,
+        freeze_times: FreezeTimes,
+        time_lock_pass: Collection[int],
+    ) -> None:
+        self.inputs = inputs
+        self.outputs = outputs
+        self.supply = supply
+        self.block_time = block_time
+        self.freeze_times = freeze_times
+        self.time_lock_pass = time_lock_pass
+        self.reserves: dict[str, Fractions] = {}  # poolReserves
+        self.liquidity: dict[str, Fractions] = {}  # poolLiquidity
+        self.frozen: dict[int, _Frozen] = {}  # poolFrozen
+        self.freeze_all = False  # fFreezeAll: some freeze is shared
+        self.liquidity_total = 0  # nLiquidityTotal: what the liquidity checks count down from
 
-    Returns every frozen output index, mapped to ``None`` when its single freeze is already filled, or to
-    ``(mark, frozen address)`` when it is a shared freeze (:func:`_fill_shared_freeze`).
-    """
-    frozen: dict[int, tuple[int, str] | None] = {}
-    for i, inp in enumerate(inputs):
-        reserve_in, liquidity_in = pools.add_input(inp)
-        if i >= len(outputs) or outputs[i].notary is None:
-            continue
-        text = outputs[i].notary
-        assert text is not None
-        if text.startswith(_F_PREFIX):
-            mark, lock_time = NOTARY_F, block_time + freeze_times.frozen
-        elif text.startswith(_V_PREFIX):
-            mark, lock_time = NOTARY_V, block_time + freeze_times.vfrozen
+    # -- marks --
+
+    def _set_mark(self, fr: Fractions, mark: int, lock_time: int | None = None) -> bool:
+        """``CFractions::SetMark``: add ``mark`` unless the flags would then carry two of F/V/L/C.
+
+        Setting the mark an output already carries is accepted. The lock time follows the mark
+        (``MARK_SET``: F and V lock for their freeze time, L and C not at all) unless ``lock_time`` is given
+        (``MARK_COLD_TO_FROZEN``).
+        """
+        flags = fr.flags | mark
+        if _count_marks(flags) > 1:
+            return False
+        fr.flags = flags
+        if lock_time is not None:
+            fr.lock_time = lock_time
+        elif flags & NOTARY_F:
+            fr.lock_time = self.block_time + self.freeze_times.frozen
+        elif flags & NOTARY_V:
+            fr.lock_time = self.block_time + self.freeze_times.vfrozen
         else:
-            continue
-        # Each entry is read, checked and marked before the next one, as bitbay-core does.
-        entries = text[len(_F_PREFIX) :].split(":")  # "**F**" and "**V**" have the same length
+            fr.lock_time = 0
+        return True
+
+    # -- the input loop --
+
+    def pool_inputs(self) -> None:
+        for i, inp in enumerate(self.inputs):
+            self._pool_input(i, inp)
+
+    def _pool_input(self, i: int, inp: TransferInput) -> None:
+        fr = inp.fractions.copy()
+        if fr.total() != inp.value:
+            raise TransferRuleError("P-I-3", f"Input {i}: fractions total {fr.total()} is not its value {inp.value}")
+        if fr.flags & NOTARY_F and fr.lock_time > self.block_time and i not in self.time_lock_pass:
+            raise TransferRuleError("P-I-4", f"Frozen input {i} used before time expired ({fr.lock_time})")
+        if fr.flags & NOTARY_V and fr.lock_time > self.block_time:
+            raise TransferRuleError("P-I-5", f"Voluntary frozen input {i} used before time expired ({fr.lock_time})")
+        if fr.flags & NOTARY_C:
+            raise TransferRuleError("P-X-C", f"input {i}: cold (C) inputs are not ported yet")
+        if fr.flags & NOTARY_L:
+            raise TransferRuleError("P-X-L", f"input {i}: L-marked inputs are not ported yet")
+        owner = inp.address
+        low, high = fr.low_part(self.supply), fr.high_part(self.supply)
+        self.reserves[owner] = self.reserves.get(owner, Fractions.zero()) + low
+        self.liquidity[owner] = self.liquidity.get(owner, Fractions.zero()) + high
+        reserve_in, liquidity_in = low.total(), high.total()
+        if i < len(self.outputs):
+            notary = self.outputs[i].notary
+            if notary is not None and notary[:5] in _MARK_OF:
+                liquidity_in = self._read_freeze(i, inp, notary, reserve_in, liquidity_in)
+        self.liquidity_total += liquidity_in
+
+    def _read_freeze(self, i: int, inp: TransferInput, text: str, reserve_in: int, liquidity_in: int) -> int:
+        """The ``**F**``/``**V**`` notary at output ``i``, acting on input ``i``.
+
+        Marks every output it names (each entry read, checked and marked before the next), then fills a
+        single freeze at once. Returns input ``i``'s liquidity as it counts towards the liquidity total.
+        """
+        mark = _MARK_OF[text[:5]]
+        entries = text[5:].split(":")
         indexes: list[int] = []
         for entry in entries:
             index = strtol_index(entry)
-            if index is None or not 0 <= index < len(outputs):
+            if index is None or not 0 <= index < len(self.outputs):
                 raise TransferRuleError(
                     "P-I-N-3", f"Freeze notary: not convertible to output index ({text!r} at output {i})"
                 )
             if index == i:
                 raise TransferRuleError("P-I-N-4", f"Freeze notary: output refers itself ({text!r} at output {i})")
-            _set_mark(result[index], mark, lock_time, index)
+            frozen = self.frozen.setdefault(index, _Frozen())
+            frozen.value = self.outputs[index].value
+            frozen.address = inp.address
+            if not self._set_mark(frozen.fractions, mark):
+                raise TransferRuleError("P-I-N-6", f"Crossing marks are detected on output {index}")
             indexes.append(index)
+        shared = len(entries) > 1
+        if shared:
+            self.freeze_all = True
         if len(indexes) == 2:
-            # The spec (§1.12) says two indexes trigger bitbay-core's "fair withdraw from escrow" proportional
-            # rule (pegstd.cpp:225-234, 383-412) but does not state it; refused rather than answered wrongly.
-            raise TransferRuleError("P-X-ESCROW", f"notary {text!r}: two-index escrow freezes are out of scope")
-        own = reserve_in if mark == NOTARY_F else liquidity_in
-        if len(indexes) == 1 and outputs[indexes[0]].value <= own:
-            # Single freeze: the frozen address's pool as of this input pays it, now.
-            index = indexes[0]
-            if mark == NOTARY_F:
-                pools.take_reserve(inp.address, outputs[index].value, result[index])
-            else:
-                pools.take_address_liquidity(inp.address, outputs[index].value, result[index])
-            frozen[index] = None
-            continue
-        for index in indexes:
-            frozen[index] = (mark, inp.address)
-    return frozen
+            raise TransferRuleError("P-X-ESCROW", f"notary {text!r}: two-index escrow freezes are not ported yet")
+        if len(indexes) != 1:
+            return liquidity_in
+        index = indexes[0]
+        value = self.outputs[index].value
+        frozen = self.frozen[index]
+        if (mark == NOTARY_F and reserve_in < value) or (mark == NOTARY_V and liquidity_in < value):
+            self.freeze_all = True
+            return liquidity_in
+        # A single freeze: paid now.
+        owner = inp.address
+        piece = Fractions.zero()
+        _move(self.reserves[owner] if mark == NOTARY_F else self.liquidity[owner], value, piece)
+        frozen.fractions = frozen.fractions + piece
+        self._set_mark(frozen.fractions, mark)
+        return liquidity_in if mark == NOTARY_F else liquidity_in - value
 
+    # -- the output loop --
 
-def _fill_shared_freeze(mark: int, address: str, need: int, dst: Fractions, pools: _Pools) -> None:
-    """Fill one shared-freeze output when the output loop reaches it (bitbay-core's output loop).
+    def fund_outputs(self) -> tuple[list[Fractions], int, _Refused | None]:
+        """Every output's fractions, the value of the outputs looked at, and the failure that stopped it."""
+        self.common = Fractions.zero()  # frCommonLiquidity
+        for owner in sorted(self.liquidity):
+            self.common = self.common + self.liquidity[owner]
+        self.liquidity_left = self.liquidity_total  # nCommonLiquidity
+        result: list[Fractions] = []
+        value_out = 0
+        for j, out in enumerate(self.outputs):
+            value_out += out.value
+            try:
+                result.append(self._fund_output(j, out))
+            except _Refused as failure:
+                return result, value_out, failure
+        return result, value_out, None
 
-    ``F``: the reserves of the frozen address first, then of the other input addresses in map order, then
-    the common liquidity. ``V``: the common liquidity alone, which earlier outputs may already have drawn
-    on (not the frozen address's own liquidity pool, issue 10 item 13). A shortfall is not refused here:
-    the output's total then misses its value (P-G-2).
-    """
-    if mark == NOTARY_F:
-        need = pools.take_reserves(address, need, dst)
-    pools.take_common(need, dst)
+    def _take_common(self, value: int, dst: Fractions, rule: str, j: int) -> None:
+        if value > self.liquidity_left:
+            raise _Refused(rule, f"No liquidity left for output {j} ({value} needed, {self.liquidity_left} left)")
+        _move(self.common, value, dst)
+        self.liquidity_left -= value
+
+    def _take_reserves(self, order: Sequence[str], value: int, dst: Fractions) -> int:
+        """Reserves of the owners in ``order`` until ``value`` is taken; return what is still missing."""
+        for owner in order:
+            reserve = self.reserves.get(owner)
+            if reserve is None:
+                continue
+            total = reserve.total()
+            if total == 0:
+                continue
+            take = min(value, total)
+            _move(reserve, take, dst)
+            value -= take
+            if value == 0:
+                break
+        return value
+
+    def _fund_output(self, j: int, out: TransferOutput) -> Fractions:
+        frozen = self.frozen.get(j)
+        if frozen is not None and not self.freeze_all:
+            return frozen.fractions.copy()
+        if frozen is not None:
+            if frozen.fractions.total() > 0:
+                return frozen.fractions.copy()
+            return self._fill_shared_freeze(j, out, frozen)
+        dst = Fractions.from_value(0)
+        if out.address is not None and out.address in self.reserves:
+            # Back to an input owner: its own reserve first (if it has any: a negative total is skipped here).
+            left, reserve = out.value, self.reserves[out.address]
+            if reserve.total() > 0:
+                take = min(left, reserve.total())
+                _move(reserve, take, dst)
+                left -= take
+            if left > 0:
+                self._take_common(left, dst, "P-O-2", j)
+        elif out.address == BURN_ADDRESS or (out.notary is not None and not out.notary.startswith(_Z_PREFIX)):
+            left = self._take_reserves(sorted(self.reserves), out.value, dst)
+            if left > 0:
+                self._take_common(left, dst, "P-O-3", j)
+        else:
+            self._take_common(out.value, dst, "P-O-4", j)
+        return dst
+
+    def _fill_shared_freeze(self, j: int, out: TransferOutput, frozen: _Frozen) -> Fractions:
+        """A frozen output nothing paid yet, while some freeze is shared."""
+        dst = Fractions.from_value(0)
+        if frozen.fractions.flags & NOTARY_V:
+            # A shared V freeze: the common liquidity alone, without a liquidity check.
+            self._set_mark(dst, NOTARY_V)
+            _move(self.common, out.value, dst)
+            self.liquidity_left -= out.value
+        elif frozen.fractions.flags & NOTARY_F:
+            self._set_mark(dst, NOTARY_F)
+            order = [frozen.address] + [owner for owner in sorted(self.reserves) if owner != frozen.address]
+            left = self._take_reserves(order, out.value, dst)
+            if left > 0:
+                self._take_common(left, dst, "P-O-1", j)
+        return dst
+
+    # -- the checks --
+
+    def fee(self) -> Fractions:
+        fee = Fractions.zero() + self.common
+        for owner in sorted(self.reserves):
+            fee = fee + self.reserves[owner]
+        return fee
 
 
 def apply_transfer_rule(
@@ -363,64 +434,47 @@ def apply_transfer_rule(
     supply: int,
     block_time: int,
     freeze_times: FreezeTimes = MAINNET_FREEZE_TIMES,
+    time_lock_pass: Collection[int] = (),
 ) -> TransferResult:
     """Compute the fractions of every output and the fee of one ordinary transaction, or refuse it.
 
     ``supply`` is the supply index of the block that includes the transaction, ``block_time`` its time
-    (frozen inputs unlock at it, new F/V marks lock from it). Raises :class:`TransferRuleError` with
-    bitbay-core's rule code when the chain would reject the transaction.
+    (frozen inputs unlock at it, new F/V marks lock from it). ``time_lock_pass`` holds the indexes of inputs
+    whose ``F`` lock does not apply (bitbay-core: inputs below the last checkpoint, or signed by a
+    consensus-whitelisted key). Raises :class:`TransferRuleError` with the code bitbay-core reports when
+    the chain would reject the transaction.
     """
     if not 0 <= supply < PEG_SIZE:
         raise PegError(f"supply index {supply} is outside [0, {PEG_SIZE - 1}]")
-    _check_inputs(inputs, block_time)
-    _check_outputs(outputs)
-    value_in = sum(inp.value for inp in inputs)
-    value_out = sum(out.value for out in outputs)
-    if value_out > value_in:
-        # Guess of code: bitbay-core refuses "value in < value out" before the peg rule runs; P-G-3 (the fee
-        # total check) is the peg rule it would otherwise trip.
-        raise TransferRuleError("P-G-3", f"outputs total {value_out} exceeds inputs total {value_in}")
-
-    pools = _Pools(supply)
-    result = [Fractions.zero() for _ in outputs]
-    frozen = _pool_inputs_and_read_freezes(inputs, outputs, result, pools, block_time, freeze_times)
-    input_addresses = set(pools.addresses)
+    if not inputs:
+        raise TransferRuleError("P-X-TX", "an ordinary transaction needs at least one input")
+    for kind, items in (("input", inputs), ("output", outputs)):
+        for n, item in enumerate(items):
+            if item.value < 0:
+                raise TransferRuleError("P-X-TX", f"{kind} {n}: negative value {item.value}")
 
     for j, out in enumerate(outputs):
-        dst = result[j]
-        if j in frozen:
-            shared = frozen[j]
-            if shared is not None:
-                _fill_shared_freeze(shared[0], shared[1], out.value, dst, pools)
-            continue
-        if out.notary is not None or out.address == BURN_ADDRESS:
-            # Non-**Z** notary (F/V notary texts included: the reserve withdraw builder of §3.7 funds its
-            # "**F**N:N:N" outputs "from reserves in address order") or burn: all reserves first.
-            need = pools.take_reserves(None, out.value, dst)
-            pools.take_common(need, dst)
-        elif out.address in input_addresses:
-            # Change: the address keeps its own reserve first. Guess: a shortfall is not refused here but by
-            # the P-G-2 total check below (the spec names no code for it).
-            need = pools.take_reserve(out.address, out.value, dst)  # type: ignore[arg-type]
-            pools.take_common(need, dst)
-        else:
-            liquid = pools.common.total()
-            if out.value > liquid:
-                raise TransferRuleError(
-                    "P-O-4", f"output {j} needs {out.value} liquid, the inputs have {liquid} left"
-                )
-            pools.take_common(out.value, dst)
-
-    for j, (out, fr) in enumerate(zip(outputs, result)):
-        if fr.total() != out.value or fr.has_negative():
-            raise TransferRuleError(
-                "P-G-2", f"output {j}: fractions total {fr.total()} for value {out.value}"
-                + (" with negative fractions" if fr.has_negative() else "")
-            )
-
-    fee = pools.leftover()
-    if fee.total() != value_in - value_out:
-        raise TransferRuleError("P-G-3", f"fee fractions total {fee.total()}, fee is {value_in - value_out}")
+        if out.notary is not None and out.notary.startswith(_Z_PREFIX):
+            raise TransferRuleError("P-X-Z", f"output {j}: **Z** outputs are not ported yet")
+        if out.notary is not None and out.notary.startswith("**L**"):
+            raise TransferRuleError("P-X-L", f"output {j}: **L** notaries are not ported yet")
+    rule = _Rule(inputs, outputs, supply, block_time, freeze_times, time_lock_pass)
+    rule.pool_inputs()
+    result, value_out, failure = rule.fund_outputs()
+    if failure is None:
+        for j, (out, fr) in enumerate(zip(outputs, result)):
+            if fr.total() != out.value or fr.has_negative():
+                failure = _Refused("P-G-2", f"Total mismatch on output {j}: fractions total {fr.total()} for "
+                                   f"value {out.value}" + (", with negative fractions" if fr.has_negative() else ""))
+                break
+    fee = rule.fee()
+    fee_value = sum(inp.value for inp in inputs) - value_out
+    # The fee checks run whatever failed before, and the last failure is the one reported.
+    if fee_value != fee.total():
+        failure = _Refused("P-G-3", f"Total mismatch on fee fractions {fee_value} vs {fee.total()}"
+                           + (f" (after {failure})" if failure is not None else ""))
     if fee.has_negative():
-        raise TransferRuleError("P-G-4", "fee fractions have negative entries")
+        failure = _Refused("P-G-4", "Non-positive fee fractions" + (f" (after {failure})" if failure else ""))
+    if failure is not None:
+        raise TransferRuleError(failure.rule, failure.detail)
     return TransferResult(outputs=result, fee=fee)

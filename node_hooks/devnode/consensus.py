@@ -119,6 +119,15 @@ def check_transaction(
         inputs.append(TransferInput(record.value, fractions, owner(record.script)))
         value_in += record.value
 
+    # bitbay-core's ConnectInputs runs the peg rule before its "value in < value out" check, so a refusal
+    # names the peg rule's code first; the minimum fee is devnet policy, checked last.
+    outputs = [transfer_output(out.value, out.script_pubkey) for out in tx.outputs]
+    try:
+        result = apply_transfer_rule(
+            inputs, outputs, supply, block_time, FreezeTimes(params.frozen_time, params.vfrozen_time)
+        )
+    except TransferRuleError as exc:
+        raise TxRejected(exc.rule, exc.detail) from exc
     value_out = sum(out.value for out in tx.outputs)
     if value_out > value_in:
         raise TxRejected("bad-txns-in-belowout", f"outputs ({value_out}) exceed inputs ({value_in})")
@@ -127,14 +136,6 @@ def check_transaction(
     if fee < minimum:
         raise TxRejected("fee-too-low",
                          f"fee {fee} is below {minimum} for {len(tx.inputs)} inputs and {len(tx.outputs)} outputs")
-
-    outputs = [transfer_output(out.value, out.script_pubkey) for out in tx.outputs]
-    try:
-        result = apply_transfer_rule(
-            inputs, outputs, supply, block_time, FreezeTimes(params.frozen_time, params.vfrozen_time)
-        )
-    except TransferRuleError as exc:
-        raise TxRejected(exc.rule, exc.detail) from exc
     return CheckedTx(tx, tuple(outpoints), fee, tuple(result.outputs), result.fee)
 
 

@@ -6,7 +6,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from halo_exchange.chain import layout
+from halo_exchange.chain.keys import PrivateKey
 from halo_exchange.chain.params import COIN
+from halo_exchange.chain.params import MAINNET as MAINNET_PARAMS
+from halo_exchange.chain.script import address_to_script
+from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut
 from halo_exchange.errors import TransferRuleError
 from halo_exchange.peg.fractions import NOTARY_C, NOTARY_F, NOTARY_V, PEG_SIZE, Fractions
 from halo_exchange.peg.transfer import (
@@ -18,6 +23,8 @@ from halo_exchange.peg.transfer import (
     TransferOutput,
     apply_transfer_rule,
 )
+from node_hooks.devnode.consensus import CheckedTx, check_transaction
+from node_hooks.devnode.errors import TxRejected
 
 A, B, FOREIGN = "bAlice", "bBob", "bForeign"
 S = 100  # supply index: Std(1e8) has ~63.4M reserve and ~36.6M liquid here
@@ -88,17 +95,19 @@ def test_change_beyond_reserve_continues_with_liquid():
     assert res.outputs[0].low(S) == reserve and res.outputs[0].high(S) == 1_000
 
 
-def test_foreign_output_beyond_liquid_is_p_o_4():
-    """P-O-4: a foreign output that needs more liquid than the inputs carry makes the transaction invalid."""
+def test_foreign_output_beyond_liquid_is_p_o_4_reported_as_p_g_3():
+    """P-O-4: a foreign output that needs more liquid than the inputs carry makes the transaction invalid.
+    bitbay-core still runs the fee checks after it, and the fee then misses that output's value: the code
+    it reports is P-G-3 (P-O-4 is named in the detail)."""
     inp = std_input(A)
     liquid = inp.fractions.high(S)
     apply_transfer_rule([inp], [to(FOREIGN, liquid)], S, T)  # exactly all liquid is fine
     with pytest.raises(TransferRuleError) as err:
         apply_transfer_rule([inp], [to(FOREIGN, liquid + 1)], S, T)
-    assert err.value.rule == "P-O-4"
+    assert err.value.rule == "P-G-3" and "P-O-4" in err.value.detail
 
 
-def test_foreign_output_after_change_ate_liquid_is_p_o_4():
+def test_foreign_output_after_change_ate_liquid_is_p_o_4_reported_as_p_g_3():
     """Liquidity taken by earlier change is no longer available to a later foreign output."""
     inp = std_input(A)
     reserve_only = TransferInput(10**7, sparse({5: 10**7}), B)  # value to spare, but no liquid
@@ -108,16 +117,17 @@ def test_foreign_output_after_change_ate_liquid_is_p_o_4():
     outputs = [to(A, reserve + liquid // 2), to(FOREIGN, rest + 1)]
     with pytest.raises(TransferRuleError) as err:
         apply_transfer_rule([inp, reserve_only], outputs, S, T)
-    assert err.value.rule == "P-O-4"
+    assert err.value.rule == "P-G-3" and "P-O-4" in err.value.detail
 
 
-def test_change_needing_another_address_reserve_fails_p_g_2():
-    """Change to A can never use B's reserve: when A's reserve and all liquid are short, P-G-2 fires."""
+def test_change_needing_another_address_reserve_fails_p_o_2():
+    """Change to A can never use B's reserve: when A's reserve and all liquid are short, P-O-2 fires (and
+    is reported as P-G-3, the fee check that runs after it)."""
     a = TransferInput(100, sparse({10: 100}), A)  # all reserve at S
     b = TransferInput(1000, sparse({5: 1000}), B)  # all reserve at S
     with pytest.raises(TransferRuleError) as err:
         apply_transfer_rule([a, b], [to(A, 101)], S, T)
-    assert err.value.rule == "P-G-2"
+    assert err.value.rule == "P-G-3" and "P-O-2" in err.value.detail
 
 
 # -- notary and burn outputs --------------------------------------------------------------------------------
@@ -373,10 +383,9 @@ def test_out_of_scope_features_are_refused(inputs, outputs, rule):
     assert err.value.rule == rule
 
 
-def test_output_needs_exactly_one_destination():
-    """An output is either an address payment or a notary, never both or neither."""
-    with pytest.raises(TransferRuleError):
-        TransferOutput(1, address=A, notary="XCH:0:x")
+def test_output_needs_an_owner_or_a_notary():
+    """An output has an owner string, a notary text, or both (a notary's owner string is its script)."""
+    TransferOutput(1, address="\x6a\x08XCH:0:xy", notary="XCH:0:xy")
     with pytest.raises(TransferRuleError):
         TransferOutput(1)
 
@@ -633,3 +642,109 @@ def test_issue_13_shared_v_freeze_at_supply_700_is_accepted():
     assert res.outputs[2].flags & NOTARY_V and not res.outputs[1].flags & NOTARY_V
     assert res.fee.to_list() == vec_add(common, Fractions.std(1_000_000).low_part(700).to_list())
     assert_conserved(inputs, outputs, res)
+
+
+# -- what bitbay-core reports, and in which order ---------------------------------------------------------
+
+
+def test_fee_checks_run_after_a_failure_and_their_code_is_reported():
+    """A failing output stops the output loop, but bitbay-core still checks the fee fractions and reports
+    the last failure: at supply 500 a 10,000 payment from Std(1e6) (6,622 liquid) is P-O-4, reported P-G-3."""
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([std_input(A, 1_000_000)], [to(X, 10_000)], S5, T16)
+    assert err.value.rule == "P-G-3"
+    assert "Total mismatch on fee fractions 990000 vs 1000000" in err.value.detail and "P-O-4" in err.value.detail
+
+
+def test_p_g_2_stands_when_the_fee_checks_pass():
+    """An output with a negative entry but the right total is P-G-2 when the fee is right: here change takes
+    an input reserve of {0: -10, 10: 20} whole (inputs with negative entries are not checked by the rule)."""
+    inp = TransferInput(1_000, sparse({0: -10, 10: 20, 600: 990}), A)
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([inp], [to(A, 1_000)], S5, T16)
+    assert err.value.rule == "P-G-2"
+
+
+def test_outputs_above_inputs_are_refused_by_the_fee_check():
+    """The rule itself refuses a negative fee (bitbay-core's "value in < value out" check comes after it)."""
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([std_input(A, 1_000_000)], [to(A, 1_000_001)], S5, T16)
+    assert err.value.rule == "P-G-3"
+
+
+def test_inputs_and_their_notaries_are_checked_input_by_input():
+    """Input 0 and the notary at output 0 are checked before input 1: a malformed notary at output 0 is
+    reported before a locked input 1 (P-I-N-3, not P-I-4)."""
+    locked = std_input(B, 1_000_000, flags=NOTARY_F, lock_time=T16 + 1)
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([std_input(A, 1_000_000), locked], [note("**F**x", 0), to(X, 1_000)], S5, T16)
+    assert err.value.rule == "P-I-N-3"
+
+
+def test_an_output_to_an_input_owner_is_change_even_to_the_burn_address():
+    """bitbay-core asks "is the owner an input owner?" first: an output to the burn address spent from the
+    burn address is change (its own reserve), not a burn (every owner's reserve in map order, "bAlice" first)."""
+    a = TransferInput(5_000, sparse({5: 5_000}), A)
+    burnt = TransferInput(5_000, sparse({50: 5_000}), BURN_ADDRESS)
+    res = apply_transfer_rule([a, burnt], [to(BURN_ADDRESS, 1_000)], S5, T16)
+    assert res.outputs[0][50] == 1_000 and res.outputs[0][5] == 0
+
+
+def test_a_notary_whose_script_is_an_input_owner_is_change():
+    """The owner test comes before the notary test too: a notary output whose script string is an input's
+    owner string is paid as change to that owner."""
+    owner = "\x6aXCH"
+    a = TransferInput(5_000, sparse({5: 5_000}), A)
+    odd = TransferInput(5_000, sparse({50: 5_000}), owner)
+    res = apply_transfer_rule([a, odd], [TransferOutput(1_000, address=owner, notary="XCH")], S5, T16)
+    assert res.outputs[0][50] == 1_000 and res.outputs[0][5] == 0
+
+
+def test_time_lock_pass_lets_a_locked_f_input_through_but_not_a_v_one():
+    """bitbay-core's time-lock-pass set (inputs signed by whitelisted keys) lifts an F lock, never a V lock."""
+    locked_f = std_input(A, 1_000_000, flags=NOTARY_F, lock_time=T16 + 1)
+    res = apply_transfer_rule([locked_f], [to(A, 900_000)], S5, T16, time_lock_pass={0})
+    assert res.outputs[0].total() == 900_000 and not res.outputs[0].flags & NOTARY_F
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([locked_f], [to(A, 900_000)], S5, T16, time_lock_pass={1})
+    assert err.value.rule == "P-I-4"
+    locked_v = std_input(A, 1_000_000, flags=NOTARY_V, lock_time=T16 + 1)
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([locked_v], [to(A, 900_000)], S5, T16, time_lock_pass={0})
+    assert err.value.rule == "P-I-5"
+
+
+# -- the rule as the devnode applies it (node_hooks.devnode.consensus.check_transaction) --------------------
+
+DEVNODE_PARAMS = MAINNET_PARAMS.with_changes(fee_per_input_output=0)  # no minimum fee: the C++ rule has none
+KEY = PrivateKey.from_int(7)
+P2PKH = address_to_script(KEY.public_key().address())
+
+
+class _AllSigned:
+    """check_transaction's signature check, answering yes: these tests are about the rule, not signatures."""
+
+    def verify(self, tx: Transaction, index: int, script: bytes) -> bool:
+        return True
+
+
+def devnode_check(spent: list[tuple[bytes, Fractions]], outputs: list[tuple[int, bytes]],
+                  supply: int = S5, time: int = T16) -> CheckedTx:
+    """Check a transaction spending ``spent`` (script, fractions) into ``outputs`` (value, script)."""
+    coins = {}
+    txins = []
+    for n, (script, fr) in enumerate(spent):
+        txid = bytes([n + 1]) * 32
+        coins[(txid, 0)] = (layout.UtxoRecord(fr.total(), script, 1, time), fr)
+        txins.append(TxIn(OutPoint(txid, 0)))
+    tx = Transaction(1, time, tuple(txins), tuple(TxOut(v, s) for v, s in outputs), 0)
+    return check_transaction(tx, lambda txid, n: coins.get((txid, n)), supply, time, DEVNODE_PARAMS,
+                             _AllSigned())  # type: ignore[arg-type]
+
+
+def test_devnode_runs_the_rule_before_the_value_check():
+    """bitbay-core's ConnectInputs runs CalculateStandardFractions before "value in < value out": a
+    transaction paying out more than it spends is refused with the rule's code."""
+    with pytest.raises(TxRejected) as err:
+        devnode_check([(P2PKH, Fractions.std(1_000_000))], [(1_000_001, P2PKH)])
+    assert err.value.rule == "P-G-3"
