@@ -38,9 +38,8 @@ How bitbay-core computes it, in two loops:
   ``P-O-4`` named in the detail.
 
 Not yet ported (refused with ``P-X-*`` codes, so a caller never gets a silently wrong answer): cold
-(``C``-marked) inputs (``P-X-C``), ``L``-marked inputs and ``**L**`` notaries (``P-X-L``), ``**Z**`` outputs
-(``P-X-Z``) and two-index "fair withdraw from escrow" freezes (``P-X-ESCROW``); a ``**C**`` notary is read
-as a plain notary output.
+(``C``-marked) inputs (``P-X-C``) and two-index "fair withdraw from escrow" freezes (``P-X-ESCROW``); a
+``**C**`` notary is read as a plain notary output.
 
 Rule codes are bitbay-core's. The port adds ``P-X-TX`` for what bitbay-core refuses before this rule
 (no inputs, negative values) and raises :class:`~halo_exchange.errors.PegError` for a supply index outside
@@ -78,7 +77,7 @@ __all__ = [
 #: Outputs to this address are funded from reserves first, like non-``**Z**`` notaries (pegstd.cpp:24).
 BURN_ADDRESS = "bJnV8J5v74MGctMyVSVPfGu1mGQ9nMTiB3"
 
-_MARK_OF = {"**F**": NOTARY_F, "**V**": NOTARY_V}
+_MARK_OF = {"**F**": NOTARY_F, "**V**": NOTARY_V, "**L**": NOTARY_L}
 _Z_PREFIX = "**Z**"
 _MARKS = NOTARY_F | NOTARY_V | NOTARY_L | NOTARY_C
 
@@ -280,8 +279,6 @@ class _Rule:
             raise TransferRuleError("P-I-5", f"Voluntary frozen input {i} used before time expired ({fr.lock_time})")
         if fr.flags & NOTARY_C:
             raise TransferRuleError("P-X-C", f"input {i}: cold (C) inputs are not ported yet")
-        if fr.flags & NOTARY_L:
-            raise TransferRuleError("P-X-L", f"input {i}: L-marked inputs are not ported yet")
         owner = inp.address
         low, high = fr.low_part(self.supply), fr.high_part(self.supply)
         self.reserves[owner] = self.reserves.get(owner, Fractions.zero()) + low
@@ -294,7 +291,7 @@ class _Rule:
         self.liquidity_total += liquidity_in
 
     def _read_freeze(self, i: int, inp: TransferInput, text: str, reserve_in: int, liquidity_in: int) -> int:
-        """The ``**F**``/``**V**`` notary at output ``i``, acting on input ``i``.
+        """The ``**F**``/``**V**``/``**L**`` notary at output ``i``, acting on input ``i``.
 
         Marks every output it names (each entry read, checked and marked before the next), then fills a
         single freeze at once. Returns input ``i``'s liquidity as it counts towards the liquidity total.
@@ -329,6 +326,8 @@ class _Rule:
         if (mark == NOTARY_F and reserve_in < value) or (mark == NOTARY_V and liquidity_in < value):
             self.freeze_all = True
             return liquidity_in
+        if mark == NOTARY_L and liquidity_in < value:
+            raise TransferRuleError("P-I-N-7", f"Freeze notary: not enough input liquidity for output {index}")
         # A single freeze: paid now.
         owner = inp.address
         piece = Fractions.zero()
@@ -417,6 +416,8 @@ class _Rule:
             left = self._take_reserves(order, out.value, dst)
             if left > 0:
                 self._take_common(left, dst, "P-O-1", j)
+        # An L mark nothing paid (a 0-value output, or an L freeze made shared by its entries or another
+        # notary) gets nothing here, and loses the mark.
         return dst
 
     # -- the checks --
@@ -453,11 +454,6 @@ def apply_transfer_rule(
             if item.value < 0:
                 raise TransferRuleError("P-X-TX", f"{kind} {n}: negative value {item.value}")
 
-    for j, out in enumerate(outputs):
-        if out.notary is not None and out.notary.startswith(_Z_PREFIX):
-            raise TransferRuleError("P-X-Z", f"output {j}: **Z** outputs are not ported yet")
-        if out.notary is not None and out.notary.startswith("**L**"):
-            raise TransferRuleError("P-X-L", f"output {j}: **L** notaries are not ported yet")
     rule = _Rule(inputs, outputs, supply, block_time, freeze_times, time_lock_pass)
     rule.pool_inputs()
     result, value_out, failure = rule.fund_outputs()

@@ -13,7 +13,7 @@ from halo_exchange.chain.params import MAINNET as MAINNET_PARAMS
 from halo_exchange.chain.script import address_to_script
 from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut
 from halo_exchange.errors import TransferRuleError
-from halo_exchange.peg.fractions import NOTARY_C, NOTARY_F, NOTARY_V, PEG_SIZE, Fractions
+from halo_exchange.peg.fractions import NOTARY_C, NOTARY_F, NOTARY_L, NOTARY_V, PEG_SIZE, Fractions
 from halo_exchange.peg.transfer import (
     BURN_ADDRESS,
     MAINNET_FREEZE_TIMES,
@@ -371,13 +371,11 @@ def test_outputs_above_inputs_are_refused():
     ("inputs", "outputs", "rule"),
     [
         ([std_input(A, flags=NOTARY_C)], [to(A, 10)], "P-X-C"),
-        ([std_input(A)], [note("**Z**0x1234", 10)], "P-X-Z"),
-        ([std_input(A)], [note("**L**0", 0)], "P-X-L"),
         ([], [to(A, 0)], "P-X-TX"),
     ],
 )
 def test_out_of_scope_features_are_refused(inputs, outputs, rule):
-    """Cold inputs, **Z** burns, **L** notaries and input-less transactions raise instead of guessing."""
+    """Cold inputs and input-less transactions raise instead of guessing."""
     with pytest.raises(TransferRuleError) as err:
         apply_transfer_rule(inputs, outputs, S, T)
     assert err.value.rule == rule
@@ -748,3 +746,57 @@ def test_devnode_runs_the_rule_before_the_value_check():
     with pytest.raises(TxRejected) as err:
         devnode_check([(P2PKH, Fractions.std(1_000_000))], [(1_000_001, P2PKH)])
     assert err.value.rule == "P-G-3"
+
+
+# -- issue 10 item 16: **Z** and **L** notaries, L-marked inputs ---------------------------------------------
+
+
+def test_issue_16_z_output_is_paid_from_the_common_liquidity_only():
+    """A **Z** (bridge burn) output is neither an input owner nor a reserve-first notary: it takes the common
+    liquidity alone, like a foreign payment (P-O-4 beyond it, reported as P-G-3)."""
+    inp = std_input(A, 1_000_000)
+    text = "**Z**0x" + "ab" * 20
+    res = apply_transfer_rule([inp], [note(text, 5_000), to(A, 900_000)], S5, T16)
+    _, paid = move_spec(Fractions.std(1_000_000).high_part(S5).to_list(), 5_000)
+    assert res.outputs[0].to_list() == paid and not res.outputs[0].flags & (NOTARY_F | NOTARY_V | NOTARY_L)
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([inp], [note(text, 7_000)], S5, T16)
+    assert err.value.rule == "P-G-3" and "P-O-4" in err.value.detail
+
+
+def test_issue_16_single_l_notary_takes_the_owners_liquidity_unlocked():
+    """**L**1: output 1 takes A's liquidity pool as of input 0, is marked L and is not locked (lock time 0)."""
+    inp = std_input(A, 1_000_000)
+    outputs = [note("**L**1", 0), to(X, 5_000), to(A, 900_000)]
+    res = apply_transfer_rule([inp], outputs, S5, T16)
+    _, frozen = move_spec(Fractions.std(1_000_000).high_part(S5).to_list(), 5_000)
+    assert res.outputs[1].to_list() == frozen
+    assert res.outputs[1].flags & (NOTARY_F | NOTARY_V | NOTARY_L) == NOTARY_L and res.outputs[1].lock_time == 0
+    assert_conserved([inp], outputs, res)
+
+
+def test_issue_16_l_notary_beyond_the_inputs_liquidity_is_p_i_n_7():
+    """A single **L** freeze needs input i's own liquidity (6,622 here): beyond it, P-I-N-7."""
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([std_input(A, 1_000_000)], [note("**L**1", 0), to(X, 6_623)], S5, T16)
+    assert err.value.rule == "P-I-N-7"
+
+
+def test_issue_16_shared_l_freeze_pays_nothing_and_drops_the_mark():
+    """A shared **L** freeze is never filled (the output loop fills shared F and V only): a 0-value output
+    passes without a mark, a valued one misses its total (P-G-2, reported as the fee check's P-G-3)."""
+    inp = std_input(A, 1_000_000)
+    res = apply_transfer_rule([inp], [note("**L**1:1:1", 0), to(X, 0)], S5, T16)
+    assert res.outputs[1].flags & (NOTARY_F | NOTARY_V | NOTARY_L) == 0 and res.outputs[1].total() == 0
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([inp], [note("**L**1:1:1", 0), to(X, 10)], S5, T16)
+    assert err.value.rule == "P-G-3" and "P-G-2" in err.value.detail
+
+
+def test_issue_16_l_marked_inputs_are_ordinary_inputs():
+    """bitbay-core checks no lock on an L-marked input: it is pooled like any other."""
+    inp = std_input(A, 1_000_000, flags=NOTARY_L, lock_time=T16 + 10**6)
+    res = apply_transfer_rule([inp], [to(X, 5_000), to(A, 990_000)], S5, T16)
+    assert [fr.flags & NOTARY_L for fr in res.outputs] == [0, 0]
+    _, change = move_spec(std_low(1_000_000), 990_000)
+    assert res.outputs[1].to_list() == change
