@@ -37,9 +37,8 @@ How bitbay-core computes it, in two loops:
   bitbay-core, their code is the one reported: a foreign payment beyond the liquidity is ``P-G-3``, with
   ``P-O-4`` named in the detail.
 
-Not yet ported (refused with ``P-X-*`` codes, so a caller never gets a silently wrong answer): cold
-(``C``-marked) inputs (``P-X-C``) and two-index "fair withdraw from escrow" freezes (``P-X-ESCROW``); a
-``**C**`` notary is read as a plain notary output.
+Not yet ported (refused with ``P-X-C``, so a caller never gets a silently wrong answer): cold
+(``C``-marked) inputs; a ``**C**`` notary is read as a plain notary output.
 
 Rule codes are bitbay-core's. The port adds ``P-X-TX`` for what bitbay-core refuses before this rule
 (no inputs, negative values) and raises :class:`~halo_exchange.errors.PegError` for a supply index outside
@@ -53,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Collection, Sequence
 
 from halo_exchange.errors import PegError, TransferRuleError
+from halo_exchange.peg.arith import ratio
 from halo_exchange.peg.fractions import (
     NOTARY_C,
     NOTARY_F,
@@ -203,6 +203,7 @@ class _Frozen:
     """bitbay-core's ``FrozenTxOut``: what the input loop decided about one output."""
 
     value: int = 0
+    escrow: tuple[int, int] | None = None  # (nFairWithdrawFromEscrowIndex1, ...Index2)
     address: str = ""  # the owner whose notary named it last
     fractions: Fractions = field(default_factory=lambda: Fractions.from_value(0))
 
@@ -317,7 +318,8 @@ class _Rule:
         if shared:
             self.freeze_all = True
         if len(indexes) == 2:
-            raise TransferRuleError("P-X-ESCROW", f"notary {text!r}: two-index escrow freezes are not ported yet")
+            first, second = sorted(indexes)
+            self.frozen[first].escrow = (first, second)
         if len(indexes) != 1:
             return liquidity_in
         index = indexes[0]
@@ -413,12 +415,36 @@ class _Rule:
         elif frozen.fractions.flags & NOTARY_F:
             self._set_mark(dst, NOTARY_F)
             order = [frozen.address] + [owner for owner in sorted(self.reserves) if owner != frozen.address]
-            left = self._take_reserves(order, out.value, dst)
+            from_reserves = out.value
+            if frozen.escrow is not None and frozen.escrow[0] == j and len(self.frozen) == 2:
+                from_reserves = self._escrow_share(frozen)
+            left = out.value - (from_reserves - self._take_reserves(order, from_reserves, dst))
             if left > 0:
                 self._take_common(left, dst, "P-O-1", j)
         # An L mark nothing paid (a 0-value output, or an L freeze made shared by its entries or another
         # notary) gets nothing here, and loses the mark.
         return dst
+
+    def _escrow_share(self, frozen: _Frozen) -> int:
+        """The "fair withdraw from escrow" share of a two-index ``**F**a:b`` with exactly two frozen outputs.
+
+        When the frozen owner's reserve cannot pay both outputs in full, the first one (the lower index)
+        takes from the reserves only its share of that reserve, by value (``a : b``, with the rounding
+        remainder), and the rest from the liquidity, which leaves the second its fair share of reserve.
+        """
+        assert frozen.escrow is not None
+        first, second = frozen.escrow
+        value1, value2 = self.frozen[first].value, self.frozen[second].value
+        reserve = self.reserves.get(frozen.address)
+        wanted = self.outputs[first].value
+        if reserve is None:
+            return wanted
+        total = reserve.total()
+        if total <= value1 + value2 and value1 + value2 > 0:
+            share1 = ratio(total, value1, value1 + value2)
+            share2 = ratio(total, value2, value1 + value2)
+            return share1 + (total - share1 - share2)
+        return wanted
 
     # -- the checks --
 

@@ -237,14 +237,6 @@ def test_change_before_shared_freeze_keeps_its_reserve():
     assert_conserved([inp], outputs, res)
 
 
-@pytest.mark.parametrize("text", ["**F**1:2", "**V**2:2"])
-def test_two_index_escrow_freeze_is_refused(text):
-    """Two indexes select bitbay-core's "fair withdraw from escrow" rule, which the spec does not state: refused."""
-    with pytest.raises(TransferRuleError) as err:
-        apply_transfer_rule([std_input(A)], [note(text, 0), to(FOREIGN, 1_000), to(FOREIGN, 1_000)], S, T)
-    assert err.value.rule == "P-X-ESCROW"
-
-
 def test_single_freeze_with_too_little_reserve_becomes_shared():
     """A one-index **F** whose address lacks reserve is filled as a shared freeze instead of failing."""
     inp = TransferInput(2_000, sparse({5: 1_000, 500: 1_000}), A)
@@ -800,3 +792,60 @@ def test_issue_16_l_marked_inputs_are_ordinary_inputs():
     assert [fr.flags & NOTARY_L for fr in res.outputs] == [0, 0]
     _, change = move_spec(std_low(1_000_000), 990_000)
     assert res.outputs[1].to_list() == change
+
+
+# -- issue 10 item 16: two-index "fair withdraw from escrow" freezes -----------------------------------------
+
+
+def escrow_case(v1: int, v2: int, text: str = "**F**1:2"):
+    b = TransferInput(1_000_000, sparse({900: 1_000_000}), B)  # all liquid at supply 500
+    inputs = [std_input(A, 1_000_000), b]
+    outputs = [note(text, 0), to(X0, v1), to(X1, v2)]
+    common = vec_add(Fractions.std(1_000_000).high_part(S5).to_list(), b.fractions.to_list())
+    return inputs, outputs, common
+
+
+def test_issue_16_escrow_freeze_takes_the_first_outputs_fair_share_of_reserve():
+    """**F**1:2 with two frozen outputs whose values (700,000 and 500,000) exceed A's reserve (993,378):
+    output 1 takes from the reserves only 993,378 x 7/12 = 579,470, plus the rounding remainder 1, and the
+    rest from the common liquidity; output 2, a plain shared freeze, takes the reserve left, then liquidity."""
+    inputs, outputs, common = escrow_case(700_000, 500_000)
+    res = apply_transfer_rule(inputs, outputs, S5, T16)
+    reserve, first_reserve = move_spec(std_low(1_000_000), 579_471)
+    common, first_liquid = move_spec(common, 700_000 - 579_471)
+    _, second_reserve = move_spec(reserve, 500_000)
+    _, second_liquid = move_spec(common, 500_000 - sum(second_reserve))
+    assert res.outputs[1].to_list() == vec_add(first_reserve, first_liquid)
+    assert res.outputs[2].to_list() == vec_add(second_reserve, second_liquid)
+    assert all(fr.flags & NOTARY_F for fr in res.outputs[1:])
+    assert_conserved(inputs, outputs, res)
+
+
+def test_issue_16_escrow_freeze_within_the_reserve_is_a_plain_shared_freeze():
+    """When the frozen owner's reserve pays both outputs in full, nothing is scaled."""
+    inputs, outputs, _ = escrow_case(300_000, 200_000)
+    res = apply_transfer_rule(inputs, outputs, S5, T16)
+    reserve, first = move_spec(std_low(1_000_000), 300_000)
+    _, second = move_spec(reserve, 200_000)
+    assert [res.outputs[1].to_list(), res.outputs[2].to_list()] == [first, second]
+
+
+def test_issue_16_escrow_share_needs_exactly_two_frozen_outputs():
+    """A third frozen output (here output 4, by input 1's **F**4) turns the fair split off: output 2 takes
+    reserve as any shared freeze does."""
+    b = TransferInput(1_000_000, sparse({900: 1_000_000}), B)
+    inputs = [std_input(A, 1_000_000), b]
+    outputs = [note("**F**2:3", 0), note("**F**4", 0), to(X0, 700_000), to(X1, 500_000), to(X1, 1_000)]
+    res = apply_transfer_rule(inputs, outputs, S5, T16)
+    _, first = move_spec(std_low(1_000_000), 700_000)
+    assert res.outputs[2].to_list() == first
+
+
+def test_issue_16_two_index_v_freeze_is_a_shared_v_freeze():
+    """Two indexes only change how shared F freezes take reserve: **V**1:2 fills both from the liquidity."""
+    inputs, outputs, common = escrow_case(300_000, 200_000, "**V**1:2")
+    res = apply_transfer_rule(inputs, outputs, S5, T16)
+    common, first = move_spec(common, 300_000)
+    _, second = move_spec(common, 200_000)
+    assert [res.outputs[1].to_list(), res.outputs[2].to_list()] == [first, second]
+    assert all(fr.flags & NOTARY_V for fr in res.outputs[1:])
