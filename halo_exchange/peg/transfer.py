@@ -37,9 +37,6 @@ How bitbay-core computes it, in two loops:
   bitbay-core, their code is the one reported: a foreign payment beyond the liquidity is ``P-G-3``, with
   ``P-O-4`` named in the detail.
 
-Not yet ported (refused with ``P-X-C``, so a caller never gets a silently wrong answer): cold
-(``C``-marked) inputs; a ``**C**`` notary is read as a plain notary output.
-
 Rule codes are bitbay-core's. The port adds ``P-X-TX`` for what bitbay-core refuses before this rule
 (no inputs, negative values) and raises :class:`~halo_exchange.errors.PegError` for a supply index outside
 ``[0, 1199]``. Bridge mints, coinbase and coinstake transactions have their own rules and must not be
@@ -77,7 +74,7 @@ __all__ = [
 #: Outputs to this address are funded from reserves first, like non-``**Z**`` notaries (pegstd.cpp:24).
 BURN_ADDRESS = "bJnV8J5v74MGctMyVSVPfGu1mGQ9nMTiB3"
 
-_MARK_OF = {"**F**": NOTARY_F, "**V**": NOTARY_V, "**L**": NOTARY_L}
+_MARK_OF = {"**F**": NOTARY_F, "**V**": NOTARY_V, "**L**": NOTARY_L, "**C**": NOTARY_C}
 _Z_PREFIX = "**Z**"
 _MARKS = NOTARY_F | NOTARY_V | NOTARY_L | NOTARY_C
 
@@ -203,6 +200,7 @@ class _Frozen:
     """bitbay-core's ``FrozenTxOut``: what the input loop decided about one output."""
 
     value: int = 0
+    cold: bool = False
     escrow: tuple[int, int] | None = None  # (nFairWithdrawFromEscrowIndex1, ...Index2)
     address: str = ""  # the owner whose notary named it last
     fractions: Fractions = field(default_factory=lambda: Fractions.from_value(0))
@@ -238,6 +236,7 @@ class _Rule:
         self.reserves: dict[str, Fractions] = {}  # poolReserves
         self.liquidity: dict[str, Fractions] = {}  # poolLiquidity
         self.frozen: dict[int, _Frozen] = {}  # poolFrozen
+        self.cold_fees = Fractions.zero()  # frColdFees
         self.freeze_all = False  # fFreezeAll: some freeze is shared
         self.liquidity_total = 0  # nLiquidityTotal: what the liquidity checks count down from
 
@@ -278,8 +277,6 @@ class _Rule:
             raise TransferRuleError("P-I-4", f"Frozen input {i} used before time expired ({fr.lock_time})")
         if fr.flags & NOTARY_V and fr.lock_time > self.block_time:
             raise TransferRuleError("P-I-5", f"Voluntary frozen input {i} used before time expired ({fr.lock_time})")
-        if fr.flags & NOTARY_C:
-            raise TransferRuleError("P-X-C", f"input {i}: cold (C) inputs are not ported yet")
         owner = inp.address
         low, high = fr.low_part(self.supply), fr.high_part(self.supply)
         self.reserves[owner] = self.reserves.get(owner, Fractions.zero()) + low
@@ -287,18 +284,47 @@ class _Rule:
         reserve_in, liquidity_in = low.total(), high.total()
         if i < len(self.outputs):
             notary = self.outputs[i].notary
+            if notary is not None and fr.flags & NOTARY_C:
+                raise TransferRuleError("P-I-N-1", f"Can not notary for input cold coins (input {i})")
+            if fr.flags & NOTARY_C:
+                self._cold_input(i, inp, fr, low, high)
+                reserve_in, liquidity_in = 0, 0
             if notary is not None and notary[:5] in _MARK_OF:
-                liquidity_in = self._read_freeze(i, inp, notary, reserve_in, liquidity_in)
+                liquidity_in = self._read_freeze(i, inp, fr, notary, reserve_in, liquidity_in)
         self.liquidity_total += liquidity_in
 
-    def _read_freeze(self, i: int, inp: TransferInput, text: str, reserve_in: int, liquidity_in: int) -> int:
-        """The ``**F**``/``**V**``/``**L**`` notary at output ``i``, acting on input ``i``.
+    def _cold_input(self, i: int, inp: TransferInput, fr: Fractions, low: Fractions, high: Fractions) -> None:
+        """A cold input pays output ``i`` a proportional slice of itself; the rest goes to the fee."""
+        out = self.outputs[i]
+        frozen = self.frozen.setdefault(i, _Frozen())
+        if frozen.value > 0 or frozen.fractions.total() != 0:
+            raise TransferRuleError("P-I-C-1", f"Cold notary output {i} has already assigned value")
+        piece = fr.ratio_part(out.value)
+        frozen.value = out.value
+        frozen.fractions = frozen.fractions + piece
+        frozen.fractions.lock_time = 0
+        frozen.cold = True
+        if fr.return_addr != out.address:
+            # Anywhere but back to its return address, the coins stay frozen for four freeze periods.
+            if not self._set_mark(frozen.fractions, NOTARY_F, self.block_time + 4 * self.freeze_times.frozen):
+                raise TransferRuleError("P-I-C-2", f"Crossing marks are detected on output {i}")
+        # The whole input leaves the pools; what output i does not take is fee.
+        self.reserves[inp.address] = self.reserves[inp.address] - low
+        self.liquidity[inp.address] = self.liquidity[inp.address] - high
+        self.cold_fees = self.cold_fees + (fr - piece)
+
+    def _read_freeze(
+        self, i: int, inp: TransferInput, fr: Fractions, text: str, reserve_in: int, liquidity_in: int
+    ) -> int:
+        """The ``**F**``/``**V**``/``**L**``/``**C**`` notary at output ``i``, acting on input ``i``.
 
         Marks every output it names (each entry read, checked and marked before the next), then fills a
         single freeze at once. Returns input ``i``'s liquidity as it counts towards the liquidity total.
         """
         mark = _MARK_OF[text[:5]]
         entries = text[5:].split(":")
+        if mark == NOTARY_C and len(entries) != 1:
+            raise TransferRuleError("P-I-N-2", f"Cold notary: refer more than one output ({text!r} at output {i})")
         indexes: list[int] = []
         for entry in entries:
             index = strtol_index(entry)
@@ -309,6 +335,8 @@ class _Rule:
             if index == i:
                 raise TransferRuleError("P-I-N-4", f"Freeze notary: output refers itself ({text!r} at output {i})")
             frozen = self.frozen.setdefault(index, _Frozen())
+            if frozen.cold:
+                raise TransferRuleError("P-I-N-5", f"Output {index} already referenced as cold")
             frozen.value = self.outputs[index].value
             frozen.address = inp.address
             if not self._set_mark(frozen.fractions, mark):
@@ -330,8 +358,24 @@ class _Rule:
             return liquidity_in
         if mark == NOTARY_L and liquidity_in < value:
             raise TransferRuleError("P-I-N-7", f"Freeze notary: not enough input liquidity for output {index}")
+        if mark == NOTARY_C and fr.total() < value:
+            raise TransferRuleError("P-I-N-8", f"Cold notary: not enough input value for output {index}")
         # A single freeze: paid now.
         owner = inp.address
+        if mark == NOTARY_C:
+            if frozen.fractions.total() != 0:
+                raise TransferRuleError("P-I-N-12", f"Cold notary output {index} has already assigned value")
+            if not inp.address_valid:
+                raise TransferRuleError("P-I-N-13", f"Cold notary: input address is not valid (input {i})")
+            piece = fr.ratio_part(value)
+            frozen.fractions = frozen.fractions + piece
+            self._set_mark(frozen.fractions, NOTARY_C)
+            frozen.fractions.return_addr = owner
+            # Only this slice leaves the pools: the rest of the input stays for the other outputs.
+            low, high = piece.low_part(self.supply), piece.high_part(self.supply)
+            self.reserves[owner] = self.reserves[owner] - low
+            self.liquidity[owner] = self.liquidity[owner] - high
+            return liquidity_in - high.total()
         piece = Fractions.zero()
         _move(self.reserves[owner] if mark == NOTARY_F else self.liquidity[owner], value, piece)
         frozen.fractions = frozen.fractions + piece
@@ -421,8 +465,8 @@ class _Rule:
             left = out.value - (from_reserves - self._take_reserves(order, from_reserves, dst))
             if left > 0:
                 self._take_common(left, dst, "P-O-1", j)
-        # An L mark nothing paid (a 0-value output, or an L freeze made shared by its entries or another
-        # notary) gets nothing here, and loses the mark.
+        # An output marked L or C that nothing paid yet (a 0-value output, or one named by an L notary with
+        # several entries) gets nothing here, and loses its mark.
         return dst
 
     def _escrow_share(self, frozen: _Frozen) -> int:
@@ -449,7 +493,7 @@ class _Rule:
     # -- the checks --
 
     def fee(self) -> Fractions:
-        fee = Fractions.zero() + self.common
+        fee = Fractions.zero() + self.common + self.cold_fees
         for owner in sorted(self.reserves):
             fee = fee + self.reserves[owner]
         return fee

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from halo_exchange.chain import layout
 from halo_exchange.chain.block import is_coinstake
+from halo_exchange.chain.keys import is_valid_address
 from halo_exchange.chain.params import ChainParams
 from halo_exchange.chain.script import parse_notary, script_to_address
 from halo_exchange.chain.tx import Transaction, verify_input
@@ -116,7 +117,8 @@ def check_transaction(
         record, fractions = coin
         if not verify(tx, index, record.script):
             raise TxRejected("bad-signature", f"input {index} is not signed by the owner of the output it spends")
-        inputs.append(TransferInput(record.value, fractions, owner(record.script)))
+        spender = owner(record.script)
+        inputs.append(TransferInput(record.value, fractions, spender, is_valid_address(spender)))
         value_in += record.value
 
     # bitbay-core's ConnectInputs runs the peg rule before its "value in < value out" check, so a refusal

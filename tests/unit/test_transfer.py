@@ -359,18 +359,11 @@ def test_outputs_above_inputs_are_refused():
     assert err.value.rule == "P-G-3"
 
 
-@pytest.mark.parametrize(
-    ("inputs", "outputs", "rule"),
-    [
-        ([std_input(A, flags=NOTARY_C)], [to(A, 10)], "P-X-C"),
-        ([], [to(A, 0)], "P-X-TX"),
-    ],
-)
-def test_out_of_scope_features_are_refused(inputs, outputs, rule):
-    """Cold inputs and input-less transactions raise instead of guessing."""
+def test_input_less_transactions_are_refused():
+    """An ordinary transaction needs inputs (bitbay-core refuses an empty vin before the peg rule)."""
     with pytest.raises(TransferRuleError) as err:
-        apply_transfer_rule(inputs, outputs, S, T)
-    assert err.value.rule == rule
+        apply_transfer_rule([], [to(A, 0)], S, T)
+    assert err.value.rule == "P-X-TX"
 
 
 def test_output_needs_an_owner_or_a_notary():
@@ -849,3 +842,131 @@ def test_issue_16_two_index_v_freeze_is_a_shared_v_freeze():
     _, second = move_spec(common, 200_000)
     assert [res.outputs[1].to_list(), res.outputs[2].to_list()] == [first, second]
     assert all(fr.flags & NOTARY_V for fr in res.outputs[1:])
+
+
+# -- issue 10 item 16: **C** notaries and cold inputs ------------------------------------------------------
+
+FOUR_FREEZES = 4 * 30 * 86400
+
+
+def ratio_spec(src: list[int], part: int) -> list[int]:
+    """``CFractions::RatioPart`` restated for non-negative vectors: a slice of ``src`` summing to ``part``.
+
+    Each entry is ``trunc(f[i] * part / total)``; the shortfall is added one satoshi at a time to entries
+    still below the source's, cycling from the first non-zero entry of the source.
+    """
+    total = sum(src)
+    if part == 0:
+        return [0] * PEG_SIZE
+    if part > total:
+        return list(src)
+    out = [v * part // total for v in src]
+    start = next(i for i, v in enumerate(src) if v)
+    short, i = part - sum(out), start
+    while short:
+        if out[i] < src[i]:
+            out[i] += 1
+            short -= 1
+        i = i + 1 if i + 1 < PEG_SIZE else start
+    return out
+
+
+def test_issue_16_c_notary_marks_the_output_cold_with_a_slice_of_the_input():
+    """**C**1: output 1 takes RatioPart(400,000) of input 0 (reserve and liquid alike), is marked C, not
+    locked, and remembers A as its return address; only that slice leaves A's pools."""
+    inp = std_input(A, 1_000_000)
+    outputs = [note("**C**1", 0), to(X, 400_000), to(A, 500_000)]
+    res = apply_transfer_rule([inp], outputs, S5, T16)
+    cold = ratio_spec(Fractions.std(1_000_000).to_list(), 400_000)
+    assert res.outputs[1].to_list() == cold
+    assert res.outputs[1].flags & (NOTARY_F | NOTARY_V | NOTARY_L | NOTARY_C) == NOTARY_C
+    assert res.outputs[1].lock_time == 0 and res.outputs[1].return_addr == A
+    reserve = [a - b for a, b in zip(std_low(1_000_000), cold[:S5] + [0] * (PEG_SIZE - S5))]
+    _, change = move_spec(reserve, 500_000)
+    assert res.outputs[2].to_list() == change
+    assert_conserved([inp], outputs, res)
+
+
+@pytest.mark.parametrize(
+    ("outputs", "rule"),
+    [
+        ([note("**C**1:1", 0), to(X, 1_000)], "P-I-N-2"),  # a cold notary names one output
+        ([note("**C**1", 0), to(X, 1_000_001)], "P-I-N-8"),  # more than the input
+    ],
+)
+def test_issue_16_c_notary_refusals(outputs, rule):
+    """A **C** notary names exactly one output (P-I-N-2), within its input's value (P-I-N-8)."""
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([std_input(A, 1_000_000)], outputs, S5, T16)
+    assert err.value.rule == rule
+
+
+def test_issue_16_c_notary_needs_an_input_owner_that_is_an_address():
+    """P-I-N-13: the owner becomes the cold output's return address, so it must be a valid address (a
+    multisig or non-standard script's owner string is not)."""
+    inp = TransferInput(1_000_000, Fractions.std(1_000_000), "\x51", address_valid=False)
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([inp], [note("**C**1", 0), to(X, 1_000)], S5, T16)
+    assert err.value.rule == "P-I-N-13"
+
+
+def test_issue_16_two_c_notaries_for_one_output_are_p_i_n_12():
+    """A second **C** notary paying an output the first already paid: P-I-N-12."""
+    inputs = [std_input(A, 1_000_000), std_input(B, 1_000_000)]
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule(inputs, [note("**C**2", 0), note("**C**2", 0), to(X, 1_000)], S5, T16)
+    assert err.value.rule == "P-I-N-12"
+
+
+def cold_input(value: int = 1_000_000, owner: str = A, home: str = A) -> TransferInput:
+    return TransferInput(value, Fractions.std(value, flags=NOTARY_C, return_addr=home), owner)
+
+
+def test_issue_16_cold_input_back_to_its_return_address_is_unmarked():
+    """A cold input pays output i RatioPart(value) of itself; back to its return address the output carries
+    no mark and no lock, and what it does not take is fee."""
+    outputs = [to(A, 400_000)]
+    res = apply_transfer_rule([cold_input()], outputs, S5, T16)
+    slice_ = ratio_spec(Fractions.std(1_000_000).to_list(), 400_000)
+    assert res.outputs[0].to_list() == slice_
+    assert res.outputs[0].flags & (NOTARY_F | NOTARY_V | NOTARY_L | NOTARY_C) == 0 and res.outputs[0].lock_time == 0
+    assert res.fee.to_list() == [a - b for a, b in zip(Fractions.std(1_000_000).to_list(), slice_)]
+
+
+def test_issue_16_cold_input_elsewhere_is_frozen_four_periods():
+    """Anywhere but its return address, a cold input's output is F-frozen for four freeze periods."""
+    res = apply_transfer_rule([cold_input()], [to(X, 400_000)], S5, T16)
+    assert res.outputs[0].flags & NOTARY_F and res.outputs[0].lock_time == T16 + FOUR_FREEZES
+    assert res.outputs[0].to_list() == ratio_spec(Fractions.std(1_000_000).to_list(), 400_000)
+
+
+def test_issue_16_cold_input_refusals():
+    """No notary at a cold input's position (P-I-N-1); a cold output named by a notary (P-I-N-5); a cold
+    input's output already paid by a single freeze (P-I-C-1)."""
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([cold_input()], [note("**F**1", 0), to(X, 10)], S5, T16)
+    assert err.value.rule == "P-I-N-1"
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([cold_input(), std_input(B)], [to(A, 10), note("**F**0", 0)], S5, T16)
+    assert err.value.rule == "P-I-N-5"
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule([std_input(B), cold_input()], [note("**F**1", 0), to(A, 10)], S5, T16)
+    assert err.value.rule == "P-I-C-1"
+
+
+def test_issue_16_cold_input_without_an_output_at_its_position_is_pooled():
+    """bitbay-core looks at a cold input only through output i: past the last output it is pooled like any
+    other input (its reserve can pay change, its liquidity anything)."""
+    inputs = [std_input(B, 1_000_000), cold_input()]
+    res = apply_transfer_rule(inputs, [to(A, 900_000)], S5, T16)
+    _, change = move_spec(std_low(1_000_000), 900_000)
+    assert res.outputs[0].to_list() == change and not res.outputs[0].flags & NOTARY_F
+
+
+def test_issue_16_c_output_spent_back_home():
+    """The round trip: an output of **C**1 (marked C, return address A) spent back to A carries no mark."""
+    made = apply_transfer_rule([std_input(A, 1_000_000)], [note("**C**1", 0), to(X, 400_000)], S5, T16)
+    cold = TransferInput(400_000, made.outputs[1], X)
+    res = apply_transfer_rule([cold], [to(A, 390_000)], S5, T16 + 1)
+    assert res.outputs[0].flags & (NOTARY_F | NOTARY_C) == 0
+    assert res.outputs[0].to_list() == ratio_spec(made.outputs[1].to_list(), 390_000)
