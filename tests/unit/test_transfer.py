@@ -10,7 +10,15 @@ from halo_exchange.chain import layout
 from halo_exchange.chain.keys import PrivateKey
 from halo_exchange.chain.params import COIN
 from halo_exchange.chain.params import MAINNET as MAINNET_PARAMS
-from halo_exchange.chain.script import address_to_script
+from halo_exchange.chain.script import (
+    OP_CHECKMULTISIG,
+    OP_CHECKSIG,
+    OP_PUSHDATA1,
+    OP_RETURN,
+    address_to_script,
+    notary_script,
+    push_data,
+)
 from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut
 from halo_exchange.errors import TransferRuleError
 from halo_exchange.peg.fractions import NOTARY_C, NOTARY_F, NOTARY_L, NOTARY_V, PEG_SIZE, Fractions
@@ -702,6 +710,7 @@ def test_time_lock_pass_lets_a_locked_f_input_through_but_not_a_v_one():
 DEVNODE_PARAMS = MAINNET_PARAMS.with_changes(fee_per_input_output=0)  # no minimum fee: the C++ rule has none
 KEY = PrivateKey.from_int(7)
 P2PKH = address_to_script(KEY.public_key().address())
+OTHER = address_to_script(PrivateKey.from_int(5).public_key().address())
 
 
 class _AllSigned:
@@ -970,3 +979,47 @@ def test_issue_16_c_output_spent_back_home():
     res = apply_transfer_rule([cold], [to(A, 390_000)], S5, T16 + 1)
     assert res.outputs[0].flags & (NOTARY_F | NOTARY_C) == 0
     assert res.outputs[0].to_list() == ratio_spec(made.outputs[1].to_list(), 390_000)
+
+
+def test_issue_17_p2pk_input_and_p2pkh_change_of_one_key_are_one_owner():
+    """Issue 10 item 17: bitbay-core names a P2PK script's owner by its key's P2PKH address, so change from a
+    P2PK coin to the P2PKH script of the same key is change (its own reserve), not a foreign payment."""
+    p2pk = push_data(KEY.public_key().to_bytes()) + bytes([OP_CHECKSIG])
+    checked = devnode_check([(p2pk, Fractions.std(1_000_000))], [(900_000, P2PKH)])
+    _, change = move_spec(std_low(1_000_000), 900_000)
+    assert checked.output_fractions[0].to_list() == change
+
+
+def test_issue_17_pushdata1_notary_text_includes_the_length_byte():
+    """Issue 10 item 17: ``6a 4c 06 "**F**1"`` is the notary "\\x06**F**1" to bitbay-core: not a freeze, so
+    output 1 is an ordinary foreign payment."""
+    script = bytes([OP_RETURN, OP_PUSHDATA1, 6]) + b"**F**1"
+    checked = devnode_check([(P2PKH, Fractions.std(1_000_000))], [(0, script), (1_000, OTHER)])
+    assert not checked.output_fractions[1].flags & NOTARY_F
+    _, paid = move_spec(Fractions.std(1_000_000).high_part(S5).to_list(), 1_000)
+    assert checked.output_fractions[1].to_list() == paid
+
+
+def test_issue_17_truncated_push_is_the_notary_it_holds():
+    """Issue 10 item 17: a truncated ``6a 10 "**F**"`` is the notary "**F**" to bitbay-core (a freeze with
+    no index: P-I-N-3), and with an index ``6a 10 "**F**1"`` a freeze of output 1."""
+    truncated = bytes([OP_RETURN, 0x10]) + b"**F**"
+    with pytest.raises(TxRejected) as err:
+        devnode_check([(P2PKH, Fractions.std(1_000_000))], [(0, truncated), (1_000, OTHER)])
+    assert err.value.rule == "P-I-N-3"
+    checked = devnode_check([(P2PKH, Fractions.std(1_000_000))], [(0, truncated + b"1"), (1_000, OTHER)])
+    assert checked.output_fractions[1].flags & NOTARY_F
+
+
+def test_issue_17_c_notary_from_a_multisig_owner_is_p_i_n_13():
+    """The owner of a multisig coin is its addresses joined by newlines, not a valid address: a **C** notary
+    spending it is refused (P-I-N-13), while the same notary from a P2PKH coin is accepted."""
+    keys = [PrivateKey.from_int(n).public_key().to_bytes() for n in (8, 9)]
+    multisig = bytes([0x51]) + b"".join(push_data(k) for k in keys) + bytes([0x52, OP_CHECKMULTISIG])
+    cold = notary_script("**C**1")
+    with pytest.raises(TxRejected) as err:
+        devnode_check([(multisig, Fractions.std(1_000_000))], [(0, cold), (1_000, OTHER)])
+    assert err.value.rule == "P-I-N-13"
+    checked = devnode_check([(P2PKH, Fractions.std(1_000_000))], [(0, cold), (1_000, OTHER)])
+    assert checked.output_fractions[1].flags & NOTARY_C
+    assert checked.output_fractions[1].return_addr == KEY.public_key().address()
