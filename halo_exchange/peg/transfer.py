@@ -38,9 +38,10 @@ How bitbay-core computes it, in two loops:
   ``P-O-4`` named in the detail.
 
 Rule codes are bitbay-core's. The port adds ``P-X-TX`` for what bitbay-core refuses before this rule
-(no inputs, negative values) and raises :class:`~halo_exchange.errors.PegError` for a supply index outside
-``[0, 1199]``. Bridge mints, coinbase and coinstake transactions have their own rules and must not be
-passed here.
+(no inputs, negative values), ``P-X-RANGE`` where the C++'s int64 sums would overflow (undefined
+behaviour), and raises :class:`~halo_exchange.errors.PegError` for a supply index outside ``[0, 1199]``
+(out-of-bounds reads in the C++) or a block time outside uint32 (docs/conformance-transfer-rule.md). Bridge
+mints, coinbase and coinstake transactions have their own rules and must not be passed here.
 """
 
 from __future__ import annotations
@@ -499,6 +500,23 @@ class _Rule:
         return fee
 
 
+_INT64_LIMIT = 2**63
+
+
+def _check_int64(inputs: Sequence[TransferInput], outputs: Sequence[TransferOutput]) -> None:
+    """Refuse what would overflow bitbay-core's int64 arithmetic (signed overflow: undefined behaviour).
+
+    Every sum the rule forms (input totals, pools, outputs, the fee, value in and out) is bounded by the sum
+    of the inputs' fractions' magnitudes, of the input values or of the output values; below 2^63 none of
+    them overflows. On chain values stay below MAX_MONEY, so this never refuses a real transaction.
+    """
+    magnitude = sum(abs(v) for inp in inputs for v in inp.fractions.copy())
+    value_in = sum(inp.value for inp in inputs)
+    value_out = sum(out.value for out in outputs)
+    if max(magnitude, value_in, value_out) >= _INT64_LIMIT:
+        raise TransferRuleError("P-X-RANGE", "sums of values or fractions would overflow int64 in bitbay-core")
+
+
 def apply_transfer_rule(
     inputs: Sequence[TransferInput],
     outputs: Sequence[TransferOutput],
@@ -517,12 +535,15 @@ def apply_transfer_rule(
     """
     if not 0 <= supply < PEG_SIZE:
         raise PegError(f"supply index {supply} is outside [0, {PEG_SIZE - 1}]")
+    if not 0 <= block_time < 2**32:
+        raise PegError(f"block time {block_time} is not a uint32 (bitbay-core's nBlockTime)")
     if not inputs:
         raise TransferRuleError("P-X-TX", "an ordinary transaction needs at least one input")
     for kind, items in (("input", inputs), ("output", outputs)):
         for n, item in enumerate(items):
             if item.value < 0:
                 raise TransferRuleError("P-X-TX", f"{kind} {n}: negative value {item.value}")
+    _check_int64(inputs, outputs)
 
     rule = _Rule(inputs, outputs, supply, block_time, freeze_times, time_lock_pass)
     rule.pool_inputs()

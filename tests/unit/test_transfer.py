@@ -20,7 +20,7 @@ from halo_exchange.chain.script import (
     push_data,
 )
 from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut
-from halo_exchange.errors import TransferRuleError
+from halo_exchange.errors import PegError, TransferRuleError
 from halo_exchange.peg.fractions import NOTARY_C, NOTARY_F, NOTARY_L, NOTARY_V, PEG_SIZE, Fractions
 from halo_exchange.peg.transfer import (
     BURN_ADDRESS,
@@ -1023,3 +1023,30 @@ def test_issue_17_c_notary_from_a_multisig_owner_is_p_i_n_13():
     checked = devnode_check([(P2PKH, Fractions.std(1_000_000))], [(0, cold), (1_000, OTHER)])
     assert checked.output_fractions[1].flags & NOTARY_C
     assert checked.output_fractions[1].return_addr == KEY.public_key().address()
+
+
+# -- what bitbay-core leaves undefined: refused (docs/conformance-transfer-rule.md) --------------------------
+
+
+@pytest.mark.parametrize(
+    ("inputs", "outputs"),
+    [
+        ([TransferInput(2**62, sparse({0: 2**62}), A), TransferInput(2**62, sparse({0: 2**62}), B)], [to(A, 1)]),
+        ([TransferInput(0, sparse({0: 2**62, 1: 2**62, 2: -(2**62), 3: -(2**62)}), A)], [to(A, 0)]),
+        ([std_input(A, 1_000)], [to(A, 2**62), to(A, 2**62)]),
+    ],
+)
+def test_int64_overflow_is_refused(inputs, outputs):
+    """Sums bitbay-core keeps in int64 (fraction totals, pools, value in and out) that would overflow are
+    undefined behaviour there: refused with P-X-RANGE rather than answered exactly."""
+    with pytest.raises(TransferRuleError) as err:
+        apply_transfer_rule(inputs, outputs, S5, T16)
+    assert err.value.rule == "P-X-RANGE"
+
+
+@pytest.mark.parametrize(("supply", "block_time"), [(-1, T16), (PEG_SIZE, T16), (S5, -1), (S5, 2**32)])
+def test_supply_and_block_time_outside_bitbay_cores_types_are_refused(supply, block_time):
+    """A supply index outside the vector (out-of-bounds reads in LowPart/HighPart) and a block time that is
+    not a uint32 raise PegError."""
+    with pytest.raises(PegError):
+        apply_transfer_rule([std_input(A, 1_000)], [to(A, 500)], supply, block_time)
