@@ -4,13 +4,19 @@ Owns opcode constants, push encoding, the op parser, and the mapping between scr
 Recognisers (``parse_*``, :func:`script_to_address`) return ``None`` for any script that is not of their
 template, malformed ones included, because any bytes can sit in a scriptPubKey on chain; builders and
 :func:`parse_ops` raise :class:`ScriptError`. Pure: no I/O.
+
+Two readings are bitbay-core's own, because consensus depends on them (the fraction transfer rule,
+``halo_exchange.peg.transfer``): :func:`parse_notary_payload` reads a notary as ``CScript::ToNotary`` does,
+and :func:`script_owner` names the owner of any script as ``CScript::ToAddress`` does (with
+:func:`owner_is_address` for ``CBitcoinAddress::IsValid`` on that name).
 """
 
 from __future__ import annotations
 
 from typing import Iterator, NamedTuple
 
-from halo_exchange.chain.keys import MAINNET, Network, address_to_hash160, hash160_to_address
+from halo_exchange.chain.hashes import hash160
+from halo_exchange.chain.keys import MAINNET, Network, address_to_hash160, hash160_to_address, is_valid_address
 from halo_exchange.errors import DecodeError
 
 __all__ = [
@@ -39,6 +45,8 @@ __all__ = [
     "parse_notary_payload",
     "parse_notary",
     "script_to_address",
+    "script_owner",
+    "owner_is_address",
     "address_to_script",
     "p2pkh_script_sig",
     "parse_p2pkh_script_sig",
@@ -48,6 +56,8 @@ OP_0 = 0x00
 OP_PUSHDATA1 = 0x4C
 OP_PUSHDATA2 = 0x4D
 OP_PUSHDATA4 = 0x4E
+OP_1 = 0x51
+OP_16 = 0x60
 OP_RETURN = 0x6A
 OP_DUP = 0x76
 OP_EQUAL = 0x87
@@ -55,6 +65,7 @@ OP_EQUALVERIFY = 0x88
 OP_HASH160 = 0xA9
 OP_CODESEPARATOR = 0xAB
 OP_CHECKSIG = 0xAC
+OP_CHECKMULTISIG = 0xAE
 
 # Bitcoin's (and bitbay-core's) limit on a script the interpreter will run.
 MAX_SCRIPT_SIZE = 10_000
@@ -163,21 +174,31 @@ def notary_script(payload: str | bytes) -> bytes:
 
 
 def parse_notary_payload(script: bytes) -> bytes | None:
-    """The bytes of a notary output: the first push after OP_RETURN (``b""`` for a bare OP_RETURN).
+    """The notary bytes of an ``OP_RETURN`` script as bitbay-core reads them (``CScript::ToNotary``), else ``None``.
 
-    ``None`` when the script does not start with OP_RETURN or does not parse.
+    Any script whose first byte is OP_RETURN is a notary. bitbay-core takes the push after OP_RETURN only in
+    scripts of 77 bytes or more; in shorter ones, and whenever that push is empty or unreadable, it reads
+    byte 1 as a length and takes that many bytes from byte 2 on, as many as there are. For the pushes
+    :func:`notary_script` writes both readings agree; they differ on other scripts: ``6a 4c 06 "**F**1"``
+    reads ``b"\x06**F**1"`` (the push-length byte included: not a freeze), a truncated ``6a 10 "**F**"``
+    reads ``b"**F**"``, and a bare ``6a`` reads ``b""``.
     """
     s = bytes(script)
     if not s or s[0] != OP_RETURN:
         return None
-    try:
-        for op in iter_ops(s[1:]):
-            # bitbay-core takes the first pushed string as the notary text.
-            if op.data is not None:
-                return op.data
-    except ScriptError:
-        return None
-    return b""
+    if len(s) == 1:
+        return b""
+    data = b""
+    if len(s) > OP_PUSHDATA1:  # 77 bytes or more: the first op after OP_RETURN, if it reads
+        try:
+            op = next(iter_ops(s[1:]))
+        except ScriptError:
+            op = None
+        if op is not None and op.data:
+            data = op.data
+    if not data:
+        data = s[2 : 2 + min(s[1], len(s) - 2)]
+    return data
 
 
 def parse_notary(script: bytes) -> str | None:
@@ -195,6 +216,99 @@ def script_to_address(script: bytes, network: Network = MAINNET) -> str | None:
     if h is not None:
         return hash160_to_address(h, network.p2sh_version)
     return None
+
+
+def _key_id(pubkey: bytes) -> bytes:
+    """``CPubKey(bytes).GetID()``: the key's hash160, or hash160 of nothing when the bytes are not a key of
+    the length their first byte announces (33 for 02/03, 65 for 04/06/07)."""
+    size = {2: 33, 3: 33, 4: 65, 6: 65, 7: 65}.get(pubkey[0], 0) if pubkey else 0
+    return hash160(pubkey if size and len(pubkey) == size else b"")
+
+
+def _small_int(op: Op) -> int | None:
+    """The number an OP_0 or OP_1..OP_16 op pushes, else ``None``."""
+    if op.opcode == OP_0:
+        return 0
+    if OP_1 <= op.opcode <= OP_16:
+        return op.opcode - OP_1 + 1
+    return None
+
+
+def _is_key_push(op: Op) -> bool:
+    return op.data is not None and 33 <= len(op.data) <= 120
+
+
+def _destinations(script: bytes) -> list[tuple[bool, bytes]] | None:
+    """bitbay-core ``ExtractDestinations``: ``(is_script_hash, hash160)`` of each address a script pays, or
+    ``None`` for scripts that pay no address (``Solver``'s templates; notaries and odd scripts)."""
+    if len(script) == 23 and script[0] == OP_HASH160 and script[1] == 20 and script[22] == OP_EQUAL:
+        return [(True, script[2:22])]
+    try:
+        ops = parse_ops(script)
+    except ScriptError:
+        return None
+    codes = [op.opcode for op in ops]
+    if len(ops) == 2 and _is_key_push(ops[0]) and codes[1] == OP_CHECKSIG:
+        return [(False, _key_id(ops[0].data))]  # type: ignore[arg-type]
+    if (
+        len(ops) == 5
+        and codes[:2] == [OP_DUP, OP_HASH160]
+        and ops[2].data is not None
+        and len(ops[2].data) == 20
+        and codes[3:] == [OP_EQUALVERIFY, OP_CHECKSIG]
+    ):
+        return [(False, ops[2].data)]
+    # Multisig: <m> <key>... <n> OP_CHECKMULTISIG, keys being pushes of 33..120 bytes, 1 <= m <= n = keys.
+    if len(ops) >= 3 and codes[-1] == OP_CHECKMULTISIG:
+        keys = 1
+        while keys < len(ops) and _is_key_push(ops[keys]):
+            keys += 1
+        m, n = _small_int(ops[0]), _small_int(ops[keys]) if keys < len(ops) else None
+        if keys + 2 == len(ops) and m is not None and n is not None and 1 <= m <= n == keys - 1:
+            return [(False, _key_id(op.data)) for op in ops[1:keys]]  # type: ignore[arg-type]
+    return None
+
+
+def script_owner(script: bytes, network: Network = MAINNET) -> str:
+    """Who owns an output, as bitbay-core's ``CScript::ToAddress`` names it (the transfer rule's grouping).
+
+    The address a script pays (P2PKH, P2SH, and a P2PK script as the P2PKH address of its key), a multisig
+    script's addresses joined by newlines, and for any other script (notaries included) the script's own
+    bytes, one character per byte (latin-1), so that owners compare and sort as bitbay-core's strings do.
+    Unlike :func:`script_to_address` it reads the templates as bitbay-core's ``Solver`` does: any push form
+    of a key hash, a key that fails to parse counted as the hash of nothing.
+    """
+    script = bytes(script)
+    found = _destinations(script)
+    if not found:
+        return script.decode("latin-1")
+    return "\n".join(
+        hash160_to_address(h160, network.p2sh_version if p2sh else network.p2pkh_version) for p2sh, h160 in found
+    )
+
+
+_BASE58 = frozenset("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
+_C_SPACE = frozenset(" \t\n\v\f\r")
+
+
+def owner_is_address(owner: str, network: Network = MAINNET) -> bool:
+    """bitbay-core's ``CBitcoinAddress(owner).IsValid()`` for an owner string of :func:`script_owner`.
+
+    As its base58 reading does: the string ends at a NUL byte, white space (C locale) around the base58
+    characters is skipped, anything else after them makes it invalid; what is read must be a checksummed
+    20-byte hash under the network's P2PKH or P2SH version. A multisig owner (addresses joined by
+    newlines) is not an address.
+    """
+    text = owner.split("\x00", 1)[0]
+    start = 0
+    while start < len(text) and text[start] in _C_SPACE:
+        start += 1
+    end = start
+    while end < len(text) and text[end] in _BASE58:
+        end += 1
+    if any(ch not in _C_SPACE for ch in text[end:]):
+        return False
+    return is_valid_address(text[start:end], network)
 
 
 def address_to_script(address: str, network: Network = MAINNET) -> bytes:

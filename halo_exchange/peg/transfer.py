@@ -3,45 +3,54 @@
 This module owns the answer to "which fractions does every output of a transaction receive, and which are
 left as the fee", for one ordinary (non-coinbase, non-coinstake, non-mint) transaction at a given supply
 index and block time. It is what decides whether an exchange withdrawal is valid at the supply of the block
-that includes it (``P-O-4``), what the payee and change outputs carry, and which fee fractions the staker
-gets (reference/peg-spec.md §1.12-§1.13, bitbay-core ``src/peg/pegstd.cpp``).
+that includes it, what the payee and change outputs carry, and which fee fractions the staker gets
+(reference/peg-spec.md §1.12-§1.13). bitbay-core's ``src/peg/pegstd.cpp`` is the authority: this is a
+reimplementation of what its ``CalculateStandardFractions`` computes, checked against it by the
+conformance harness; docs/conformance-transfer-rule.md lists where, and why, it refuses what the C++ leaves
+undefined.
 
-Pure: no I/O, no clock. The caller supplies the inputs' fractions (from the chain's fractions store, or
-``Std(value)`` where it has none), the supply index and the block time. Nothing it passes is modified.
+Pure: no I/O, no clock. The caller supplies each input's fractions (from the chain's fractions store, or
+``Std(value)`` where it has none) and owner string, each output's owner string and notary text (how a
+script reads, :func:`halo_exchange.chain.script.script_owner` and :func:`~halo_exchange.chain.script.parse_notary`),
+the supply index and the block time. Nothing it passes is modified.
 
-In scope:
+How bitbay-core computes it, in two loops:
 
-* input checks: fractions total equals value (``P-I-3``), still-locked ``F`` (``P-I-4``) and ``V``
-  (``P-I-5``) inputs;
-* per-address reserve and liquidity pools, the common liquidity;
-* ``**F**a:b:...`` and ``**V**a:b:...`` notaries (frozen reserve / voluntarily frozen liquid), single and
-  shared freezes (single ones filled before any output, shared ones in output order), "Crossing marks";
-* outputs to input addresses (own reserve first), to the burn address and to non-``**Z**`` notaries
-  (all reserves first), to foreign addresses (common liquidity only, ``P-O-4``);
-* output checks (``P-G-2``) and the fee fractions (``P-G-3``, ``P-G-4``).
+* **Inputs, in order.** Each input must total its value (``P-I-3``); a still-locked ``F`` input is refused
+  unless its index is in the time-lock-pass set (``P-I-4``), a still-locked ``V`` input always (``P-I-5``).
+  Its reserve (``LowPart(S)``) joins its owner's reserve pool, its liquidity (``HighPart(S)``) the owner's
+  liquidity pool. Then output ``i`` is looked at (only if it exists): a cold (``C``-marked) input pays it a
+  proportional slice of itself, marked ``F`` for four freeze periods unless it goes back to the input's
+  return address; a notary ``**F**``/``**V**``/``**L**``/``**C**`` there marks the outputs it names. A
+  one-index notary is a *single* freeze, paid at once from the owner's pool as it stands (``F`` reserve,
+  ``V``/``L`` liquidity, ``C`` a slice of the input), unless input ``i``'s own reserve (liquidity) is short,
+  which makes it *shared*; several indexes always make it shared; two select the "fair withdraw from
+  escrow" split.
+* **Outputs, in order.** If any freeze is shared, every frozen output not yet paid is filled now: ``V``
+  from the common liquidity, ``F`` from the frozen owner's reserve, the other owners' reserves in map
+  order, then the common liquidity. Other outputs: back to an input owner (its reserve first, then the
+  common liquidity, ``P-O-2``); to the burn address or a non-``**Z**`` notary (every owner's reserve in map
+  order, then liquidity, ``P-O-3``); anything else, the common liquidity alone (``P-O-4``).
+* **Checks.** Outputs must total their values without negative entries (``P-G-2``). The fee fractions
+  (what is left in every pool, plus what cold inputs did not pass on) must total the fee (``P-G-3``) and
+  have no negative entry (``P-G-4``). These two fee checks run even after an earlier failure and, as in
+  bitbay-core, their code is the one reported: a foreign payment beyond the liquidity is ``P-G-3``, with
+  ``P-O-4`` named in the detail.
 
-Out of scope (refused with :class:`~halo_exchange.errors.TransferRuleError`, so a caller never gets a silently
-wrong answer): cold (``C``) and ``L``-marked inputs (``P-X-C``, ``P-X-L``), ``**L**`` notaries (``P-X-L``),
-``**Z**`` bridge burns (``P-X-Z``), two-index ``**F**a:b`` / ``**V**a:b`` notaries, which bitbay-core
-fills by a "fair withdraw from escrow" rule the spec does not state (``P-X-ESCROW``). Bridge mints,
-coinbase and coinstake transactions have their own rules and must not be passed here; the time-lock
-passes of consensus-whitelisted signers are not modelled (a locked ``F`` input is always refused).
-
-Rule codes: ``P-I-3``, ``P-I-4``, ``P-I-5``, ``P-O-4``, ``P-G-2``, ``P-G-3`` and ``P-G-4`` are bitbay-core's,
-as the spec quotes them. The spec records no code for malformed notaries, crossing marks or malformed
-transactions; for those this port uses its own codes ``P-N-INDEX``, ``P-N-CROSS`` and ``P-X-TX``, and
-``P-X-*`` for the out-of-scope cases above.
-
-Where the spec is silent this module follows what bitbay-core most plausibly does; every such choice is
-marked "Guess:" in a comment.
+Rule codes are bitbay-core's. The port adds ``P-X-TX`` for what bitbay-core refuses before this rule
+(no inputs, negative values), ``P-X-RANGE`` where the C++'s int64 sums would overflow (undefined
+behaviour), and raises :class:`~halo_exchange.errors.PegError` for a supply index outside ``[0, 1199]``
+(out-of-bounds reads in the C++) or a block time outside uint32 (docs/conformance-transfer-rule.md). Bridge
+mints, coinbase and coinstake transactions have their own rules and must not be passed here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Collection, Sequence
 
 from halo_exchange.errors import PegError, TransferRuleError
+from halo_exchange.peg.arith import ratio
 from halo_exchange.peg.fractions import (
     NOTARY_C,
     NOTARY_F,
@@ -60,15 +69,15 @@ __all__ = [
     "TransferOutput",
     "TransferResult",
     "apply_transfer_rule",
+    "strtol_index",
 ]
 
 #: Outputs to this address are funded from reserves first, like non-``**Z**`` notaries (pegstd.cpp:24).
 BURN_ADDRESS = "bJnV8J5v74MGctMyVSVPfGu1mGQ9nMTiB3"
 
-_F_PREFIX = "**F**"
-_V_PREFIX = "**V**"
-_L_PREFIX = "**L**"
+_MARK_OF = {"**F**": NOTARY_F, "**V**": NOTARY_V, "**L**": NOTARY_L, "**C**": NOTARY_C}
 _Z_PREFIX = "**Z**"
+_MARKS = NOTARY_F | NOTARY_V | NOTARY_L | NOTARY_C
 
 
 @dataclass(frozen=True)
@@ -87,18 +96,27 @@ TESTNET_FREEZE_TIMES = FreezeTimes(frozen=86400, vfrozen=4 * 86400)
 
 @dataclass(frozen=True)
 class TransferInput:
-    """One spent output: its value, its fractions (as the chain stores them) and the address it paid."""
+    """One spent output: its value, its fractions (as the chain stores them) and its owner.
+
+    ``address`` is the owner string bitbay-core groups inputs by (``CScript::ToAddress``: the address, for
+    a multisig script its addresses joined by newlines, else the script's bytes). ``address_valid`` says
+    whether that string is a valid address of the network (``CBitcoinAddress::IsValid``); only a ``**C**``
+    notary asks (``P-I-N-13``).
+    """
 
     value: int
     fractions: Fractions
     address: str
+    address_valid: bool = True
 
 
 @dataclass(frozen=True)
 class TransferOutput:
-    """One new output: a payment to ``address``, or an ``OP_RETURN`` whose text is ``notary``.
+    """One new output: its value, its owner string and, for an ``OP_RETURN`` script, its notary text.
 
-    Exactly one of the two is set; the rule funds the two kinds differently.
+    ``address`` is the output script's owner string (see :class:`TransferInput`); for a notary it is the
+    script's bytes and may be left ``None``, which matches no input owner. ``notary`` is set exactly when
+    the script is an ``OP_RETURN`` (``CScript::ToNotary``). At least one of the two is set.
     """
 
     value: int
@@ -106,8 +124,8 @@ class TransferOutput:
     notary: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.address is None) == (self.notary is None):
-            raise TransferRuleError("P-X-TX", "an output needs exactly one of an address or a notary text")
+        if self.address is None and self.notary is None:
+            raise TransferRuleError("P-X-TX", "an output needs an owner, a notary text or both")
 
 
 @dataclass(frozen=True)
@@ -118,210 +136,385 @@ class TransferResult:
     fee: Fractions
 
 
-# -- the pools -------------------------------------------------------------------------------------------
+# -- reading notary indexes ---------------------------------------------------------------------------------
+
+_C_SPACE = frozenset(" \t\n\v\f\r")  # isspace() in the C locale
+_DIGITS = {8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
 
 
-class _Pools:
-    """The fraction pools of one transaction (``poolReserves``, ``poolLiquidity``, ``frCommonLiquidity``).
+def strtol_index(entry: str) -> int | None:
+    """The number C's ``strtol(entry, &end, 0)`` reads from ``entry``, or ``None`` when it reads no digit.
 
-    Per-address reserve pools hold the inputs' ``LowPart(S)``; per-address liquidity pools and the common
-    liquidity hold their ``HighPart(S)``. Outputs take liquidity from the common pool; only ``V`` freezes
-    take it from an address's own pool, and then the same fractions leave the common pool too, so that
-    ``common + Σ reserves`` is always what is left for the fee.
+    bitbay-core reads each index of a freeze notary this way (``CalculateStandardFractions``) and only asks
+    that ``end`` moved and the value names an output. Base 0: leading C-locale white space, an optional
+    sign, then ``0x``/``0X`` and hexadecimal digits, ``0`` and octal digits, or decimal digits; reading
+    stops at the first character that is not a digit of the base, and the rest is ignored. As glibc does,
+    a ``0x`` with no hexadecimal digit after it reads as the ``0`` alone. Only ASCII digits count. An
+    overflow, which strtol clamps to ``LONG_MAX``/``LONG_MIN``, is returned exact here: either way it names
+    no output. (glibc 2.38+ also reads ``0b`` binary prefixes in C2X mode; this follows the classic strtol
+    bitbay-core's releases were built with, which reads ``0b1`` as 0: see docs/conformance-transfer-rule.md.)
     """
+    pos, end = 0, len(entry)
+    while pos < end and entry[pos] in _C_SPACE:
+        pos += 1
+    negative = False
+    if pos < end and entry[pos] in "+-":
+        negative = entry[pos] == "-"
+        pos += 1
+    base = 10
+    if entry.startswith("0", pos):
+        if entry.startswith(("0x", "0X"), pos) and pos + 2 < end and entry[pos + 2] in _DIGITS[16]:
+            base, pos = 16, pos + 2
+        else:
+            base = 8
+    digits = _DIGITS[base]
+    value, start = 0, pos
+    while pos < end and entry[pos] in digits:
+        value = value * base + int(entry[pos], 16)
+        pos += 1
+    if pos == start:
+        return None
+    return -value if negative else value
 
-    def __init__(self, inputs: Sequence[TransferInput], supply: int) -> None:
-        self.reserves: dict[str, Fractions] = {}
-        self.liquidity: dict[str, Fractions] = {}
-        self.common = Fractions.zero()
-        for inp in inputs:
-            # Copy first: low_part/high_part materialise a VALUE-form vector, which must not touch the input.
-            fr = inp.fractions.copy()
-            low, high = fr.low_part(supply), fr.high_part(supply)
-            self.reserves[inp.address] = self.reserves.get(inp.address, Fractions.zero()) + low
-            self.liquidity[inp.address] = self.liquidity.get(inp.address, Fractions.zero()) + high
-            self.common = self.common + high
-        # std::map<std::string, ...> iterates in byte order; for str that is code-point order, which sorted()
-        # gives (code-point order equals UTF-8 byte order).
-        self.addresses: list[str] = sorted(self.reserves)
 
-    def take_reserve(self, address: str, value: int, dst: Fractions) -> int:
-        """Move up to ``value`` of ``address``'s reserve into ``dst``; return what is still missing."""
-        if value <= 0:
-            return value
-        return self.reserves[address].move_ratio_part_to(value, dst)
+# -- the rule -----------------------------------------------------------------------------------------------
 
-    def take_reserves(self, first: str | None, value: int, dst: Fractions) -> int:
-        """Reserves of ``first`` (if given), then of every other input address in map order."""
-        if first is not None:
-            value = self.take_reserve(first, value, dst)
-        for address in self.addresses:
-            if address != first:
-                value = self.take_reserve(address, value, dst)
+
+def _move(src: Fractions, value: int, dst: Fractions) -> None:
+    """``src.MoveRatioPartTo(value, dst)``, whose return value bitbay-core's rule never reads.
+
+    bitbay-core moves nothing from an empty source and nothing for a value of 0 (it returns before
+    touching either vector); checked here first so that those two cases never depend on the library's
+    handling of a negative total.
+    """
+    if value == 0 or src.total() == 0:
+        return
+    src.move_ratio_part_to(value, dst)
+
+
+def _count_marks(flags: int) -> int:
+    return bin(flags & _MARKS).count("1")
+
+
+@dataclass
+class _Frozen:
+    """bitbay-core's ``FrozenTxOut``: what the input loop decided about one output."""
+
+    value: int = 0
+    cold: bool = False
+    escrow: tuple[int, int] | None = None  # (nFairWithdrawFromEscrowIndex1, ...Index2)
+    address: str = ""  # the owner whose notary named it last
+    fractions: Fractions = field(default_factory=lambda: Fractions.from_value(0))
+
+
+class _Refused(Exception):
+    """A failure of the output loop or of the output checks: the fee checks still run after it."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(f"{rule}: {detail}")
+        self.rule = rule
+        self.detail = detail
+
+
+class _Rule:
+    """One run of the rule over one transaction (the state ``CalculateStandardFractions`` keeps in locals)."""
+
+    def __init__(
+        self,
+        inputs: Sequence[TransferInput],
+        outputs: Sequence[TransferOutput],
+        supply: int,
+        block_time: int,
+        freeze_times: FreezeTimes,
+        time_lock_pass: Collection[int],
+    ) -> None:
+        self.inputs = inputs
+        self.outputs = outputs
+        self.supply = supply
+        self.block_time = block_time
+        self.freeze_times = freeze_times
+        self.time_lock_pass = time_lock_pass
+        self.reserves: dict[str, Fractions] = {}  # poolReserves
+        self.liquidity: dict[str, Fractions] = {}  # poolLiquidity
+        self.frozen: dict[int, _Frozen] = {}  # poolFrozen
+        self.cold_fees = Fractions.zero()  # frColdFees
+        self.freeze_all = False  # fFreezeAll: some freeze is shared
+        self.liquidity_total = 0  # nLiquidityTotal: what the liquidity checks count down from
+
+    # -- marks --
+
+    def _set_mark(self, fr: Fractions, mark: int, lock_time: int | None = None) -> bool:
+        """``CFractions::SetMark``: add ``mark`` unless the flags would then carry two of F/V/L/C.
+
+        Setting the mark an output already carries is accepted. The lock time follows the mark
+        (``MARK_SET``: F and V lock for their freeze time, L and C not at all) unless ``lock_time`` is given
+        (``MARK_COLD_TO_FROZEN``).
+        """
+        flags = fr.flags | mark
+        if _count_marks(flags) > 1:
+            return False
+        fr.flags = flags
+        if lock_time is not None:
+            fr.lock_time = lock_time
+        elif flags & NOTARY_F:
+            fr.lock_time = self.block_time + self.freeze_times.frozen
+        elif flags & NOTARY_V:
+            fr.lock_time = self.block_time + self.freeze_times.vfrozen
+        else:
+            fr.lock_time = 0
+        return True
+
+    # -- the input loop --
+
+    def pool_inputs(self) -> None:
+        for i, inp in enumerate(self.inputs):
+            self._pool_input(i, inp)
+
+    def _pool_input(self, i: int, inp: TransferInput) -> None:
+        fr = inp.fractions.copy()
+        if fr.total() != inp.value:
+            raise TransferRuleError("P-I-3", f"Input {i}: fractions total {fr.total()} is not its value {inp.value}")
+        if fr.flags & NOTARY_F and fr.lock_time > self.block_time and i not in self.time_lock_pass:
+            raise TransferRuleError("P-I-4", f"Frozen input {i} used before time expired ({fr.lock_time})")
+        if fr.flags & NOTARY_V and fr.lock_time > self.block_time:
+            raise TransferRuleError("P-I-5", f"Voluntary frozen input {i} used before time expired ({fr.lock_time})")
+        owner = inp.address
+        low, high = fr.low_part(self.supply), fr.high_part(self.supply)
+        self.reserves[owner] = self.reserves.get(owner, Fractions.zero()) + low
+        self.liquidity[owner] = self.liquidity.get(owner, Fractions.zero()) + high
+        reserve_in, liquidity_in = low.total(), high.total()
+        if i < len(self.outputs):
+            notary = self.outputs[i].notary
+            if notary is not None and fr.flags & NOTARY_C:
+                raise TransferRuleError("P-I-N-1", f"Can not notary for input cold coins (input {i})")
+            if fr.flags & NOTARY_C:
+                self._cold_input(i, inp, fr, low, high)
+                reserve_in, liquidity_in = 0, 0
+            if notary is not None and notary[:5] in _MARK_OF:
+                liquidity_in = self._read_freeze(i, inp, fr, notary, reserve_in, liquidity_in)
+        self.liquidity_total += liquidity_in
+
+    def _cold_input(self, i: int, inp: TransferInput, fr: Fractions, low: Fractions, high: Fractions) -> None:
+        """A cold input pays output ``i`` a proportional slice of itself; the rest goes to the fee."""
+        out = self.outputs[i]
+        frozen = self.frozen.setdefault(i, _Frozen())
+        if frozen.value > 0 or frozen.fractions.total() != 0:
+            raise TransferRuleError("P-I-C-1", f"Cold notary output {i} has already assigned value")
+        piece = fr.ratio_part(out.value)
+        frozen.value = out.value
+        frozen.fractions = frozen.fractions + piece
+        frozen.fractions.lock_time = 0
+        frozen.cold = True
+        if fr.return_addr != out.address:
+            # Anywhere but back to its return address, the coins stay frozen for four freeze periods.
+            if not self._set_mark(frozen.fractions, NOTARY_F, self.block_time + 4 * self.freeze_times.frozen):
+                raise TransferRuleError("P-I-C-2", f"Crossing marks are detected on output {i}")
+        # The whole input leaves the pools; what output i does not take is fee.
+        self.reserves[inp.address] = self.reserves[inp.address] - low
+        self.liquidity[inp.address] = self.liquidity[inp.address] - high
+        self.cold_fees = self.cold_fees + (fr - piece)
+
+    def _read_freeze(
+        self, i: int, inp: TransferInput, fr: Fractions, text: str, reserve_in: int, liquidity_in: int
+    ) -> int:
+        """The ``**F**``/``**V**``/``**L**``/``**C**`` notary at output ``i``, acting on input ``i``.
+
+        Marks every output it names (each entry read, checked and marked before the next), then fills a
+        single freeze at once. Returns input ``i``'s liquidity as it counts towards the liquidity total.
+        """
+        mark = _MARK_OF[text[:5]]
+        entries = text[5:].split(":")
+        if mark == NOTARY_C and len(entries) != 1:
+            raise TransferRuleError("P-I-N-2", f"Cold notary: refer more than one output ({text!r} at output {i})")
+        indexes: list[int] = []
+        for entry in entries:
+            index = strtol_index(entry)
+            if index is None or not 0 <= index < len(self.outputs):
+                raise TransferRuleError(
+                    "P-I-N-3", f"Freeze notary: not convertible to output index ({text!r} at output {i})"
+                )
+            if index == i:
+                raise TransferRuleError("P-I-N-4", f"Freeze notary: output refers itself ({text!r} at output {i})")
+            frozen = self.frozen.setdefault(index, _Frozen())
+            if frozen.cold:
+                raise TransferRuleError("P-I-N-5", f"Output {index} already referenced as cold")
+            frozen.value = self.outputs[index].value
+            frozen.address = inp.address
+            if not self._set_mark(frozen.fractions, mark):
+                raise TransferRuleError("P-I-N-6", f"Crossing marks are detected on output {index}")
+            indexes.append(index)
+        shared = len(entries) > 1
+        if shared:
+            self.freeze_all = True
+        if len(indexes) == 2:
+            first, second = sorted(indexes)
+            self.frozen[first].escrow = (first, second)
+        if len(indexes) != 1:
+            return liquidity_in
+        index = indexes[0]
+        value = self.outputs[index].value
+        frozen = self.frozen[index]
+        if (mark == NOTARY_F and reserve_in < value) or (mark == NOTARY_V and liquidity_in < value):
+            self.freeze_all = True
+            return liquidity_in
+        if mark == NOTARY_L and liquidity_in < value:
+            raise TransferRuleError("P-I-N-7", f"Freeze notary: not enough input liquidity for output {index}")
+        if mark == NOTARY_C and fr.total() < value:
+            raise TransferRuleError("P-I-N-8", f"Cold notary: not enough input value for output {index}")
+        # A single freeze: paid now.
+        owner = inp.address
+        if mark == NOTARY_C:
+            if frozen.fractions.total() != 0:
+                raise TransferRuleError("P-I-N-12", f"Cold notary output {index} has already assigned value")
+            if not inp.address_valid:
+                raise TransferRuleError("P-I-N-13", f"Cold notary: input address is not valid (input {i})")
+            piece = fr.ratio_part(value)
+            frozen.fractions = frozen.fractions + piece
+            self._set_mark(frozen.fractions, NOTARY_C)
+            frozen.fractions.return_addr = owner
+            # Only this slice leaves the pools: the rest of the input stays for the other outputs.
+            low, high = piece.low_part(self.supply), piece.high_part(self.supply)
+            self.reserves[owner] = self.reserves[owner] - low
+            self.liquidity[owner] = self.liquidity[owner] - high
+            return liquidity_in - high.total()
+        piece = Fractions.zero()
+        _move(self.reserves[owner] if mark == NOTARY_F else self.liquidity[owner], value, piece)
+        frozen.fractions = frozen.fractions + piece
+        self._set_mark(frozen.fractions, mark)
+        return liquidity_in if mark == NOTARY_F else liquidity_in - value
+
+    # -- the output loop --
+
+    def fund_outputs(self) -> tuple[list[Fractions], int, _Refused | None]:
+        """Every output's fractions, the value of the outputs looked at, and the failure that stopped it."""
+        self.common = Fractions.zero()  # frCommonLiquidity
+        for owner in sorted(self.liquidity):
+            self.common = self.common + self.liquidity[owner]
+        self.liquidity_left = self.liquidity_total  # nCommonLiquidity
+        result: list[Fractions] = []
+        value_out = 0
+        for j, out in enumerate(self.outputs):
+            value_out += out.value
+            try:
+                result.append(self._fund_output(j, out))
+            except _Refused as failure:
+                return result, value_out, failure
+        return result, value_out, None
+
+    def _take_common(self, value: int, dst: Fractions, rule: str, j: int) -> None:
+        if value > self.liquidity_left:
+            raise _Refused(rule, f"No liquidity left for output {j} ({value} needed, {self.liquidity_left} left)")
+        _move(self.common, value, dst)
+        self.liquidity_left -= value
+
+    def _take_reserves(self, order: Sequence[str], value: int, dst: Fractions) -> int:
+        """Reserves of the owners in ``order`` until ``value`` is taken; return what is still missing."""
+        for owner in order:
+            reserve = self.reserves.get(owner)
+            if reserve is None:
+                continue
+            total = reserve.total()
+            if total == 0:
+                continue
+            take = min(value, total)
+            _move(reserve, take, dst)
+            value -= take
+            if value == 0:
+                break
         return value
 
-    def take_address_liquidity(self, address: str, value: int, dst: Fractions) -> int:
-        """Move up to ``value`` of ``address``'s own liquidity into ``dst``, and the same out of the common pool."""
-        if value <= 0:
-            return value
-        before = dst.copy()
-        left = self.liquidity[address].move_ratio_part_to(value, dst)
-        self.common = self.common - (dst - before)
-        return left
-
-    def take_common(self, value: int, dst: Fractions) -> int:
-        """Move up to ``value`` of the common liquidity into ``dst``; return what is still missing."""
-        if value <= 0:
-            return value
-        return self.common.move_ratio_part_to(value, dst)
-
-    def leftover(self) -> Fractions:
-        """What no output took: the fee fractions (common liquidity plus every address's reserve)."""
-        fee = self.common.copy()
-        for address in self.addresses:
-            fee = fee + self.reserves[address]
-        return Fractions(fee.to_list())  # plain STD: no marks, lock time or return address
-
-
-# -- notaries --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Freeze:
-    """One ``**F**`` / ``**V**`` notary: the input it acts on and the outputs it marks."""
-
-    mark: int
-    input_index: int
-    raw_count: int  # entries as written ("N:N:N" counts 3: wallets write it to force a shared freeze)
-    indexes: tuple[int, ...]  # distinct output indexes, in written order
-
-
-def _parse_freeze(mark: int, text: str, position: int, n_inputs: int, n_outputs: int) -> _Freeze:
-    """Parse ``**F**a:b:...`` at output ``position``; the notary acts on input ``position``."""
-    if position >= n_inputs:
-        # Guess: bitbay-core reads vin[i] for the notary at vout[i]; with no such input it cannot freeze
-        # anything, so the transaction is refused rather than the notary ignored.
-        raise TransferRuleError("P-N-INDEX", f"notary {text!r} at output {position} has no input {position}")
-    entries = text[len(_F_PREFIX) :].split(":")  # "**F**" and "**V**" have the same length
-    indexes: list[int] = []
-    for entry in entries:
-        if not entry.isdigit() or not entry.isascii():
-            raise TransferRuleError("P-N-INDEX", f"notary {text!r}: {entry!r} is not an output index")
-        index = int(entry)
-        if index >= n_outputs:
-            raise TransferRuleError("P-N-INDEX", f"notary {text!r}: output {index} does not exist")
-        if index not in indexes:
-            indexes.append(index)
-    return _Freeze(mark, position, len(entries), tuple(indexes))
-
-
-def _set_mark(fr: Fractions, mark: int, lock_time: int, index: int) -> None:
-    """bitbay-core ``SetMark(MARK_SET)``: at most one of F/V/L/C, else "Crossing marks"."""
-    if fr.flags & (NOTARY_F | NOTARY_V | NOTARY_L | NOTARY_C):
-        raise TransferRuleError("P-N-CROSS", f"Crossing marks on output {index}")
-    fr.flags |= mark
-    fr.lock_time = lock_time
-
-
-# -- the rule --------------------------------------------------------------------------------------------
-
-
-def _check_inputs(inputs: Sequence[TransferInput], block_time: int) -> None:
-    """Per-input consensus checks (pegstd.cpp:79-93), then the out-of-scope marks."""
-    if not inputs:
-        raise TransferRuleError("P-X-TX", "an ordinary transaction needs at least one input")
-    for i, inp in enumerate(inputs):
-        fr = inp.fractions
-        if inp.value < 0:
-            raise TransferRuleError("P-X-TX", f"input {i}: negative value {inp.value}")
-        if fr.total() != inp.value:
-            raise TransferRuleError("P-I-3", f"input {i}: fractions total {fr.total()} is not its value {inp.value}")
-        if fr.flags & NOTARY_F and fr.lock_time > block_time:
-            raise TransferRuleError("P-I-4", f"input {i}: frozen (F) until {fr.lock_time}, block time {block_time}")
-        if fr.flags & NOTARY_V and fr.lock_time > block_time:
-            raise TransferRuleError("P-I-5", f"input {i}: frozen (V) until {fr.lock_time}, block time {block_time}")
-        if fr.flags & NOTARY_C:
-            raise TransferRuleError("P-X-C", f"input {i}: cold (C) inputs are out of scope of this port")
-        if fr.flags & NOTARY_L:
-            raise TransferRuleError("P-X-L", f"input {i}: L-marked inputs are out of scope of this port")
-
-
-def _check_outputs(outputs: Sequence[TransferOutput]) -> None:
-    """Shape checks bitbay-core makes before the peg rule (non-negative values), and out-of-scope notaries."""
-    for j, out in enumerate(outputs):
-        if out.value < 0:
-            raise TransferRuleError("P-X-TX", f"output {j}: negative value {out.value}")
-        if out.notary is not None:
-            if out.notary.startswith(_Z_PREFIX):
-                raise TransferRuleError("P-X-Z", f"output {j}: **Z** bridge burns are out of scope of this port")
-            if out.notary.startswith(_L_PREFIX):
-                raise TransferRuleError("P-X-L", f"output {j}: **L** notaries are out of scope of this port")
-
-
-def _prefill_freezes(
-    inputs: Sequence[TransferInput],
-    outputs: Sequence[TransferOutput],
-    result: list[Fractions],
-    pools: _Pools,
-    block_time: int,
-    freeze_times: FreezeTimes,
-) -> dict[int, tuple[int, str] | None]:
-    """Mark every output named by an ``**F**``/``**V**`` notary and fill the single freezes.
-
-    Returns every frozen output index, mapped to ``None`` when its single freeze is already filled, or to
-    ``(mark, frozen address)`` when it is a shared freeze. The spec (§1.13 steps 1-2, pegstd.cpp:242-268
-    vs 355-443) pre-assigns only the single freezes while the notaries are read; a shared freeze is filled
-    by the output loop when it reaches that output, in output order (:func:`_fill_shared_freeze`), so
-    outputs before it (such as the reserve withdraw's ``**F**N:N:N`` notaries) are funded first.
-    """
-    frozen: dict[int, tuple[int, str] | None] = {}
-    for position, out in enumerate(outputs):
-        text = out.notary
-        if text is None:
-            continue
-        if text.startswith(_F_PREFIX):
-            mark, lock_time = NOTARY_F, block_time + freeze_times.frozen
-        elif text.startswith(_V_PREFIX):
-            mark, lock_time = NOTARY_V, block_time + freeze_times.vfrozen
+    def _fund_output(self, j: int, out: TransferOutput) -> Fractions:
+        frozen = self.frozen.get(j)
+        if frozen is not None and not self.freeze_all:
+            return frozen.fractions.copy()
+        if frozen is not None:
+            if frozen.fractions.total() > 0:
+                return frozen.fractions.copy()
+            return self._fill_shared_freeze(j, out, frozen)
+        dst = Fractions.from_value(0)
+        if out.address is not None and out.address in self.reserves:
+            # Back to an input owner: its own reserve first (if it has any: a negative total is skipped here).
+            left, reserve = out.value, self.reserves[out.address]
+            if reserve.total() > 0:
+                take = min(left, reserve.total())
+                _move(reserve, take, dst)
+                left -= take
+            if left > 0:
+                self._take_common(left, dst, "P-O-2", j)
+        elif out.address == BURN_ADDRESS or (out.notary is not None and not out.notary.startswith(_Z_PREFIX)):
+            left = self._take_reserves(sorted(self.reserves), out.value, dst)
+            if left > 0:
+                self._take_common(left, dst, "P-O-3", j)
         else:
-            continue
-        freeze = _parse_freeze(mark, text, position, len(inputs), len(outputs))
-        if freeze.raw_count == 2:
-            # The spec (§1.12) says two indexes trigger bitbay-core's "fair withdraw from escrow" proportional
-            # rule (pegstd.cpp:225-234, 383-412) but does not state it; refused rather than answered wrongly.
-            raise TransferRuleError("P-X-ESCROW", f"notary {text!r}: two-index escrow freezes are out of scope")
-        for index in freeze.indexes:
-            _set_mark(result[index], mark, lock_time, index)
-        address = inputs[freeze.input_index].address
-        own_pool = pools.reserves[address] if mark == NOTARY_F else pools.liquidity[address]
-        if freeze.raw_count == 1 and outputs[freeze.indexes[0]].value <= own_pool.total():
-            # Single freeze: the frozen address alone pays it, now (pegstd.cpp:242-268).
-            index = freeze.indexes[0]
-            if mark == NOTARY_F:
-                pools.take_reserve(address, outputs[index].value, result[index])
-            else:
-                pools.take_address_liquidity(address, outputs[index].value, result[index])
-            frozen[index] = None
-            continue
-        for index in freeze.indexes:
-            frozen[index] = (mark, address)
-    return frozen
+            self._take_common(out.value, dst, "P-O-4", j)
+        return dst
+
+    def _fill_shared_freeze(self, j: int, out: TransferOutput, frozen: _Frozen) -> Fractions:
+        """A frozen output nothing paid yet, while some freeze is shared."""
+        dst = Fractions.from_value(0)
+        if frozen.fractions.flags & NOTARY_V:
+            # A shared V freeze: the common liquidity alone, without a liquidity check.
+            self._set_mark(dst, NOTARY_V)
+            _move(self.common, out.value, dst)
+            self.liquidity_left -= out.value
+        elif frozen.fractions.flags & NOTARY_F:
+            self._set_mark(dst, NOTARY_F)
+            order = [frozen.address] + [owner for owner in sorted(self.reserves) if owner != frozen.address]
+            from_reserves = out.value
+            if frozen.escrow is not None and frozen.escrow[0] == j and len(self.frozen) == 2:
+                from_reserves = self._escrow_share(frozen)
+            left = out.value - (from_reserves - self._take_reserves(order, from_reserves, dst))
+            if left > 0:
+                self._take_common(left, dst, "P-O-1", j)
+        # An output marked L or C that nothing paid yet (a 0-value output, or one named by an L notary with
+        # several entries) gets nothing here, and loses its mark.
+        return dst
+
+    def _escrow_share(self, frozen: _Frozen) -> int:
+        """The "fair withdraw from escrow" share of a two-index ``**F**a:b`` with exactly two frozen outputs.
+
+        When the frozen owner's reserve cannot pay both outputs in full, the first one (the lower index)
+        takes from the reserves only its share of that reserve, by value (``a : b``, with the rounding
+        remainder), and the rest from the liquidity, which leaves the second its fair share of reserve.
+        """
+        assert frozen.escrow is not None
+        first, second = frozen.escrow
+        value1, value2 = self.frozen[first].value, self.frozen[second].value
+        reserve = self.reserves.get(frozen.address)
+        wanted = self.outputs[first].value
+        if reserve is None:
+            return wanted
+        total = reserve.total()
+        if total <= value1 + value2 and value1 + value2 > 0:
+            share1 = ratio(total, value1, value1 + value2)
+            share2 = ratio(total, value2, value1 + value2)
+            return share1 + (total - share1 - share2)
+        return wanted
+
+    # -- the checks --
+
+    def fee(self) -> Fractions:
+        fee = Fractions.zero() + self.common + self.cold_fees
+        for owner in sorted(self.reserves):
+            fee = fee + self.reserves[owner]
+        return fee
 
 
-def _fill_shared_freeze(mark: int, address: str, need: int, dst: Fractions, pools: _Pools) -> None:
-    """Fill one shared-freeze output: the frozen address first, then the other input addresses in map order
-    (reserves for ``F``, liquidity for ``V``), then the common liquidity (pegstd.cpp:355-443).
+_INT64_LIMIT = 2**63
 
-    A shortfall is not refused here: the output's total then misses its value (P-G-2).
+
+def _check_int64(inputs: Sequence[TransferInput], outputs: Sequence[TransferOutput]) -> None:
+    """Refuse what would overflow bitbay-core's int64 arithmetic (signed overflow: undefined behaviour).
+
+    Every sum the rule forms (input totals, pools, outputs, the fee, value in and out) is bounded by the sum
+    of the inputs' fractions' magnitudes, of the input values or of the output values; below 2^63 none of
+    them overflows. On chain values stay below MAX_MONEY, so this never refuses a real transaction.
     """
-    if mark == NOTARY_F:
-        need = pools.take_reserves(address, need, dst)
-    else:
-        need = pools.take_address_liquidity(address, need, dst)
-        for other in pools.addresses:
-            if other != address:
-                need = pools.take_address_liquidity(other, need, dst)
-    pools.take_common(need, dst)
+    magnitude = sum(abs(v) for inp in inputs for v in inp.fractions.copy())
+    value_in = sum(inp.value for inp in inputs)
+    value_out = sum(out.value for out in outputs)
+    if max(magnitude, value_in, value_out) >= _INT64_LIMIT:
+        raise TransferRuleError("P-X-RANGE", "sums of values or fractions would overflow int64 in bitbay-core")
 
 
 def apply_transfer_rule(
@@ -330,64 +523,45 @@ def apply_transfer_rule(
     supply: int,
     block_time: int,
     freeze_times: FreezeTimes = MAINNET_FREEZE_TIMES,
+    time_lock_pass: Collection[int] = (),
 ) -> TransferResult:
     """Compute the fractions of every output and the fee of one ordinary transaction, or refuse it.
 
     ``supply`` is the supply index of the block that includes the transaction, ``block_time`` its time
-    (frozen inputs unlock at it, new F/V marks lock from it). Raises :class:`TransferRuleError` with
-    bitbay-core's rule code when the chain would reject the transaction.
+    (frozen inputs unlock at it, new F/V marks lock from it). ``time_lock_pass`` holds the indexes of inputs
+    whose ``F`` lock does not apply (bitbay-core: inputs below the last checkpoint, or signed by a
+    consensus-whitelisted key). Raises :class:`TransferRuleError` with the code bitbay-core reports when
+    the chain would reject the transaction.
     """
     if not 0 <= supply < PEG_SIZE:
         raise PegError(f"supply index {supply} is outside [0, {PEG_SIZE - 1}]")
-    _check_inputs(inputs, block_time)
-    _check_outputs(outputs)
-    value_in = sum(inp.value for inp in inputs)
-    value_out = sum(out.value for out in outputs)
-    if value_out > value_in:
-        # Guess of code: bitbay-core refuses "value in < value out" before the peg rule runs; P-G-3 (the fee
-        # total check) is the peg rule it would otherwise trip.
-        raise TransferRuleError("P-G-3", f"outputs total {value_out} exceeds inputs total {value_in}")
+    if not 0 <= block_time < 2**32:
+        raise PegError(f"block time {block_time} is not a uint32 (bitbay-core's nBlockTime)")
+    if not inputs:
+        raise TransferRuleError("P-X-TX", "an ordinary transaction needs at least one input")
+    for kind, items in (("input", inputs), ("output", outputs)):
+        for n, item in enumerate(items):
+            if item.value < 0:
+                raise TransferRuleError("P-X-TX", f"{kind} {n}: negative value {item.value}")
+    _check_int64(inputs, outputs)
 
-    pools = _Pools(inputs, supply)
-    result = [Fractions.zero() for _ in outputs]
-    frozen = _prefill_freezes(inputs, outputs, result, pools, block_time, freeze_times)
-    input_addresses = set(pools.addresses)
-
-    for j, out in enumerate(outputs):
-        dst = result[j]
-        if j in frozen:
-            shared = frozen[j]
-            if shared is not None:
-                _fill_shared_freeze(shared[0], shared[1], out.value, dst, pools)
-            continue
-        if out.notary is not None or out.address == BURN_ADDRESS:
-            # Non-**Z** notary (F/V notary texts included: the reserve withdraw builder of §3.7 funds its
-            # "**F**N:N:N" outputs "from reserves in address order") or burn: all reserves first.
-            need = pools.take_reserves(None, out.value, dst)
-            pools.take_common(need, dst)
-        elif out.address in input_addresses:
-            # Change: the address keeps its own reserve first. Guess: a shortfall is not refused here but by
-            # the P-G-2 total check below (the spec names no code for it).
-            need = pools.take_reserve(out.address, out.value, dst)  # type: ignore[arg-type]
-            pools.take_common(need, dst)
-        else:
-            liquid = pools.common.total()
-            if out.value > liquid:
-                raise TransferRuleError(
-                    "P-O-4", f"output {j} needs {out.value} liquid, the inputs have {liquid} left"
-                )
-            pools.take_common(out.value, dst)
-
-    for j, (out, fr) in enumerate(zip(outputs, result)):
-        if fr.total() != out.value or fr.has_negative():
-            raise TransferRuleError(
-                "P-G-2", f"output {j}: fractions total {fr.total()} for value {out.value}"
-                + (" with negative fractions" if fr.has_negative() else "")
-            )
-
-    fee = pools.leftover()
-    if fee.total() != value_in - value_out:
-        raise TransferRuleError("P-G-3", f"fee fractions total {fee.total()}, fee is {value_in - value_out}")
+    rule = _Rule(inputs, outputs, supply, block_time, freeze_times, time_lock_pass)
+    rule.pool_inputs()
+    result, value_out, failure = rule.fund_outputs()
+    if failure is None:
+        for j, (out, fr) in enumerate(zip(outputs, result)):
+            if fr.total() != out.value or fr.has_negative():
+                failure = _Refused("P-G-2", f"Total mismatch on output {j}: fractions total {fr.total()} for "
+                                   f"value {out.value}" + (", with negative fractions" if fr.has_negative() else ""))
+                break
+    fee = rule.fee()
+    fee_value = sum(inp.value for inp in inputs) - value_out
+    # The fee checks run whatever failed before, and the last failure is the one reported.
+    if fee_value != fee.total():
+        failure = _Refused("P-G-3", f"Total mismatch on fee fractions {fee_value} vs {fee.total()}"
+                           + (f" (after {failure})" if failure is not None else ""))
     if fee.has_negative():
-        raise TransferRuleError("P-G-4", "fee fractions have negative entries")
+        failure = _Refused("P-G-4", "Non-positive fee fractions" + (f" (after {failure})" if failure else ""))
+    if failure is not None:
+        raise TransferRuleError(failure.rule, failure.detail)
     return TransferResult(outputs=result, fee=fee)

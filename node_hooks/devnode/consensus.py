@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from halo_exchange.chain import layout
 from halo_exchange.chain.block import is_coinstake
 from halo_exchange.chain.params import ChainParams
-from halo_exchange.chain.script import parse_notary, script_to_address
+from halo_exchange.chain.script import owner_is_address, parse_notary, script_owner
 from halo_exchange.chain.tx import Transaction, verify_input
 from halo_exchange.errors import TransferRuleError
 from halo_exchange.peg.fractions import Fractions
@@ -53,15 +53,16 @@ class CheckedTx:
 
 
 def owner(script: bytes) -> str:
-    """The address the transfer rule groups an output under (nonstandard scripts by their hex)."""
-    return script_to_address(script) or "script:" + script.hex()
+    """The owner the transfer rule groups an output under, named as bitbay-core's ``CScript::ToAddress``
+    names it: the address (a P2PK script's is its key's P2PKH address), a multisig's addresses one per line,
+    else the script's bytes (latin-1)."""
+    return script_owner(script)
 
 
 def transfer_output(value: int, script: bytes) -> TransferOutput:
-    notary = parse_notary(script)
-    if notary is not None:
-        return TransferOutput(value, notary=notary)
-    return TransferOutput(value, address=owner(script))
+    """An output as the rule reads it: its owner, and its notary text if it is an OP_RETURN script (read as
+    bitbay-core's ``CScript::ToNotary`` reads it)."""
+    return TransferOutput(value, address=owner(script), notary=parse_notary(script))
 
 
 class SignatureCache:
@@ -116,9 +117,19 @@ def check_transaction(
         record, fractions = coin
         if not verify(tx, index, record.script):
             raise TxRejected("bad-signature", f"input {index} is not signed by the owner of the output it spends")
-        inputs.append(TransferInput(record.value, fractions, owner(record.script)))
+        spender = owner(record.script)
+        inputs.append(TransferInput(record.value, fractions, spender, owner_is_address(spender)))
         value_in += record.value
 
+    # bitbay-core's ConnectInputs runs the peg rule before its "value in < value out" check, so a refusal
+    # names the peg rule's code first; the minimum fee is devnet policy, checked last.
+    outputs = [transfer_output(out.value, out.script_pubkey) for out in tx.outputs]
+    try:
+        result = apply_transfer_rule(
+            inputs, outputs, supply, block_time, FreezeTimes(params.frozen_time, params.vfrozen_time)
+        )
+    except TransferRuleError as exc:
+        raise TxRejected(exc.rule, exc.detail) from exc
     value_out = sum(out.value for out in tx.outputs)
     if value_out > value_in:
         raise TxRejected("bad-txns-in-belowout", f"outputs ({value_out}) exceed inputs ({value_in})")
@@ -127,14 +138,6 @@ def check_transaction(
     if fee < minimum:
         raise TxRejected("fee-too-low",
                          f"fee {fee} is below {minimum} for {len(tx.inputs)} inputs and {len(tx.outputs)} outputs")
-
-    outputs = [transfer_output(out.value, out.script_pubkey) for out in tx.outputs]
-    try:
-        result = apply_transfer_rule(
-            inputs, outputs, supply, block_time, FreezeTimes(params.frozen_time, params.vfrozen_time)
-        )
-    except TransferRuleError as exc:
-        raise TxRejected(exc.rule, exc.detail) from exc
     return CheckedTx(tx, tuple(outpoints), fee, tuple(result.outputs), result.fee)
 
 

@@ -6,14 +6,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from halo_exchange.chain.keys import AddressError, PrivateKey
+from halo_exchange.chain.hashes import hash160
+from halo_exchange.chain.keys import AddressError, PrivateKey, hash160_to_address
 from halo_exchange.chain.script import (
+    OP_CHECKMULTISIG,
+    OP_CHECKSIG,
     OP_PUSHDATA1,
     OP_PUSHDATA2,
     OP_RETURN,
     ScriptError,
     address_to_script,
     notary_script,
+    owner_is_address,
     p2pkh_script,
     p2pkh_script_sig,
     p2sh_script,
@@ -24,6 +28,7 @@ from halo_exchange.chain.script import (
     parse_p2pkh_script_sig,
     parse_p2sh,
     push_data,
+    script_owner,
     script_to_address,
 )
 
@@ -110,13 +115,13 @@ def test_push_boundaries() -> None:
 
 
 def test_notary_raw_id_and_non_notaries() -> None:
-    """A raw 32-byte id round-trips as bytes; non-OP_RETURN and truncated scripts are not notaries."""
+    """A raw 32-byte id round-trips as bytes; scripts not starting with OP_RETURN are not notaries."""
     raw = bytes(range(32))
     assert parse_notary_payload(notary_script(raw)) == raw
     assert parse_notary_payload(bytes([OP_RETURN])) == b""
     assert parse_notary(p2pkh_script(KEY1_H160)) is None
-    assert parse_notary_payload(bytes([OP_RETURN, 10]) + b"short") is None
     assert parse_notary_payload(b"") is None
+    assert parse_notary_payload(b"\x00\x6a\x01x") is None
 
 
 def test_notary_is_not_an_address() -> None:
@@ -160,3 +165,92 @@ def test_p2pkh_script_sig_malformed() -> None:
     assert parse_p2pkh_script_sig(push_data(sig) + b"\x76") is None
     with pytest.raises(ScriptError):
         p2pkh_script_sig(sig, pub[:-1])
+
+
+# -- bitbay-core's readings: CScript::ToNotary and CScript::ToAddress (issue 10 item 17) ---------------------
+
+
+@pytest.mark.parametrize(
+    ("script", "text"),
+    [
+        (bytes([OP_RETURN, OP_PUSHDATA1, 6]) + b"**F**1", b"\x06**F**1"),  # short script: byte 1 is a length
+        (bytes([OP_RETURN, 0x10]) + b"**F**", b"**F**"),  # truncated push: as many bytes as there are
+        (bytes([OP_RETURN, 10]) + b"short", b"short"),
+        (bytes([OP_RETURN, 3]) + b"abcdef", b"abc"),  # bytes after the push are not read
+        (bytes([OP_RETURN, 0]), b""),
+        (bytes([OP_RETURN, OP_RETURN, 5]) + b"hello", b"\x05hello"),  # a non-push op is read as a length
+        (bytes([OP_RETURN, 75]) + b"x" * 75, b"x" * 75),  # 77 bytes: the push itself
+        (bytes([OP_RETURN, OP_PUSHDATA1, 76]) + b"y" * 76, b"y" * 76),
+        # An unreadable push: byte 1 (OP_PUSHDATA1, 76) read as a length.
+        (bytes([OP_RETURN, OP_PUSHDATA1, 200]) + b"z" * 80, b"\xc8" + b"z" * 75),
+        (bytes([OP_RETURN, 0]) + b"w" * 80, b""),  # empty push: length byte 0
+    ],
+)
+def test_notary_reading_is_bitbay_cores(script: bytes, text: bytes) -> None:
+    """Issue 10 item 17: notary bytes as CScript::ToNotary reads them. Below 77 bytes it reads byte 1 as a
+    length (the push-length byte of an OP_PUSHDATA1 push becomes text; a truncated push gives what is
+    there); from 77 bytes on it takes the push after OP_RETURN, falling back to that reading when the push
+    is empty or unreadable."""
+    assert parse_notary_payload(script) == text
+
+
+KEY = PrivateKey.from_int(3)
+
+
+def test_p2pk_is_owned_by_the_p2pkh_address_of_its_key() -> None:
+    """Issue 10 item 17: a P2PK script (compressed or not) belongs to the P2PKH address of its key bytes."""
+    pub = KEY.public_key()
+    for key_bytes in (pub.to_bytes(), PrivateKey.from_int(3).public_key().to_bytes(compressed=False)):
+        p2pk = push_data(key_bytes) + bytes([OP_CHECKSIG])
+        assert script_owner(p2pk) == hash160_to_address(hash160(key_bytes), 25)
+    assert script_owner(push_data(pub.to_bytes()) + bytes([OP_CHECKSIG])) == script_owner(
+        address_to_script(pub.address())
+    )
+
+
+def test_owner_of_keys_that_do_not_parse_is_the_hash_of_nothing() -> None:
+    """A 33..120-byte push whose first byte announces another length is still a P2PK template to Solver,
+    and CPubKey invalidates it: the owner is the address of hash160(b"")."""
+    odd = push_data(b"\x05" + bytes(40)) + bytes([OP_CHECKSIG])
+    assert script_owner(odd) == hash160_to_address(hash160(b""), 25)
+
+
+def test_owner_reads_any_push_form_of_a_key_hash() -> None:
+    """Solver matches the P2PKH template on any push of 20 bytes (here OP_PUSHDATA1), P2SH only exact."""
+    odd = bytes([0x76, 0xA9, OP_PUSHDATA1, 20]) + KEY1_H160 + bytes([0x88, OP_CHECKSIG])
+    assert script_to_address(odd) is None
+    assert script_owner(odd) == KEY1_ADDRESS
+    assert script_owner(p2sh_script(KEY1_H160)) == script_to_address(p2sh_script(KEY1_H160))
+
+
+def test_multisig_owner_is_its_addresses_joined_by_newlines() -> None:
+    """A valid m-of-n multisig is owned by its keys' addresses, one per line; m > n or a wrong key count is
+    a non-standard script, owned by its bytes."""
+    keys = [PrivateKey.from_int(n).public_key().to_bytes() for n in (3, 4)]
+    body = b"".join(push_data(k) for k in keys)
+    one_of_two = bytes([0x51]) + body + bytes([0x52, OP_CHECKMULTISIG])
+    assert script_owner(one_of_two) == "\n".join(hash160_to_address(hash160(k), 25) for k in keys)
+    for bad in (bytes([0x53]) + body + bytes([0x52, OP_CHECKMULTISIG]),  # 3-of-2
+                bytes([0x51]) + body + bytes([0x53, OP_CHECKMULTISIG]),  # n = 3 with two keys
+                bytes([0x00]) + body + bytes([0x52, OP_CHECKMULTISIG])):  # 0-of-2
+        assert script_owner(bad) == bad.decode("latin-1")
+
+
+def test_other_scripts_are_owned_by_their_bytes() -> None:
+    """Notaries, truncated and non-standard scripts are owned by their own bytes (latin-1), which sort as
+    bitbay-core's std::string keys do."""
+    for script in (notary_script("**F**1"), b"\x51", b"\x05abc", b"", bytes([0xFF, 0x00])):
+        assert script_owner(script) == script.decode("latin-1")
+    assert sorted([script_owner(b"\xff"), script_owner(b"\x51"), KEY1_ADDRESS]) == [KEY1_ADDRESS, "Q", "\xff"]
+
+
+def test_owner_is_address_reads_as_cbitcoinaddress_does() -> None:
+    """CBitcoinAddress(owner).IsValid(): base58check of a known version, white space around it allowed,
+    stopping at a NUL byte; multisig owners and script bytes are not addresses."""
+    assert owner_is_address(KEY1_ADDRESS)
+    assert owner_is_address(" \t" + KEY1_ADDRESS + "\n ")
+    assert owner_is_address(KEY1_ADDRESS + "\x00junk")
+    assert not owner_is_address(KEY1_ADDRESS + "\n" + BURN_ADDRESS)
+    assert not owner_is_address(KEY1_ADDRESS + "x!")
+    assert not owner_is_address(notary_script("**F**1").decode("latin-1"))
+    assert not owner_is_address("")
