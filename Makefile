@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench conformance peg-oracle-given clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,20 @@ lint: $(STAMP_TEST)
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m tests.bench
+
+# Differential run of halo_exchange.peg against bitbay-core's own peg code (docs/conformance.md). Not part of
+# `make test`: it needs PEG_ORACLE, a JSON-lines driver executable around bitbay-core's src/peg that is built
+# and kept outside this repository (bitbay-core's code and builds of it are not committed here). This target
+# builds nothing but the usual .venv. CONFORMANCE_ARGS passes options, e.g. CONFORMANCE_ARGS="--cases 5000".
+conformance: peg-oracle-given $(STAMP_RUN)
+	PEG_ORACLE="$(PEG_ORACLE)" $(BIN)/python -m tests.conformance $(CONFORMANCE_ARGS)
+
+peg-oracle-given:
+	@if [ -z "$(PEG_ORACLE)" ]; then \
+		echo "make conformance needs PEG_ORACLE=/path/to/peg-oracle: an executable that answers the JSON-lines"; \
+		echo "protocol of docs/conformance.md, built from bitbay-core's src/peg outside this repository."; \
+		exit 2; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
