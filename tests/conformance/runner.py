@@ -172,8 +172,10 @@ def compact(v):
 
 
 class Runner:
-    def __init__(self, oracle: Oracle, seed: int = DEFAULT_SEED, shrink_budget: int = 300, out=sys.stdout):
+    def __init__(self, oracle: Oracle, seed: int = DEFAULT_SEED, shrink_budget: int = 300, out=sys.stdout,
+                 ub_oracle: str = ""):
         self.oracle, self.seed, self.shrink_budget, self.out = oracle, seed, shrink_budget, out
+        self.ub_oracle = ub_oracle
         self.stats: dict[str, OpStats] = {}
         self.kinds: dict[tuple[str, str], Kind] = {}
 
@@ -286,6 +288,33 @@ class Runner:
                     break
         kind.example, kind.shrunk = req, True
 
+    # -- undefined behaviour --------------------------------------------------------------------------------
+
+    def ub_check(self, req: dict) -> str:
+        """Run one request on the sanitizer build of the oracle, in a fresh process (UBSan reports each code
+        location once per process), and return what it reported, if anything."""
+        if not self.ub_oracle:
+            return ""
+        try:
+            fresh = Oracle(self.ub_oracle, timeout=self.oracle.timeout)
+        except OracleError:
+            return ""
+        try:
+            ans = fresh.call(req)
+        finally:
+            fresh.close()
+        found = [x.split("runtime error:", 1)[1].strip() for x in ans.get("stderr", "").splitlines()
+                 if "runtime error" in x]
+        return "; ".join(dict.fromkeys(found))
+
+    def classify_ub(self) -> None:
+        for kind in self.kinds.values():
+            kind.ub_note = self.ub_check(kind.example) or kind.ub_note
+        for st in self.stats.values():
+            for reason, entry in st.excluded.items():
+                if len(entry) == 2 and not reason.startswith("no Python"):
+                    entry.append(self.ub_check(entry[1]))
+
     # -- report ----------------------------------------------------------------------------------------------
 
     def report(self) -> str:
@@ -300,7 +329,7 @@ class Runner:
             if op not in self.stats:
                 continue
             s = self.stats[op]
-            excl = sum(c for r, (c, _) in s.excluded.items() if not r.startswith("no Python equivalent"))
+            excl = sum(e[0] for r, e in s.excluded.items() if not r.startswith("no Python equivalent"))
             lines.append(f"{op:22} {s.cases:>8} {s.mismatches:>9} {excl:>9} {s.skipped:>8} {s.seconds:>7.1f}")
         lines.append("")
         if self.kinds:
@@ -310,7 +339,7 @@ class Runner:
                 lines.append("")
                 lines.append(f"[{n}] {kind.op}: {kind.signature}  ({kind.count} cases)")
                 if kind.ub_note:
-                    lines.append(f"    note: UBSan flags this C++ input: {kind.ub_note}")
+                    lines.append(f"    UBSan on this input: {kind.ub_note}")
                 lines.append("    request: " + json.dumps(compact(kind.example)))
                 decoded = self._decoded_inputs(kind.example)
                 for name, text in decoded:
@@ -326,8 +355,10 @@ class Runner:
                     lines.append(f"    messages: C++ {kind.cpp.get('err', '')!r} / Py {kind.py.get('err', '')!r}")
         excl_lines = []
         for op in OP_ORDER:
-            for reason, (count, example) in sorted(self.stats.get(op, OpStats()).excluded.items()):
+            for reason, (count, example, *ub) in sorted(self.stats.get(op, OpStats()).excluded.items()):
                 excl_lines.append(f"  {op}: {reason} ({count}); e.g. {json.dumps(compact(example))[:400]}")
+                if ub and ub[0]:
+                    excl_lines.append(f"      UBSan: {ub[0]}")
         if excl_lines:
             lines.append("")
             lines.append("EXCLUDED (outside what the C++ defines, or no Python counterpart; not compared)")
@@ -336,7 +367,8 @@ class Runner:
                     for line, count in sorted(self.stats.get(op, OpStats()).ub_seen.items())]
         if ub_lines:
             lines.append("")
-            lines.append("UNDEFINED BEHAVIOUR UBSan reported in compared cases (the C++ answer is what this build did)")
+            lines.append("UNDEFINED BEHAVIOUR UBSan reported in compared cases (lower bounds: it reports each "
+                         "code location once per process)")
             lines.extend(ub_lines)
         return "\n".join(lines) + "\n"
 
@@ -413,6 +445,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ops", default="", help="comma-separated operations (default: all): " + ",".join(OP_ORDER))
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--oracle", default=os.environ.get("PEG_ORACLE", ""), help="driver executable ($PEG_ORACLE)")
+    ap.add_argument("--ub-oracle", default=os.environ.get("PEG_ORACLE_UBSAN", ""),
+                    help="sanitizer build of the oracle ($PEG_ORACLE_UBSAN): each reproduction is checked for "
+                         "undefined behaviour on it")
     ap.add_argument("--report", default="", help="also write the report to this file")
     ap.add_argument("--shrink-budget", type=int, default=300, help="oracle calls spent shrinking each kind")
     ap.add_argument("--timeout", type=float, default=2.0, help="seconds before a C++ answer counts as a hang")
@@ -431,13 +466,14 @@ def main(argv=None) -> int:
     except OracleError as exc:
         print(f"peg oracle: {exc}", file=sys.stderr)
         return 2
-    runner = Runner(oracle, seed=args.seed, shrink_budget=args.shrink_budget)
+    runner = Runner(oracle, seed=args.seed, shrink_budget=args.shrink_budget, ub_oracle=args.ub_oracle)
     try:
         for op in ops:
             st = runner.run_op(op, args.cases)
             print(f"{op:22} {st.cases:>8} cases {st.mismatches:>7} mismatches  ({st.seconds:.1f}s)", flush=True)
         for kind in runner.kinds.values():
             runner.shrink(kind)
+        runner.classify_ub()
         text = runner.report()
     finally:
         oracle.close()

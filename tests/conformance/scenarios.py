@@ -41,7 +41,12 @@ class Exchange:
                 self.vectors.append([0] * PEG_SIZE)
                 continue
             pick = rng.random()
-            if pick < 0.5:
+            if pick < 0.07:  # some negative fractions (what removecoins can leave), positive in total
+                f = (vector(rng, kind=rng.choice(["sparse", "dense"]), signed=True, entry_limit=1 << 40)
+                     + [0] * PEG_SIZE)[:PEG_SIZE]
+                if sum(f) <= 0:
+                    f[rng.randrange(PEG_SIZE)] += 1 - sum(f) + value(rng, limit=1 << 40)
+            elif pick < 0.5:
                 f = std_list(value(rng, limit=1 << 55))
             elif pick < 0.6:
                 f = [0] * PEG_SIZE
@@ -61,9 +66,10 @@ class Exchange:
 
     def _new_level_args(self) -> dict:
         rng, f = self.rng, self.fields
-        buffer = f["buffer"] if rng.random() < 0.8 else rng.choice([0, 3, 5])
+        self.same_supply = rng.random() < 0.25  # the effective level may not move: old balances still "equal"
+        buffer = f["buffer"] if rng.random() < 0.8 or self.same_supply else rng.choice([0, 3, 5])
         net = max(0, f["supply"] - f["buffer"])
-        s = max(0, min(1198, net + rng.randrange(-3, 4)))
+        s = net if self.same_supply else max(0, min(1198, net + rng.randrange(-3, 4)))
         cycle = f["cycle"] + 1
         prev = f["cycle"] if rng.random() < 0.95 else f["cycle"] - 1
         return {"cycle": cycle, "cycle_prev": prev, "buffer": buffer, "supply": s,
@@ -72,7 +78,7 @@ class Exchange:
 
     def _pegshift(self) -> str:
         rng = self.rng
-        if rng.random() < 0.25:
+        if rng.random() < (0.7 if self.same_supply else 0.25):
             return ""
         eff = min(self.new_level_args["supply"] + self.new_level_args["buffer"], PEG_SIZE - 1)
         if rng.random() < 0.3:  # withdrawals took exactly whole book fractions of liquid
@@ -103,6 +109,11 @@ class Exchange:
         self.level_hex, self.pool = ans["level"], ans["pool"]
         return True
 
+    def level_without_partial(self) -> str:
+        """The current level with its partial ratio cleared: bitbay-core's operator== still calls it equal."""
+        lv = self.oracle.call({"op": "level_from_hex", "hex": self.level_hex})["level"]
+        return level_hex({**lv, "shift_last_part": 0, "shift_last_total": 0})
+
     def update_requests(self):
         """Yield one updatepegbalances request per user (with perturbations), adopting the C++ results."""
         rng = self.rng
@@ -110,11 +121,12 @@ class Exchange:
         if rng.random() < 0.3:
             rng.shuffle(order)
         old_pool = self.pool
+        level = self.level_hex if rng.random() < 0.9 else self.level_without_partial()
         for i in order:
             pool = self.pool
             if rng.random() < 0.05:
                 pool = old_pool  # a stale pool
-            req = {"op": "updatepegbalances", "balance": self.users[i], "pool": pool, "level": self.level_hex}
+            req = {"op": "updatepegbalances", "balance": self.users[i], "pool": pool, "level": level}
             if rng.random() < 0.03:
                 req["level"] = level_hex({**self.fields, "cycle": self.fields["cycle"] + rng.choice([0, 2, -1])})
             ans = yield req
@@ -159,6 +171,8 @@ class Exchange:
             level = self.level_hex
             if rng.random() < 0.03:
                 level = level_hex({**self.fields, "cycle": rng.randrange(0, 1 << 31)})
+            elif rng.random() < 0.05:
+                level = self.level_without_partial()
             req = {"op": op, "amount": amount, "src": src, "dst": dst, "level": level}
             if op == "movecoins":
                 req["cross_cycles"] = rng.random() < 0.3
@@ -195,7 +209,7 @@ def _gen_moves(op):
             ex = Exchange(rng, oracle)
             if not ex.new_cycle():
                 continue
-            if rng.random() < 0.9:
+            if rng.random() < (0.5 if ex.same_supply else 0.9):
                 ex.update_all()
             yield from ex.move_requests(op, rng.randrange(1, 12))
 
