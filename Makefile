@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test lint bench clean conformance-transfer
+.PHONY: run test lint bench conformance conformance-peg conformance-transfer clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +38,19 @@ lint: $(STAMP_TEST)
 bench: $(STAMP_TEST)
 	$(BIN)/python -m tests.bench
 
-# The transfer-rule differential harness (docs/conformance-transfer.md): our rule against bitbay-core's
-# CalculateStandardFractions, through a driver executable kept outside this repository (nothing here builds it).
-# TRANSFER_ORACLE=/path/to/transfer-oracle make conformance-transfer [TRANSFER_ARGS="--cases 20000 --seed 2"]
+# Differential runs against bitbay-core's own C++ (docs/conformance.md). Not part of `make test`: each needs a
+# JSON-lines driver executable around bitbay-core's code, built and kept outside this repository (bitbay-core's
+# code and builds of it are not committed here); these targets build nothing but the usual .venv.
+#   PEG_ORACLE=/path/peg-oracle TRANSFER_ORACLE=/path/transfer-oracle make conformance
+#   CONFORMANCE_ARGS="--cases 5000" (peg library), TRANSFER_ARGS="--cases 20000 --seed 2" (transfer rule)
+conformance: conformance-peg conformance-transfer
+
+conformance-peg: $(STAMP_RUN)
+	@if [ -z "$(PEG_ORACLE)" ]; then \
+		echo "conformance-peg: set PEG_ORACLE to a driver of the peg-library protocol (docs/conformance.md)" >&2; \
+		exit 2; fi
+	PEG_ORACLE="$(PEG_ORACLE)" $(BIN)/python -m tests.conformance $(CONFORMANCE_ARGS)
+
 TRANSFER_ARGS ?= --cases 10000
 conformance-transfer: $(STAMP_RUN)
 	@if [ -z "$(TRANSFER_ORACLE)" ]; then \
