@@ -381,8 +381,15 @@ class Fractions:
     # -- other helpers bitbay-core exposes -------------------------------------------------------------
 
     def hli(self) -> int:
-        """Half liquidity index: the first index where the running sum exceeds ``trunc(total/2)`` (0 if none)."""
-        half = tdiv(self.total(), 2)
+        """Half liquidity index: the first index where the running sum exceeds ``trunc(total/2)`` (0 if none).
+
+        A vector whose total is 0 (an empty one, or any pegshift) has HLI 0 whatever its entries, as
+        bitbay-core's ``CFractions::HLI`` returns before walking it.
+        """
+        total = self.total()
+        if total == 0:
+            return 0
+        half = tdiv(total, 2)
         for i, running in enumerate(accumulate(self._vec())):
             if running > half:
                 return i

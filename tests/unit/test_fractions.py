@@ -60,6 +60,13 @@ def test_hli_of_one_bay_and_of_empty() -> None:
     assert Fractions.zero().hli() == 0
 
 
+def test_hli_of_zero_total_vector_is_zero() -> None:
+    """CFractions::HLI returns 0 for a total of 0 before walking: [0, 5, -5] (and any pegshift) gives 0, not 1."""
+    assert Fractions([0, 5, -5]).hli() == 0
+    assert Fractions([50, 0, 0, 0, 0, -50]).hli() == 0
+    assert Fractions([0, 5, -4]).hli() == 1  # total 1: the running sum 5 exceeds 0 at index 1
+
+
 def test_ratio_part_larger_than_total_copies_and_zero_is_empty() -> None:
     """A part above the total returns the whole vector; a part of 0 returns zeros."""
     fractions = Fractions([5, 5, 5])
