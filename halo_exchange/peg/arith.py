@@ -7,6 +7,17 @@ peg arithmetic goes through :func:`tdiv`.
 
 from __future__ import annotations
 
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def wrap64(value: int) -> int:
+    """``value`` wrapped to int64 as two's complement, as the compiled C++ does when an int64 overflows.
+
+    Signed overflow is undefined in C++, but where bitbay-core's bytes on disk depend on it (the delta
+    codec of ``CFractions::Pack``) the compiled code wraps, and we must write and read the same bytes.
+    """
+    return ((value - INT64_MIN) & 0xFFFFFFFFFFFFFFFF) + INT64_MIN
+
 
 def tdiv(a: int, b: int) -> int:
     """``a / b`` truncated toward zero, as C++ integer division. ``b`` must not be 0."""

@@ -18,7 +18,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from halo_exchange.errors import DecodeError, PegCodecError, PegError
-from halo_exchange.peg.arith import ratio, tdiv
+from halo_exchange.peg.arith import ratio, tdiv, wrap64
 from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32, pack_u64
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,7 +46,7 @@ FRACTIONS_VERSION = 1
 _ZLIB_LEVEL = 1  # bitbay-core since 51023835 (gopegops used 9; readers accept both)
 _MAX_ZLEN = 19200  # Unpack refuses longer compressed payloads
 _RAW = struct.Struct("<%dq" % PEG_SIZE)
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_DECAY_SAFE = ((1 << 63) - 1) // (PEG_RATE - 1)  # above this, fp * 99 overflows int64
 
 
 def _std_list(value: int) -> list[int]:
@@ -72,21 +72,31 @@ def _std_list(value: int) -> list[int]:
 
 
 def _decay(prev: int) -> int:
-    """``trunc(prev * 99 / 100)``: the delta codec's prediction of the next fraction."""
-    return prev * 99 // 100 if prev >= 0 else -((-prev) * 99 // 100)
+    """``fp * 99 / 100`` in int64: the delta codec's prediction of the next fraction.
+
+    bitbay-core computes ``fp * (PEG_RATE - 1)`` in int64, so for a fraction above 2^63/99 (about
+    9.32e16 satoshi) the product wraps before the truncating division; the bytes it stores depend on it.
+    """
+    if 0 <= prev <= _DECAY_SAFE:
+        return prev * (PEG_RATE - 1) // PEG_RATE
+    return tdiv(wrap64(prev * (PEG_RATE - 1)), PEG_RATE)
 
 
 def to_deltas(values: Sequence[int]) -> list[int]:
-    """``d[0] = f[0]``, ``d[i] = f[i] - trunc(f[i-1]*99/100)``: Std vectors become mostly 0 and 1."""
-    return [values[0]] + [cur - _decay(prev) for prev, cur in zip(values, values[1:])]
+    """``d[0] = f[0]``, ``d[i] = f[i] - f[i-1]*99/100`` in int64 (``CFractions::ToDeltas``).
+
+    Std vectors become mostly 0 and 1. The arithmetic is int64 as in the C++ (see :func:`_decay`), and
+    :func:`from_deltas` undoes it exactly, wrap included.
+    """
+    return [values[0]] + [wrap64(cur - _decay(prev)) for prev, cur in zip(values, values[1:])]
 
 
 def from_deltas(deltas: Sequence[int]) -> list[int]:
-    """Inverse of :func:`to_deltas`."""
+    """Inverse of :func:`to_deltas` (``CFractions::FromDeltas``, int64 arithmetic)."""
     out = [0] * len(deltas)
     prev = 0
     for i, d in enumerate(deltas):
-        prev = d if i == 0 else d + _decay(prev)
+        prev = d if i == 0 else wrap64(d + _decay(prev))
         out[i] = prev
     return out
 

@@ -125,6 +125,36 @@ def test_pack_layout_of_std_vector() -> None:
     assert packed[24:] == zlib.compress(deltas, 1)
 
 
+def test_deltas_wrap_in_int64_as_the_cpp() -> None:
+    """ToDeltas computes ``fp * 99`` in int64: above 2^63/99 it wraps, and the stored deltas are the wrapped
+    ones. 10**17 * 99 wraps to -8546744073709551616, so the delta after it is 0 + 85467440737095516, not
+    -99e15; FromDeltas undoes it exactly."""
+    vector = [10**17] + [0] * (PEG_SIZE - 1)
+    deltas = to_deltas(vector)
+    assert deltas[:3] == [10**17, 85467440737095516, 0]
+    assert from_deltas(deltas) == vector
+    # The subtraction wraps too: -2^63 * 99 wraps to -2^63, /100 gives -92233720368547758, and
+    # (2^63 - 1) + 92233720368547758 wraps to -9131138316486228051.
+    edge = [-(2**63), 2**63 - 1] + [0] * (PEG_SIZE - 2)
+    assert to_deltas(edge)[1] == -9131138316486228051
+    assert from_deltas(to_deltas(edge)) == edge
+
+
+def test_pack_of_a_large_fraction_writes_the_wrapped_deltas() -> None:
+    """The pegdb bytes of [1e17, 0, ...] are bitbay-core's: level-1 zlib of the wrapped int64 deltas; they
+    decode back to the same vector (and the exact, unwrapped deltas would decode to another one)."""
+    vector = [10**17] + [0] * (PEG_SIZE - 1)
+    cpp_deltas = [10**17, 85467440737095516] + [0] * (PEG_SIZE - 2)
+    payload = zlib.compress(b"".join(d.to_bytes(8, "little", signed=True) for d in cpp_deltas), 1)
+    cpp_bytes = _header(2 | SER_ZDELTA) + pack_u64(len(payload)) + payload
+    assert Fractions(vector).pack() == cpp_bytes
+    assert Fractions.unpack(cpp_bytes).to_list() == vector
+    exact = [10**17, -99 * 10**15] + [0] * (PEG_SIZE - 2)
+    blob = zlib.compress(b"".join(d.to_bytes(8, "little", signed=True) for d in exact), 1)
+    other = Fractions.unpack(_header(2 | SER_ZDELTA) + pack_u64(len(blob)) + blob).to_list()
+    assert other[:2] == [10**17, -184467440737095516]
+
+
 def _header(flags: int) -> bytes:
     return pack_u8(1) + pack_u32(flags) + pack_u64(0) + pack_bytes(b"")
 
