@@ -338,32 +338,46 @@ class Fractions:
 
         Each entry is ``trunc(f[i]*part/total)``; a shortfall is made up one satoshi at a time, walking
         cyclically from the first non-zero entry over entries whose slice is still below the entry. A
-        ``part`` above the total gives a full copy. With negative entries the sum can exceed ``part``; like
-        bitbay-core, that excess is left as is.
+        ``part`` above the total gives a full copy (``Std()``: marks, lock time and return address kept).
+        With negative entries the sum can exceed ``part``; like bitbay-core, that excess is left as is.
+
+        Raises PegError where the C++ has no defined result: a non-zero ``part`` of a vector whose total
+        is 0 (it divides by zero), or a shortfall the walk can never make up (it loops forever).
         """
         f = self._vec()
         if part == 0:
             return Fractions.zero()
         total = self.total()
         if part > total:
-            return Fractions._wrap(list(f))
+            return Fractions._wrap(list(f), self.flags, self.lock_time, self.return_addr)
+        if total == 0:
+            raise PegError("RatioPart of a vector whose total is 0 divides by zero in bitbay-core")
         out = _scaled(f, part, total)
         deficit = part - sum(out)
         if deficit > 0:
-            start = next((i for i, v in enumerate(f) if v != 0), PEG_SIZE)
-            _walk_remainder(out, deficit, start, lambda i: out[i] < f[i], +1)
+            start = _first_non_zero(f)
+            room = [v - p if v > p else 0 for v, p in zip(f, out)]
+            for i, extra in _walk_remainder(room, deficit, start):
+                out[i] += extra
         return Fractions._wrap(out)
 
     def move_ratio_part_to(self, value: int, dst: Fractions) -> int:
-        """Move a proportional slice of ``value`` from this vector into ``dst``; return the part not moved.
+        """Move a proportional slice of ``value`` from this vector into ``dst`` (bitbay-core ``MoveRatioPartTo``).
 
-        bitbay-core ``MoveRatioPartTo``: with a total of 0 nothing moves and ``value`` is returned; a
-        ``value`` of at least the total moves everything and returns ``value - total``; otherwise the
-        remainder walk moves one satoshi from every entry that is still positive.
+        Returns the part not moved. With a total of 0 nothing moves and ``value`` is returned; a ``value``
+        of 0 moves nothing and returns 0 (whatever the total); a ``value`` of at least the total moves
+        everything and returns ``value - total``. Otherwise each entry gives ``trunc(f[i]*value/total)``;
+        if those pieces sum to ``value`` or more (a negative ``value``, or negative entries) that is all
+        and 0 is returned; a shortfall is taken one satoshi at a time from every entry still positive,
+        walking cyclically from the first non-zero entry, and 0 is returned.
+
+        Raises PegError, with nothing moved, where that walk could never finish (bitbay-core loops forever).
         """
         total = self.total()
         if total == 0:
             return value
+        if value == 0:
+            return 0
         src = self._to_std()
         out = dst._to_std()
         if value >= total:
@@ -372,21 +386,18 @@ class Fractions:
             src[:] = [0] * PEG_SIZE
             return value - total
         pieces = _scaled(src, value, total)
-        src[:] = [v - p for v, p in zip(src, pieces)]
-        out[:] = [v + p for v, p in zip(out, pieces)]
+        after = [v - p for v, p in zip(src, pieces)]
         remain = value - sum(pieces)
+        steps: list[tuple[int, int]] = []
         if remain > 0:
-            start = next((i for i, v in enumerate(src) if v != 0), PEG_SIZE)
-
-            def step(i: int) -> bool:
-                if src[i] > 0:
-                    src[i] -= 1
-                    out[i] += 1
-                    return True
-                return False
-
-            remain = _walk_remainder(None, remain, start, step, 0)
-        return remain
+            room = [v if v > 0 else 0 for v in after]
+            steps = _walk_remainder(room, remain, _first_non_zero(src))
+        src[:] = after
+        out[:] = [v + p for v, p in zip(out, pieces)]
+        for i, extra in steps:
+            src[i] -= extra
+            out[i] += extra
+        return 0
 
     # -- other helpers bitbay-core exposes -------------------------------------------------------------
 
@@ -528,26 +539,27 @@ def _inflate(blob: bytes) -> list[int]:
     return list(_RAW.unpack(raw))
 
 
-def _walk_remainder(out, remaining: int, start: int, step, add: int) -> int:
-    """The remainder walk of RatioPart / MoveRatioPartTo: cycle from ``start``, applying ``step`` where it fits.
+def _first_non_zero(values: list[int]) -> int:
+    """bitbay-core's ``adjust_from``: where the remainder walks start (PEG_SIZE for an all-zero vector)."""
+    return next((i for i, v in enumerate(values) if v != 0), PEG_SIZE)
 
-    ``step(i)`` says whether index ``i`` can take one more satoshi (and, for a move, takes it). With
-    ``out`` given, a ``True`` adds ``add`` to ``out[i]``. Stops when nothing is left, or when a whole
-    pass takes nothing (bitbay-core would spin forever there; it cannot happen for non-negative input).
+
+def _walk_remainder(room: list[int], remaining: int, start: int) -> list[tuple[int, int]]:
+    """The remainder walk of RatioPart / MoveRatioPartTo: ``(index, satoshi)`` pairs it hands out.
+
+    bitbay-core cycles over ``start..1199`` again and again, giving one satoshi to each index that still
+    has ``room`` until ``remaining`` is used up. Where all the room there is less than ``remaining`` it
+    never stops: that is refused (PegError) before anything is changed.
     """
-    if start >= PEG_SIZE:
-        return remaining
-    order = list(range(start, PEG_SIZE)) + list(range(0, start))
+    order = [i for i in range(start, PEG_SIZE) if room[i] > 0]
+    if sum(room[i] for i in order) < remaining:
+        raise PegError("the remainder walk of RatioPart/MoveRatioPartTo would never end in bitbay-core")
+    given = dict.fromkeys(order, 0)
     while remaining > 0:
-        took = False
         for i in order:
             if remaining == 0:
                 break
-            if step(i):
-                if out is not None:
-                    out[i] += add
-                remaining -= 1
-                took = True
-        if not took:
-            break
-    return remaining
+            given[i] += 1
+            remaining -= 1
+        order = [i for i in order if given[i] < room[i]]
+    return [(i, n) for i, n in given.items() if n]

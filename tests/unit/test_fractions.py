@@ -87,6 +87,45 @@ def test_move_from_empty_moves_nothing() -> None:
     assert src.move_ratio_part_to(7, dst) == 7 and dst.is_zero()
 
 
+def test_move_of_a_negative_value_moves_negative_pieces_and_returns_zero() -> None:
+    """MoveRatioPartTo(-7) of [10, 20, 30]: pieces trunc(f*-7/60) = -1, -2, -3 sum to -6 >= -7, so the C++
+    stops there and returns 0 (the source grows, the destination gets the negative pieces)."""
+    src, dst = Fractions([10, 20, 30]), Fractions.zero()
+    assert src.move_ratio_part_to(-7, dst) == 0
+    assert src.to_list()[:3] == [11, 22, 33] and dst.to_list()[:3] == [-1, -2, -3]
+
+
+def test_move_whose_pieces_exceed_the_value_returns_zero() -> None:
+    """Negative entries truncate toward zero: of [-5, -5, 22] (total 12), 6 moves pieces -2, -2, 11 (sum
+    7); bitbay-core keeps them and returns 0, not -1."""
+    src, dst = Fractions([-5, -5, 22]), Fractions.zero()
+    assert src.move_ratio_part_to(6, dst) == 0
+    assert src.to_list()[:3] == [-3, -3, 11] and dst.to_list()[:3] == [-2, -2, 11]
+
+
+def test_move_of_zero_from_a_negative_total_moves_nothing() -> None:
+    """A value of 0 returns 0 before anything else: [0, 5, -6] (total -1) keeps its entries and the
+    destination stays empty (and in the VALUE form), where 0 >= -1 would otherwise move everything."""
+    src, dst = Fractions([0, 5, -6]), Fractions.from_value(0)
+    assert src.move_ratio_part_to(0, dst) == 0
+    assert src.to_list()[:3] == [0, 5, -6] and dst.is_zero() and dst.is_value_form
+
+
+def test_ratio_part_refuses_what_divides_by_zero_in_the_cpp() -> None:
+    """A non-zero part of a vector whose total is 0 would divide by zero in RatioPart: refused."""
+    with pytest.raises(PegError):
+        Fractions([5, -5]).ratio_part(-1)
+    assert Fractions([5, -5]).ratio_part(3).to_list()[:2] == [5, -5]  # part > total: the whole vector
+    assert Fractions([5, -5]).ratio_part(0).is_zero()
+
+
+def test_ratio_part_above_total_keeps_attributes() -> None:
+    """A part above the total returns Std() of the vector: marks, lock time and return address kept."""
+    fractions = Fractions([5, 5], flags=NOTARY_F, lock_time=9, return_addr="ra")
+    copy = fractions.ratio_part(11)
+    assert copy == fractions
+
+
 def test_arithmetic_keeps_left_operand_attributes() -> None:
     """+ and - keep the left operand's mark, lock time and return address."""
     left = Fractions([1, 2], flags=NOTARY_F, lock_time=99, return_addr="Baddr")
