@@ -119,29 +119,37 @@ class PegLevel:
     ) -> PegLevel:
         """The level whose shift keeps the exchange's reported liquid within what its wallet really holds.
 
-        The wallet holds ``exchange + pegshift``. If the book's liquid at ``supply`` exceeds the wallet's,
-        the effective supply walks up through the book's fractions: each whole fraction that fits in the
-        remaining difference adds one to ``shift``; the first that does not becomes the partial fraction
-        (``shift_last_total`` = that fraction, ``shift_last_part`` = what remained).
+        bitbay-core's distortion constructor of ``CPegLevel``. The wallet holds ``exchange + pegshift``.
+        If the book's liquid at ``supply`` exceeds the wallet's, the effective supply walks up through the
+        book's fractions while some difference is left: a fraction that does not exceed what is left adds
+        one to ``shift`` and is subtracted; the first that exceeds it becomes the partial fraction
+        (``shift_last_total`` = that fraction). ``shift_last_part`` is what is left when the walk stops:
+        0 when whole fractions used the difference up exactly (the walk stops there, total 0, however
+        many zero fractions follow), or the remainder with total 0 when the walk ran off the end (a level
+        that is then invalid, supply + shift = 1200).
+
+        A buffered supply below 0 gives the plain (invalid) level: bitbay-core would read the book below
+        index 0 there (docs/conformance.md).
         """
         level = cls(cycle, cycle_prev, buffer, supply, supply_next, supply_next_next)
-        book = exchange.to_list()
-        wallet = (exchange + pegshift).to_list()
         start = level.supply
         if start < 0 or start >= PEG_SIZE:
             return level
-        difference = sum(book[start:]) - sum(wallet[start:])
-        if difference <= 0:
+        book = exchange.to_list()
+        wallet = (exchange + pegshift).to_list()
+        left = sum(book[start:]) - sum(wallet[start:])
+        if left <= 0:
             return level
-        shift = 0
-        for i in range(start, PEG_SIZE):
+        shift, last_total, i = 0, 0, start
+        while left > 0 and i < PEG_SIZE:
             fraction = book[i]
-            if fraction <= difference:
-                shift += 1
-                difference -= fraction
-                continue
-            return level.evolve(shift=shift, shift_last_part=difference, shift_last_total=fraction)
-        return level.evolve(shift=shift)
+            if fraction > left:
+                last_total = fraction
+                break
+            shift += 1
+            left -= fraction
+            i += 1
+        return level.evolve(shift=shift, shift_last_part=left, shift_last_total=last_total)
 
     def evolve(self, **changes: int) -> PegLevel:
         """A copy with some stored fields changed (no buffer arithmetic)."""

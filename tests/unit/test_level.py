@@ -94,6 +94,40 @@ def test_exact_whole_fraction_shift_is_not_partial() -> None:
     assert level.shift == 2 and not level.is_partial()
 
 
+def _sparse(entries: dict[int, int]) -> Fractions:
+    out = [0] * 1200
+    for index, value in entries.items():
+        out[index] = value
+    return Fractions(out)
+
+
+def test_difference_used_up_exactly_stops_the_walk() -> None:
+    """CPegLevel's walk stops as soon as nothing is left: book [100, 100, 100], pegshift {0: 100, 1: -100} at
+    supply 1 gives shift 1, part 0, total 0 (not total 100, the next fraction)."""
+    pegshift = _sparse({0: 100, 1: -100})
+    level = PegLevel.with_distortion(1, 0, 0, 1, 1, 1, Fractions([100, 100, 100]), pegshift)
+    assert (level.shift, level.shift_last_part, level.shift_last_total) == (1, 0, 0)
+    assert level.to_hex() == "02" + "01" + "00" * 7 + "00" * 8 + "0000" + "0100" * 4 + "00" * 16
+    # Zero fractions after the exact fit are not counted into the shift (the walk would make it 3).
+    level = PegLevel.with_distortion(1, 0, 0, 1, 1, 1, Fractions([100, 100, 0, 0, 100]), pegshift)
+    assert (level.shift, level.shift_last_part, level.shift_last_total) == (1, 0, 0)
+
+
+def test_exact_fit_before_trailing_zeros_keeps_the_level_valid() -> None:
+    """Book {1: 100} with pegshift {0: 100, 1: -100}: the C++ stops at shift 1 (valid); walking on through
+    the zero fractions would reach supply + shift = 1200, an invalid level."""
+    level = PegLevel.with_distortion(1, 0, 0, 1, 1, 1, _sparse({1: 100}), _sparse({0: 100, 1: -100}))
+    assert (level.shift, level.shift_last_part, level.shift_last_total) == (1, 0, 0) and level.is_valid()
+
+
+def test_walk_off_the_end_keeps_the_remainder_as_part() -> None:
+    """When the book's fractions run out before the difference does, the C++ leaves shift = 1200 - supply,
+    part = what is left and total 0 (an invalid level)."""
+    level = PegLevel.with_distortion(1, 0, 0, 1, 1, 1, _sparse({1: 50}), _sparse({0: 100, 1: -100}))
+    assert (level.shift, level.shift_last_part, level.shift_last_total) == (1199, 50, 0)
+    assert not level.is_valid()
+
+
 def test_same_effective_level_ignores_cycle_but_not_ratio() -> None:
     """bitbay-core equality: cycles ignored, effective supply and partial ratio compared."""
     a = PegLevel(5, 4, 0, 10, 11, 12).evolve(shift=1, shift_last_part=1, shift_last_total=3)

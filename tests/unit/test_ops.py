@@ -54,6 +54,19 @@ def test_test5_sequence_one_then_two_users() -> None:
     assert pool.fractions.is_zero()
 
 
+def test_get_peg_level_stops_the_shift_at_an_exact_fit() -> None:
+    """getpeglevel(1, 0, 0, 1, 1, 1) with book [100, 100, 100] and pegshift {0: 100, 1: -100}: the C++ level
+    is shift 1, part 0, total 0, and the pool is the book from index 2 (100, all liquid)."""
+    level0 = PegLevel(0, 0, 0, 0, 0, 0)
+    exchange = PegData.at_level(Fractions([100, 100, 100]), level0)
+    pegshift = PegData.at_level(Fractions([100, -100]), level0)
+    level, pool = ops.get_peg_level(1, 0, 0, 1, 1, 1, exchange, pegshift)
+    # v2: version 2, cycle 1, prev 0, buffer 0, supply/next/nextnext 1, shift 1, part 0, total 0.
+    assert level.to_hex() == "02" + "0100000000000000" + "00" * 8 + "0000" + "0100" * 4 + "00" * 16
+    assert pool.fractions.to_list()[:3] == [0, 0, 100]
+    assert (pool.liquid, pool.reserve, pool.id) == (100, 0, 0)
+
+
 def test_update_already_at_cycle_changes_nothing() -> None:
     """A balance already at the level's cycle comes back unchanged and the pool is untouched."""
     users, level, pool = _new_cycle([PegData.at_level(Fractions.std(10**8), PegLevel(1, 0, 0, 3, 3, 3))], 2, 5)
