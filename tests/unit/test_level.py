@@ -57,6 +57,62 @@ def test_unknown_version_of_legacy_length_or_more_reads_as_legacy() -> None:
     assert level.buffer == 3
 
 
+def test_version_zero_is_the_valid_default_level() -> None:
+    """CPegLevel::Unpack reads nothing after a version byte 0: the in-class defaults remain (cycle 0, buffer 3,
+    supplies 0), a valid level that remembers version 0 and packs as v2."""
+    for text in ("00", "00ff", "00" + "11" * 50):
+        level = PegLevel.from_hex(text)
+        assert level.is_valid() and level.version == 0
+        assert (level.cycle, level.buffer, level.supply, level.shift) == (0, 3, 0, 0)
+        assert level.to_hex() == "02" + "00" * 16 + "0300" + "00" * 24
+
+
+@pytest.mark.parametrize("version", [3, 7, 255])
+def test_versions_above_two_read_as_v2(version: int) -> None:
+    """Any version byte above 1 reads the v2 layout (buffer included) and is remembered as read."""
+    fields = struct.pack("<qqhhhhhqq", 9, 8, 2, 13, 14, 15, 1, 2, 5)
+    level = PegLevel.from_hex((bytes([version]) + fields).hex())
+    assert level == PegLevel.from_fields(
+        cycle=9, cycle_prev=8, buffer=2, supply=13, supply_next=14, supply_next_next=15,
+        shift=1, shift_last_part=2, shift_last_total=5,
+    )
+    assert level.version == version and level.to_hex() == "02" + fields.hex()
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda h: h + "0",  # an odd trailing nibble
+    lambda h: h + "zz",  # a non-hex suffix
+    lambda h: h + " 1",  # white space, then half a byte
+    lambda h: " \n\t" + h,  # white space before the first byte
+    lambda h: " ".join(h[i:i + 2] for i in range(0, len(h), 2)),  # white space before every byte
+], ids=["odd-nibble", "junk-suffix", "space-half-byte", "leading-space", "spaced-bytes"])
+def test_hex_is_parsed_as_parsehex_does(wrap) -> None:
+    """ParseHex skips white space before each byte and stops at the first incomplete one; the rest is ignored."""
+    level = PegLevel(5, 4, 3, 10, 11, 12)
+    assert PegLevel.from_hex(wrap(level.to_hex())) == level
+
+
+def test_hex_split_inside_a_byte_stops_there() -> None:
+    """White space between the two nibbles of a byte ends the hex: what came before is all there is."""
+    text = PegLevel(5, 4, 3, 10, 11, 12).to_hex()
+    assert not PegLevel.from_hex(text[:1] + " " + text[1:]).is_valid()
+
+
+def test_failed_reads_leave_what_they_read() -> None:
+    """02 + ten zero bytes: the v2 read stops after the cycle; read again as legacy, the cycle is the first
+    eight bytes (2) before the previous cycle runs out. The level is invalid and keeps cycle 2."""
+    level = PegLevel.from_hex("02" + "00" * 10)
+    assert not level.is_valid()
+    assert (level.version, level.cycle, level.buffer, level.supply) == (2, 2, 3, -1)
+
+
+def test_eighty_characters_are_legacy_even_when_not_all_hex() -> None:
+    """C++ decides by the string's length: 80 characters are the legacy form, read from the bytes ParseHex
+    gives; fewer than 40 bytes make an invalid level."""
+    text = PegLevel(5, 4, 0, 10, 11, 12).to_hex()[:78] + "zz"
+    assert len(text) == 80 and not PegLevel.from_hex(text).is_valid()
+
+
 def test_validity_rules() -> None:
     """Buffer >= 0, supplies in range, supply + shift < 1200, part and total >= 0."""
     good = PegLevel(1, 0, 0, 10, 10, 10)
