@@ -111,9 +111,12 @@ class Fractions:
 
     Instances are mutable only through :meth:`move_ratio_part_to`, which by definition moves value from one
     vector into another; every other operation returns a new object.
+
+    ``version`` is the version byte ``Pack`` writes (1 unless the vector was read with another: bitbay-core
+    keeps the byte it read, and its arithmetic results, being copies, start again at 1).
     """
 
-    __slots__ = ("_f", "_value", "flags", "lock_time", "return_addr")
+    __slots__ = ("_f", "_value", "flags", "lock_time", "return_addr", "version")
 
     def __init__(
         self,
@@ -133,6 +136,7 @@ class Fractions:
         self.flags = (flags & ~VALUE) | STD
         self.lock_time = lock_time
         self.return_addr = return_addr
+        self.version = FRACTIONS_VERSION
 
     # -- construction ---------------------------------------------------------------------------------
 
@@ -145,6 +149,7 @@ class Fractions:
         obj.flags = (flags & ~VALUE) | STD
         obj.lock_time = lock_time
         obj.return_addr = return_addr
+        obj.version = FRACTIONS_VERSION
         return obj
 
     @classmethod
@@ -161,6 +166,7 @@ class Fractions:
         obj.flags = (flags & ~STD) | VALUE
         obj.lock_time = lock_time
         obj.return_addr = return_addr
+        obj.version = FRACTIONS_VERSION
         return obj
 
     @classmethod
@@ -168,11 +174,15 @@ class Fractions:
         return cls._wrap([0] * PEG_SIZE)
 
     def copy(self) -> Fractions:
+        """A duplicate, version byte included (C++'s copy constructor would reset it; see ``version``)."""
         if self._f is None:
-            return Fractions.from_value(
+            out = Fractions.from_value(
                 self._value, flags=self.flags, lock_time=self.lock_time, return_addr=self.return_addr
             )
-        return Fractions._wrap(list(self._f), self.flags, self.lock_time, self.return_addr)
+        else:
+            out = Fractions._wrap(list(self._f), self.flags, self.lock_time, self.return_addr)
+        out.version = self.version
+        return out
 
     def _vec(self) -> list[int]:
         """The full vector; a VALUE-form object materialises (and caches) its Std split."""
@@ -465,7 +475,7 @@ class Fractions:
             raise PegCodecError("lock time cannot be negative")
         head_flags = self.flags & SER_MASK
         if self.flags & VALUE:
-            header = pack_u8(FRACTIONS_VERSION) + pack_u32(head_flags | SER_VALUE) + pack_u64(self.lock_time)
+            header = pack_u8(self.version) + pack_u32(head_flags | SER_VALUE) + pack_u64(self.lock_time)
             return header + pack_bytes(self.return_addr.encode("latin-1")) + pack_i64(self._value)
         deltas = to_deltas(self._vec())
         try:
@@ -473,7 +483,7 @@ class Fractions:
         except struct.error as exc:
             raise PegCodecError("a fraction delta does not fit in int64") from exc
         payload = zlib.compress(raw, _ZLIB_LEVEL)
-        header = pack_u8(FRACTIONS_VERSION) + pack_u32(head_flags | SER_ZDELTA) + pack_u64(self.lock_time)
+        header = pack_u8(self.version) + pack_u32(head_flags | SER_ZDELTA) + pack_u64(self.lock_time)
         return header + pack_bytes(self.return_addr.encode("latin-1")) + pack_u64(len(payload)) + payload
 
     @classmethod
@@ -494,8 +504,7 @@ class Fractions:
         ``with_version`` and ``with_return_addr`` (``"before"`` the payload, ``"after"`` it, or ``"none"``)
         select the current layout or the two legacy layouts of ``pegdata_compat.cpp``.
         """
-        if with_version:
-            reader.u8()  # bitbay-core reads and ignores the fractions version
+        version = reader.u8() if with_version else FRACTIONS_VERSION  # kept, and written back, as the C++
         ser_flags = reader.u32()
         lock_time = reader.u64()
         return_addr = ""
@@ -517,6 +526,7 @@ class Fractions:
             return_addr = reader.var_bytes().decode("latin-1")
         fractions.lock_time = lock_time
         fractions.return_addr = return_addr
+        fractions.version = version
         return fractions
 
 
@@ -537,6 +547,34 @@ def _inflate(blob: bytes) -> list[int]:
     if len(raw) != _RAW.size or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
         raise PegCodecError(f"compressed fractions must hold exactly {_RAW.size} bytes")
     return list(_RAW.unpack(raw))
+
+
+class UndefinedInCpp(PegError):
+    """The C++ would go on with memory it never wrote or outside its vector: we refuse (docs/conformance.md)."""
+
+
+def uncompress_deltas(blob: bytes) -> list[int] | None:
+    """The deltas as ``CFractions::Unpack`` gets them from zlib's ``uncompress``; None where it fails.
+
+    ``uncompress`` stops at the end of the zlib stream and ignores bytes after it, and fails on a corrupt
+    or truncated stream or one that inflates to more than 9600 bytes. One that inflates to fewer leaves
+    the rest of the C++ buffer uninitialised: :class:`UndefinedInCpp`.
+    """
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(blob, _RAW.size + 1)
+    except zlib.error:
+        return None
+    if not inflater.eof or len(raw) > _RAW.size:
+        return None
+    if len(raw) < _RAW.size:
+        raise UndefinedInCpp(f"compressed fractions inflate to {len(raw)} bytes, fewer than {_RAW.size}")
+    return list(_RAW.unpack(raw))
+
+
+def unpack_raw(data: bytes) -> list[int]:
+    """The 1200 little-endian int64 of a RAW payload."""
+    return list(_RAW.unpack(data))
 
 
 def _first_non_zero(values: list[int]) -> int:
