@@ -18,7 +18,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from halo_exchange.errors import DecodeError, PegCodecError, PegError
-from halo_exchange.peg.arith import ratio, tdiv, wrap64
+from halo_exchange.peg.arith import UndefinedInCpp, ratio, tdiv, wrap64
 from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32, pack_u64
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -547,10 +547,6 @@ def _inflate(blob: bytes) -> list[int]:
     if len(raw) != _RAW.size or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
         raise PegCodecError(f"compressed fractions must hold exactly {_RAW.size} bytes")
     return list(_RAW.unpack(raw))
-
-
-class UndefinedInCpp(PegError):
-    """The C++ would go on with memory it never wrote or outside its vector: we refuse (docs/conformance.md)."""
 
 
 def uncompress_deltas(blob: bytes) -> list[int] | None:

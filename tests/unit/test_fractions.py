@@ -310,3 +310,20 @@ def test_float_fractions_refused() -> None:
         Fractions([1.5])
     with pytest.raises(TypeError):
         PegLevel(1, 0, 0, 2.0, 2, 2)
+
+
+@pytest.mark.parametrize("value, part, total, expected", [
+    (10, 7, 3, 23),  # no overflow: 70 / 3 truncated
+    (-10, 7, 3, -23),  # truncation toward zero
+    (2**40, 2**40, 3, 2**63 - 1),  # uint128 quotient above INT64_MAX saturates
+    (-(2**40), 2**40, 7, 2**63 - 1),  # a negative operand wraps modulo 2^128 first
+    (2**40, 2**40, -7, 0),  # so does a negative total: the quotient is 0
+    (-(2**62), 4, 3, 2**63 - 1),
+    (2**40, 2**30, 2**31, 2**39),  # an overflowing product of positives is exact
+])
+def test_scalar_ratio_part_overflows_into_uint128_as_the_cpp(value: int, part: int, total: int, expected: int) -> None:
+    """::RatioPart switches to Boost uint128 when v*part overflows int64: negative operands wrap, the result
+    saturates at INT64_MAX (bitbay-core's answers)."""
+    from halo_exchange.peg.arith import ratio
+
+    assert ratio(value, part, total) == expected
