@@ -316,6 +316,16 @@ class Fractions:
         return sum(f[idx:])
 
     def low_part_at(self, level: PegLevel) -> Fractions:
+        """The reserve fractions at ``level`` (``LowPart(level)``): the partial piece included.
+
+        As bitbay-core: an effective index below 0 gives zeros, exactly 1200 the whole vector (its copy
+        loop runs to the index); above 1200 the C++ reads past the vector, which is refused.
+        """
+        idx = level.supply + level.shift
+        if idx > PEG_SIZE:
+            raise UndefinedInCpp(f"LowPart at effective index {idx} reads past the vector")
+        if idx == PEG_SIZE:
+            return Fractions._wrap(list(self._vec()))
         eff = self._effective(level)
         if eff is None:
             return Fractions.zero()
@@ -327,6 +337,14 @@ class Fractions:
         return Fractions._wrap(out)
 
     def high_part_at(self, level: PegLevel) -> Fractions:
+        """The liquid fractions at ``level`` (``HighPart(level)``): what the partial piece leaves included.
+
+        As bitbay-core: an effective index of 1200 or more gives zeros; below 0 the C++ reads before the
+        vector, which is refused.
+        """
+        idx = level.supply + level.shift
+        if idx < 0:
+            raise UndefinedInCpp(f"HighPart at effective index {idx} reads before the vector")
         eff = self._effective(level)
         if eff is None:
             return Fractions.zero()

@@ -54,6 +54,21 @@ def test_level_outside_range_gives_zero() -> None:
     assert fractions.high_part_at(level).is_zero()
 
 
+def test_low_part_at_effective_index_1200_is_the_whole_vector() -> None:
+    """LowPart(level) copies every index below the effective one: at 1200 (an invalid level) that is the whole
+    vector, though Low(level) is 0 there; beyond 1200 the C++ reads past the vector (refused), and HighPart
+    below index 0 reads before it (refused)."""
+    level = PegLevel.from_fields(cycle=0, cycle_prev=0, buffer=0, supply=853, supply_next=0, supply_next_next=0,
+                                 shift=347)
+    fractions = Fractions([0] * 866 + [1])
+    assert fractions.low_part_at(level).to_list() == fractions.to_list()
+    assert fractions.low_at(level) == 0 and fractions.high_part_at(level).is_zero()
+    with pytest.raises(PegError):
+        fractions.low_part_at(level.evolve(shift=348))
+    with pytest.raises(PegError):
+        fractions.high_part_at(level.evolve(supply=-1, shift=0))
+
+
 def test_hli_of_one_bay_and_of_empty() -> None:
     """HLI is 68 for 1 BAY (peg-spec V01) and 0 for an empty vector."""
     assert Fractions.std(100_000_000).hli() == 68
