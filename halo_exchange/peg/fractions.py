@@ -163,7 +163,7 @@ class Fractions:
         obj = cls.__new__(cls)
         obj._f = None
         obj._value = int(value)
-        obj.flags = (flags & ~STD) | VALUE
+        obj.flags = flags | VALUE
         obj.lock_time = lock_time
         obj.return_addr = return_addr
         obj.version = FRACTIONS_VERSION
@@ -506,42 +506,51 @@ class Fractions:
 
     @classmethod
     def unpack(cls, data: bytes) -> Fractions:
-        """Decode ``CFractions::Pack`` bytes; truncated, oversized or trailing data raises PegCodecError."""
+        """Decode ``CFractions::Pack`` bytes (see :meth:`read`); trailing data raises PegCodecError too."""
         reader = ByteReader(data)
         try:
             fractions = cls.read(reader)
             reader.expect_end("fractions")
-        except DecodeError as exc:
+        except (DecodeError, UndefinedInCpp) as exc:
             raise PegCodecError(f"bad fractions: {exc}") from exc
         return fractions
 
     @classmethod
-    def read(cls, reader: ByteReader, *, with_version: bool = True, with_return_addr: str = "before") -> Fractions:
-        """Read one packed vector from ``reader``.
+    def read(cls, reader: ByteReader) -> Fractions:
+        """Read one packed vector from ``reader`` as ``CFractions::Unpack`` reads it into a fresh object.
 
-        ``with_version`` and ``with_return_addr`` (``"before"`` the payload, ``"after"`` it, or ``"none"``)
-        select the current layout or the two legacy layouts of ``pegdata_compat.cpp``.
+        The version byte is kept. Flags without a payload format read no payload and leave the fresh
+        object's VALUE-form 0; a VALUE payload keeps all of its flags (STD included); a ZDELTA or RAW
+        payload whose flags have the VALUE bit is a VALUE form of its first fraction, as the C++ then reads
+        it. Bytes after the end of the zlib stream are ignored, as ``uncompress`` does. Truncated data,
+        a compressed payload over 19200 bytes or a corrupt one raise PegCodecError; one inflating to fewer
+        than 9600 bytes raises UndefinedInCpp (the C++ would use uninitialised deltas).
         """
-        version = reader.u8() if with_version else FRACTIONS_VERSION  # kept, and written back, as the C++
+        version = reader.u8()
         ser_flags = reader.u32()
         lock_time = reader.u64()
-        return_addr = ""
-        if with_return_addr == "before":
-            return_addr = reader.var_bytes().decode("latin-1")
-        flags = ser_flags & SER_MASK
+        return_addr = reader.var_bytes().decode("latin-1")
+        flags = VALUE  # a fresh CFractions, as the C++ reader fills one
+        vector: list[int] | None = None
+        value = 0
         if ser_flags & SER_VALUE:
-            fractions = cls.from_value(reader.i64(), flags=flags)
+            flags = ser_flags | VALUE
+            value = reader.i64()
         elif ser_flags & SER_ZDELTA:
             zlen = reader.u64()
             if zlen > _MAX_ZLEN:
                 raise PegCodecError(f"compressed fractions of {zlen} bytes exceed {_MAX_ZLEN}")
-            fractions = cls._wrap(from_deltas(_inflate(reader.read(zlen))), flags)
+            deltas = uncompress_deltas(reader.read(zlen))
+            if deltas is None:
+                raise PegCodecError("corrupt compressed fractions")
+            vector, flags = from_deltas(deltas), ser_flags | STD
         elif ser_flags & SER_RAW:
-            fractions = cls._wrap(list(_RAW.unpack(reader.read(_RAW.size))), flags)
+            vector, flags = list(_RAW.unpack(reader.read(_RAW.size))), ser_flags | STD
+        flags &= SER_MASK
+        if vector is None or flags & VALUE:
+            fractions = cls.from_value(vector[0] if vector is not None else value, flags=flags)
         else:
-            raise PegCodecError(f"fractions flags {ser_flags:#x} name no payload format")
-        if with_return_addr == "after":
-            return_addr = reader.var_bytes().decode("latin-1")
+            fractions = cls._wrap(vector, flags)
         fractions.lock_time = lock_time
         fractions.return_addr = return_addr
         fractions.version = version

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from halo_exchange.errors import PegCodecError, PegError
-from halo_exchange.peg import NOTARY_F, PEG_SIZE, Fractions, PegLevel
+from halo_exchange.peg import NOTARY_F, PEG_SIZE, VALUE, Fractions, PegLevel
 from halo_exchange.peg.fractions import SER_RAW, SER_ZDELTA, from_deltas, to_deltas
-from halo_exchange.serialize import pack_bytes, pack_u8, pack_u32, pack_u64
+from halo_exchange.serialize import ByteReader, pack_bytes, pack_u8, pack_u32, pack_u64
 from tests import strategies as hs
 
 
@@ -342,3 +342,42 @@ def test_scalar_ratio_part_overflows_into_uint128_as_the_cpp(value: int, part: i
     from halo_exchange.peg.arith import ratio
 
     assert ratio(value, part, total) == expected
+
+
+# -- CFractions::Unpack as the C++ reads into a fresh object (bitbay-core's answers) ----------------------
+
+
+def test_read_of_flags_without_a_payload_format_is_value_zero() -> None:
+    """Flags naming no payload (here STD only) read no payload: the fresh object's VALUE-form 0 remains,
+    with the lock time read; the C++ leaves the 8 bytes after it unread."""
+    reader = ByteReader(bytes.fromhex("010200000000105e5f0000000000da19000000000000"))
+    fractions = Fractions.read(reader)
+    assert fractions.is_value_form and fractions.total() == 0 and fractions.flags == VALUE
+    assert fractions.lock_time == 1600000000 and reader.remaining() == 8
+
+
+def test_read_of_a_value_payload_keeps_every_flag() -> None:
+    """A VALUE payload with flags 0xffffffff keeps all sixteen in-memory bits, STD included (65535)."""
+    fractions = Fractions.read(ByteReader(bytes.fromhex("01ffffffffce22246800000000006c3c0a0c00000000")))
+    assert fractions.flags == 0xFFFF and fractions.is_value_form
+    assert (fractions.total(), fractions.lock_time) == (201997420, 1747198670)
+
+
+def _zdelta(vector: list[int], flags: int, version: int = 1, tail: bytes = b"", addr: bytes = b"") -> bytes:
+    blob = zlib.compress(b"".join(d.to_bytes(8, "little", signed=True) for d in to_deltas(vector)), 1) + tail
+    return (pack_u8(version) + pack_u32(flags) + pack_u64(9) + pack_bytes(addr) + pack_u64(len(blob)) + blob)
+
+
+def test_read_ignores_bytes_after_the_zlib_stream() -> None:
+    """zlib's uncompress stops at the end of the stream: bytes after it, within zlen, are ignored."""
+    vector = [7, 5, 3] + [0] * (PEG_SIZE - 3)
+    assert Fractions.unpack(_zdelta(vector, 2 | SER_ZDELTA, tail=b"tail")).to_list() == vector
+
+
+def test_read_of_a_vector_with_the_value_bit_is_its_first_fraction() -> None:
+    """ZDELTA with the VALUE bit set: the C++ decodes the vector but, VALUE being set, reads the object as
+    the VALUE form of f[0] (7 here); the version byte (3) and return address are kept."""
+    vector = [7, 5, 3] + [0] * (PEG_SIZE - 3)
+    fractions = Fractions.unpack(_zdelta(vector, 1 | SER_ZDELTA, version=3, addr=b"A"))
+    assert fractions.is_value_form and fractions.total() == 7 and fractions.flags == 3
+    assert (fractions.version, fractions.return_addr, fractions.lock_time) == (3, "A", 9)
