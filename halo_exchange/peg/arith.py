@@ -17,6 +17,14 @@ class UndefinedInCpp(PegError):
     division trap or a signed overflow whose result matters): we refuse (docs/conformance.md)."""
 
 
+def check_int64(value: int, what: str = "a sum") -> int:
+    """``value`` if it fits int64; where the C++ computes it in int64 and it does not, its result is
+    undefined (signed overflow), and we refuse."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise UndefinedInCpp(f"{what} {value} overflows int64")
+    return value
+
+
 def wrap64(value: int) -> int:
     """``value`` wrapped to int64 as two's complement, as the compiled C++ does when an int64 overflows.
 

@@ -18,7 +18,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from halo_exchange.errors import DecodeError, PegCodecError, PegError
-from halo_exchange.peg.arith import UndefinedInCpp, ratio, tdiv, wrap64
+from halo_exchange.peg.arith import INT64_MAX, INT64_MIN, UndefinedInCpp, ratio, tdiv, wrap64
 from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32, pack_u64
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -399,33 +399,34 @@ class Fractions:
         and 0 is returned; a shortfall is taken one satoshi at a time from every entry still positive,
         walking cyclically from the first non-zero entry, and 0 is returned.
 
-        Raises PegError, with nothing moved, where that walk could never finish (bitbay-core loops forever).
+        Raises PegError, with nothing moved, where that walk could never finish (bitbay-core loops forever)
+        or an entry of either vector would overflow int64 (undefined in the C++).
         """
         total = self.total()
         if total == 0:
             return value
         if value == 0:
             return 0
-        src = self._to_std()
-        out = dst._to_std()
+        src, out = self._vec(), dst._vec()
         if value >= total:
-            for i, v in enumerate(src):
-                out[i] += v
-            src[:] = [0] * PEG_SIZE
-            return value - total
-        pieces = _scaled(src, value, total)
-        after = [v - p for v, p in zip(src, pieces)]
-        remain = value - sum(pieces)
-        steps: list[tuple[int, int]] = []
-        if remain > 0:
-            room = [v if v > 0 else 0 for v in after]
-            steps = _walk_remainder(room, remain, _first_non_zero(src))
-        src[:] = after
-        out[:] = [v + p for v, p in zip(out, pieces)]
-        for i, extra in steps:
-            src[i] -= extra
-            out[i] += extra
-        return 0
+            after, received = [0] * PEG_SIZE, [a + b for a, b in zip(out, src)]
+            remain = value - total
+        else:
+            pieces = _scaled(src, value, total)
+            after = [v - p for v, p in zip(src, pieces)]
+            received = [v + p for v, p in zip(out, pieces)]
+            short = value - sum(pieces)
+            if short > 0:
+                room = [v if v > 0 else 0 for v in after]
+                for i, extra in _walk_remainder(room, short, _first_non_zero(src)):
+                    after[i] -= extra
+                    received[i] += extra
+            remain = 0
+        _check_entries(after)
+        _check_entries(received)
+        self._to_std()[:] = after
+        dst._to_std()[:] = received
+        return remain
 
     # -- other helpers bitbay-core exposes -------------------------------------------------------------
 
@@ -598,6 +599,12 @@ def uncompress_deltas(blob: bytes) -> list[int] | None:
 def unpack_raw(data: bytes) -> list[int]:
     """The 1200 little-endian int64 of a RAW payload."""
     return list(_RAW.unpack(data))
+
+
+def _check_entries(values: list[int]) -> None:
+    """Fraction entries are int64 in the C++: one that would overflow has no defined value there."""
+    if min(values) < INT64_MIN or max(values) > INT64_MAX:
+        raise UndefinedInCpp("a fraction would overflow int64")
 
 
 def _first_non_zero(values: list[int]) -> int:

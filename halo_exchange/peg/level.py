@@ -18,6 +18,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from halo_exchange.errors import DecodeError
+from halo_exchange.peg.arith import INT64_MAX, INT64_MIN, UndefinedInCpp, check_int64
 from halo_exchange.peg.fractions import PEG_SIZE, Fractions
 from halo_exchange.serialize import ByteReader, pack_i16, pack_i64, pack_u8
 
@@ -138,7 +139,8 @@ class PegLevel:
         that is then invalid, supply + shift = 1200).
 
         A buffered supply below 0 gives the plain (invalid) level: bitbay-core would read the book below
-        index 0 there (docs/conformance.md).
+        index 0 there. An entry of ``exchange + pegshift`` or a liquid sum beyond int64 is refused
+        (UndefinedInCpp): the C++ overflows there (docs/conformance.md).
         """
         level = cls(cycle, cycle_prev, buffer, supply, supply_next, supply_next_next)
         start = level.supply
@@ -146,7 +148,9 @@ class PegLevel:
             return level
         book = exchange.to_list()
         wallet = (exchange + pegshift).to_list()
-        left = sum(book[start:]) - sum(wallet[start:])
+        if not (INT64_MIN <= min(wallet) and max(wallet) <= INT64_MAX):
+            raise UndefinedInCpp("exchange + pegshift overflows int64")
+        left = check_int64(sum(book[start:])) - check_int64(sum(wallet[start:]))
         if left <= 0:
             return level
         shift, last_total, i = 0, 0, start

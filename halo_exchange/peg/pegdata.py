@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from halo_exchange.errors import DecodeError
-from halo_exchange.peg.arith import INT64_MAX, INT64_MIN
+from halo_exchange.peg.arith import INT64_MAX, INT64_MIN, check_int64
 from halo_exchange.peg.fractions import (
     FRACTIONS_VERSION,
     PEG_SIZE,
@@ -47,9 +47,7 @@ _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 def _int64(value: int) -> int:
     """A sum the C++ computes in int64: outside that range it overflows (undefined), and we refuse."""
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise UndefinedInCpp(f"{value} overflows int64")
-    return value
+    return check_int64(value)
 
 
 @dataclass(slots=True)

@@ -381,3 +381,16 @@ def test_read_of_a_vector_with_the_value_bit_is_its_first_fraction() -> None:
     fractions = Fractions.unpack(_zdelta(vector, 1 | SER_ZDELTA, version=3, addr=b"A"))
     assert fractions.is_value_form and fractions.total() == 7 and fractions.flags == 3
     assert (fractions.version, fractions.return_addr, fractions.lock_time) == (3, "A", 9)
+
+
+def test_move_that_would_overflow_an_entry_is_refused_and_moves_nothing() -> None:
+    """MoveRatioPartTo adds into int64 entries: an entry beyond int64 is a signed overflow (undefined in the
+    C++, whose compiled code wraps). Refused, both vectors unchanged."""
+    src, dst = Fractions([10, 0]), Fractions([2**63 - 1, 5])
+    with pytest.raises(PegError):
+        src.move_ratio_part_to(20, dst)
+    assert src.to_list()[:2] == [10, 0] and dst.to_list()[:2] == [2**63 - 1, 5]
+    src = Fractions.from_value(31675488)
+    with pytest.raises(PegError):
+        src.move_ratio_part_to(-31946539366793, Fractions.std(486))
+    assert src.is_value_form

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from halo_exchange.errors import PegError
 from halo_exchange.peg import Fractions, PegLevel
 from tests import strategies as hs
 
@@ -211,3 +212,9 @@ def test_hex_round_trip(cycle, prev, buffer, s1, s2, s3, shift, part, total) -> 
     )
     assert len(level.to_hex()) == 86
     assert PegLevel.from_hex(level.to_hex()) == level
+
+
+def test_pegshift_overflowing_int64_is_refused() -> None:
+    """The wallet vector (book + pegshift) is int64 in the C++: an entry beyond it overflows (undefined)."""
+    with pytest.raises(PegError):
+        PegLevel.with_distortion(1, 0, 0, 0, 0, 0, Fractions([2**63 - 1]), Fractions([1, -1]))
