@@ -135,7 +135,7 @@ def test_move_reserve_moves_only_reserve_fractions() -> None:
         (lambda a, b, lv: ops.move_liquid(a.liquid + 1, a, b, lv), "Not enough liquid"),
         (lambda a, b, lv: ops.move_reserve(a.reserve + 1, a, b, lv), "Not enough reserve"),
         (lambda a, b, lv: ops.move_liquid(-1, a, b, lv), "negative"),
-        (lambda a, b, lv: ops.move_liquid(1, a, PegData(b.fractions, b.level, b.liquid, b.reserve, a.id), lv), "Same"),
+        (lambda a, b, lv: ops.move_liquid(1, a, PegData(b.fractions, b.level, b.liquid, b.reserve, a.id), lv), "same"),
         (lambda a, b, lv: ops.move_liquid(1, a, b, PegLevel(2, 1, 0, 51, 51, 51)), "Outdated"),
     ],
     ids=["too-much-liquid", "too-much-reserve", "negative", "same-id", "outdated"],
@@ -186,7 +186,7 @@ def test_move_coins_has_no_same_id_guard() -> None:
     b = PegData(b.fractions, b.level, b.liquid, b.reserve, a.id)
     a2, b2 = ops.move_coins(10**8, a, b, level)
     assert a2.fractions.total() == 9 * 10**8 and b2.fractions.total() == 4 * 10**8
-    with pytest.raises(PegError, match="Same"):
+    with pytest.raises(PegError, match="same user"):
         ops.move_liquid(1, a, b, level)
 
 
@@ -272,3 +272,135 @@ def test_cycle_updates_conserve_and_empty_the_pool(case, data) -> None:
             amount = data.draw(st.integers(0, users[i].liquid))
             users[i], users[j] = ops.move_liquid(amount, users[i], users[j], level)
         assert _sum(users) == book
+
+
+# -- bitbay-core's own answers (issue 10: items 3 and 9, and the exported string calls) ---------------------
+
+
+def test_move_coins_keeps_an_effectively_equal_level() -> None:
+    """movecoins sets the level on an output only where it differs by bitbay-core's equality (cycles
+    ignored): Std(1e6) and Std(5000) at (1, 0, 0, 10, 10, 10) moved at (2, 1, 0, 10, 11, 12) keep their
+    level, cycle 1 and all; the liquid and reserve are recomputed at the move's level."""
+    level1 = PegLevel(1, 0, 0, 10, 10, 10)
+    a = PegData.at_level(Fractions.std(1000000), level1, id=1)
+    b = PegData.at_level(Fractions.std(5000), level1, id=2)
+    a2, b2 = ops.move_coins(1000, a, b, PegLevel(2, 1, 0, 10, 11, 12))
+    assert a2.level == level1 and b2.level == level1
+    assert (b2.liquid, b2.reserve) == (5424, 576)
+    assert a2.fractions.total() == 999000 and b2.fractions.total() == 6000
+
+
+def test_move_coins_refuses_a_kept_plain_level_that_cannot_hold_a_partial_split() -> None:
+    """A 0/0 partial ratio equals any ratio at the same effective index: at a partial level with index 10
+    the outputs keep their plain level, whose exact split the partial liquid/reserve do not match, so the
+    C++ answers "Returned invalid 'src' pegdata" (cross-cycle move, as the RPC makes it)."""
+    level1 = PegLevel(1, 0, 0, 10, 10, 10)
+    a = PegData.at_level(Fractions.std(1000000), level1, id=1)
+    b = PegData.at_level(Fractions.std(5000), level1, id=2)
+    partial = PegLevel(2, 1, 0, 10, 11, 12).evolve(shift_last_part=1, shift_last_total=3)
+    with pytest.raises(PegError, match="Returned invalid 'src' pegdata"):
+        ops.move_coins(1000, a, b, partial, cross_cycles=True)
+
+
+def test_move_coins_does_not_check_for_negative_source_fractions() -> None:
+    """movecoins has no check that the source keeps no negative fraction: [-5, 100] gives 50 as pieces
+    -2 and 52 and keeps [-3, 48]."""
+    level = PegLevel(1, 0, 0, 10, 10, 10)
+    src = PegData.at_level(Fractions([-5, 100]), level, id=1)
+    dst = PegData.at_level(Fractions.std(5000), level, id=2)
+    src2, dst2 = ops.move_coins(50, src, dst, level)
+    assert src2.fractions.to_list()[:2] == [-3, 48] and src2.is_valid()
+    assert dst2.fractions.to_list()[:2] == [50 - 2, 49 + 52]
+
+
+def test_already_updated_balance_is_answered_before_the_pool_is_checked() -> None:
+    """pegops.cpp answers "Already up-to-dated" as soon as the balance is at the level's cycle, before its
+    body checks the pool's cycle: a pool of another cycle does not make it refuse, and the string call
+    answers its own input strings."""
+    users, level, _ = _new_cycle([PegData.at_level(Fractions.std(10**6), PegLevel(1, 0, 0, 10, 10, 10), id=1)],
+                                 2, 10)
+    other_pool = PegData.at_level(Fractions.std(777), PegLevel(5, 4, 0, 10, 10, 10))
+    again, pool = ops.update_peg_balance(users[0], other_pool, level)
+    assert again == users[0] and pool == other_pool
+    balance64, pool64 = users[0].to_base64().rstrip("="), other_pool.to_base64() + "\n"
+    answer = ops.updatepegbalances(balance64, pool64, level.to_hex())
+    assert answer.status == ops.ALREADY_UP_TO_DATE
+    assert (answer.balance, answer.pool) == (balance64, pool64)  # the very strings given, not re-encoded
+    assert (answer.balance_liquid, answer.balance_reserve, answer.pool_amount) == (
+        users[0].liquid, users[0].reserve, 777)
+
+
+def test_pool_holding_reserve_keeps_its_fraction_out_on_a_plain_level() -> None:
+    """updatepegbalances holds pool[eff] out of the proportional move whenever the pool's reserve is above
+    0, not only on a partial level: a partial pool (reserve 4 at index 5) used with the same cycle's level
+    without its partial gives the user nothing at index 5 and the pool keeps its 23 there."""
+    level1 = PegLevel(1, 0, 0, 3, 3, 3)
+    user1 = PegData.at_level(Fractions([23] * PEG_SIZE), level1, id=1)
+    user2 = PegData.at_level(Fractions([0] * 100 + [79] * 1000 + [0] * 100), level1, id=2)
+    exchange = PegData.at_level(user1.fractions + user2.fractions, level1)
+    pegshift = PegData.at_level(Fractions([50, 0, 0, 0, 0, -50]), PegLevel(0, 0, 0, 0, 0, 0))
+    level, pool = ops.get_peg_level(2, 1, 0, 3, 3, 3, exchange, pegshift)
+    assert (level.shift, level.shift_last_part, level.shift_last_total, pool.reserve) == (2, 4, 23, 4)
+    plain = level.evolve(shift_last_part=0, shift_last_total=0)
+    updated, pool2 = ops.update_peg_balance(user1, pool, plain)
+    assert updated.fractions.to_list()[3:8] == [23, 23, 0, 6, 6]
+    assert (updated.liquid, updated.reserve) == (27485, 115)
+    assert (pool2.fractions[5], pool2.reserve, pool2.liquid) == (23, 4, 78996)
+    with pytest.raises(PegError, match="Not enough liquid 78996"):
+        ops.update_peg_balance(user2, pool2, plain)
+
+
+def _level9(text: str) -> str:
+    """The same pegdata with its zlib payload at level 9, as bitbay-core wrote before commit 51023835."""
+    import base64
+    import struct
+    import zlib
+
+    raw = base64.b64decode(text)
+    at = 8 + 1 + 4 + 8
+    at += 1 + raw[at]  # the return address (short here)
+    zlen = struct.unpack_from("<Q", raw, at)[0]
+    blob = zlib.compress(zlib.decompress(raw[at + 8:at + 8 + zlen]), 9)
+    return base64.b64encode(raw[:at] + struct.pack("<Q", len(blob)) + blob + raw[at + 8 + zlen:]).decode()
+
+
+def test_cpp_test4a_moveliquid_on_legacy_strings() -> None:
+    """bitbay-core's pegops_tests.cpp test4a: moveliquid of 283 between two legacy (Unpack2) balances. The
+    answers are the test's expected strings byte for byte (the test predates the switch to zlib level 1),
+    leftovers of the legacy reading included."""
+    src = (
+        "AgACAAAAAAAAAAAAUgAAAAAAAAB42u3WMQ4AIQgEQOX/j/YDWhgKhcw0G4srLi6RMQAAAIDfTdk6Md+7PmT79LrP+k1mHrLz0f39"
+        "jKL/GZf3F4fz7fdV9wJ7kpT2ZwCgjgWk0QEZAgAAAAAAAAABAAAAAAAAAPcB9wH3AQAAtAAAAAAAAABLAQAAAAAAAAAAAAAAAAAA"
+        "OwEAAAAAAAA="
+    )
+    dst = (
+        "AgACAAAAAAAAAAAAIAAAAAAAAAB42u3BMQEAAADCoPVPbQdvoAAAAAAAAAAAAHgMJYAAAQIAAAAAAAAAAQAAAAAAAAD3AfcB9wEA"
+        "ALQAAAAAAAAASwEAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    )
+    level = "02000000000000000100000000000000f701f701f7010000b4000000000000004b01000000000000"
+    answer = ops.moveliquid(283, src, dst, level)
+    assert _level9(answer.src) == (
+        "AgACAAAAAAAAAgACAAAAAAAAAAAAAgAAJQAAAAAAAAB42u3FQREAAAgDoNm/tDXmCR8SAAAAAAAA4Ip5PgBAmwVKDwAhAgIAAAAA"
+        "AAAAAQAAAAAAAAADAPcB9wH3AQAAtAAAAAAAAABLAQAAAAAAAAAAAAAAAAAAIAAAAAAAAAAAAAAA"
+    )
+    assert _level9(answer.dst) == (
+        "AgACAAAAAAAAAgACAAAAAAAAAAAAAgAAUAAAAAAAAAB42u3WsQ0AIAgEQGX/oV1AC0OhkLuGWFgYn8AYAAAAwO+m2rqiv3d5yObp"
+        "dZ7lm0w/ZPuj+/yMou+My/+Lw/n2ftW9wJ6k2h8BAOpYgEIA+QICAAAAAAAAAAEAAAAAAAAAAwD3AfcB9wEAALQAAAAAAAAASwEA"
+        "AAAAAAAAAAAAAAAAABsBAAAAAAAAAAAAAA=="
+    )
+    assert (answer.src_liquid, answer.src_reserve, answer.dst_liquid, answer.dst_reserve) == (32, 0, 283, 0)
+
+
+def test_string_calls_refuse_what_does_not_fit_the_cpp_int() -> None:
+    """Cycles are C++ ints: a level whose cycle is beyond int32 cannot be reported by getpeglevelinfo
+    (narrowing; refused), and getpeglevel refuses int arguments beyond int32 or a supply + buffer below 0."""
+    assert ops.getpeglevelinfo(PegLevel(7, 6, 3, 1, 2, 3).to_hex()) == (2, 7, 6, 3, 4, 5, 6, 0, 0, 0)
+    with pytest.raises(PegError):
+        ops.getpeglevelinfo(PegLevel(2**31, 6, 3, 1, 2, 3).to_hex())
+    assert ops.getpeglevelinfo("00").version == 0
+    with pytest.raises(PegError):
+        ops.getpeglevel(2**31, 0, 0, 1, 1, 1, "", "")
+    with pytest.raises(PegError):
+        ops.getpeglevel(1, 0, 0, -1, 1, 1, "", "")
+    answer = ops.getpeglevel(1, 0, 3, 10, 11, 12, "", "")
+    assert answer.level == PegLevel(1, 0, 3, 10, 11, 12).to_hex() and answer.pool_amount == 0
