@@ -404,3 +404,19 @@ def test_string_calls_refuse_what_does_not_fit_the_cpp_int() -> None:
         ops.getpeglevel(1, 0, 0, -1, 1, 1, "", "")
     answer = ops.getpeglevel(1, 0, 3, 10, 11, 12, "", "")
     assert answer.level == PegLevel(1, 0, 3, 10, 11, 12).to_hex() and answer.pool_amount == 0
+
+
+def test_getpegdatainfo_of_a_pegshift_and_updatetxout() -> None:
+    """getpegdatainfo of a pegshift {1: 50, 5: -50}: value and HLIs 0 (CFractions::HLI of a zero total), the
+    level's version byte reported. updatetxout of Std(2e9) at buffer 3 and next supply 0: liquid at the
+    network's next index (0), reserve at the exchange's (3), as bitbay-core answers."""
+    pegshift = PegData.at_level(Fractions([0, 50, 0, 0, 0, -50]), PegLevel(0, 0, 0, 0, 0, 0)).to_base64()
+    info = ops.getpegdatainfo(pegshift)
+    assert (info.value, info.value_hli, info.liquid_hli, info.reserve_hli) == (0, 0, 0, 0)
+    assert info.level == (2, 0, 0, 0, 0, 0, 0, 0, 0, 0) and info.version == 1
+    level = PegLevel(1, 0, 3, 0, 0, 0)
+    txout = PegData.at_level(Fractions.std(2 * 10**9), level).to_base64()
+    assert ops.updatetxout(txout, level.to_hex()) == (2000000000, 2000000000, 59402000, 68, 68, 1)
+    odd = PegLevel.from_fields(cycle=1, cycle_prev=0, buffer=5, supply=2, supply_next=2, supply_next_next=2)
+    with pytest.raises(PegError):  # stored next supply 2 - buffer 5: the C++ would read from index -3
+        ops.updatetxout(PegData.at_level(Fractions.std(10**8), odd).to_base64(), level.to_hex())
