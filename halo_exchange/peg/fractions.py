@@ -18,7 +18,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from halo_exchange.errors import DecodeError, PegCodecError, PegError
-from halo_exchange.peg.arith import INT64_MAX, INT64_MIN, UndefinedInCpp, ratio, tdiv, wrap64
+from halo_exchange.peg.arith import INT64_MAX, INT64_MIN, UndefinedInCpp, check_int64, ratio, tdiv, wrap64
 from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32, pack_u64
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -250,16 +250,20 @@ class Fractions:
         return 0 if supply < 0 else PEG_SIZE if supply > PEG_SIZE else supply
 
     def low(self, supply: int | PegLevel) -> int:
-        """Reserve at ``supply``: the sum of the fractions below it. A PegLevel delegates to :meth:`low_at`."""
+        """Reserve at ``supply``: the sum of the fractions below it. A PegLevel delegates to :meth:`low_at`.
+
+        Liquid and reserve are int64 in the C++: every such query here refuses (UndefinedInCpp) a result
+        beyond int64, which would be a signed overflow there.
+        """
         if not isinstance(supply, int):
             return self.low_at(supply)
-        return sum(self._vec()[: self._clamp(supply)])
+        return check_int64(sum(self._vec()[: self._clamp(supply)]), "reserve")
 
     def high(self, supply: int | PegLevel) -> int:
         """Liquid at ``supply``: the sum of the fractions at and above it. A PegLevel delegates to :meth:`high_at`."""
         if not isinstance(supply, int):
             return self.high_at(supply)
-        return sum(self._vec()[self._clamp(supply) :])
+        return check_int64(sum(self._vec()[self._clamp(supply) :]), "liquid")
 
     def low_part(self, supply: int | PegLevel) -> Fractions:
         """The reserve fractions at ``supply`` (zeros from ``supply`` up)."""
@@ -302,7 +306,7 @@ class Fractions:
             return 0
         idx, partial = eff
         below = sum(self._vec()[:idx])
-        return below + self.partial_reserve_piece(level) if partial else below
+        return check_int64(below + self.partial_reserve_piece(level) if partial else below, "reserve")
 
     def high_at(self, level: PegLevel) -> int:
         """Liquid at ``level``; 0 when its effective index is outside ``[0, 1199]`` (as bitbay-core)."""
@@ -312,8 +316,8 @@ class Fractions:
         idx, partial = eff
         f = self._vec()
         if partial:
-            return sum(f[idx + 1 :]) + f[idx] - self.partial_reserve_piece(level)
-        return sum(f[idx:])
+            return check_int64(sum(f[idx + 1 :]) + f[idx] - self.partial_reserve_piece(level), "liquid")
+        return check_int64(sum(f[idx:]), "liquid")
 
     def low_part_at(self, level: PegLevel) -> Fractions:
         """The reserve fractions at ``level`` (``LowPart(level)``): the partial piece included.
@@ -352,12 +356,12 @@ class Fractions:
         f = self._vec()
         out = [0] * idx + f[idx:]
         if partial:
-            out[idx] = f[idx] - self.partial_reserve_piece(level)
+            out[idx] = check_int64(f[idx] - self.partial_reserve_piece(level), "the liquid piece")
         return Fractions._wrap(out)
 
     def n_change(self, level: PegLevel) -> int:
         """How the liquid at ``level`` changes when the next cycle's supply takes effect (``NChange``)."""
-        return self.high_at(level.shifted_one_cycle()) - self.high_at(level)
+        return check_int64(self.high_at(level.shifted_one_cycle()) - self.high_at(level), "NChange")
 
     # -- proportional slices ------------------------------------------------------------------------------
 

@@ -394,3 +394,15 @@ def test_move_that_would_overflow_an_entry_is_refused_and_moves_nothing() -> Non
     with pytest.raises(PegError):
         src.move_ratio_part_to(-31946539366793, Fractions.std(486))
     assert src.is_value_form
+
+
+def test_liquid_and_reserve_beyond_int64_are_refused() -> None:
+    """High/Low (plain or at a level) and NChange are int64 sums in the C++; a result beyond int64 is a
+    signed overflow there (the compiled code wraps): refused rather than answered exactly."""
+    fractions = Fractions([2**62, 2**62, 5])
+    level = PegLevel(1, 0, 0, 0, 1, 1)
+    for query in (lambda: fractions.high(0), lambda: fractions.low(2), lambda: fractions.high_at(level),
+                  lambda: fractions.low_at(level.evolve(supply=2)), lambda: fractions.n_change(level)):
+        with pytest.raises(PegError):
+            query()
+    assert fractions.high(1) == 2**62 + 5  # what fits is answered
