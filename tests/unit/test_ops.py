@@ -420,3 +420,66 @@ def test_getpegdatainfo_of_a_pegshift_and_updatetxout() -> None:
     odd = PegLevel.from_fields(cycle=1, cycle_prev=0, buffer=5, supply=2, supply_next=2, supply_next_next=2)
     with pytest.raises(PegError):  # stored next supply 2 - buffer 5: the C++ would read from index -3
         ops.updatetxout(PegData.at_level(Fractions.std(10**8), odd).to_base64(), level.to_hex())
+
+
+# bitbay-core pegops_tests.cpp test3/test4: the balance (and pool) string, in the oldest layout (Unpack1).
+_CPP_TEST3_BALANCE = (
+    "AgACAAAAAAAAAAAAZAgAAAAAAAB42u1Z93NVRRh9Ly+FF4IhAUKLICDVQYowEFTQgEMACdIkUhxDyQTpMgIBdAREmqgUpQsK0qvU"
+    "gFJEkNCLotIEISAtlBBKIPfpu/cc5u2Z4Q9wJu+Xk6/s3t1vv7Yblyv/l//L/+X/8n/5v/zf/+VXOXrhqKD/sFv3mj7/LxL8+z7n"
+    "tz3IoXeBjoL88PSZTf30RcgBroL443j2sQg/BoNf6LgzPiajd7ifzji52ebXiLlu+fk7MH9B6Cd7HbTAfwScW8bh54Ees3STjXO2"
+    "ZNj8EIy/Cflf02LtoYXA9wDPZTW2VVfUXpPrl2/MdfQ57uWDdw17uIEXIS8A+kbX+1l+2lP9gM3Hsl3nDwYZdqbdKpzxRAbaNxx8"
+    "7q9zgx72ErEcH2dJCalnL+H4zlMX/Hzus3apq6F+rLvsqaKB59AuuqI9z6VWq+2pczDfxLc62UdStnGXMD/GXQo27LVoaB97voTM"
+    "6bbgFvj9Yrbb85US/xiwe6Un8JxH1T7rDlw/7bR19jZbD2zfHeChhOIP/ZgFmvaujg1eEjs9AB192qE5zhJ7cT0PwXdjQRwfInFw"
+    "XfyvgPhRKOjbsp5gsce2sZfsJSxJzLbtTjtEQ+8uaI98/yr4hUHHnW5mb4nrp160rNcr/kM/5XmHybpjQF8Teye23WNvKVz2TXv2"
+    "PlDWCrQb7Z0nyJ/69z1Zn1v43GdG7WqewP1w3qegnw06paZDh8t5XRR/oJznsMnrNvKEW+zHdUe26RgceK5cR0KSHWauCLEr/eP9"
+    "NsmewDikPRq2uWecL9c5sltbwx/PtXewRd/rIYH7YhxWPLXDpjNBt4RBcmSdQ+rE3Q88X8ojxocY/vY4bwPf6dTZ5vNcisp6ue88"
+    "OTf6YWjKOMOuLonba1JHbovf35D49Mr6Lj/B76gfJnm+/sBY43y84v/kR0pchcp8tEchiXeut4ic9y3JJ7R/iU5p7kB/43zMh8wP"
+    "pcG/IOspIPohsh637MfzhHygcRcpduZ8uZKvNC/w++EST5qPvXLeGj9Bsj+P7JN5tpj4U56Mvyf+dFPq0GXx6wJybrlip2DZj+qp"
+    "HbIkX5eW/HJZ7H1H1hcm9vfK/LdE3yV17qHIfWKnwhK/audI+U6o2NsrdtHvZ4tekOgFy/d9Ege35Xx4flGVpgYF5nH6WYT47Z0n"
+    "+DX3mSnnGybjomT/hUWu47JkPV6Jt0JSt89LXaLe06D/eUJd5zm8O+iRYTfmnQEPHxn1i+d1aGOesT7W0dM55ndo18nNU+f56T2g"
+    "T0G+lP0pcCAmjEdgLIAe9YcCm/M8genSh3QDtsZ8RSDfApzNfQM/x/cOQ/47sJ7b9J8Z0OvHfAj5YshbsN9lvoWjLsC44eDvx/iS"
+    "wNHAK5BXAZ2GcRNlvbRHb8i7gF4OrAXshPl2QO8R+J2lnoxxm9+vA5wDPIBxzzHuJX/tZHxYpn2vSD6YALoc6DdBNwJdGOuYAHoR"
+    "5osFvzX7XmBbqRP9gT+I/78KbAmsAvnbwA3gz8X3WnE+yXNjwP8MOAK4CvJ4qVcngPswbxQEtVh/gDWg9yfos6Bb0e/Yl4E/C9gB"
+    "/MXML/jOM/jOds9Ax18kPzCPR/nMdbFPaMC4AL2P8Y/5G0N/r2Xa8QOMew/0auitAJ06ym3024yvekl5Rj5ivzTotY7Ou4Bl5sNg"
+    "/LEJer3AjwH9DeQnLNPP1wKToD9E8l1x4ALeuzB+veSRrxifoHNAHwN9VOKSeaEc5kmHfC79E/IlkJ+0zLjyyHk1hV4l7h/4G/jZ"
+    "cNhq9D/2wTWcDNlH7BZ50rH885IXxgJ7QO9b7q+K86HG4HNfEcwfvG+CfwzrSQMfzy0unn8xjGM+WAh+c9ihBuhUyJeLPZjvllvm"
+    "e0t5jFvJegea9vqD9YL3P+B01jXQR1zmOqeAXgl8Fvx7zA8Stx2Ba4C7eY7Qp33LAz8GNuK9U+r8COyTfQfr4jTQG6Xfy4D+Hex/"
+    "JgIjxW2+E+RA7wuMPyp9QgLvs3KvYny+hHrXkHmI+4Fee3xvLeS/SD9XSvLH+mRHcZL0WZOYD5hPWactR3BE+irW6VWsJ8B1zFPs"
+    "k3jf5Duf9E0X66EPBr8dsAPkY0A3A/038KBl9h9xfCd1m/7zNft/7YdAFxO/2495b7CfBt2NeQZxNwd0feZhiWfW+8rgL6M/AV/B"
+    "vKx3kzVupH/dIX0Hnml9FdymHwfJeSdL/h0N3Mx6Jv0V6zTf83pKnY4FzmM+l77iNPiJvEfhO8Mg/wn8T6VfY19Bew6T82iDeWjX"
+    "0XLPPMh3HyD7iVkYnyVxcwz0XtCsU6xn3dn3W6bfsg+YzToO+Xzw2e9+yHoL/AjzDRa/Zb4eLv3PFOiVAD2e/gx6J3A+9HphngTa"
+    "GfImGNeE9w9guvTlVYEz2SdJnzXcba6jJft/8esy4ic/+sw+nXX5uMzP+K3EexyQ+YT+7JG+jf3RXJ9pL/rhGr73gf6EedYy3x+v"
+    "yvsl94lnyMfjJ8i9KQ0OXUryN+8v7M/pF+WAW9kPir3HWeZ99pDkrS+lrsfLfaIC3/eBXYHdLbMvY/1nXmA8z2efAr0X+P8l9oNy"
+    "bozT7yWOWCebsi8AnoQ8SfyZ+0mQuPsV69wJmnluGPh9wY8nDfnPwBeBezHvILmv0n/Ky/drSf3cYJn1j+fbE99dL/3OA4mTW8xz"
+    "cv7ZmJd+MBX4OnAz5HVBV5V3lJKSx+h/6+Q8EyRvvQEcDLyJeWryviJ9D+OOdao+78PAkS6zD+d9tLXYq4T4B9/LmF95X62Ieb5j"
+    "/wi8Iv0H43Soz3xH6Cp1iPfBGcBdmH8r5MxfmeCnZ4ca/fikw05lTUl0G35XDAWoP/0TyL69zxn0d9tS7Sv5v8XopVBuLQAAAAAA"
+    "AG0tAAAAAAAA9wD6AP0AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAEedIfDgEAAA=="
+)
+
+
+def test_cpp_test3_legacy_string_keeps_the_failed_attempts_fields() -> None:
+    """The test3 string is read by Unpack1 after both newer readers failed: it keeps the pegdata version
+    (131074), fractions version byte (0), nId (1940909692) and the 110-byte return address the failed
+    attempts read, and writes them back (bitbay-core's answer)."""
+    balance = PegData.from_base64(_CPP_TEST3_BALANCE)
+    assert balance.is_valid()
+    assert (balance.version, balance.fractions.version, balance.id) == (131074, 0, 1940909692)
+    assert len(balance.fractions.return_addr) == 110
+    assert balance.fractions.return_addr.encode("latin-1")[:8].hex() == "ed59f7735545187d"
+    level, liquid = balance.level, balance.liquid
+    assert (level.cycle, level.supply, liquid, balance.reserve) == (11630, 247, 1160175057156, 0)
+    again = PegData.from_base64(balance.to_base64())
+    assert (again.version, again.id, again.fractions.return_addr) == (131074, 1940909692, balance.fractions.return_addr)
+
+
+def test_cpp_test3_and_test4_updates() -> None:
+    """test3: the balance is at the level's cycle, so the call answers its input strings ("Already
+    up-to-dated"). test4: one cycle later, the pool (of cycle 11630) is refused, as the current C++ answers
+    ("PegPool has other cycle than peglevel"; the C++ test still expects ok from an older version)."""
+    level3 = "6e2d0000000000006d2d000000000000f700fa00fd00000000000000000000000000000000000000"
+    level4 = "6f2d0000000000006e2d000000000000f700fa00fd00000000000000000000000000000000000000"
+    answer = ops.updatepegbalances(_CPP_TEST3_BALANCE, _CPP_TEST3_BALANCE, level3)
+    assert answer.status == ops.ALREADY_UP_TO_DATE and answer.balance == answer.pool == _CPP_TEST3_BALANCE
+    assert (answer.balance_liquid, answer.pool_amount) == (1160175057156, 1160175057156)
+    with pytest.raises(PegError, match="other cycle"):
+        ops.updatepegbalances(_CPP_TEST3_BALANCE, _CPP_TEST3_BALANCE, level4)
