@@ -18,7 +18,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from halo_exchange.errors import DecodeError, PegCodecError, PegError
-from halo_exchange.peg.arith import ratio, tdiv
+from halo_exchange.peg.arith import INT64_MAX, INT64_MIN, UndefinedInCpp, check_int64, ratio, tdiv, wrap64
 from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32, pack_u64
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,7 +46,7 @@ FRACTIONS_VERSION = 1
 _ZLIB_LEVEL = 1  # bitbay-core since 51023835 (gopegops used 9; readers accept both)
 _MAX_ZLEN = 19200  # Unpack refuses longer compressed payloads
 _RAW = struct.Struct("<%dq" % PEG_SIZE)
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_DECAY_SAFE = ((1 << 63) - 1) // (PEG_RATE - 1)  # above this, fp * 99 overflows int64
 
 
 def _std_list(value: int) -> list[int]:
@@ -72,21 +72,31 @@ def _std_list(value: int) -> list[int]:
 
 
 def _decay(prev: int) -> int:
-    """``trunc(prev * 99 / 100)``: the delta codec's prediction of the next fraction."""
-    return prev * 99 // 100 if prev >= 0 else -((-prev) * 99 // 100)
+    """``fp * 99 / 100`` in int64: the delta codec's prediction of the next fraction.
+
+    bitbay-core computes ``fp * (PEG_RATE - 1)`` in int64, so for a fraction above 2^63/99 (about
+    9.32e16 satoshi) the product wraps before the truncating division; the bytes it stores depend on it.
+    """
+    if 0 <= prev <= _DECAY_SAFE:
+        return prev * (PEG_RATE - 1) // PEG_RATE
+    return tdiv(wrap64(prev * (PEG_RATE - 1)), PEG_RATE)
 
 
 def to_deltas(values: Sequence[int]) -> list[int]:
-    """``d[0] = f[0]``, ``d[i] = f[i] - trunc(f[i-1]*99/100)``: Std vectors become mostly 0 and 1."""
-    return [values[0]] + [cur - _decay(prev) for prev, cur in zip(values, values[1:])]
+    """``d[0] = f[0]``, ``d[i] = f[i] - f[i-1]*99/100`` in int64 (``CFractions::ToDeltas``).
+
+    Std vectors become mostly 0 and 1. The arithmetic is int64 as in the C++ (see :func:`_decay`), and
+    :func:`from_deltas` undoes it exactly, wrap included.
+    """
+    return [values[0]] + [wrap64(cur - _decay(prev)) for prev, cur in zip(values, values[1:])]
 
 
 def from_deltas(deltas: Sequence[int]) -> list[int]:
-    """Inverse of :func:`to_deltas`."""
+    """Inverse of :func:`to_deltas` (``CFractions::FromDeltas``, int64 arithmetic)."""
     out = [0] * len(deltas)
     prev = 0
     for i, d in enumerate(deltas):
-        prev = d if i == 0 else d + _decay(prev)
+        prev = d if i == 0 else wrap64(d + _decay(prev))
         out[i] = prev
     return out
 
@@ -101,9 +111,12 @@ class Fractions:
 
     Instances are mutable only through :meth:`move_ratio_part_to`, which by definition moves value from one
     vector into another; every other operation returns a new object.
+
+    ``version`` is the version byte ``Pack`` writes (1 unless the vector was read with another: bitbay-core
+    keeps the byte it read, and its arithmetic results, being copies, start again at 1).
     """
 
-    __slots__ = ("_f", "_value", "flags", "lock_time", "return_addr")
+    __slots__ = ("_f", "_value", "flags", "lock_time", "return_addr", "version")
 
     def __init__(
         self,
@@ -123,6 +136,7 @@ class Fractions:
         self.flags = (flags & ~VALUE) | STD
         self.lock_time = lock_time
         self.return_addr = return_addr
+        self.version = FRACTIONS_VERSION
 
     # -- construction ---------------------------------------------------------------------------------
 
@@ -135,6 +149,7 @@ class Fractions:
         obj.flags = (flags & ~VALUE) | STD
         obj.lock_time = lock_time
         obj.return_addr = return_addr
+        obj.version = FRACTIONS_VERSION
         return obj
 
     @classmethod
@@ -148,9 +163,10 @@ class Fractions:
         obj = cls.__new__(cls)
         obj._f = None
         obj._value = int(value)
-        obj.flags = (flags & ~STD) | VALUE
+        obj.flags = flags | VALUE
         obj.lock_time = lock_time
         obj.return_addr = return_addr
+        obj.version = FRACTIONS_VERSION
         return obj
 
     @classmethod
@@ -158,11 +174,15 @@ class Fractions:
         return cls._wrap([0] * PEG_SIZE)
 
     def copy(self) -> Fractions:
+        """A duplicate, version byte included (C++'s copy constructor would reset it; see ``version``)."""
         if self._f is None:
-            return Fractions.from_value(
+            out = Fractions.from_value(
                 self._value, flags=self.flags, lock_time=self.lock_time, return_addr=self.return_addr
             )
-        return Fractions._wrap(list(self._f), self.flags, self.lock_time, self.return_addr)
+        else:
+            out = Fractions._wrap(list(self._f), self.flags, self.lock_time, self.return_addr)
+        out.version = self.version
+        return out
 
     def _vec(self) -> list[int]:
         """The full vector; a VALUE-form object materialises (and caches) its Std split."""
@@ -230,16 +250,20 @@ class Fractions:
         return 0 if supply < 0 else PEG_SIZE if supply > PEG_SIZE else supply
 
     def low(self, supply: int | PegLevel) -> int:
-        """Reserve at ``supply``: the sum of the fractions below it. A PegLevel delegates to :meth:`low_at`."""
+        """Reserve at ``supply``: the sum of the fractions below it. A PegLevel delegates to :meth:`low_at`.
+
+        Liquid and reserve are int64 in the C++: every such query here refuses (UndefinedInCpp) a result
+        beyond int64, which would be a signed overflow there.
+        """
         if not isinstance(supply, int):
             return self.low_at(supply)
-        return sum(self._vec()[: self._clamp(supply)])
+        return check_int64(sum(self._vec()[: self._clamp(supply)]), "reserve")
 
     def high(self, supply: int | PegLevel) -> int:
         """Liquid at ``supply``: the sum of the fractions at and above it. A PegLevel delegates to :meth:`high_at`."""
         if not isinstance(supply, int):
             return self.high_at(supply)
-        return sum(self._vec()[self._clamp(supply) :])
+        return check_int64(sum(self._vec()[self._clamp(supply) :]), "liquid")
 
     def low_part(self, supply: int | PegLevel) -> Fractions:
         """The reserve fractions at ``supply`` (zeros from ``supply`` up)."""
@@ -282,7 +306,7 @@ class Fractions:
             return 0
         idx, partial = eff
         below = sum(self._vec()[:idx])
-        return below + self.partial_reserve_piece(level) if partial else below
+        return check_int64(below + self.partial_reserve_piece(level) if partial else below, "reserve")
 
     def high_at(self, level: PegLevel) -> int:
         """Liquid at ``level``; 0 when its effective index is outside ``[0, 1199]`` (as bitbay-core)."""
@@ -292,10 +316,20 @@ class Fractions:
         idx, partial = eff
         f = self._vec()
         if partial:
-            return sum(f[idx + 1 :]) + f[idx] - self.partial_reserve_piece(level)
-        return sum(f[idx:])
+            return check_int64(sum(f[idx + 1 :]) + f[idx] - self.partial_reserve_piece(level), "liquid")
+        return check_int64(sum(f[idx:]), "liquid")
 
     def low_part_at(self, level: PegLevel) -> Fractions:
+        """The reserve fractions at ``level`` (``LowPart(level)``): the partial piece included.
+
+        As bitbay-core: an effective index below 0 gives zeros, exactly 1200 the whole vector (its copy
+        loop runs to the index); above 1200 the C++ reads past the vector, which is refused.
+        """
+        idx = level.supply + level.shift
+        if idx > PEG_SIZE:
+            raise UndefinedInCpp(f"LowPart at effective index {idx} reads past the vector")
+        if idx == PEG_SIZE:
+            return Fractions._wrap(list(self._vec()))
         eff = self._effective(level)
         if eff is None:
             return Fractions.zero()
@@ -307,6 +341,14 @@ class Fractions:
         return Fractions._wrap(out)
 
     def high_part_at(self, level: PegLevel) -> Fractions:
+        """The liquid fractions at ``level`` (``HighPart(level)``): what the partial piece leaves included.
+
+        As bitbay-core: an effective index of 1200 or more gives zeros; below 0 the C++ reads before the
+        vector, which is refused.
+        """
+        idx = level.supply + level.shift
+        if idx < 0:
+            raise UndefinedInCpp(f"HighPart at effective index {idx} reads before the vector")
         eff = self._effective(level)
         if eff is None:
             return Fractions.zero()
@@ -314,12 +356,12 @@ class Fractions:
         f = self._vec()
         out = [0] * idx + f[idx:]
         if partial:
-            out[idx] = f[idx] - self.partial_reserve_piece(level)
+            out[idx] = check_int64(f[idx] - self.partial_reserve_piece(level), "the liquid piece")
         return Fractions._wrap(out)
 
     def n_change(self, level: PegLevel) -> int:
         """How the liquid at ``level`` changes when the next cycle's supply takes effect (``NChange``)."""
-        return self.high_at(level.shifted_one_cycle()) - self.high_at(level)
+        return check_int64(self.high_at(level.shifted_one_cycle()) - self.high_at(level), "NChange")
 
     # -- proportional slices ------------------------------------------------------------------------------
 
@@ -328,61 +370,80 @@ class Fractions:
 
         Each entry is ``trunc(f[i]*part/total)``; a shortfall is made up one satoshi at a time, walking
         cyclically from the first non-zero entry over entries whose slice is still below the entry. A
-        ``part`` above the total gives a full copy. With negative entries the sum can exceed ``part``; like
-        bitbay-core, that excess is left as is.
+        ``part`` above the total gives a full copy (``Std()``: marks, lock time and return address kept).
+        With negative entries the sum can exceed ``part``; like bitbay-core, that excess is left as is.
+
+        Raises PegError where the C++ has no defined result: a non-zero ``part`` of a vector whose total
+        is 0 (it divides by zero), or a shortfall the walk can never make up (it loops forever).
         """
         f = self._vec()
         if part == 0:
             return Fractions.zero()
         total = self.total()
         if part > total:
-            return Fractions._wrap(list(f))
+            return Fractions._wrap(list(f), self.flags, self.lock_time, self.return_addr)
+        if total == 0:
+            raise PegError("RatioPart of a vector whose total is 0 divides by zero in bitbay-core")
         out = _scaled(f, part, total)
         deficit = part - sum(out)
         if deficit > 0:
-            start = next((i for i, v in enumerate(f) if v != 0), PEG_SIZE)
-            _walk_remainder(out, deficit, start, lambda i: out[i] < f[i], +1)
+            start = _first_non_zero(f)
+            room = [v - p if v > p else 0 for v, p in zip(f, out)]
+            for i, extra in _walk_remainder(room, deficit, start):
+                out[i] += extra
         return Fractions._wrap(out)
 
     def move_ratio_part_to(self, value: int, dst: Fractions) -> int:
-        """Move a proportional slice of ``value`` from this vector into ``dst``; return the part not moved.
+        """Move a proportional slice of ``value`` from this vector into ``dst`` (bitbay-core ``MoveRatioPartTo``).
 
-        bitbay-core ``MoveRatioPartTo``: with a total of 0 nothing moves and ``value`` is returned; a
-        ``value`` of at least the total moves everything and returns ``value - total``; otherwise the
-        remainder walk moves one satoshi from every entry that is still positive.
+        Returns the part not moved. With a total of 0 nothing moves and ``value`` is returned; a ``value``
+        of 0 moves nothing and returns 0 (whatever the total); a ``value`` of at least the total moves
+        everything and returns ``value - total``. Otherwise each entry gives ``trunc(f[i]*value/total)``;
+        if those pieces sum to ``value`` or more (a negative ``value``, or negative entries) that is all
+        and 0 is returned; a shortfall is taken one satoshi at a time from every entry still positive,
+        walking cyclically from the first non-zero entry, and 0 is returned.
+
+        Raises PegError, with nothing moved, where that walk could never finish (bitbay-core loops forever)
+        or an entry of either vector would overflow int64 (undefined in the C++).
         """
         total = self.total()
         if total == 0:
             return value
-        src = self._to_std()
-        out = dst._to_std()
+        if value == 0:
+            return 0
+        src, out = self._vec(), dst._vec()
         if value >= total:
-            for i, v in enumerate(src):
-                out[i] += v
-            src[:] = [0] * PEG_SIZE
-            return value - total
-        pieces = _scaled(src, value, total)
-        src[:] = [v - p for v, p in zip(src, pieces)]
-        out[:] = [v + p for v, p in zip(out, pieces)]
-        remain = value - sum(pieces)
-        if remain > 0:
-            start = next((i for i, v in enumerate(src) if v != 0), PEG_SIZE)
-
-            def step(i: int) -> bool:
-                if src[i] > 0:
-                    src[i] -= 1
-                    out[i] += 1
-                    return True
-                return False
-
-            remain = _walk_remainder(None, remain, start, step, 0)
+            after, received = [0] * PEG_SIZE, [a + b for a, b in zip(out, src)]
+            remain = value - total
+        else:
+            pieces = _scaled(src, value, total)
+            after = [v - p for v, p in zip(src, pieces)]
+            received = [v + p for v, p in zip(out, pieces)]
+            short = value - sum(pieces)
+            if short > 0:
+                room = [v if v > 0 else 0 for v in after]
+                for i, extra in _walk_remainder(room, short, _first_non_zero(src)):
+                    after[i] -= extra
+                    received[i] += extra
+            remain = 0
+        _check_entries(after)
+        _check_entries(received)
+        self._to_std()[:] = after
+        dst._to_std()[:] = received
         return remain
 
     # -- other helpers bitbay-core exposes -------------------------------------------------------------
 
     def hli(self) -> int:
-        """Half liquidity index: the first index where the running sum exceeds ``trunc(total/2)`` (0 if none)."""
-        half = tdiv(self.total(), 2)
+        """Half liquidity index: the first index where the running sum exceeds ``trunc(total/2)`` (0 if none).
+
+        A vector whose total is 0 (an empty one, or any pegshift) has HLI 0 whatever its entries, as
+        bitbay-core's ``CFractions::HLI`` returns before walking it.
+        """
+        total = self.total()
+        if total == 0:
+            return 0
+        half = tdiv(total, 2)
         for i, running in enumerate(accumulate(self._vec())):
             if running > half:
                 return i
@@ -437,7 +498,7 @@ class Fractions:
             raise PegCodecError("lock time cannot be negative")
         head_flags = self.flags & SER_MASK
         if self.flags & VALUE:
-            header = pack_u8(FRACTIONS_VERSION) + pack_u32(head_flags | SER_VALUE) + pack_u64(self.lock_time)
+            header = pack_u8(self.version) + pack_u32(head_flags | SER_VALUE) + pack_u64(self.lock_time)
             return header + pack_bytes(self.return_addr.encode("latin-1")) + pack_i64(self._value)
         deltas = to_deltas(self._vec())
         try:
@@ -445,50 +506,59 @@ class Fractions:
         except struct.error as exc:
             raise PegCodecError("a fraction delta does not fit in int64") from exc
         payload = zlib.compress(raw, _ZLIB_LEVEL)
-        header = pack_u8(FRACTIONS_VERSION) + pack_u32(head_flags | SER_ZDELTA) + pack_u64(self.lock_time)
+        header = pack_u8(self.version) + pack_u32(head_flags | SER_ZDELTA) + pack_u64(self.lock_time)
         return header + pack_bytes(self.return_addr.encode("latin-1")) + pack_u64(len(payload)) + payload
 
     @classmethod
     def unpack(cls, data: bytes) -> Fractions:
-        """Decode ``CFractions::Pack`` bytes; truncated, oversized or trailing data raises PegCodecError."""
+        """Decode ``CFractions::Pack`` bytes (see :meth:`read`); trailing data raises PegCodecError too."""
         reader = ByteReader(data)
         try:
             fractions = cls.read(reader)
             reader.expect_end("fractions")
-        except DecodeError as exc:
+        except (DecodeError, UndefinedInCpp) as exc:
             raise PegCodecError(f"bad fractions: {exc}") from exc
         return fractions
 
     @classmethod
-    def read(cls, reader: ByteReader, *, with_version: bool = True, with_return_addr: str = "before") -> Fractions:
-        """Read one packed vector from ``reader``.
+    def read(cls, reader: ByteReader) -> Fractions:
+        """Read one packed vector from ``reader`` as ``CFractions::Unpack`` reads it into a fresh object.
 
-        ``with_version`` and ``with_return_addr`` (``"before"`` the payload, ``"after"`` it, or ``"none"``)
-        select the current layout or the two legacy layouts of ``pegdata_compat.cpp``.
+        The version byte is kept. Flags without a payload format read no payload and leave the fresh
+        object's VALUE-form 0; a VALUE payload keeps all of its flags (STD included); a ZDELTA or RAW
+        payload whose flags have the VALUE bit is a VALUE form of its first fraction, as the C++ then reads
+        it. Bytes after the end of the zlib stream are ignored, as ``uncompress`` does. Truncated data,
+        a compressed payload over 19200 bytes or a corrupt one raise PegCodecError; one inflating to fewer
+        than 9600 bytes raises UndefinedInCpp (the C++ would use uninitialised deltas).
         """
-        if with_version:
-            reader.u8()  # bitbay-core reads and ignores the fractions version
+        version = reader.u8()
         ser_flags = reader.u32()
         lock_time = reader.u64()
-        return_addr = ""
-        if with_return_addr == "before":
-            return_addr = reader.var_bytes().decode("latin-1")
-        flags = ser_flags & SER_MASK
+        return_addr = reader.var_bytes().decode("latin-1")
+        flags = VALUE  # a fresh CFractions, as the C++ reader fills one
+        vector: list[int] | None = None
+        value = 0
         if ser_flags & SER_VALUE:
-            fractions = cls.from_value(reader.i64(), flags=flags)
+            flags = ser_flags | VALUE
+            value = reader.i64()
         elif ser_flags & SER_ZDELTA:
             zlen = reader.u64()
             if zlen > _MAX_ZLEN:
                 raise PegCodecError(f"compressed fractions of {zlen} bytes exceed {_MAX_ZLEN}")
-            fractions = cls._wrap(from_deltas(_inflate(reader.read(zlen))), flags)
+            deltas = uncompress_deltas(reader.read(zlen))
+            if deltas is None:
+                raise PegCodecError("corrupt compressed fractions")
+            vector, flags = from_deltas(deltas), ser_flags | STD
         elif ser_flags & SER_RAW:
-            fractions = cls._wrap(list(_RAW.unpack(reader.read(_RAW.size))), flags)
+            vector, flags = list(_RAW.unpack(reader.read(_RAW.size))), ser_flags | STD
+        flags &= SER_MASK
+        if vector is None or flags & VALUE:
+            fractions = cls.from_value(vector[0] if vector is not None else value, flags=flags)
         else:
-            raise PegCodecError(f"fractions flags {ser_flags:#x} name no payload format")
-        if with_return_addr == "after":
-            return_addr = reader.var_bytes().decode("latin-1")
+            fractions = cls._wrap(vector, flags)
         fractions.lock_time = lock_time
         fractions.return_addr = return_addr
+        fractions.version = version
         return fractions
 
 
@@ -511,26 +581,57 @@ def _inflate(blob: bytes) -> list[int]:
     return list(_RAW.unpack(raw))
 
 
-def _walk_remainder(out, remaining: int, start: int, step, add: int) -> int:
-    """The remainder walk of RatioPart / MoveRatioPartTo: cycle from ``start``, applying ``step`` where it fits.
+def uncompress_deltas(blob: bytes) -> list[int] | None:
+    """The deltas as ``CFractions::Unpack`` gets them from zlib's ``uncompress``; None where it fails.
 
-    ``step(i)`` says whether index ``i`` can take one more satoshi (and, for a move, takes it). With
-    ``out`` given, a ``True`` adds ``add`` to ``out[i]``. Stops when nothing is left, or when a whole
-    pass takes nothing (bitbay-core would spin forever there; it cannot happen for non-negative input).
+    ``uncompress`` stops at the end of the zlib stream and ignores bytes after it, and fails on a corrupt
+    or truncated stream or one that inflates to more than 9600 bytes. One that inflates to fewer leaves
+    the rest of the C++ buffer uninitialised: :class:`UndefinedInCpp`.
     """
-    if start >= PEG_SIZE:
-        return remaining
-    order = list(range(start, PEG_SIZE)) + list(range(0, start))
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(blob, _RAW.size + 1)
+    except zlib.error:
+        return None
+    if not inflater.eof or len(raw) > _RAW.size:
+        return None
+    if len(raw) < _RAW.size:
+        raise UndefinedInCpp(f"compressed fractions inflate to {len(raw)} bytes, fewer than {_RAW.size}")
+    return list(_RAW.unpack(raw))
+
+
+def unpack_raw(data: bytes) -> list[int]:
+    """The 1200 little-endian int64 of a RAW payload."""
+    return list(_RAW.unpack(data))
+
+
+def _check_entries(values: list[int]) -> None:
+    """Fraction entries are int64 in the C++: one that would overflow has no defined value there."""
+    if min(values) < INT64_MIN or max(values) > INT64_MAX:
+        raise UndefinedInCpp("a fraction would overflow int64")
+
+
+def _first_non_zero(values: list[int]) -> int:
+    """bitbay-core's ``adjust_from``: where the remainder walks start (PEG_SIZE for an all-zero vector)."""
+    return next((i for i, v in enumerate(values) if v != 0), PEG_SIZE)
+
+
+def _walk_remainder(room: list[int], remaining: int, start: int) -> list[tuple[int, int]]:
+    """The remainder walk of RatioPart / MoveRatioPartTo: ``(index, satoshi)`` pairs it hands out.
+
+    bitbay-core cycles over ``start..1199`` again and again, giving one satoshi to each index that still
+    has ``room`` until ``remaining`` is used up. Where all the room there is less than ``remaining`` it
+    never stops: that is refused (PegError) before anything is changed.
+    """
+    order = [i for i in range(start, PEG_SIZE) if room[i] > 0]
+    if sum(room[i] for i in order) < remaining:
+        raise PegError("the remainder walk of RatioPart/MoveRatioPartTo would never end in bitbay-core")
+    given = dict.fromkeys(order, 0)
     while remaining > 0:
-        took = False
         for i in order:
             if remaining == 0:
                 break
-            if step(i):
-                if out is not None:
-                    out[i] += add
-                remaining -= 1
-                took = True
-        if not took:
-            break
-    return remaining
+            given[i] += 1
+            remaining -= 1
+        order = [i for i in order if given[i] < room[i]]
+    return [(i, n) for i, n in given.items() if n]

@@ -6,16 +6,19 @@ exchange's books promise more liquid than its wallet holds (the pegshift distort
 moves up by whole fractions and then by a partial fraction ``shift_last_part / shift_last_total``.
 
 This module owns the constructor arithmetic (buffer, cap, shift), validity, the comparison bitbay-core
-uses to detect outdated balances, and the hex codecs (v2 written; v2, v1 and the 80-hex legacy form read).
-Pure: no I/O. Spec: reference/peg-spec.md §1.7-§1.8.
+uses to detect outdated balances, and the hex codecs (v2 written; v2, v1 and the 80-hex legacy form read
+as leniently as bitbay-core's ``CPegLevel(std::string)`` reads them, see :meth:`PegLevel.from_hex`).
+Pure: no I/O. Spec: reference/peg-spec.md §1.7-§1.8; where it and the C++ differ, docs/conformance.md.
 """
 
 from __future__ import annotations
 
 import operator
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
 
 from halo_exchange.errors import DecodeError
+from halo_exchange.peg.arith import INT64_MAX, INT64_MIN, UndefinedInCpp, check_int64
 from halo_exchange.peg.fractions import PEG_SIZE, Fractions
 from halo_exchange.serialize import ByteReader, pack_i16, pack_i64, pack_u8
 
@@ -23,7 +26,7 @@ from halo_exchange.serialize import ByteReader, pack_i16, pack_i64, pack_u8
 MAX_LEVEL_INDEX = PEG_SIZE - 1
 DEFAULT_BUFFER = 3
 LEVEL_VERSION = 2
-_V2_SIZE, _V1_SIZE, _LEGACY_SIZE = 43, 41, 40
+_LEGACY_SIZE = 40  # bytes of the legacy form (80 hex characters)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -36,8 +39,11 @@ class PegLevel:
     :meth:`with_distortion` to compute the shift from the exchange book and pegshift, and
     :meth:`from_fields` to rebuild a level from stored fields without adding the buffer again.
 
-    ``==`` compares every field. bitbay-core's own ``operator==`` (which ignores the cycle) is
-    :meth:`same_effective_level`.
+    ``==`` compares every field but ``version``. bitbay-core's own ``operator==`` (which ignores the cycle)
+    is :meth:`same_effective_level`.
+
+    ``version`` is the version byte the level was read with (bitbay-core keeps it in memory and
+    ``getpeglevelinfo`` reports it); a level always packs as version 2.
     """
 
     cycle: int
@@ -49,6 +55,7 @@ class PegLevel:
     shift: int
     shift_last_part: int
     shift_last_total: int
+    version: int = field(default=LEVEL_VERSION, compare=False)
 
     def __init__(
         self, cycle: int, cycle_prev: int, buffer: int, supply: int, supply_next: int, supply_next_next: int
@@ -63,6 +70,7 @@ class PegLevel:
             shift=0,
             shift_last_part=0,
             shift_last_total=0,
+            version=LEVEL_VERSION,
         )
 
     def _set(self, **fields: int) -> None:
@@ -82,6 +90,7 @@ class PegLevel:
         shift: int = 0,
         shift_last_part: int = 0,
         shift_last_total: int = 0,
+        version: int = LEVEL_VERSION,
     ) -> PegLevel:
         """A level with exactly these stored fields (the supplies already include the buffer)."""
         level = cls.__new__(cls)
@@ -95,6 +104,7 @@ class PegLevel:
             shift=shift,
             shift_last_part=shift_last_part,
             shift_last_total=shift_last_total,
+            version=version,
         )
         return level
 
@@ -119,29 +129,40 @@ class PegLevel:
     ) -> PegLevel:
         """The level whose shift keeps the exchange's reported liquid within what its wallet really holds.
 
-        The wallet holds ``exchange + pegshift``. If the book's liquid at ``supply`` exceeds the wallet's,
-        the effective supply walks up through the book's fractions: each whole fraction that fits in the
-        remaining difference adds one to ``shift``; the first that does not becomes the partial fraction
-        (``shift_last_total`` = that fraction, ``shift_last_part`` = what remained).
+        bitbay-core's distortion constructor of ``CPegLevel``. The wallet holds ``exchange + pegshift``.
+        If the book's liquid at ``supply`` exceeds the wallet's, the effective supply walks up through the
+        book's fractions while some difference is left: a fraction that does not exceed what is left adds
+        one to ``shift`` and is subtracted; the first that exceeds it becomes the partial fraction
+        (``shift_last_total`` = that fraction). ``shift_last_part`` is what is left when the walk stops:
+        0 when whole fractions used the difference up exactly (the walk stops there, total 0, however
+        many zero fractions follow), or the remainder with total 0 when the walk ran off the end (a level
+        that is then invalid, supply + shift = 1200).
+
+        A buffered supply below 0 gives the plain (invalid) level: bitbay-core would read the book below
+        index 0 there. An entry of ``exchange + pegshift`` or a liquid sum beyond int64 is refused
+        (UndefinedInCpp): the C++ overflows there (docs/conformance.md).
         """
         level = cls(cycle, cycle_prev, buffer, supply, supply_next, supply_next_next)
-        book = exchange.to_list()
-        wallet = (exchange + pegshift).to_list()
         start = level.supply
         if start < 0 or start >= PEG_SIZE:
             return level
-        difference = sum(book[start:]) - sum(wallet[start:])
-        if difference <= 0:
+        book = exchange.to_list()
+        wallet = (exchange + pegshift).to_list()
+        if not (INT64_MIN <= min(wallet) and max(wallet) <= INT64_MAX):
+            raise UndefinedInCpp("exchange + pegshift overflows int64")
+        left = check_int64(sum(book[start:])) - check_int64(sum(wallet[start:]))
+        if left <= 0:
             return level
-        shift = 0
-        for i in range(start, PEG_SIZE):
+        shift, last_total, i = 0, 0, start
+        while left > 0 and i < PEG_SIZE:
             fraction = book[i]
-            if fraction <= difference:
-                shift += 1
-                difference -= fraction
-                continue
-            return level.evolve(shift=shift, shift_last_part=difference, shift_last_total=fraction)
-        return level.evolve(shift=shift)
+            if fraction > left:
+                last_total = fraction
+                break
+            shift += 1
+            left -= fraction
+            i += 1
+        return level.evolve(shift=shift, shift_last_part=left, shift_last_total=last_total)
 
     def evolve(self, **changes: int) -> PegLevel:
         """A copy with some stored fields changed (no buffer arithmetic)."""
@@ -216,52 +237,126 @@ class PegLevel:
 
     @classmethod
     def read(cls, reader: ByteReader) -> PegLevel:
-        """Read a versioned (v2 or v1) level from ``reader``; raises DecodeError otherwise."""
-        version = reader.u8()
-        if version == LEVEL_VERSION:
-            return cls._read_fields(reader, buffer=None)
-        if version == 1:
-            return cls._read_fields(reader, buffer=DEFAULT_BUFFER)
-        raise DecodeError(f"unknown peglevel version {version}")
+        """Read a versioned level from ``reader`` as ``CPegLevel::Unpack`` reads a fresh level.
+
+        Version 1 has no buffer field (it reads as 3), 2 and above read as v2, and 0 reads nothing more
+        and leaves the defaults (a valid level at cycle 0, supplies 0, buffer 3). Raises DecodeError when
+        the data end too soon.
+        """
+        state = LevelState.defaults()
+        if not state.unpack(reader):
+            raise DecodeError("truncated peglevel")
+        return state.to_level()
 
     @classmethod
     def read_legacy(cls, reader: ByteReader) -> PegLevel:
         """Read the 40-byte legacy level (no version byte, no buffer; the buffer reads as 3)."""
-        return cls._read_fields(reader, buffer=DEFAULT_BUFFER)
-
-    @classmethod
-    def _read_fields(cls, reader: ByteReader, buffer: int | None) -> PegLevel:
-        cycle = reader.i64()
-        cycle_prev = reader.i64()
-        if buffer is None:
-            buffer = reader.i16()
-        return cls.from_fields(
-            cycle=cycle,
-            cycle_prev=cycle_prev,
-            buffer=buffer,
-            supply=reader.i16(),
-            supply_next=reader.i16(),
-            supply_next_next=reader.i16(),
-            shift=reader.i16(),
-            shift_last_part=reader.i64(),
-            shift_last_total=reader.i64(),
-        )
+        state = LevelState.defaults()
+        if not state.unpack_legacy(reader):
+            raise DecodeError("truncated legacy peglevel")
+        return state.to_level()
 
     @classmethod
     def from_hex(cls, text: str) -> PegLevel:
-        """Decode v2, v1 or the 80-hex legacy form. Unparsable input gives :meth:`invalid`, never an exception.
+        """Decode a peglevel hex string exactly as bitbay-core's ``CPegLevel(std::string)``; never raises.
 
-        As bitbay-core: exactly 80 hex digits is the legacy form; anything else is tried as a versioned
-        level first, then as legacy. Trailing bytes after a complete level are ignored, as C++ streams do.
+        * The text is read by ``ParseHex``: white space before each byte is skipped, and reading stops at
+          the first character that does not complete a hex byte (an odd last nibble, any other suffix).
+        * A text of exactly 80 characters (bytes, as C++ counts them) is the legacy 40-byte form.
+        * Any other text is read by :meth:`read` (versions 0, 1, 2-255) and, if its bytes run out, read
+          again from the start as legacy; the version byte of the first attempt is kept.
+        * If that fails too the level is invalid: supplies -1, shift and partial 0, and the fields the
+          failed attempts managed to read (cycle, previous cycle, buffer) as they left them.
+        Trailing bytes after a complete level are ignored.
         """
+        raw = text.encode("utf-8", "surrogatepass")
+        data = parse_hex(raw)
+        state = LevelState.defaults()
+        if len(raw) == 2 * _LEGACY_SIZE:
+            if not state.unpack_legacy(ByteReader(data)):
+                state.make_invalid()
+            return state.to_level()
+        if not state.unpack(ByteReader(data)) and not state.unpack_legacy(ByteReader(data)):
+            state.make_invalid()
+        return state.to_level()
+
+
+_HEX_BYTES = re.compile(rb"(?:[\t\n\v\f\r ]*[0-9A-Fa-f]{2})*")
+_SPACE = re.compile(rb"[\t\n\v\f\r ]")
+
+
+def parse_hex(raw: bytes) -> bytes:
+    """bitbay-core's ``ParseHex``: skip C white space before each byte, stop at the first incomplete byte."""
+    prefix = _HEX_BYTES.match(raw).group()  # type: ignore[union-attr]
+    return bytes.fromhex(_SPACE.sub(b"", prefix).decode("ascii"))
+
+
+_FIELDS = (
+    "cycle", "cycle_prev", "buffer", "supply", "supply_next", "supply_next_next",
+    "shift", "shift_last_part", "shift_last_total",
+)
+
+
+class LevelState:
+    """A ``CPegLevel`` being read, field by field, as the C++ object is: a read that fails half way leaves
+    the fields before it set. Shared by :meth:`PegLevel.from_hex` and the pegdata readers."""
+
+    __slots__ = ("version",) + _FIELDS
+
+    def __init__(self, supply: int) -> None:
+        self.version = LEVEL_VERSION
+        self.cycle = self.cycle_prev = 0
+        self.buffer = DEFAULT_BUFFER
+        self.supply = self.supply_next = self.supply_next_next = supply
+        self.shift = self.shift_last_part = self.shift_last_total = 0
+
+    @classmethod
+    def defaults(cls) -> LevelState:
+        """The in-class defaults a ``CPegLevel(std::string)`` starts from (valid: supplies 0, buffer 3)."""
+        return cls(0)
+
+    @classmethod
+    def unset(cls) -> LevelState:
+        """``CPegLevel()``, as a ``CPegData`` holds before it reads one: supplies -1, invalid."""
+        return cls(-1)
+
+    def make_invalid(self) -> None:
+        self.supply = self.supply_next = self.supply_next_next = -1
+        self.shift = self.shift_last_part = self.shift_last_total = 0
+
+    def unpack(self, reader: ByteReader) -> bool:
+        """``CPegLevel::Unpack``: the version byte, then v1 (no buffer) or v2 fields; version 0 reads nothing."""
         try:
-            data = bytes.fromhex(text)
-        except (TypeError, ValueError):
-            return cls.invalid()
-        readers = (cls.read_legacy,) if len(data) == _LEGACY_SIZE else (cls.read, cls.read_legacy)
-        for read in readers:
-            try:
-                return read(ByteReader(data))
-            except DecodeError:
-                continue
-        return cls.invalid()
+            self.version = reader.u8()
+            if self.version == 1:
+                self._read(reader, with_buffer=False)
+            elif self.version > 1:
+                self._read(reader, with_buffer=True)
+        except DecodeError:
+            return False
+        return True
+
+    def unpack_legacy(self, reader: ByteReader) -> bool:
+        """``CPegLevel::Unpack1``: the 40-byte legacy fields; the version byte is left as it was."""
+        try:
+            self._read(reader, with_buffer=False)
+        except DecodeError:
+            return False
+        return True
+
+    def _read(self, reader: ByteReader, *, with_buffer: bool) -> None:
+        self.cycle = reader.i64()
+        self.cycle_prev = reader.i64()
+        if with_buffer:
+            self.buffer = reader.i16()
+        self.supply = reader.i16()
+        self.supply_next = reader.i16()
+        self.supply_next_next = reader.i16()
+        self.shift = reader.i16()
+        self.shift_last_part = reader.i64()
+        self.shift_last_total = reader.i64()
+        if not with_buffer:
+            self.buffer = DEFAULT_BUFFER
+
+    def to_level(self) -> PegLevel:
+        return PegLevel.from_fields(version=self.version, **{name: getattr(self, name) for name in _FIELDS})

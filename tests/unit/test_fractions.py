@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from halo_exchange.errors import PegCodecError, PegError
-from halo_exchange.peg import NOTARY_F, PEG_SIZE, Fractions, PegLevel
+from halo_exchange.peg import NOTARY_F, PEG_SIZE, VALUE, Fractions, PegLevel
 from halo_exchange.peg.fractions import SER_RAW, SER_ZDELTA, from_deltas, to_deltas
-from halo_exchange.serialize import pack_bytes, pack_u8, pack_u32, pack_u64
+from halo_exchange.serialize import ByteReader, pack_bytes, pack_u8, pack_u32, pack_u64
 from tests import strategies as hs
 
 
@@ -54,10 +54,32 @@ def test_level_outside_range_gives_zero() -> None:
     assert fractions.high_part_at(level).is_zero()
 
 
+def test_low_part_at_effective_index_1200_is_the_whole_vector() -> None:
+    """LowPart(level) copies every index below the effective one: at 1200 (an invalid level) that is the whole
+    vector, though Low(level) is 0 there; beyond 1200 the C++ reads past the vector (refused), and HighPart
+    below index 0 reads before it (refused)."""
+    level = PegLevel.from_fields(cycle=0, cycle_prev=0, buffer=0, supply=853, supply_next=0, supply_next_next=0,
+                                 shift=347)
+    fractions = Fractions([0] * 866 + [1])
+    assert fractions.low_part_at(level).to_list() == fractions.to_list()
+    assert fractions.low_at(level) == 0 and fractions.high_part_at(level).is_zero()
+    with pytest.raises(PegError):
+        fractions.low_part_at(level.evolve(shift=348))
+    with pytest.raises(PegError):
+        fractions.high_part_at(level.evolve(supply=-1, shift=0))
+
+
 def test_hli_of_one_bay_and_of_empty() -> None:
     """HLI is 68 for 1 BAY (peg-spec V01) and 0 for an empty vector."""
     assert Fractions.std(100_000_000).hli() == 68
     assert Fractions.zero().hli() == 0
+
+
+def test_hli_of_zero_total_vector_is_zero() -> None:
+    """CFractions::HLI returns 0 for a total of 0 before walking: [0, 5, -5] (and any pegshift) gives 0, not 1."""
+    assert Fractions([0, 5, -5]).hli() == 0
+    assert Fractions([50, 0, 0, 0, 0, -50]).hli() == 0
+    assert Fractions([0, 5, -4]).hli() == 1  # total 1: the running sum 5 exceeds 0 at index 1
 
 
 def test_ratio_part_larger_than_total_copies_and_zero_is_empty() -> None:
@@ -78,6 +100,45 @@ def test_move_from_empty_moves_nothing() -> None:
     """A source with total 0 moves nothing and returns the requested value."""
     src, dst = Fractions.zero(), Fractions.zero()
     assert src.move_ratio_part_to(7, dst) == 7 and dst.is_zero()
+
+
+def test_move_of_a_negative_value_moves_negative_pieces_and_returns_zero() -> None:
+    """MoveRatioPartTo(-7) of [10, 20, 30]: pieces trunc(f*-7/60) = -1, -2, -3 sum to -6 >= -7, so the C++
+    stops there and returns 0 (the source grows, the destination gets the negative pieces)."""
+    src, dst = Fractions([10, 20, 30]), Fractions.zero()
+    assert src.move_ratio_part_to(-7, dst) == 0
+    assert src.to_list()[:3] == [11, 22, 33] and dst.to_list()[:3] == [-1, -2, -3]
+
+
+def test_move_whose_pieces_exceed_the_value_returns_zero() -> None:
+    """Negative entries truncate toward zero: of [-5, -5, 22] (total 12), 6 moves pieces -2, -2, 11 (sum
+    7); bitbay-core keeps them and returns 0, not -1."""
+    src, dst = Fractions([-5, -5, 22]), Fractions.zero()
+    assert src.move_ratio_part_to(6, dst) == 0
+    assert src.to_list()[:3] == [-3, -3, 11] and dst.to_list()[:3] == [-2, -2, 11]
+
+
+def test_move_of_zero_from_a_negative_total_moves_nothing() -> None:
+    """A value of 0 returns 0 before anything else: [0, 5, -6] (total -1) keeps its entries and the
+    destination stays empty (and in the VALUE form), where 0 >= -1 would otherwise move everything."""
+    src, dst = Fractions([0, 5, -6]), Fractions.from_value(0)
+    assert src.move_ratio_part_to(0, dst) == 0
+    assert src.to_list()[:3] == [0, 5, -6] and dst.is_zero() and dst.is_value_form
+
+
+def test_ratio_part_refuses_what_divides_by_zero_in_the_cpp() -> None:
+    """A non-zero part of a vector whose total is 0 would divide by zero in RatioPart: refused."""
+    with pytest.raises(PegError):
+        Fractions([5, -5]).ratio_part(-1)
+    assert Fractions([5, -5]).ratio_part(3).to_list()[:2] == [5, -5]  # part > total: the whole vector
+    assert Fractions([5, -5]).ratio_part(0).is_zero()
+
+
+def test_ratio_part_above_total_keeps_attributes() -> None:
+    """A part above the total returns Std() of the vector: marks, lock time and return address kept."""
+    fractions = Fractions([5, 5], flags=NOTARY_F, lock_time=9, return_addr="ra")
+    copy = fractions.ratio_part(11)
+    assert copy == fractions
 
 
 def test_arithmetic_keeps_left_operand_attributes() -> None:
@@ -116,6 +177,36 @@ def test_pack_layout_of_std_vector() -> None:
     assert len(packed) == 24 + zlen
     deltas = b"".join(d.to_bytes(8, "little", signed=True) for d in to_deltas(fractions.to_list()))
     assert packed[24:] == zlib.compress(deltas, 1)
+
+
+def test_deltas_wrap_in_int64_as_the_cpp() -> None:
+    """ToDeltas computes ``fp * 99`` in int64: above 2^63/99 it wraps, and the stored deltas are the wrapped
+    ones. 10**17 * 99 wraps to -8546744073709551616, so the delta after it is 0 + 85467440737095516, not
+    -99e15; FromDeltas undoes it exactly."""
+    vector = [10**17] + [0] * (PEG_SIZE - 1)
+    deltas = to_deltas(vector)
+    assert deltas[:3] == [10**17, 85467440737095516, 0]
+    assert from_deltas(deltas) == vector
+    # The subtraction wraps too: -2^63 * 99 wraps to -2^63, /100 gives -92233720368547758, and
+    # (2^63 - 1) + 92233720368547758 wraps to -9131138316486228051.
+    edge = [-(2**63), 2**63 - 1] + [0] * (PEG_SIZE - 2)
+    assert to_deltas(edge)[1] == -9131138316486228051
+    assert from_deltas(to_deltas(edge)) == edge
+
+
+def test_pack_of_a_large_fraction_writes_the_wrapped_deltas() -> None:
+    """The pegdb bytes of [1e17, 0, ...] are bitbay-core's: level-1 zlib of the wrapped int64 deltas; they
+    decode back to the same vector (and the exact, unwrapped deltas would decode to another one)."""
+    vector = [10**17] + [0] * (PEG_SIZE - 1)
+    cpp_deltas = [10**17, 85467440737095516] + [0] * (PEG_SIZE - 2)
+    payload = zlib.compress(b"".join(d.to_bytes(8, "little", signed=True) for d in cpp_deltas), 1)
+    cpp_bytes = _header(2 | SER_ZDELTA) + pack_u64(len(payload)) + payload
+    assert Fractions(vector).pack() == cpp_bytes
+    assert Fractions.unpack(cpp_bytes).to_list() == vector
+    exact = [10**17, -99 * 10**15] + [0] * (PEG_SIZE - 2)
+    blob = zlib.compress(b"".join(d.to_bytes(8, "little", signed=True) for d in exact), 1)
+    other = Fractions.unpack(_header(2 | SER_ZDELTA) + pack_u64(len(blob)) + blob).to_list()
+    assert other[:2] == [10**17, -184467440737095516]
 
 
 def _header(flags: int) -> bytes:
@@ -234,3 +325,84 @@ def test_float_fractions_refused() -> None:
         Fractions([1.5])
     with pytest.raises(TypeError):
         PegLevel(1, 0, 0, 2.0, 2, 2)
+
+
+@pytest.mark.parametrize("value, part, total, expected", [
+    (10, 7, 3, 23),  # no overflow: 70 / 3 truncated
+    (-10, 7, 3, -23),  # truncation toward zero
+    (2**40, 2**40, 3, 2**63 - 1),  # uint128 quotient above INT64_MAX saturates
+    (-(2**40), 2**40, 7, 2**63 - 1),  # a negative operand wraps modulo 2^128 first
+    (2**40, 2**40, -7, 0),  # so does a negative total: the quotient is 0
+    (-(2**62), 4, 3, 2**63 - 1),
+    (2**40, 2**30, 2**31, 2**39),  # an overflowing product of positives is exact
+])
+def test_scalar_ratio_part_overflows_into_uint128_as_the_cpp(value: int, part: int, total: int, expected: int) -> None:
+    """::RatioPart switches to Boost uint128 when v*part overflows int64: negative operands wrap, the result
+    saturates at INT64_MAX (bitbay-core's answers)."""
+    from halo_exchange.peg.arith import ratio
+
+    assert ratio(value, part, total) == expected
+
+
+# -- CFractions::Unpack as the C++ reads into a fresh object (bitbay-core's answers) ----------------------
+
+
+def test_read_of_flags_without_a_payload_format_is_value_zero() -> None:
+    """Flags naming no payload (here STD only) read no payload: the fresh object's VALUE-form 0 remains,
+    with the lock time read; the C++ leaves the 8 bytes after it unread."""
+    reader = ByteReader(bytes.fromhex("010200000000105e5f0000000000da19000000000000"))
+    fractions = Fractions.read(reader)
+    assert fractions.is_value_form and fractions.total() == 0 and fractions.flags == VALUE
+    assert fractions.lock_time == 1600000000 and reader.remaining() == 8
+
+
+def test_read_of_a_value_payload_keeps_every_flag() -> None:
+    """A VALUE payload with flags 0xffffffff keeps all sixteen in-memory bits, STD included (65535)."""
+    fractions = Fractions.read(ByteReader(bytes.fromhex("01ffffffffce22246800000000006c3c0a0c00000000")))
+    assert fractions.flags == 0xFFFF and fractions.is_value_form
+    assert (fractions.total(), fractions.lock_time) == (201997420, 1747198670)
+
+
+def _zdelta(vector: list[int], flags: int, version: int = 1, tail: bytes = b"", addr: bytes = b"") -> bytes:
+    blob = zlib.compress(b"".join(d.to_bytes(8, "little", signed=True) for d in to_deltas(vector)), 1) + tail
+    return (pack_u8(version) + pack_u32(flags) + pack_u64(9) + pack_bytes(addr) + pack_u64(len(blob)) + blob)
+
+
+def test_read_ignores_bytes_after_the_zlib_stream() -> None:
+    """zlib's uncompress stops at the end of the stream: bytes after it, within zlen, are ignored."""
+    vector = [7, 5, 3] + [0] * (PEG_SIZE - 3)
+    assert Fractions.unpack(_zdelta(vector, 2 | SER_ZDELTA, tail=b"tail")).to_list() == vector
+
+
+def test_read_of_a_vector_with_the_value_bit_is_its_first_fraction() -> None:
+    """ZDELTA with the VALUE bit set: the C++ decodes the vector but, VALUE being set, reads the object as
+    the VALUE form of f[0] (7 here); the version byte (3) and return address are kept."""
+    vector = [7, 5, 3] + [0] * (PEG_SIZE - 3)
+    fractions = Fractions.unpack(_zdelta(vector, 1 | SER_ZDELTA, version=3, addr=b"A"))
+    assert fractions.is_value_form and fractions.total() == 7 and fractions.flags == 3
+    assert (fractions.version, fractions.return_addr, fractions.lock_time) == (3, "A", 9)
+
+
+def test_move_that_would_overflow_an_entry_is_refused_and_moves_nothing() -> None:
+    """MoveRatioPartTo adds into int64 entries: an entry beyond int64 is a signed overflow (undefined in the
+    C++, whose compiled code wraps). Refused, both vectors unchanged."""
+    src, dst = Fractions([10, 0]), Fractions([2**63 - 1, 5])
+    with pytest.raises(PegError):
+        src.move_ratio_part_to(20, dst)
+    assert src.to_list()[:2] == [10, 0] and dst.to_list()[:2] == [2**63 - 1, 5]
+    src = Fractions.from_value(31675488)
+    with pytest.raises(PegError):
+        src.move_ratio_part_to(-31946539366793, Fractions.std(486))
+    assert src.is_value_form
+
+
+def test_liquid_and_reserve_beyond_int64_are_refused() -> None:
+    """High/Low (plain or at a level) and NChange are int64 sums in the C++; a result beyond int64 is a
+    signed overflow there (the compiled code wraps): refused rather than answered exactly."""
+    fractions = Fractions([2**62, 2**62, 5])
+    level = PegLevel(1, 0, 0, 0, 1, 1)
+    for query in (lambda: fractions.high(0), lambda: fractions.low(2), lambda: fractions.high_at(level),
+                  lambda: fractions.low_at(level.evolve(supply=2)), lambda: fractions.n_change(level)):
+        with pytest.raises(PegError):
+            query()
+    assert fractions.high(1) == 2**62 + 5  # what fits is answered
