@@ -189,9 +189,9 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - any other Python failure is a finding
             return {"python_exception": f"{type(exc).__name__}: {exc}"[:300]}
 
-    def check(self, req: dict):
+    def check(self, req: dict, timeout: float | None = None):
         """(cpp answer, py answer, mismatch signature or None, exclusion reason or None)."""
-        cpp = self.oracle.call(req)
+        cpp = self.oracle.call(req, timeout)
         for flag in EXCLUDING_FLAGS:
             if flag in cpp:
                 reason = {"hang": "C++ did not answer (endless loop)", "crash": "C++ crashed",
@@ -265,13 +265,15 @@ class Runner:
         if any(isinstance(v, str) and k not in ("op", "hex") for k, v in req.items()):
             return  # pegdata strings: the smallest failing case seen is the reproduction
         budget = [self.shrink_budget]
+        deadline = time.monotonic() + 30  # and at most 30 s per kind
 
         def still_fails(candidate) -> bool:
-            if budget[0] <= 0:
+            if budget[0] <= 0 or time.monotonic() > deadline:
+                budget[0] = 0
                 return False
             budget[0] -= 1
-            try:
-                cpp, py, sig, reason = self.check(candidate)
+            try:  # a candidate that makes the C++ loop forever is not kept: do not wait long for it
+                cpp, py, sig, reason = self.check(candidate, timeout=min(0.5, self.oracle.timeout))
             except pyside.NoEquivalent:
                 return False
             if sig and sig + domain(kind.op, candidate) == kind.signature and not reason:
