@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class Kind:
 class OpStats:
     cases: int = 0
     mismatches: int = 0
+    ub_mismatches: int = 0  # of which UBSan flags the C++ on the same input
     skipped: int = 0  # no Python equivalent
     excluded: dict = field(default_factory=dict)  # reason -> [count, example request]
     ub_seen: dict = field(default_factory=dict)  # UBSan report line -> count (compared anyway)
@@ -238,6 +240,10 @@ class Runner:
             if sig:
                 sig += domain(op, req)
                 st.mismatches += 1
+                ub = self.ub_check(req)
+                if ub:  # kept apart: a kind on inputs where the C++ itself is undefined
+                    st.ub_mismatches += 1
+                    sig += " [C++ UB: " + re.sub(r"-?\d+", "N", ub.split(";")[0]) + "]"
                 self._record(op, sig, req, cpp, py)
         st.seconds += time.monotonic() - t0
         return st
@@ -276,7 +282,7 @@ class Runner:
                 cpp, py, sig, reason = self.check(candidate, timeout=min(0.5, self.oracle.timeout))
             except pyside.NoEquivalent:
                 return False
-            if sig and sig + domain(kind.op, candidate) == kind.signature and not reason:
+            if sig and kind.signature.startswith(sig + domain(kind.op, candidate)) and not reason:
                 kind.cpp, kind.py = cpp, py
                 return True
             return False
@@ -326,13 +332,15 @@ class Runner:
         lines.append(f"peg conformance: seed {self.seed}, {total_cases} cases compared, {total_mis} mismatches, "
                      f"{len(self.kinds)} kinds, oracle restarts {self.oracle.restarts}")
         lines.append("")
-        lines.append(f"{'operation':22} {'cases':>8} {'mismatch':>9} {'excluded':>9} {'skipped':>8} {'sec':>7}")
+        lines.append(f"{'operation':22} {'cases':>8} {'mismatch':>9} {'(C++ UB)':>9} {'excluded':>9} {'skipped':>8} "
+                     f"{'sec':>7}")
         for op in OP_ORDER:
             if op not in self.stats:
                 continue
             s = self.stats[op]
             excl = sum(e[0] for r, e in s.excluded.items() if not r.startswith("no Python equivalent"))
-            lines.append(f"{op:22} {s.cases:>8} {s.mismatches:>9} {excl:>9} {s.skipped:>8} {s.seconds:>7.1f}")
+            ub = str(s.ub_mismatches) if self.ub_oracle else "-"
+            lines.append(f"{op:22} {s.cases:>8} {s.mismatches:>9} {ub:>9} {excl:>9} {s.skipped:>8} {s.seconds:>7.1f}")
         lines.append("")
         if self.kinds:
             lines.append("MISMATCH KINDS (smallest reproduction of each; vectors shown as Std(n) or sparse maps)")
