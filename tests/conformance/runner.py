@@ -98,10 +98,25 @@ def signature(op: str, cpp: dict, py: dict, keys: list[str]) -> str:
     if "ok" in cpp or "ok" in py:
         c, p = cpp.get("ok"), py.get("ok")
         if c != p:
-            return f"C++ {'ok' if c else 'refused'}, Python {'ok' if p else 'refused'}"
+            why = _message(py.get("err", "")) if c else _message(cpp.get("err", ""))
+            return f"C++ {'ok' if c else 'refused'}, Python {'ok' if p else 'refused'} ({why!r})"
     if "exception" in cpp and "exception" not in py:
         return "C++ threw, Python answered"
-    return "differs in " + ", ".join(keys)
+    a, b = normalize(op, cpp), normalize(op, py)
+    for valid in ("level.valid", "pegdata.valid", "valid"):
+        if valid in keys:
+            return f"C++ {'valid' if a.get(valid) else 'invalid'}, Python {'valid' if b.get(valid) else 'invalid'}"
+    groups = []
+    for k in keys:
+        parent = k.rsplit(".", 1)[0]
+        g = parent if "." in k and parent in COLLAPSED else k
+        if g not in groups:
+            groups.append(g)
+    return "differs in " + ", ".join(groups)
+
+
+# Objects whose fields are reported as one in a kind's name (the reproduction still lists every field).
+COLLAPSED = {"level", "pegdata.level", "pegdata.fractions", "fractions"}
 
 
 def _overflows(a: int, b: int) -> bool:
@@ -114,7 +129,7 @@ def _vec(x) -> list[int]:
     return std_list(x) if isinstance(x, int) else list(x)
 
 
-def domain(op: str, req: dict) -> str:
+def domain(op: str, req: dict, cpp: dict | None = None) -> str:
     """Which corner of the input space a failing case sits in, so that different causes stay different kinds."""
     tags = []
     if op == "ratio":
@@ -142,11 +157,15 @@ def domain(op: str, req: dict) -> str:
         if any(_overflows(x, 99) for x in f) or (op == "from_deltas" and any(
                 _overflows(x, 99) for x in _from_deltas_exact(f))):
             tags.append("fp * 99 overflows int64")
+    elif op in ("level", "getpeglevel") and cpp:
+        lv = cpp.get("level") if op == "level" else _level_from_request(cpp.get("level", ""), full=True)
+        if isinstance(lv, dict) and lv.get("shift", 0) > 0 and lv.get("shift_last_total", 1) == 0:
+            tags.append("the C++ walk ends exactly on a fraction boundary (its part and total are 0)")
     elif op == "hli":
         if sum(_vec(req["f"])) == 0:
             tags.append("zero total")
-    elif op == "parts_at" and isinstance(req["level"], dict) and "supply" in req["level"]:
-        lv = req["level"]
+    elif op == "parts_at" and _level_from_request(req["level"]):
+        lv = _level_from_request(req["level"])
         if lv["supply"] + lv["shift"] >= 1200:
             tags.append(f"supply+shift = {lv['supply'] + lv['shift']} (invalid level)")
     return ("; " + ", ".join(tags)) if tags else ""
@@ -157,6 +176,29 @@ def _from_deltas_exact(d: list[int]) -> list[int]:
     for i, x in enumerate(d):
         prev = x if i == 0 else x + (abs(prev) * 99 // 100) * (1 if prev >= 0 else -1)
         out.append(prev)
+    return out
+
+
+def _message(text: str) -> str:
+    """An error message with its numbers blanked, to group refusals by cause."""
+    return re.sub(r"-?\d+", "N", text)[:80]
+
+
+def _level_from_request(lv, full: bool = False) -> dict | None:
+    if isinstance(lv, dict) and "supply" in lv:
+        return lv
+    text = lv if isinstance(lv, str) else lv.get("hex", "") if isinstance(lv, dict) else ""
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        return None
+    if len(data) != 43 or data[0] != 2:
+        return None
+    i16 = [int.from_bytes(data[i:i + 2], "little", signed=True) for i in range(17, 27, 2)]
+    out = {"supply": i16[1], "shift": i16[4]}
+    if full:
+        out["shift_last_part"] = int.from_bytes(data[27:35], "little", signed=True)
+        out["shift_last_total"] = int.from_bytes(data[35:43], "little", signed=True)
     return out
 
 
@@ -218,6 +260,7 @@ class Runner:
             req = gen.send(answer) if attempts > 1 else next(gen)
             answer = None
             ub = req.pop("_ub", None)
+            tag = req.pop("_tag", None)  # the generator's name for the input's shape
             if ub:
                 self._exclude(st, ub, req)
                 continue
@@ -238,7 +281,7 @@ class Runner:
                     line = line.split("runtime error:", 1)[1].strip()
                     st.ub_seen[line] = st.ub_seen.get(line, 0) + 1
             if sig:
-                sig += domain(op, req)
+                sig += domain(op, req, cpp) or (f"; input: {tag}" if tag else "")
                 st.mismatches += 1
                 ub = self.ub_check(req)
                 if ub:  # kept apart: a kind on inputs where the C++ itself is undefined
@@ -282,7 +325,7 @@ class Runner:
                 cpp, py, sig, reason = self.check(candidate, timeout=min(0.5, self.oracle.timeout))
             except pyside.NoEquivalent:
                 return False
-            if sig and kind.signature.startswith(sig + domain(kind.op, candidate)) and not reason:
+            if sig and kind.signature.startswith(sig + domain(kind.op, candidate, cpp)) and not reason:
                 kind.cpp, kind.py = cpp, py
                 return True
             return False
