@@ -367,7 +367,9 @@ def gen_level(rng, oracle):
             book = vector(rng, kind=rng.choice(["std", "sparse", "dense", "block"]))
             book = (book + [0] * PEG_SIZE)[:PEG_SIZE]
             pick = rng.random()
+            tag = "random zero-sum pegshift"
             if pick < 0.35:  # take exactly whole fractions out of the liquid: the exact-fit case
+                tag = "pegshift takes exactly whole fractions"
                 k = rng.randrange(1, 6)
                 taken = sum(book[eff: eff + k])
                 shift = [0] * PEG_SIZE
@@ -377,10 +379,12 @@ def gen_level(rng, oracle):
                 if rng.random() < 0.3:  # and a zero fraction just after the used-up ones
                     if eff + k < PEG_SIZE:
                         book[eff + k] = 0
+                        tag += ", then a zero fraction"
             else:
                 shift = zero_sum(rng, book, eff)
             req["exchange"] = book
             req["pegshift"] = shift
+            req["_tag"] = tag
         yield req
 
 
@@ -391,20 +395,25 @@ def gen_level_from_hex(rng, oracle):
             fields = level_fields(rng)
         pick = rng.random()
         if pick < 0.4:
-            h = level_hex(fields)
+            h, tag = level_hex(fields), "v2"
         elif pick < 0.55:
-            h = level_hex(fields, version=1)
+            h, tag = level_hex(fields, version=1), "v1"
         elif pick < 0.65:
-            h = level_hex(fields, version=0)  # the 80-hex legacy form
+            h, tag = level_hex(fields, version=0), "80-hex legacy"
         elif pick < 0.75:
             h = rng.choice(["00", "", "02", "0" * 86, "01" + "00" * 40]) + rng.choice(["", "00"])
+            tag = "literal " + (h[:6] + "..." if len(h) > 6 else repr(h))
         elif pick < 0.85:
-            h = ("%02x" % rng.randrange(256)) + level_hex(fields)[2:]
+            version = rng.randrange(256)
+            h = ("%02x" % version) + level_hex(fields)[2:]
+            tag = "v2 body, version byte " + ("0" if version == 0 else "1-2" if version < 3 else "3-255")
         else:
             h = level_hex(fields)
-            h = rng.choice([h[:-rng.randrange(1, 20)], h + "0", h + "zz", h + "00" * rng.randrange(1, 4),
-                            h.upper(), " " + h, h[:40] + "g" + h[41:]])
-        yield {"op": "level_from_hex", "hex": h}
+            tag, h = rng.choice([("truncated", h[:-rng.randrange(1, 20)]), ("odd trailing nibble", h + "0"),
+                                 ("non-hex suffix", h + "zz"), ("extra bytes", h + "00" * rng.randrange(1, 4)),
+                                 ("upper case", h.upper()), ("leading space", " " + h),
+                                 ("non-hex digit inside", h[:40] + "g" + h[41:])])
+        yield {"op": "level_from_hex", "hex": h, "_tag": tag}
 
 
 def gen_level_to_hex(rng, oracle):
@@ -464,26 +473,30 @@ def gen_pegdata_decode(rng, oracle):
                  "return_addr": "6261"}
         b64 = pegdata_at(oracle, rng, f, fields, id=rng.choice([0, 1, -1, rng.randrange(1 << 31)]),
                          valid=rng.random() < 0.9)
+        form = "VALUE-form" if isinstance(f, dict) and "value" in f else "STD-form"
         pick = rng.random()
         if pick < 0.55:
-            pass
+            tag = "current format"
         elif pick < 0.62:
-            b64 = b64.rstrip("=")
+            b64, tag = b64.rstrip("="), "no padding"
         elif pick < 0.68:
-            b64 = b64 + rng.choice(["\n", " ", "!", "?junk", "==", "A", "AB"])
+            junk = rng.choice(["\n", " ", "!", "?junk", "==", "A", "AB"])
+            b64, tag = b64 + junk, f"trailing {junk!r}"
         elif pick < 0.74:
             raw = base64.b64decode(b64)
-            b64 = base64.b64encode(raw[: rng.randrange(len(raw))]).decode()
+            b64, tag = base64.b64encode(raw[: rng.randrange(len(raw))]).decode(), "truncated bytes"
         elif pick < 0.8:
             b64 = rng.choice(["", "~", "=", "A", "AA==", "AAAA", "////", "not base64"])
+            tag, form = f"literal {b64!r}", ""
         elif pick < 0.9:
             raw = bytearray(base64.b64decode(b64))
             i = rng.randrange(len(raw))
             raw[i] ^= 1 << rng.randrange(8)
-            b64 = base64.b64encode(bytes(raw)).decode()
+            b64, tag = base64.b64encode(bytes(raw)).decode(), "one bit flipped"
         else:
-            b64 = legacy_pegdata(rng, oracle)
-        yield {"op": "pegdata_decode", "b64": b64}
+            b64, tag, form = legacy_pegdata(rng, oracle), "legacy layout", ""
+        req = {"op": "pegdata_decode", "b64": b64, "_tag": f"{tag} {form}".strip()}
+        yield req
 
 
 def legacy_pegdata(rng, oracle) -> str:

@@ -14,6 +14,18 @@ import subprocess
 import time
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to kill the oracle when the runner dies (an oracle stuck in a C++ endless loop
+    would not notice its closed stdin)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: nothing to do
+        pass
+
+
 class OracleError(RuntimeError):
     """The oracle could not be started or speaks something other than the protocol."""
 
@@ -34,7 +46,8 @@ class Oracle:
 
     def _start(self) -> None:
         self._proc = subprocess.Popen(
-            [self.path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0
+            [self.path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
+            preexec_fn=_die_with_parent,
         )
         self._buf = b""
 
@@ -69,14 +82,14 @@ class Oracle:
         line, _, self._buf = self._buf.partition(b"\n")
         return line
 
-    def call(self, request: dict) -> dict:
-        """One request, one answer. ``seq`` is added and removed here."""
+    def call(self, request: dict, timeout: float | None = None) -> dict:
+        """One request, one answer (``timeout`` overrides the default). ``seq`` is added and removed here."""
         self._next_id += 1
         msg = dict(request, seq=self._next_id)
         data = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
         try:
             self._proc.stdin.write(data)
-            line = self._readline(time.monotonic() + self.timeout)
+            line = self._readline(time.monotonic() + (self.timeout if timeout is None else timeout))
         except (BrokenPipeError, EOFError):
             code = self._proc.wait()
             self.restarts += 1

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class Kind:
 class OpStats:
     cases: int = 0
     mismatches: int = 0
+    ub_mismatches: int = 0  # of which UBSan flags the C++ on the same input
     skipped: int = 0  # no Python equivalent
     excluded: dict = field(default_factory=dict)  # reason -> [count, example request]
     ub_seen: dict = field(default_factory=dict)  # UBSan report line -> count (compared anyway)
@@ -96,10 +98,25 @@ def signature(op: str, cpp: dict, py: dict, keys: list[str]) -> str:
     if "ok" in cpp or "ok" in py:
         c, p = cpp.get("ok"), py.get("ok")
         if c != p:
-            return f"C++ {'ok' if c else 'refused'}, Python {'ok' if p else 'refused'}"
+            why = _message(py.get("err", "")) if c else _message(cpp.get("err", ""))
+            return f"C++ {'ok' if c else 'refused'}, Python {'ok' if p else 'refused'} ({why!r})"
     if "exception" in cpp and "exception" not in py:
         return "C++ threw, Python answered"
-    return "differs in " + ", ".join(keys)
+    a, b = normalize(op, cpp), normalize(op, py)
+    for valid in ("level.valid", "pegdata.valid", "valid"):
+        if valid in keys:
+            return f"C++ {'valid' if a.get(valid) else 'invalid'}, Python {'valid' if b.get(valid) else 'invalid'}"
+    groups = []
+    for k in keys:
+        parent = k.rsplit(".", 1)[0]
+        g = parent if "." in k and parent in COLLAPSED else k
+        if g not in groups:
+            groups.append(g)
+    return "differs in " + ", ".join(groups)
+
+
+# Objects whose fields are reported as one in a kind's name (the reproduction still lists every field).
+COLLAPSED = {"level", "pegdata.level", "pegdata.fractions", "fractions"}
 
 
 def _overflows(a: int, b: int) -> bool:
@@ -112,7 +129,7 @@ def _vec(x) -> list[int]:
     return std_list(x) if isinstance(x, int) else list(x)
 
 
-def domain(op: str, req: dict) -> str:
+def domain(op: str, req: dict, cpp: dict | None = None) -> str:
     """Which corner of the input space a failing case sits in, so that different causes stay different kinds."""
     tags = []
     if op == "ratio":
@@ -140,11 +157,15 @@ def domain(op: str, req: dict) -> str:
         if any(_overflows(x, 99) for x in f) or (op == "from_deltas" and any(
                 _overflows(x, 99) for x in _from_deltas_exact(f))):
             tags.append("fp * 99 overflows int64")
+    elif op in ("level", "getpeglevel") and cpp:
+        lv = cpp.get("level") if op == "level" else _level_from_request(cpp.get("level", ""), full=True)
+        if isinstance(lv, dict) and lv.get("shift", 0) > 0 and lv.get("shift_last_total", 1) == 0:
+            tags.append("the C++ walk ends exactly on a fraction boundary (its part and total are 0)")
     elif op == "hli":
         if sum(_vec(req["f"])) == 0:
             tags.append("zero total")
-    elif op == "parts_at" and isinstance(req["level"], dict) and "supply" in req["level"]:
-        lv = req["level"]
+    elif op == "parts_at" and _level_from_request(req["level"]):
+        lv = _level_from_request(req["level"])
         if lv["supply"] + lv["shift"] >= 1200:
             tags.append(f"supply+shift = {lv['supply'] + lv['shift']} (invalid level)")
     return ("; " + ", ".join(tags)) if tags else ""
@@ -155,6 +176,29 @@ def _from_deltas_exact(d: list[int]) -> list[int]:
     for i, x in enumerate(d):
         prev = x if i == 0 else x + (abs(prev) * 99 // 100) * (1 if prev >= 0 else -1)
         out.append(prev)
+    return out
+
+
+def _message(text: str) -> str:
+    """An error message with its numbers blanked, to group refusals by cause."""
+    return re.sub(r"-?\d+", "N", text)[:80]
+
+
+def _level_from_request(lv, full: bool = False) -> dict | None:
+    if isinstance(lv, dict) and "supply" in lv:
+        return lv
+    text = lv if isinstance(lv, str) else lv.get("hex", "") if isinstance(lv, dict) else ""
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        return None
+    if len(data) != 43 or data[0] != 2:
+        return None
+    i16 = [int.from_bytes(data[i:i + 2], "little", signed=True) for i in range(17, 27, 2)]
+    out = {"supply": i16[1], "shift": i16[4]}
+    if full:
+        out["shift_last_part"] = int.from_bytes(data[27:35], "little", signed=True)
+        out["shift_last_total"] = int.from_bytes(data[35:43], "little", signed=True)
     return out
 
 
@@ -189,9 +233,9 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - any other Python failure is a finding
             return {"python_exception": f"{type(exc).__name__}: {exc}"[:300]}
 
-    def check(self, req: dict):
+    def check(self, req: dict, timeout: float | None = None):
         """(cpp answer, py answer, mismatch signature or None, exclusion reason or None)."""
-        cpp = self.oracle.call(req)
+        cpp = self.oracle.call(req, timeout)
         for flag in EXCLUDING_FLAGS:
             if flag in cpp:
                 reason = {"hang": "C++ did not answer (endless loop)", "crash": "C++ crashed",
@@ -216,6 +260,7 @@ class Runner:
             req = gen.send(answer) if attempts > 1 else next(gen)
             answer = None
             ub = req.pop("_ub", None)
+            tag = req.pop("_tag", None)  # the generator's name for the input's shape
             if ub:
                 self._exclude(st, ub, req)
                 continue
@@ -236,8 +281,12 @@ class Runner:
                     line = line.split("runtime error:", 1)[1].strip()
                     st.ub_seen[line] = st.ub_seen.get(line, 0) + 1
             if sig:
-                sig += domain(op, req)
+                sig += domain(op, req, cpp) or (f"; input: {tag}" if tag else "")
                 st.mismatches += 1
+                ub = self.ub_check(req)
+                if ub:  # kept apart: a kind on inputs where the C++ itself is undefined
+                    st.ub_mismatches += 1
+                    sig += " [C++ UB: " + re.sub(r"-?\d+", "N", ub.split(";")[0]) + "]"
                 self._record(op, sig, req, cpp, py)
         st.seconds += time.monotonic() - t0
         return st
@@ -265,16 +314,18 @@ class Runner:
         if any(isinstance(v, str) and k not in ("op", "hex") for k, v in req.items()):
             return  # pegdata strings: the smallest failing case seen is the reproduction
         budget = [self.shrink_budget]
+        deadline = time.monotonic() + 30  # and at most 30 s per kind
 
         def still_fails(candidate) -> bool:
-            if budget[0] <= 0:
+            if budget[0] <= 0 or time.monotonic() > deadline:
+                budget[0] = 0
                 return False
             budget[0] -= 1
-            try:
-                cpp, py, sig, reason = self.check(candidate)
+            try:  # a candidate that makes the C++ loop forever is not kept: do not wait long for it
+                cpp, py, sig, reason = self.check(candidate, timeout=min(0.5, self.oracle.timeout))
             except pyside.NoEquivalent:
                 return False
-            if sig and sig + domain(kind.op, candidate) == kind.signature and not reason:
+            if sig and kind.signature.startswith(sig + domain(kind.op, candidate, cpp)) and not reason:
                 kind.cpp, kind.py = cpp, py
                 return True
             return False
@@ -324,13 +375,15 @@ class Runner:
         lines.append(f"peg conformance: seed {self.seed}, {total_cases} cases compared, {total_mis} mismatches, "
                      f"{len(self.kinds)} kinds, oracle restarts {self.oracle.restarts}")
         lines.append("")
-        lines.append(f"{'operation':22} {'cases':>8} {'mismatch':>9} {'excluded':>9} {'skipped':>8} {'sec':>7}")
+        lines.append(f"{'operation':22} {'cases':>8} {'mismatch':>9} {'(C++ UB)':>9} {'excluded':>9} {'skipped':>8} "
+                     f"{'sec':>7}")
         for op in OP_ORDER:
             if op not in self.stats:
                 continue
             s = self.stats[op]
             excl = sum(e[0] for r, e in s.excluded.items() if not r.startswith("no Python equivalent"))
-            lines.append(f"{op:22} {s.cases:>8} {s.mismatches:>9} {excl:>9} {s.skipped:>8} {s.seconds:>7.1f}")
+            ub = str(s.ub_mismatches) if self.ub_oracle else "-"
+            lines.append(f"{op:22} {s.cases:>8} {s.mismatches:>9} {ub:>9} {excl:>9} {s.skipped:>8} {s.seconds:>7.1f}")
         lines.append("")
         if self.kinds:
             lines.append("MISMATCH KINDS (smallest reproduction of each; vectors shown as Std(n) or sparse maps)")

@@ -78,21 +78,25 @@ class Exchange:
 
     def _pegshift(self) -> str:
         rng = self.rng
+        self.pegshift_tag = "no pegshift"
         if rng.random() < (0.7 if self.same_supply else 0.25):
             return ""
         eff = min(self.new_level_args["supply"] + self.new_level_args["buffer"], PEG_SIZE - 1)
         if rng.random() < 0.3:  # withdrawals took exactly whole book fractions of liquid
+            self.pegshift_tag = "pegshift takes exactly whole fractions"
             k = rng.randrange(1, 5)
             taken = sum(self.book[eff: eff + k])
             shift = [0] * PEG_SIZE
             shift[eff] -= taken
             shift[rng.randrange(0, max(1, eff))] += taken
         elif rng.random() < 0.3:  # a small partial take
+            self.pegshift_tag = "pegshift takes part of a fraction"
             shift = [0] * PEG_SIZE
             a = rng.randrange(0, max(1, sum(self.book[eff:]) // rng.choice([2, 10, 1000]) + 1))
             shift[min(PEG_SIZE - 1, eff + rng.randrange(0, 5))] -= a
             shift[rng.randrange(0, max(1, eff))] += a
         else:
+            self.pegshift_tag = "random zero-sum pegshift"
             shift = zero_sum(rng, self.book, eff)
         return pegdata_at(self.oracle, rng, shift, self.fields)
 
@@ -193,7 +197,8 @@ def _drive(gen, oracle):
 
 def gen_getpeglevel(rng, oracle):
     while True:
-        yield Exchange(rng, oracle).getpeglevel_request()
+        ex = Exchange(rng, oracle)
+        yield {**ex.getpeglevel_request(), "_tag": ex.pegshift_tag}
 
 
 def gen_updatepegbalances(rng, oracle):
@@ -276,7 +281,7 @@ def gen_getpegdatainfo(rng, oracle):
 
 def gen_getpeglevelinfo(rng, oracle):
     for req in gen_level_from_hex(rng, oracle):
-        yield {"op": "getpeglevelinfo", "hex": req["hex"]}
+        yield {"op": "getpeglevelinfo", "hex": req["hex"], "_tag": req["_tag"]}
 
 
 SCENARIO_GENERATORS = {
