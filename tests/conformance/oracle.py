@@ -11,7 +11,6 @@ import json
 import os
 import select
 import subprocess
-import time
 
 
 def _die_with_parent() -> None:
@@ -66,19 +65,21 @@ class Oracle:
                 self._stop()
             self._proc = None
 
-    def _readline(self, deadline: float) -> bytes | None:
+    def _readline(self, timeout: float) -> bytes | None:
+        """The next answer line; None when the oracle stays silent for ``timeout`` seconds (a long answer that
+        keeps arriving is waited for: a decoded return address can be megabytes)."""
         fd = self._proc.stdout.fileno()
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], left)
+        chunks = [self._buf]
+        while b"\n" not in chunks[-1]:
+            ready, _, _ = select.select([fd], [], [], timeout)
             if not ready:
+                self._buf = b"".join(chunks)
                 return None
             chunk = os.read(fd, 1 << 20)
             if not chunk:
                 raise EOFError
-            self._buf += chunk
+            chunks.append(chunk)
+        self._buf = b"".join(chunks)
         line, _, self._buf = self._buf.partition(b"\n")
         return line
 
@@ -89,7 +90,7 @@ class Oracle:
         data = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
         try:
             self._proc.stdin.write(data)
-            line = self._readline(time.monotonic() + (self.timeout if timeout is None else timeout))
+            line = self._readline(self.timeout if timeout is None else timeout)
         except (BrokenPipeError, EOFError):
             code = self._proc.wait()
             self.restarts += 1
