@@ -95,7 +95,8 @@ def _run_audit(args: argparse.Namespace) -> int:
             if state.book is None:
                 print("the exchange DB holds no book yet: nothing to audit")
                 return 0
-            report = audit(state.book, state.deposits, ChainReader(chain_db))
+            report = audit(state.book, state.deposits, ChainReader(chain_db), state.coins, state.batches,
+                           state.payout_state.get("debt", 0))
         finally:
             store.close()
     except HaloExchangeError as exc:

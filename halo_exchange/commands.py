@@ -91,7 +91,8 @@ def trade(user1: object, amount: object, user2: object, style: object = LIQUID) 
     return Transfer(payer, payee, amount, style)
 
 
-def escrow(user: object, amount: object, style: object, *, returning: bool = False) -> Transfer:
-    """A withdrawal's escrow: ``user``'s amount into the ``withdraws`` account (or back, ``returning``)."""
+def escrow(user: object, amount: object, style: object) -> Transfer:
+    """A withdrawal's escrow: ``user``'s amount into the ``withdraws`` escrow (the engine names the request's
+    own escrow account)."""
     name, style, amount = check_user_name(user), check_style(style), check_positive_amount(amount)
-    return Transfer(WITHDRAWS, name, amount, style) if returning else Transfer(name, WITHDRAWS, amount, style)
+    return Transfer(name, WITHDRAWS, amount, style)

@@ -144,6 +144,9 @@ class ExchangeConfig:
     max_head: int = _setting(16 * 1024, _int, _positive)
     idle_timeout: float = _setting(60.0, _float, _positive)
     max_connections: int = _setting(256, _int, _positive)
+    # Outstanding withdrawal requests (accepted, not yet paid or refunded) per style.
+    withdraw_liquid_limit: int = _setting(300, _int, _between(1, 300))
+    withdraw_reserve_limit: int = _setting(45, _int, _between(1, 45))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exchange_dir", Path(self.exchange_dir))  # a str from code is welcome too

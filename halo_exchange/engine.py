@@ -10,8 +10,10 @@ is checked here. Either refusal is raised before anything changes, as
 what the engine holds are :mod:`halo_exchange.rpc.views`.
 
 At a block that starts a new peg cycle the book is re-valued at the cycle's supply plus the exchange's buffer
-(3 steps, peg-spec §1.7). Withdrawals, the exchange's own UTXOs, the pegshift and partial levels arrive with
-their own issue.
+(3 steps, peg-spec §1.7), and the escrow of every queued withdrawal is settled (the part a cycle moved out of
+the requested style goes back to the user). The exchange's coins (``ledger/coins.py``) follow every block.
+Paying withdrawals is :class:`~halo_exchange.payouts.PayoutDesk`'s, a part of this engine. The pegshift and
+partial levels are not modelled.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import os
 from typing import Any, Callable, Iterable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
 from halo_exchange import commands
 from halo_exchange.chain.reader import ChainReader
@@ -28,13 +30,18 @@ from halo_exchange.chain.tx import OutPoint
 from halo_exchange.commands import LIQUID, POOL, RESERVE, UNKNOWN_USER, Transfer
 from halo_exchange.errors import CommandRefused
 from halo_exchange.ledger.book import Book, LedgerError
-from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, DepositError, DepositEvents
+from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, DepositError, DepositEvents, DepositState
+from halo_exchange.chain.keys import network_for
+from halo_exchange.ledger.coins import Coin
 from halo_exchange.ledger.store import (
+    BatchCodec,
     BookCodec,
+    CoinCodec,
     DepositCodec,
     ExchangeStore,
     GroupCommit,
     Op,
+    PayoutStateCodec,
     SettingsCodec,
     WalletCodec,
     WatchCodec,
@@ -42,8 +49,20 @@ from halo_exchange.ledger.store import (
     load_state,
 )
 from halo_exchange.ledger.wallet import WalletError
-from halo_exchange.ledger.withdrawals import LIQUID_LIMIT, OUTSTANDING, RESERVE_LIMIT, Withdrawal
-from halo_exchange.peg.fractions import PEG_SIZE
+from halo_exchange.ledger.withdrawals import (
+    CLIENT_ID_MAX,
+    FINISHED,
+    LIQUID_LIMIT,
+    OUTSTANDING,
+    RESERVE_LIMIT,
+    Batch,
+    Withdrawal,
+    WithdrawalState,
+    commission_for,
+    is_escrow_account,
+)
+from halo_exchange.payouts import PayoutDesk, commission_setting
+from halo_exchange.peg.fractions import PEG_SIZE, Fractions
 from halo_exchange.serialize import display_hex, from_display_hex
 
 log = logging.getLogger(__name__)
@@ -62,11 +81,16 @@ class ExchangeEngine:
         *,
         confirmations: int = DEFAULT_CONFIRMATIONS,
         buffer: int = EXCHANGE_BUFFER,
+        liquid_limit: int = LIQUID_LIMIT,
+        reserve_limit: int = RESERVE_LIMIT,
+        run_in_thread: Callable[..., Deferred] | None = None,
     ) -> None:
         self.store = store
         self.reader = reader
         self.params = reader.params()
+        self.network = network_for(self.params.network)
         self.buffer = buffer
+        self.liquid_limit, self.reserve_limit = liquid_limit, reserve_limit
         self.commit = GroupCommit(store, call_later)
         state = load_state(store, confirmations=confirmations)
         book = state.book
@@ -78,17 +102,66 @@ class ExchangeEngine:
         self.book = book
         self.deposits = state.deposits
         self.wallet = state.wallet
+        self.wallet.network = self.network  # addresses and WIFs in the chain's own version bytes
         self.withdrawals = state.withdrawals
         self.settings = state.settings
+        self.batches: dict[str, Batch] = state.batches
+        self.coins = state.coins
+        self.payout_state = state.payout_state
+        self._by_client_id = {w.client_id: w.id for w in self.withdrawals.values() if w.client_id}
+        # What changed since the last write, beyond the book and the deposits (the store writes exactly this).
+        self.dirty_withdrawals: set[str] = set()
+        self.dirty_batches: set[str] = set()
+        self.payout_state_dirty = False
+        self.extra_ops: list[Op] = []
+        # The node's services (submit a transaction, ask for its status); None where no node offers them.
+        self.node: Any = None
+        self.payouts = PayoutDesk(self, run_in_thread or (lambda fn, *args: maybeDeferred(fn, *args)))
+        if not self.coins.coins and any(d.state is DepositState.REGISTERED for d in self.deposits.deposits.values()):
+            self._index_registered_deposits()
 
     def _effective(self, network_supply: int) -> int:
         return min(network_supply + self.buffer, PEG_SIZE - 1)
 
+    def _index_registered_deposits(self) -> None:
+        """A DB written before the coin index existed: its unspent registered deposits are the exchange's coins."""
+        with self.reader.snapshot() as view:
+            for deposit in self.deposits.registered_unspent(view):
+                self.coins.add(Coin(deposit.outpoint, deposit.address, deposit.amount, deposit.fractions,
+                                    deposit.height, "deposit"))
+
     def _persist(self, answer: object, extra: Iterable[Op] = ()) -> Deferred:
-        ops = BookCodec.change_ops(self.book) + DepositCodec.change_ops(self.deposits) + list(extra)
+        ops = (BookCodec.change_ops(self.book) + DepositCodec.change_ops(self.deposits) + self._payout_ops()
+               + list(extra))
         done = self.commit.submit(ops)
         done.addCallback(lambda _: answer)
         return done
+
+    def _payout_ops(self) -> list[Op]:
+        ops: list[Op] = []
+        for withdrawal_id in sorted(self.dirty_withdrawals):
+            withdrawal = self.withdrawals.get(withdrawal_id)
+            ops.append(WithdrawalCodec.delete_op(withdrawal_id) if withdrawal is None
+                       else WithdrawalCodec.op(withdrawal))
+        for master_id in sorted(self.dirty_batches):
+            batch = self.batches.get(master_id)
+            ops.append(BatchCodec.delete_op(master_id) if batch is None else BatchCodec.op(batch))
+        self.dirty_withdrawals, self.dirty_batches = set(), set()
+        ops += CoinCodec.change_ops(self.coins)
+        if self.payout_state_dirty:
+            ops.append(PayoutStateCodec.op(self.payout_state))
+            self.payout_state_dirty = False
+        ops += self.extra_ops
+        self.extra_ops = []
+        return ops
+
+    def persist_payouts(self) -> Deferred:
+        """Write what the payout desk changed (and anything else pending), as one batch."""
+        return self._persist(None)
+
+    @staticmethod
+    def own_tx_op(txid: bytes) -> Op:
+        return WatchCodec.own_tx_op(txid)
 
     # -- chain events ------------------------------------------------------------------------------------
 
@@ -97,19 +170,28 @@ class ExchangeEngine:
         raw_hash = from_display_hex(block_hash)
         with self.reader.snapshot() as view:
             record = view.block_record_by_hash(raw_hash)
-            if record is not None and record.height == height:
+            current = record is not None and record.height == height
+            if current:
                 cycle = height // self.params.peg_interval
                 if cycle != self.book.cycle:
                     self.book.new_cycle(cycle, self._effective(record.peg.supply))
+                    self._settle_escrows()
                     log.info("cycle %d: balances re-valued at supply %d", cycle, self.book.supply)
+                # Own transactions first: their outputs are change, never deposits.
+                self.payouts.block_connected(view, height, view.block_transactions(raw_hash))
             events = self.deposits.block_connected(view, height, raw_hash)
         self._apply(events)
+        if current:
+            self.payouts.after_block(height)
         return self._persist(None)
 
     def block_disconnected(self, height: int, block_hash: str) -> Deferred:
         """A block left the chain: its deposits go (registered ones are taken back); a cycle may go back."""
+        applied = self.deposits.applied_block(height)
         events = self.deposits.block_disconnected(height, from_display_hex(block_hash))
         self._apply(events)
+        if applied is not None and applied[0] == from_display_hex(block_hash):
+            self.payouts.block_disconnected(height)
         cycle = (height - 1) // self.params.peg_interval
         if cycle != self.book.cycle:
             with self.reader.snapshot() as view:
@@ -144,10 +226,62 @@ class ExchangeEngine:
 
     def _apply(self, events: DepositEvents) -> None:
         for credit in events.credits:
-            self.book.credit(credit.owner, credit.deposit.fractions)
-            log.info("credited %d to %r from deposit %s", credit.deposit.amount, credit.owner, credit.deposit.outpoint)
+            deposit = credit.deposit
+            self.book.credit(credit.owner, deposit.fractions)
+            self.coins.add(Coin(deposit.outpoint, deposit.address, deposit.amount, deposit.fractions, deposit.height,
+                                "deposit"))
+            log.info("credited %d to %r from deposit %s", deposit.amount, credit.owner, deposit.outpoint)
         for reversal in events.reversals:
             self.book.reverse_credit(reversal.owner, reversal.deposit.fractions)
+            self.coins.remove(reversal.deposit.outpoint)
+
+    def _settle_escrows(self) -> None:
+        """After a cycle re-valued the book: the part of a queued request's escrow no longer in its style goes
+        back to the user, and the payout shrinks to what the escrow still holds (a batch already signed pays
+        what it signed; its whole escrow leaves the book when it completes)."""
+        for withdrawal in self.withdrawals.values():
+            if withdrawal.state is not WithdrawalState.QUEUED:
+                continue
+            liquid, reserve = self.book.balance(withdrawal.escrow)
+            style, amount = withdrawal.settle_drift(liquid, reserve)
+            if amount:
+                move = self.book.move_liquid if style == LIQUID else self.book.move_reserve
+                move(withdrawal.escrow, withdrawal.user, amount)
+                log.info("withdrawal %s: %d of its escrow became %s at the new cycle and went back to %r",
+                         withdrawal.id, amount, style, withdrawal.user)
+            if withdrawal.payout <= 0:
+                withdrawal.state = WithdrawalState.EXPIRED
+                withdrawal.note = "the new cycle left less than the commission in the requested style: refunded"
+                self.refund_escrow(withdrawal)
+            self.dirty_withdrawals.add(withdrawal.id)
+
+    def refund_escrow(self, withdrawal: Withdrawal) -> None:
+        """Everything the request's escrow holds goes back to its user; the escrow account closes."""
+        escrow = withdrawal.escrow
+        if escrow not in self.book.accounts:
+            return
+        liquid, reserve = self.book.balance(escrow)
+        if liquid:
+            self.book.move_liquid(escrow, withdrawal.user, liquid)
+        if reserve:
+            self.book.move_reserve(escrow, withdrawal.user, reserve)
+        self.book.close_account(escrow)
+        self.dirty_withdrawals.add(withdrawal.id)
+
+    def debit_escrow(self, withdrawal: Withdrawal) -> Fractions:
+        """A paid request's escrow leaves the book (its coins left the exchange); returns what was debited."""
+        escrow = withdrawal.escrow
+        if escrow not in self.book.accounts:
+            return Fractions.zero()
+        liquid, reserve = self.book.balance(escrow)
+        taken = Fractions.zero()
+        if liquid:
+            taken = taken + self.book.debit_liquid(escrow, liquid)
+        if reserve:
+            taken = taken + self.book.debit_reserve(escrow, reserve)
+        self.book.close_account(escrow)
+        self.dirty_withdrawals.add(withdrawal.id)
+        return taken
 
     # -- commands ---------------------------------------------------------------------------------------
 
@@ -162,29 +296,78 @@ class ExchangeEngine:
         self._move(transfer)
         return self._persist(True)
 
-    def escrow_withdrawal(self, user: str, amount: int, style: str = LIQUID) -> Deferred:
-        """Move ``amount`` of ``user``'s ``style`` into the ``withdraws`` escrow (a withdrawal accepted)."""
-        self._move(self._checked_escrow(commands.escrow(user, amount, style)))
-        return self._persist(True)
+    def request_withdrawal(self, user: str, amount: int, address: str, style: str = LIQUID,
+                           client_id: str | None = None) -> Deferred:
+        """Accept a withdrawal: escrow the amount in its own account and record the request (its cycle and
+        commission fixed now), in one batch; answers the new ID. A repeated ``client_id`` answers the ID of
+        the request it first made and withdraws nothing more.
 
-    def request_withdrawal(self, user: str, amount: int, address: str, style: str = LIQUID) -> Deferred:
-        """Accept a withdrawal: escrow the amount and record it, in one batch; answers the new ID.
-
-        Limits count only outstanding, accepted requests: 300 liquid, 45 reserve."""
+        Limits count only outstanding, accepted requests (300 liquid, 45 reserve by default)."""
+        if client_id is not None:
+            if not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX or not client_id.isprintable():
+                raise CommandRefused(f"ID must be printable text of 1 to {CLIENT_ID_MAX} characters.")
+            known = self._by_client_id.get(client_id)
+            if known is not None:
+                if self.withdrawals[known].user != user:
+                    raise CommandRefused("ID already used by another withdrawal.")
+                pending = self.pending_writes()
+                return pending.addCallback(lambda _: known) if pending is not None else succeed(known)
         outstanding = sum(1 for w in self.withdrawals.values() if w.style == style and w.state in OUTSTANDING)
-        if style == LIQUID and outstanding >= LIQUID_LIMIT:
+        if style == LIQUID and outstanding >= self.liquid_limit:
             raise CommandRefused("Withdraw limit reached, please wait until transactions clear.")
-        if style == RESERVE and outstanding >= RESERVE_LIMIT:
+        if style == RESERVE and outstanding >= self.reserve_limit:
             raise CommandRefused("Reserve withdraw limit reached, please wait until transactions clear.")
-        self._move(self._checked_escrow(commands.escrow(user, amount, style)))
-        withdrawal = Withdrawal(os.urandom(16).hex(), user, amount, address, style, self.reader.height())
+        transfer = self._checked_escrow(commands.escrow(user, amount, style))
+        withdrawal_id = os.urandom(16).hex()
+        withdrawal = Withdrawal(
+            withdrawal_id, user, amount, address, style, self.reader.height(), cycle=self.book.cycle,
+            commission=commission_for(amount, commission_setting(self.settings)), paid=amount, client_id=client_id,
+        )
+        self._move(transfer._replace(destination=withdrawal.escrow))
         self.withdrawals[withdrawal.id] = withdrawal
-        return self._persist(withdrawal.id, [WithdrawalCodec.op(withdrawal)])
+        if client_id is not None:
+            self._by_client_id[client_id] = withdrawal.id
+        self.dirty_withdrawals.add(withdrawal.id)
+        return self._persist(withdrawal.id)
 
-    def return_escrow(self, user: str, amount: int, style: str = LIQUID) -> Deferred:
-        """Give escrowed funds back to ``user`` (a withdrawal declined before it could be paid)."""
-        self._move(self._checked_escrow(commands.escrow(user, amount, style, returning=True)))
-        return self._persist(True)
+    def clear_withdrawal(self, withdrawal_id: str) -> Withdrawal | Batch | None:
+        """``CheckWithdraw(ID, 1)``: forget a finished request (or a finished batch and its requests); returns
+        what it was, or None when nothing finished has that ID. Unfinished records are never deleted."""
+        withdrawal = self.withdrawals.get(withdrawal_id)
+        if withdrawal is not None:
+            if withdrawal.state in FINISHED:
+                del self.withdrawals[withdrawal_id]
+                self._by_client_id.pop(withdrawal.client_id or "", None)
+                self.dirty_withdrawals.add(withdrawal_id)
+            return withdrawal
+        batch = self.batches.get(withdrawal_id)
+        if batch is not None and batch.state.value in ("complete", "failed"):
+            del self.batches[withdrawal_id]
+            self.dirty_batches.add(withdrawal_id)
+            for member in batch.members:
+                done = self.withdrawals.get(member)
+                if done is not None and done.state in FINISHED:
+                    del self.withdrawals[member]
+                    self._by_client_id.pop(done.client_id or "", None)
+                    self.dirty_withdrawals.add(member)
+        return batch
+
+    def find_withdrawal(self, some_id: str) -> Withdrawal | Batch | None:
+        """A request by its ID or the client's ID, or a batch by its master ID."""
+        found = self.withdrawals.get(some_id) or self.batches.get(some_id)
+        if found is None and some_id in self._by_client_id:
+            found = self.withdrawals.get(self._by_client_id[some_id])
+        return found
+
+    def transaction_event(self, kind: str, txid_hex: str, reason: str) -> None:
+        """The node dropped or refused a transaction (node services event, on the reactor)."""
+        self.payouts.transaction_event(kind, txid_hex, reason)
+        self.persist_payouts()
+
+    def start_payouts(self) -> None:
+        """After catching up: hand the node every committed batch it does not know (it may have restarted)."""
+        self.payouts.resubmit_unknown(self.reader.height())
+        self.persist_payouts()
 
     def _checked_escrow(self, transfer: Transfer) -> Transfer:
         if transfer.destination == commands.WITHDRAWS and transfer.source not in self.book.accounts:
@@ -249,13 +432,12 @@ class ExchangeEngine:
         self.deposits.addresses.add(address)
         return self._persist(True, [WatchCodec.address_op(address)])
 
-    def mark_own_transaction(self, txid: bytes) -> Deferred:
-        """Remember a transaction the exchange built: its outputs are change, never deposits."""
-        self.deposits.own_txids.add(txid)
-        return self._persist(True, [WatchCodec.own_tx_op(txid)])
-
     def update_settings(self, changes: dict) -> Deferred:
         """Store settings changes together (validated by the caller); confirmations apply at once."""
+        for address in changes.get("exchangeaccounts") or []:
+            if address not in self.wallet.addresses:
+                raise CommandRefused(f"Exchange accounts must be addresses of this exchange's wallet "
+                                     f"(GenerateDepositAddress makes one): {address} is not.")
         settings = {**self.settings, **changes}
         settings = {key: value for key, value in settings.items() if value is not None}
         self.settings = settings
@@ -282,6 +464,15 @@ class ExchangeEngine:
 
     def withdrawal(self, withdrawal_id: str) -> Withdrawal | None:
         return self.withdrawals.get(withdrawal_id)
+
+    def escrow_total(self) -> tuple[int, int]:
+        """(liquid, reserve) held in every withdrawal escrow together (``GetBalance('withdraws')``)."""
+        liquid = reserve = 0
+        for name, account in self.book.iter_accounts():
+            if is_escrow_account(name):
+                liquid += account.liquid
+                reserve += account.reserve_total
+        return liquid, reserve
 
     @property
     def cycle(self) -> int:

@@ -183,11 +183,21 @@ class ExchangeService:
         try:
             config.exchange_dir.mkdir(parents=True, exist_ok=True)
             self._store = ExchangeStore(str(config.exchange_dir))
-            self._engine = ExchangeEngine(self._store, reader, reactor.callLater, confirmations=config.confirmations)
+            from twisted.internet.threads import deferToThread
+
+            self._engine = ExchangeEngine(
+                self._store, reader, reactor.callLater, confirmations=config.confirmations,
+                liquid_limit=config.withdraw_liquid_limit, reserve_limit=config.withdraw_reserve_limit,
+                run_in_thread=deferToThread,
+            )
+            # Submitting transactions and asking for their status (None where the node offers no services).
+            self._engine.node = getattr(self, "node_services", None)
             # Memory runs ahead of the disk after a lost batch: stop answering from it at once.
             self._engine.commit.on_failure = lambda exc: self._fail("a write to the exchange DB")
             self.state = ServiceState.RUNNING
-            self._watch(self._engine.catch_up(), "catching up with the chain")
+            caught_up = self._engine.catch_up()
+            caught_up.addCallback(lambda _: self._engine.start_payouts() if self._engine is not None else None)
+            self._watch(caught_up, "catching up with the chain")
             if self.api_port is not None:
                 from halo_exchange.rpc.api import ExchangeAPI, make_factory
                 from halo_exchange.rpc.http import HTTPLimits

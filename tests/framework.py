@@ -225,7 +225,9 @@ class EngineHarness(_ReplayHarness):
         """What ``halo-exchange audit`` reports on this engine's book and deposits against the node's chain."""
         from halo_exchange.audit import audit
 
-        return audit(self.engine.book, self.engine.deposits, self.node.reader)
+        engine = self.engine
+        return audit(engine.book, engine.deposits, self.node.reader, engine.coins, engine.batches,
+                     engine.payout_state.get("debt", 0))
 
     def api_call(self, method: str, *params: Any) -> Any:
         """One XML-RPC call through the API's dispatcher on this engine, in process, the exchange started:

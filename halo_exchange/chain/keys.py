@@ -77,6 +77,18 @@ class Network:
 MAINNET = Network(name="mainnet", p2pkh_version=25, p2sh_version=85, wif_version=0x99)
 # The devnet reuses mainnet versions so devnet addresses look exactly like the ones exchanges handle.
 DEVNET = Network(name="devnet", p2pkh_version=25, p2sh_version=85, wif_version=0x99)
+# bitbay-core chainparams (testnet): PUBKEY_ADDRESS 111 ('m'/'n'), SCRIPT_ADDRESS 196, SECRET_KEY 239.
+TESTNET = Network(name="testnet", p2pkh_version=111, p2sh_version=196, wif_version=239)
+NETWORKS = {net.name: net for net in (MAINNET, TESTNET, DEVNET)}
+
+
+def network_for(name: str) -> Network:
+    """The version bytes of the chain named ``name`` (``ChainParams.network``): every address the exchange
+    reads or writes uses the chain's own, whatever they happen to share with another network."""
+    try:
+        return NETWORKS[name]
+    except KeyError:
+        raise KeyFormatError(f"unknown network {name!r}") from None
 
 
 # --------------------------------------------------------------------------------------------- base58

@@ -137,6 +137,14 @@ class Book:
             self._dirty.add(name)
         return account
 
+    def close_account(self, name: str) -> None:
+        """Remove an empty account (a paid or refunded withdrawal escrow); one holding anything stays."""
+        account = self.accounts.get(name)
+        if account is None or account.liquid or any(account.reserve):
+            return
+        del self.accounts[name]
+        self._dirty.add(name)
+
     def balance(self, name: str) -> tuple[int, int]:
         """(liquid, reserve) of an account."""
         account = self.account(name)

@@ -26,7 +26,6 @@ from typing import Iterable
 
 from halo_exchange.chain.block import BlockHeader, is_coinstake
 from halo_exchange.chain.reader import ChainView
-from halo_exchange.chain.script import script_to_address
 from halo_exchange.chain.tx import OutPoint
 from halo_exchange.commands import is_whole
 from halo_exchange.errors import HaloExchangeError
@@ -74,16 +73,6 @@ class Deposit:
         """A frozen (F/V marked) output is credited once a block is later than this (as bitbay-core's wallet
         treats ``lock_time >= last block time`` as frozen); 0 for ordinary outputs."""
         return self.fractions.lock_time if self.fractions.flags & MARKS else 0
-
-
-@dataclass(frozen=True)
-class ChangeOutput:
-    """An unspent output on an exchange address of a transaction the exchange built (its change)."""
-
-    outpoint: OutPoint
-    address: str
-    fractions: Fractions
-    height: int
 
 
 @dataclass(frozen=True)
@@ -262,24 +251,6 @@ class DepositTracker:
         """Registered deposits whose output is still unspent in ``view``."""
         return [d for d in self.deposits.values()
                 if d.state is DepositState.REGISTERED and view.utxo(d.txid, d.n) is not None]
-
-    def change_outputs(self, view: ChainView, txids: Iterable[bytes] | None = None) -> list[ChangeOutput]:
-        """Unspent outputs on exchange addresses of the transactions the exchange built (its change); only
-        those of ``txids`` when given. Transactions not (or no longer) in the active chain have none."""
-        found = []
-        for txid in self.own_txids if txids is None else txids:
-            located = view.transaction(txid)
-            if located is None:
-                continue
-            tx, record = located
-            for n, output in enumerate(tx.outputs):
-                if output.value <= 0:
-                    continue
-                address = script_to_address(output.script_pubkey)
-                if address in self.addresses and view.utxo(txid, n) is not None:
-                    found.append(ChangeOutput(OutPoint(txid, n), address, view.fractions(txid, n, output.value),
-                                              record.height))
-        return found
 
     def frozen_total(self) -> int:
         """Value of confirmed-or-seen deposits still locked at the tip (the exchange's ``frozen`` figure)."""

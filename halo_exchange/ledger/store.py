@@ -18,7 +18,7 @@ import json
 import logging
 import struct
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
 import plyvel
@@ -29,7 +29,8 @@ from halo_exchange.errors import DecodeError, HaloExchangeError
 from halo_exchange.ledger.book import Account, Book, compact_reserve
 from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, Deposit, DepositState, DepositTracker
 from halo_exchange.ledger.wallet import ExchangeWallet, KdfParams
-from halo_exchange.ledger.withdrawals import Withdrawal, WithdrawalState
+from halo_exchange.ledger.coins import Coin, CoinIndex
+from halo_exchange.ledger.withdrawals import Batch, BatchKind, BatchState, Withdrawal, WithdrawalState
 from halo_exchange.peg.fractions import PEG_SIZE, Fractions
 from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32
 
@@ -53,6 +54,9 @@ SETTINGS = b"c"  # -> JSON object of exchange settings
 WALLET_KEY = b"k"  # + address -> u8 kind ‖ (32-byte secret | 12-byte nonce ‖ AES-GCM ciphertext)
 WALLET_META = b"W"  # -> JSON: wallet encryption parameters and the sealed check value
 WITHDRAWAL = b"x"  # + ascii ID -> JSON withdrawal record
+BATCH = b"B"  # + ascii master ID -> JSON batch record (a payout or maintenance transaction the exchange signed)
+COIN = b"u"  # + txid + u32 n -> a coin record: an output the exchange can spend (or spent, kept for reorgs)
+PAYOUT_STATE = b"P"  # -> JSON: payout counters (maintenance costs not yet recovered)
 
 Op = tuple[bytes, "bytes | None"]  # a put (value) or a delete (None)
 
@@ -366,22 +370,127 @@ class WithdrawalCodec:
     """Withdrawal requests, one JSON record per ID."""
 
     @staticmethod
-    def op(withdrawal: Withdrawal) -> Op:
+    def key(withdrawal_id: str) -> bytes:
+        return WITHDRAWAL + withdrawal_id.encode("ascii")
+
+    @classmethod
+    def op(cls, withdrawal: Withdrawal) -> Op:
         record = {
             "id": withdrawal.id, "user": withdrawal.user, "amount": withdrawal.amount, "address": withdrawal.address,
             "style": withdrawal.style, "height": withdrawal.height, "state": withdrawal.state.value,
+            "cycle": withdrawal.cycle, "commission": withdrawal.commission, "paid": withdrawal.paid,
+            "batch": withdrawal.batch, "client_id": withdrawal.client_id, "note": withdrawal.note,
         }
-        return (WITHDRAWAL + withdrawal.id.encode("ascii"), json.dumps(record, sort_keys=True).encode())
+        return (cls.key(withdrawal.id), json.dumps(record, sort_keys=True).encode())
+
+    @classmethod
+    def delete_op(cls, withdrawal_id: str) -> Op:
+        return (cls.key(withdrawal_id), None)
 
     @staticmethod
     def unpack(value: bytes) -> Withdrawal:
         record = json.loads(value)
         record["state"] = WithdrawalState(record["state"])
+        if "paid" not in record:  # a request accepted before payouts existed: nothing drifted yet
+            record["paid"] = record["amount"]
         return Withdrawal(**record)
 
     @classmethod
     def load(cls, store: ExchangeStore) -> dict[str, Withdrawal]:
         return {key[len(WITHDRAWAL):].decode("ascii"): cls.unpack(value) for key, value in store.iterator(WITHDRAWAL)}
+
+
+class BatchCodec:
+    """The transactions the exchange signed, one JSON record per master ID."""
+
+    @staticmethod
+    def key(master_id: str) -> bytes:
+        return BATCH + master_id.encode("ascii")
+
+    @classmethod
+    def op(cls, batch: Batch) -> Op:
+        record = {
+            "master_id": batch.master_id, "kind": batch.kind.value, "raw": batch.raw, "txid": batch.txid,
+            "in0": batch.in0, "inputs": batch.inputs, "members": batch.members, "state": batch.state.value,
+            "built_height": batch.built_height, "block": batch.block, "txid2": batch.txid2,
+            "outflow": batch.outflow, "cost": batch.cost, "recovered": batch.recovered,
+            "submissions": batch.submissions, "conflict": batch.conflict, "conflict_height": batch.conflict_height,
+            "debited": batch.debited,
+        }
+        return (cls.key(batch.master_id), json.dumps(record, sort_keys=True).encode())
+
+    @classmethod
+    def delete_op(cls, master_id: str) -> Op:
+        return (cls.key(master_id), None)
+
+    @staticmethod
+    def unpack(value: bytes) -> Batch:
+        record = json.loads(value)
+        record["kind"] = BatchKind(record["kind"])
+        record["state"] = BatchState(record["state"])
+        return Batch(**record)
+
+    @classmethod
+    def load(cls, store: ExchangeStore) -> dict[str, Batch]:
+        return {key[len(BATCH):].decode("ascii"): cls.unpack(value) for key, value in store.iterator(BATCH)}
+
+
+class CoinCodec:
+    """The coin index: one record per outpoint."""
+
+    @staticmethod
+    def pack(coin: Coin) -> bytes:
+        return (
+            pack_bytes(coin.address.encode("ascii"))
+            + pack_i64(coin.value)
+            + pack_i64(coin.height)
+            + pack_bytes(coin.origin.encode("ascii"))
+            + pack_bytes((coin.lock or "").encode("ascii"))
+            + pack_i64(coin.spent_height)
+            + pack_bytes(coin.spent_by)
+            + coin.fractions.pack()
+        )
+
+    @staticmethod
+    def unpack(outpoint: OutPoint, value: bytes) -> Coin:
+        reader = ByteReader(value)
+        address = reader.var_bytes().decode("ascii")
+        amount, height = reader.i64(), reader.i64()
+        origin = reader.var_bytes().decode("ascii")
+        lock = reader.var_bytes().decode("ascii") or None
+        spent_height = reader.i64()
+        spent_by = reader.var_bytes()
+        fractions = Fractions.read(reader)
+        reader.expect_end("coin")
+        return Coin(outpoint, address, amount, fractions, height, origin, lock, spent_height, spent_by)
+
+    @classmethod
+    def change_ops(cls, index: CoinIndex) -> list[Op]:
+        ops: list[Op] = []
+        for outpoint in sorted(index.take_changes()):
+            coin = index.get(outpoint)
+            key = DepositCodec.outpoint_key(COIN, outpoint)
+            ops.append((key, None if coin is None else cls.pack(coin)))
+        return ops
+
+    @classmethod
+    def load(cls, store: ExchangeStore) -> CoinIndex:
+        index = CoinIndex()
+        index.restore(cls.unpack(DepositCodec.outpoint_of(key), value) for key, value in store.iterator(COIN))
+        return index
+
+
+class PayoutStateCodec:
+    """Counters of the payout machinery: one JSON object."""
+
+    @staticmethod
+    def op(state: dict) -> Op:
+        return (PAYOUT_STATE, json.dumps(state, sort_keys=True).encode())
+
+    @staticmethod
+    def load(store: ExchangeStore) -> dict:
+        raw = store.get(PAYOUT_STATE)
+        return json.loads(raw) if raw else {"debt": 0}
 
 
 @dataclass
@@ -396,6 +505,9 @@ class LedgerState:
     wallet: ExchangeWallet
     withdrawals: dict[str, Withdrawal]
     settings: dict
+    batches: dict[str, Batch] = field(default_factory=dict)
+    coins: CoinIndex = field(default_factory=CoinIndex)
+    payout_state: dict = field(default_factory=lambda: {"debt": 0})
 
 
 def load_state(store: ExchangeStore, *, confirmations: int = DEFAULT_CONFIRMATIONS,
@@ -412,4 +524,7 @@ def load_state(store: ExchangeStore, *, confirmations: int = DEFAULT_CONFIRMATIO
         wallet=ExchangeWallet(records, meta, kdf=kdf),
         withdrawals=WithdrawalCodec.load(store),
         settings=settings,
+        batches=BatchCodec.load(store),
+        coins=CoinCodec.load(store),
+        payout_state=PayoutStateCodec.load(store),
     )

@@ -9,9 +9,8 @@ change state come only once durable; there are no hidden parameters; tracebacks 
 
 Each call is declared with :func:`~halo_exchange.rpc.dispatch.api_call`, which states what the dispatcher
 checks first (password, started, loaded) and the shape of its refusals; a body raises
-:class:`~halo_exchange.errors.CommandRefused` to refuse. Served here: 14 of the 15 calls. Withdraw
-validates, escrows and records (paying is the withdrawals issue); API, the signed exec hook, arrives with its
-own issue.
+:class:`~halo_exchange.errors.CommandRefused` to refuse. Served here: 14 of the 15 calls; API, the
+signed exec hook, arrives with its own issue.
 """
 
 from __future__ import annotations
@@ -23,16 +22,17 @@ from typing import Any, Callable
 
 from halo_exchange.chain.keys import is_valid_address
 from halo_exchange.chain.tx import OutPoint
-from halo_exchange.commands import BAD_AMOUNT, BAD_STYLE, STYLES
+from halo_exchange.commands import BAD_AMOUNT, BAD_STYLE, STYLES, WITHDRAWS
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import CommandRefused, DecodeError
 from halo_exchange.ledger.deposits import MAX_CONFIRMATIONS, MIN_CONFIRMATIONS
+from halo_exchange.ledger.withdrawals import MIN_ABOVE_COMMISSION, Withdrawal
+from halo_exchange.payouts import commission_setting
 from halo_exchange.rpc import views
 from halo_exchange.rpc.dispatch import STOPPED, APIDispatcher, api_call, declared_calls
 from halo_exchange.rpc.http import HTTPLimits, XMLRPCFactory
 from halo_exchange.serialize import from_display_hex
 
-DEFAULT_COMMISSION_MIN = 100_000_000  # the original's default minimum fee (halo-behaviour §2.11)
 MAX_OUTPUT_INDEX = 0xFFFFFFFF
 
 
@@ -155,7 +155,7 @@ class ExchangeAPI:
         confirmations}} for the exchange's unspent outputs (all addresses when address is ''): deposits, and
         the change of the exchange's own transactions, which also carries change: 1."""
         with engine.reader.snapshot() as view:
-            return views.spendable(view, engine.deposits, address if isinstance(address, str) else "")
+            return views.spendable(view, engine.deposits, engine.coins, address if isinstance(address, str) else "")
 
     @api_call(started=True, names=("name",))  # the original's order: names before the exchange's state
     def Deposit(self, engine: ExchangeEngine, name: Any, txids: Any, passw: Any = "") -> Any:
@@ -192,6 +192,9 @@ class ExchangeAPI:
         if user.lower() == "exchange":
             with engine.reader.snapshot() as view:
                 return views.exchange_balance(view, engine.book, engine.deposits)
+        if user.lower() == WITHDRAWS:
+            liquid, reserve = engine.escrow_total()
+            return {"liquid": liquid, "reserve": reserve}
         return views.balance(engine.book, user)
 
     @api_call(started=True)
@@ -203,28 +206,42 @@ class ExchangeAPI:
 
     @api_call(pair=True, bare_not_loaded=True)
     def Withdraw(self, engine: ExchangeEngine, user: Any, amount: Any, address: Any, style: Any = "liquid",
-                 passw: Any = "") -> Any:
-        """Withdraw(user, amount, address, style='liquid', passw) -> [True, ID]: the amount (fee included) goes
-        into escrow and the request is recorded; it is paid with the next cycle's batch."""
+                 passw: Any = "", ID: Any = "") -> Any:  # noqa: N803 (the API's parameter name)
+        """Withdraw(user, amount, address, style='liquid', passw, ID='') -> [True, ID]: the amount (commission
+        included, fixed now) goes into escrow and the request is recorded; it is paid by a batch transaction
+        in this cycle or the next, else refunded. ``ID``, chosen by the client (1-64 printable characters),
+        makes the call idempotent: repeated, it answers the first answer and withdraws nothing more."""
         if address == "":
             raise CommandRefused("No withdraw address.", answer=False)
-        if not isinstance(address, str) or not is_valid_address(address):
+        if not isinstance(address, str) or not is_valid_address(address, engine.network):
             raise CommandRefused("Withdraw address not valid")  # version and length checked too (B28)
         value = parse_amount(amount)
-        if value <= engine.setting("commission", {}).get("min", DEFAULT_COMMISSION_MIN) + 10000:
+        if value <= commission_setting(engine.settings)["min"] + MIN_ABOVE_COMMISSION:
             raise CommandRefused("Withdraw amount is too low")
         if not self.started:  # the original checks this only here, after the arguments
             raise CommandRefused(STOPPED)
         if style not in STYLES:
             raise CommandRefused(BAD_STYLE)
-        return engine.request_withdrawal(user, value, address, style).addCallback(lambda wid: [True, wid])
+        client_id = None if ID in ("", None) else ID
+        return engine.request_withdrawal(user, value, address, style, client_id).addCallback(
+            lambda wid: [True, wid])
 
     @api_call()
     def CheckWithdraw(self, engine: ExchangeEngine,
                       ID: Any, clear: Any = 0, passw: Any = "") -> Any:  # noqa: N803 (the API's parameter name)
-        """CheckWithdraw(ID, clear=0, passw) -> the request's status record, or "ID not found"."""
-        withdrawal = engine.withdrawal(ID) if isinstance(ID, str) else None
-        return "ID not found" if withdrawal is None else views.withdrawal_status(withdrawal)
+        """CheckWithdraw(ID, clear=0, passw) -> the status record of a request (its ID or the client's) or of a
+        batch (master ID), or "ID not found". clear=1 forgets a finished record and answers its last state."""
+        found = engine.find_withdrawal(ID) if isinstance(ID, str) and ID else None
+        if found is None:
+            return "ID not found"
+        if isinstance(found, Withdrawal):
+            answer = views.withdrawal_status(found, engine.batches.get(found.batch or ""))
+        else:
+            answer = views.batch_status(found)
+        if clear in (1, True, "1"):
+            engine.clear_withdrawal(found.id if isinstance(found, Withdrawal) else found.master_id)
+            return engine.persist_payouts().addCallback(lambda _: answer)
+        return answer
 
     @api_call(started=True)
     def ExchangeSettings(
@@ -308,8 +325,8 @@ def _is_spendable_change(engine: ExchangeEngine, txid: bytes, n: int | None) -> 
     """Whether output ``n`` of ``txid`` (any of its outputs for None) is change the exchange can spend."""
     if txid not in engine.deposits.own_txids:
         return False
-    with engine.reader.snapshot() as view:
-        return any(n is None or change.outpoint.n == n for change in engine.deposits.change_outputs(view, [txid]))
+    return any(coin.outpoint.txid == txid and (n is None or coin.outpoint.n == n) and coin.origin == "change"
+               for coin in engine.coins.unspent())
 
 
 def make_factory(api: ExchangeAPI, limits: HTTPLimits | None = None) -> XMLRPCFactory:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from halo_exchange.chain.reader import ChainView
 from halo_exchange.ledger.book import Book
+from halo_exchange.ledger.coins import CoinIndex
 from halo_exchange.ledger.deposits import DepositState, DepositTracker
 from halo_exchange.ledger.rating import is_subpremium
-from halo_exchange.ledger.withdrawals import Withdrawal
+from halo_exchange.ledger.withdrawals import Batch, Withdrawal
 from halo_exchange.peg.fractions import PEG_SIZE, Fractions
 
 
@@ -32,9 +33,10 @@ def spendable_entry(fractions: Fractions, supply: int, address: str, confirmatio
     }
 
 
-def spendable(view: ChainView, tracker: DepositTracker, address: str = "") -> dict[str, dict]:
+def spendable(view: ChainView, tracker: DepositTracker, coins: CoinIndex, address: str = "") -> dict[str, dict]:
     """``GetSpendable``: the exchange's unspent outputs valued at the network's supply, keyed ``txid:vout``:
-    the deposits, and the change of transactions the exchange built itself (marked ``change: 1``)."""
+    the deposits, and the change of transactions the exchange built itself (marked ``change: 1``, and
+    ``locked: 1`` while a batch not yet confirmed spends it)."""
     out = {}
     supply = view.peg_info().supply
     for d in tracker.deposits.values():
@@ -44,11 +46,13 @@ def spendable(view: ChainView, tracker: DepositTracker, address: str = "") -> di
             continue
         out[str(d.outpoint)] = spendable_entry(d.fractions, supply, d.address, max(tracker.depth(d), 0))
     tip = view.height()
-    for change in tracker.change_outputs(view):
-        if address and change.address != address:
+    for coin in coins.unspent():
+        if coin.origin != "change" or (address and coin.address != address):
             continue
-        entry = spendable_entry(change.fractions, supply, change.address, tip - change.height + 1)
-        out[str(change.outpoint)] = {**entry, "change": 1}
+        entry = {**spendable_entry(coin.fractions, supply, coin.address, tip - coin.height + 1), "change": 1}
+        if coin.lock is not None:
+            entry["locked"] = 1
+        out[str(coin.outpoint)] = entry
     return out
 
 
@@ -89,8 +93,35 @@ def exchange_balance(view: ChainView, book: Book, tracker: DepositTracker) -> di
     }
 
 
-def withdrawal_status(withdrawal: Withdrawal) -> dict:
-    """``CheckWithdraw``: the request's status record."""
-    return {"ID": withdrawal.id, "status": withdrawal.state.value, "user": withdrawal.user,
-            "amount": withdrawal.amount, "address": withdrawal.address, "style": withdrawal.style,
-            "height": withdrawal.height}
+def batch_fields(batch: Batch | None) -> dict:
+    """The master record of a batch, as the original's CheckWithdraw showed it: status, predicted txid, master
+    ID, block (its height once mined, else the height it was built at), first input, and ``txid2`` when the
+    transaction was malleated."""
+    if batch is None:
+        return {}
+    fields = {"status": batch.state.value, "txid": batch.txid, "ID": batch.master_id,
+              "block": batch.block if batch.block >= 0 else batch.built_height, "in0": batch.in0}
+    if batch.txid2:
+        fields["txid2"] = batch.txid2
+    return fields
+
+
+def withdrawal_status(withdrawal: Withdrawal, batch: Batch | None) -> dict:
+    """``CheckWithdraw`` of a request: its own fields, then its batch's master record (status from the request)."""
+    record = {
+        "status": withdrawal.state.value, "user": withdrawal.user, "amount": withdrawal.amount,
+        "paid": withdrawal.paid, "commission": withdrawal.commission, "address": withdrawal.address,
+        "style": withdrawal.style, "withdrawID": withdrawal.id, "cycle": withdrawal.cycle,
+        "height": withdrawal.height,
+    }
+    if withdrawal.client_id:
+        record["clientID"] = withdrawal.client_id
+    if withdrawal.note:
+        record["note"] = withdrawal.note
+    record.update({key: value for key, value in batch_fields(batch).items() if key != "status"})
+    return record
+
+
+def batch_status(batch: Batch) -> dict:
+    """``CheckWithdraw`` of a master ID: the master record and the IDs of the requests it pays."""
+    return {**batch_fields(batch), "kind": batch.kind.value, "withdraws": list(batch.members)}

@@ -148,28 +148,6 @@ def test_withdraw_validates_escrows_and_records(exchange: ServiceHarness) -> Non
     assert_refused("ID not found", api.CheckWithdraw, "f" * 32, 0, "")
 
 
-def test_change_of_the_exchanges_own_transactions_is_spendable_but_not_a_deposit(exchange: ServiceHarness) -> None:
-    """An output of a transaction the exchange built shows in GetSpendable with change: 1, live confirmations,
-    and cannot be deposited (recognised by txid, not by an OP_RETURN guess)."""
-    api = exchange.api
-    api.StartExchange("")
-    wif, _ = api.GenerateDepositAddress("")
-    address = address_of(wif)
-    txid = exchange.node.send_to_address(address, 3 * COIN)
-    exchange.service.call(lambda engine: engine.mark_own_transaction(from_display_hex(txid)))
-    exchange.generate(1)
-    [key] = [k for k in api.GetSpendable("", "") if k.startswith(txid)]
-    entry = api.GetSpendable(address, "")[key]
-    assert entry["change"] == 1 and entry["amount"] == str(3 * COIN) and entry["confirmations"] == "1"
-    exchange.generate(2)
-    assert api.GetSpendable("", "")[key]["confirmations"] == "3"
-    assert_refused("You can not deposit change transactions.", api.Deposit, "karen", [key], "")
-    assert_refused("You can not deposit change transactions.", api.Deposit, "karen", [txid], "")
-    assert api.GetDeposits(key, "") is False
-    other = new_address()
-    assert api.GetSpendable(other, "") == {}
-
-
 def test_cycle_and_balances_follow_deflate_votes(exchange: ServiceHarness) -> None:
     """GetCycle moves at the block that starts a cycle; once deflate votes raise the supply, balances are
     re-split (more reserve, less liquid, the same total), exactly, above 2^31."""

@@ -166,18 +166,24 @@ def test_self_trade_and_any_printable_name(harness: EngineHarness) -> None:
     assert harness.engine.balance("alice") == (before[0] - 12345, before[1])
 
 
-def test_withdrawal_escrow_and_its_return(harness: EngineHarness) -> None:
-    """Escrowing moves funds into 'withdraws' (refused beyond the balance); a return gives them back."""
+def test_withdrawal_request_escrows_in_its_own_account_and_expiry_refunds(harness: EngineHarness) -> None:
+    """A request escrows exactly its amount (refused beyond the balance, changing nothing); with no exchange
+    accounts set it cannot be paid, so two cycles later it expires and the user has everything back."""
     harness.credit("alice", 5 * COIN)
     liquid, reserve = harness.engine.balance("alice")
-    harness.settle(harness.engine.escrow_withdrawal("alice", 2 * COIN))
-    assert harness.engine.balance("withdraws") == (2 * COIN, 0)
+    payee = harness.node.get_new_address()
+    assert_refused("Insufficient liquid balance", harness.engine.request_withdrawal, "alice", liquid + 1, payee)
+    withdrawal_id = harness.settle(harness.engine.request_withdrawal("alice", 2 * COIN, payee))
+    assert harness.engine.escrow_total() == (2 * COIN, 0)
     assert harness.engine.balance("alice") == (liquid - 2 * COIN, reserve)
-    assert_refused("Insufficient liquid balance", harness.engine.escrow_withdrawal, "alice", liquid)
-    assert_refused("Insufficient liquid balance", harness.engine.return_escrow, "alice", 3 * COIN)
-    harness.settle(harness.engine.return_escrow("alice", 2 * COIN))
-    assert harness.engine.balance("alice") == (liquid, reserve) and harness.engine.balance("withdraws") == (0, 0)
-    assert harness.engine.book.check() == []
+    record = harness.engine.withdrawal(withdrawal_id)
+    assert record.state.value == "queued" and record.commission == COIN and record.paid == 2 * COIN
+    harness.reopen()
+    assert harness.engine.withdrawal(withdrawal_id) == record
+    harness.generate(2 * harness.node.params.peg_interval)
+    assert harness.engine.withdrawal(withdrawal_id).state.value == "expired"
+    assert harness.engine.balance("alice") == (liquid, reserve) and harness.engine.escrow_total() == (0, 0)
+    assert harness.engine.book.check() == [] and harness.audit().ok
 
 
 def test_generated_deposit_address_is_watched_and_its_key_kept(harness: EngineHarness) -> None:

@@ -144,7 +144,8 @@ def test_load_state_reads_back_every_record_kind(tmp_path) -> None:
     assert fresh.deposits.confirmations == 9 and fresh.wallet.addresses == set()
 
     _, address, record = ExchangeWallet({}, None).new_key()
-    withdrawal = Withdrawal("ab" * 16, "alice", 5 * 10**8, address, "reserve", 12, WithdrawalState.QUEUED)
+    withdrawal = Withdrawal("ab" * 16, "alice", 5 * 10**8, address, "reserve", 12, cycle=3, commission=10**8,
+                            paid=5 * 10**8, state=WithdrawalState.QUEUED, client_id="order-17")
     store.write(SettingsCodec.ops({"exchangeconfirmations": 11, "exchangefeeaccount": "fees"})
                 + [WatchCodec.address_op(address), WatchCodec.own_tx_op(b"\x07" * 32)]
                 + WalletCodec.key_ops({address: record}) + [WithdrawalCodec.op(withdrawal)])
