@@ -18,6 +18,8 @@ from typing import Iterator, NamedTuple
 from halo_exchange.chain.hashes import hash160
 from halo_exchange.chain.keys import MAINNET, Network, address_to_hash160, hash160_to_address, is_valid_address
 from halo_exchange.errors import DecodeError
+from halo_exchange.peg.fractions import Fractions
+from halo_exchange.peg.transfer import TransferInput, TransferOutput
 
 __all__ = [
     "ScriptError",
@@ -50,6 +52,8 @@ __all__ = [
     "address_to_script",
     "p2pkh_script_sig",
     "parse_p2pkh_script_sig",
+    "transfer_input",
+    "transfer_output",
 ]
 
 OP_0 = 0x00
@@ -341,3 +345,20 @@ def parse_p2pkh_script_sig(script: bytes) -> tuple[bytes, bytes] | None:
     if not sig or len(pub) not in (33, 65):
         return None
     return sig, pub
+
+
+# -- how the transfer rule sees a transaction's inputs and outputs ------------------------------------------
+
+
+def transfer_input(value: int, fractions: Fractions, script: bytes, network: Network = MAINNET) -> TransferInput:
+    """A spent output as the transfer rule reads it: grouped under :func:`script_owner` of the script it
+    spent, with :func:`owner_is_address` for the ``**C**`` notary's address check. The one place both the
+    node (validation) and the exchange (building payouts) turn a coin into a rule input."""
+    owner = script_owner(script, network)
+    return TransferInput(value, fractions, owner, owner_is_address(owner, network))
+
+
+def transfer_output(value: int, script: bytes, network: Network = MAINNET) -> TransferOutput:
+    """An output as the transfer rule reads it: its owner (:func:`script_owner`), and its notary text if it
+    is an OP_RETURN script (read as bitbay-core's ``CScript::ToNotary`` reads it)."""
+    return TransferOutput(value, address=script_owner(script, network), notary=parse_notary(script))

@@ -17,11 +17,11 @@ from typing import Callable, Sequence
 from halo_exchange.chain import layout
 from halo_exchange.chain.block import is_coinstake
 from halo_exchange.chain.params import ChainParams
-from halo_exchange.chain.script import owner_is_address, parse_notary, script_owner
+from halo_exchange.chain.script import script_owner, transfer_input, transfer_output
 from halo_exchange.chain.tx import Transaction, verify_input
 from halo_exchange.errors import TransferRuleError
 from halo_exchange.peg.fractions import Fractions
-from halo_exchange.peg.transfer import FreezeTimes, TransferInput, TransferOutput, apply_transfer_rule
+from halo_exchange.peg.transfer import FreezeTimes, TransferInput, apply_transfer_rule
 from node_hooks.devnode.errors import TxRejected
 
 # What the checker needs to know about an output it spends: its record and its fractions, or None.
@@ -57,12 +57,6 @@ def owner(script: bytes) -> str:
     names it: the address (a P2PK script's is its key's P2PKH address), a multisig's addresses one per line,
     else the script's bytes (latin-1)."""
     return script_owner(script)
-
-
-def transfer_output(value: int, script: bytes) -> TransferOutput:
-    """An output as the rule reads it: its owner, and its notary text if it is an OP_RETURN script (read as
-    bitbay-core's ``CScript::ToNotary`` reads it)."""
-    return TransferOutput(value, address=owner(script), notary=parse_notary(script))
 
 
 class SignatureCache:
@@ -117,8 +111,7 @@ def check_transaction(
         record, fractions = coin
         if not verify(tx, index, record.script):
             raise TxRejected("bad-signature", f"input {index} is not signed by the owner of the output it spends")
-        spender = owner(record.script)
-        inputs.append(TransferInput(record.value, fractions, spender, owner_is_address(spender)))
+        inputs.append(transfer_input(record.value, fractions, record.script))
         value_in += record.value
 
     # bitbay-core's ConnectInputs runs the peg rule before its "value in < value out" check, so a refusal
