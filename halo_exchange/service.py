@@ -129,12 +129,16 @@ class ExchangeService:
         self.state = ServiceState.STOPPED
         self._store: ExchangeStore | None = None
         self._engine: ExchangeEngine | None = None
+        # The node's NodeServices (submit a transaction, ask its status), as on_node_start hands them over;
+        # None until then, or from a node that offers none.
+        self.node_services: Any = None
 
     # -- node hooks (node thread: hand over and return) -------------------------------------------------
 
-    def on_node_start(self, db: Any, reader: Any, params: Any) -> None:
+    def on_node_start(self, db: Any, reader: Any, params: Any, services: Any = None) -> None:
         from twisted.internet import reactor
 
+        self.node_services = services
         ensure_reactor_running(self.config.switch_interval)
         self.state = ServiceState.STARTING
         reactor.callFromThread(self._open, reader)
@@ -148,6 +152,18 @@ class ExchangeService:
         from twisted.internet import reactor
 
         reactor.callFromThread(self._event, "block_disconnected", height, block_hash)
+
+    def on_transaction_rejected(self, txid_hex: str, reason: str) -> None:
+        """The node refused a transaction the plugin submitted."""
+        from twisted.internet import reactor
+
+        reactor.callFromThread(self._tx_event, "rejected", txid_hex, reason)
+
+    def on_transaction_dropped(self, txid_hex: str, reason: str) -> None:
+        """A transaction left the node's mempool without being mined."""
+        from twisted.internet import reactor
+
+        reactor.callFromThread(self._tx_event, "dropped", txid_hex, reason)
 
     def on_node_stop(self) -> None:
         """Wait for the events already handed over, write what is pending, close the DB (the node closes its
@@ -225,6 +241,17 @@ class ExchangeService:
             self._watch(getattr(self._engine, name)(height, block_hash), f"{name} {height}")
         except Exception:
             self._fail(f"{name} {height}")
+
+    def _tx_event(self, kind: str, txid_hex: str, reason: str) -> None:
+        """A transaction event on the reactor thread, for the engine's withdrawal tracking when it has one."""
+        engine = self._engine
+        if self.state is not ServiceState.RUNNING or engine is None or not hasattr(engine, "transaction_event"):
+            log.info("transaction %s %s (%s); not applied", txid_hex, kind, reason)
+            return
+        try:
+            engine.transaction_event(kind, txid_hex, reason)
+        except Exception:
+            self._fail(f"transaction {kind} {txid_hex}")
 
     def _watch(self, done, what: str) -> None:
         done.addErrback(lambda failure: self._fail(what, failure))

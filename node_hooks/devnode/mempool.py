@@ -11,7 +11,13 @@ the outpoints they spend. It decides:
   being assembled (the rest leave);
 * **block connected**: a block's transactions leave, and so does whatever conflicts with them;
 * **reorg**: the transactions of disconnected blocks come back first (they are the parents), then the
-  pending ones are re-checked against the new tip.
+  pending ones are re-checked against the new tip;
+* **removal** (devnet helpers): a transaction and its pending descendants leave on request.
+
+Every transaction that leaves without being mined is recorded with its reason (:data:`DROP_CONFLICT`,
+:data:`DROP_REORG`, or the rule it broke at block assembly); the node collects them with
+:meth:`Mempool.take_dropped` after each change and tells the hooks (``on_transaction_dropped``). Mined
+transactions leave silently.
 
 What it reads from the chain is :class:`MempoolChain` (the part of ElectrumX's ``MemPoolAPI`` idea that
 fits here): :class:`~halo_exchange.chain.reader.ChainReader` provides it, and a unit test a dict-backed fake.
@@ -33,6 +39,9 @@ from node_hooks.devnode.consensus import BlockContext, CheckedTx, CoinLookup, Si
 from node_hooks.devnode.errors import TxRejected
 
 log = logging.getLogger(__name__)
+
+DROP_CONFLICT = "conflict"  # it (or a pending ancestor) spent an output a connected block spent
+DROP_REORG = "reorg"  # not readmitted after a reorg; the refusing rule follows
 
 
 class MempoolChain(Protocol):
@@ -78,6 +87,7 @@ class Mempool:
         self._signatures = signatures if signatures is not None else SignatureCache()
         self._pending: dict[bytes, CheckedTx] = {}  # insertion order is admission order
         self._spends: dict[tuple[bytes, int], bytes] = {}  # (txid, n) -> the pending transaction spending it
+        self._dropped: list[tuple[Transaction, str]] = []  # left unmined since the last take_dropped()
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -98,6 +108,11 @@ class Mempool:
     def spends(self, txid: bytes, n: int) -> bool:
         """Whether a pending transaction spends output ``txid:n``."""
         return (txid, n) in self._spends
+
+    def take_dropped(self) -> list[tuple[Transaction, str]]:
+        """The transactions that left without being mined since the last call, with why, oldest first."""
+        dropped, self._dropped = self._dropped, []
+        return dropped
 
     # -- admission ------------------------------------------------------------------------------------
 
@@ -154,6 +169,7 @@ class Mempool:
             except TxRejected as exc:
                 log.warning("dropping %s from the mempool: %s", pending.tx.txid, exc)
                 self._drop(txid)
+                self._dropped.append((pending.tx, str(exc)))
                 continue
             included.append(checked)
             in_block[txid] = checked
@@ -176,6 +192,7 @@ class Mempool:
             if checked is None:
                 continue
             log.info("dropping %s from the mempool: it conflicts with a block", checked.tx.txid)
+            self._dropped.append((checked.tx, f"{DROP_CONFLICT}: it or a pending parent spends what a block spent"))
             # Its children spend outputs that will never exist now.
             txid = checked.tx.hash
             conflicts.extend(
@@ -196,3 +213,25 @@ class Mempool:
                 self.accept(tx, at)
             except TxRejected as exc:
                 log.info("%s not readmitted after the reorg: %s", tx.txid, exc)
+                if exc.rule != "txn-already-in-chain":  # still mined (it is in the new chain): not a drop
+                    self._dropped.append((tx, f"{DROP_REORG}: {exc}"))
+
+    # -- devnet helpers -----------------------------------------------------------------------------------
+
+    def remove(self, txid: bytes) -> list[Transaction]:
+        """Take ``txid`` and every pending descendant out of the mempool and return them, ``txid`` first (an
+        unknown txid gives []). Not recorded as dropped: the caller knows why they left and says so."""
+        if txid not in self._pending:
+            return []
+        removed: list[Transaction] = []
+        queue = [txid]
+        while queue:
+            checked = self._drop(queue.pop(0))
+            if checked is None:
+                continue
+            removed.append(checked.tx)
+            parent = checked.tx.hash
+            queue.extend(
+                child for n in range(len(checked.tx.outputs)) if (child := self._spends.get((parent, n))) is not None
+            )
+        return removed

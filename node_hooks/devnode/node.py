@@ -10,6 +10,17 @@ mempool change goes through, and the hook calls. The work is done by its parts, 
 * :class:`~node_hooks.devnode.producer.BlockProducer`: the next block, assembled and connected;
 * :mod:`~node_hooks.devnode.replies`: the dicts the queries answer.
 
+It also owns the :class:`~node_hooks.NodeServices` it offers the hooks at start (:class:`DevNodeServices`):
+a submitted transaction goes into a queue that the node's submission thread drains, taking the node lock
+there and never on the caller's thread (the plugin's reactor must never wait for the node lock: ``close``
+holds it while the plugin stops). Transaction status reads a snapshot of the mempool's txids, replaced
+whole after every mempool change, and the chain DB. After each mempool change the node tells the hooks which
+transactions left it unmined (``on_transaction_dropped``); a refused submission is
+``on_transaction_rejected``.
+
+The devnet helpers for tests live here too: :meth:`DevNode.malleate_transaction` (a third party re-encodes
+a pending transaction's signature), :meth:`DevNode.drop_transaction` and :meth:`DevNode.refuse_transactions`.
+
 A block is announced to the hooks only after its batch is written, and between blocks the node sleeps 0 s
 so an in-process reactor gets the GIL (DESIGN.md §3). The mempool is memory only: a restarted node resumes
 from its last committed block with an empty mempool, as a node without a mempool file does.
@@ -19,22 +30,27 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from ecdsa.der import UnexpectedDER
+from ecdsa.util import sigdecode_der, sigencode_der
+
+from halo_exchange.chain.hashes import sha256d
+from halo_exchange.chain.keys import CURVE_ORDER, is_valid_address
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
-from halo_exchange.chain.keys import is_valid_address
 from halo_exchange.chain.params import DEVNET, ChainParams
 from halo_exchange.chain.reader import ChainReader
-from halo_exchange.chain.script import address_to_script
+from halo_exchange.chain.script import address_to_script, p2pkh_script_sig, parse_p2pkh_script_sig
 from halo_exchange.chain.tx import Transaction, TxError
 from halo_exchange.commands import is_whole
 from halo_exchange.config import CHAIN_SUBDIR
 from halo_exchange.errors import DecodeError
 from halo_exchange.serialize import display_hex, from_display_hex
-from node_hooks import HookDispatcher
+from node_hooks import HookDispatcher, TxStatus
 from node_hooks.devnode import replies
 from node_hooks.devnode.coins import CoinSelector
 from node_hooks.devnode.consensus import VOTES
@@ -46,6 +62,13 @@ from node_hooks.devnode.wallet import DevWallet
 
 log = logging.getLogger(__name__)
 
+DROPPED_BY_DEVNET = "dropped-by-devnet"  # drop reason of drop_transaction
+PARENT_MALLEATED = "parent-malleated"  # drop reason of the descendants of a malleated transaction
+REFUSED_BY_DEVNET = "refused-by-devnet"  # rejection rule of refuse_transactions
+# How long close() waits for the submission thread; it only ever waits for the node lock, which close()
+# has released by then, so this is a guard against a hook stuck on that thread, not an expected delay.
+_WORKER_JOIN_TIMEOUT = 10.0
+
 
 def _txid_bytes(txid: str) -> bytes:
     if not isinstance(txid, str) or len(txid) != 64:
@@ -54,6 +77,42 @@ def _txid_bytes(txid: str) -> bytes:
         return from_display_hex(txid)
     except DecodeError as exc:
         raise InvalidParameter("a txid is 64 hex characters") from exc
+
+
+def _raw_txid(raw: bytes) -> str:
+    """The display txid of serialized transaction bytes (what it would be, even when they do not decode)."""
+    return display_hex(sha256d(raw))
+
+
+def malleated(tx: Transaction) -> Transaction:
+    """``tx`` with the signature of input 0 re-encoded as ``(r, N - s)``: still valid (the devnode, as
+    bitbay-core, accepts high and low S), but another txid, as a third party can make of any transaction
+    in flight. Applied twice it gives ``tx`` back. InvalidParameter when input 0 is not a P2PKH spend."""
+    if tx.is_coinbase() or not tx.inputs:
+        raise InvalidParameter("only a signed spend can be malleated")
+    parsed = parse_p2pkh_script_sig(tx.inputs[0].script_sig)
+    if parsed is None:
+        raise InvalidParameter("input 0 is not a P2PKH spend (signature and key)")
+    sig, pubkey = parsed
+    try:
+        r, s = sigdecode_der(sig[:-1], CURVE_ORDER)
+    except (UnexpectedDER, ValueError) as exc:  # ecdsa's UnexpectedDER is no ValueError
+        raise InvalidParameter(f"input 0's signature is not DER: {exc}") from exc
+    twin = sigencode_der(r, CURVE_ORDER - s, CURVE_ORDER) + sig[-1:]
+    return tx.with_script_sig(0, p2pkh_script_sig(twin, pubkey))
+
+
+class DevNodeServices:
+    """The :class:`~node_hooks.NodeServices` of a DevNode: what its hooks may call, from any thread."""
+
+    def __init__(self, node: DevNode) -> None:
+        self._node = node
+
+    def submit_transaction(self, raw: bytes) -> None:
+        self._node.submit_transaction(raw)
+
+    def transaction_status(self, txid: bytes) -> TxStatus:
+        return self._node.transaction_status(txid)
 
 
 class DevNode:
@@ -87,6 +146,15 @@ class DevNode:
         self._mempool = Mempool(self.reader, self.params)
         self._coins = CoinSelector(self.reader, self.wallet, self._mempool, self.params)
         self._producer = BlockProducer(self.store, self.params, self.wallet, self._mempool, self._coins)
+        # The pending txids as other threads may read them without the lock: a frozenset, replaced whole
+        # (one reference assignment, atomic under the GIL) after every mempool change.
+        self._mempool_ids: frozenset[bytes] = frozenset()
+        self._refusals = 0  # submissions still to refuse (refuse_transactions); under the lock
+        self.services = DevNodeServices(self)
+        # Submitted transactions wait here for the submission thread; None tells it to finish.
+        self._submissions: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._drain_submissions, name="devnode-submissions", daemon=True)
+        self._worker.start()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -100,8 +168,8 @@ class DevNode:
         )
 
     def start(self) -> None:
-        """Tell the hooks the node is up (the exchange plugin starts here)."""
-        self.dispatcher.node_started(self.store.db, self.reader, self.params)
+        """Tell the hooks the node is up and hand them its services (the exchange plugin starts here)."""
+        self.dispatcher.node_started(self.store.db, self.reader, self.params, self.services)
 
     def request_stop(self) -> None:
         """Ask the node's main loop to stop; returns at once."""
@@ -111,7 +179,10 @@ class DevNode:
         return self._stop.wait(timeout)
 
     def close(self) -> None:
-        """Stop taking commands, tell the hooks, close the DB. Idempotent."""
+        """Stop taking commands, tell the hooks, close the DB, end the submission thread. Idempotent.
+
+        Submissions still queued then are dropped (and logged): the mempool is memory only, so a closing
+        node would lose them anyway."""
         with self._lock:
             if self._stopped:
                 return
@@ -119,6 +190,12 @@ class DevNode:
             self._stop.set()
             self.dispatcher.node_stopped()
             self.store.close()
+        # Outside the lock: the submission thread needs it to see that the node stopped.
+        self._submissions.put(None)
+        if threading.current_thread() is not self._worker:  # a hook may close the node from that thread
+            self._worker.join(_WORKER_JOIN_TIMEOUT)
+            if self._worker.is_alive():
+                log.warning("the submission thread did not finish within %.0f s", _WORKER_JOIN_TIMEOUT)
 
     def _check_running(self) -> None:
         if self._stopped:
@@ -183,6 +260,20 @@ class DevNode:
         with self._lock:
             return [display_hex(txid) for txid in self._mempool.txids()]
 
+    def transaction_status(self, txid: bytes) -> TxStatus:
+        """Where transaction ``txid`` (internal byte order) is: MEMPOOL, CHAIN or UNKNOWN. Takes no lock.
+
+        The mempool is asked first: while a block is being connected its transactions are in both, and
+        a reader must never see them in neither."""
+        if not isinstance(txid, bytes) or len(txid) != 32:
+            raise InvalidParameter("a txid is 32 bytes, internal order")
+        self._check_running()
+        if txid in self._mempool_ids:
+            return TxStatus.MEMPOOL
+        if self.reader.transaction(txid) is not None:
+            return TxStatus.CHAIN
+        return TxStatus.UNKNOWN
+
     # -- mempool ----------------------------------------------------------------------------------------
 
     def send_raw_transaction(self, raw_hex: str) -> str:
@@ -192,8 +283,125 @@ class DevNode:
             raise TxRejected("decode-failed", str(exc)) from exc
         with self._lock:
             self._check_running()
-            self._mempool.accept(tx, self._producer.next_block())
+            try:
+                self._admit(tx)
+            finally:
+                self._mempool_changed()
             return tx.txid
+
+    def submit_transaction(self, raw: bytes) -> None:
+        """Queue serialized transaction ``raw`` for the submission thread and return at once (NodeServices).
+
+        Never blocks and never takes the node lock. A refusal is reported to the hooks as
+        ``on_transaction_rejected(txid, reason)``; a transaction already in the chain is not reported."""
+        if not isinstance(raw, (bytes, bytearray)):
+            raise InvalidParameter("a submitted transaction is its serialized bytes")
+        if self._stopped:
+            log.warning("node stopped: submitted transaction %s dropped", _raw_txid(bytes(raw)))
+            return
+        self._submissions.put(bytes(raw))
+
+    def _drain_submissions(self) -> None:
+        """The submission thread: admit queued transactions one by one, under the node lock, until close()."""
+        while True:
+            raw = self._submissions.get()
+            if raw is None:
+                return
+            try:
+                with self._lock:
+                    if self._stopped:
+                        log.warning("node stopped: submitted transaction %s dropped", _raw_txid(raw))
+                        continue
+                    self._admit_submitted(raw)
+            except Exception:  # this thread must outlive any one bad submission or hook
+                log.exception("submitted transaction %s failed", _raw_txid(raw))
+
+    def _admit_submitted(self, raw: bytes) -> None:
+        """Admit one submitted transaction, under the lock; tell the hooks of a refusal."""
+        txid = _raw_txid(raw)
+        try:
+            try:
+                tx = Transaction.deserialize(raw)
+            except (DecodeError, TxError) as exc:
+                raise TxRejected("decode-failed", str(exc)) from exc
+            self._admit(tx)
+        except TxRejected as exc:
+            if exc.rule == "txn-already-in-chain":
+                # Mined already (a resubmission racing its block): nothing went wrong, and the chain says so.
+                log.info("submitted transaction %s is already in the chain", txid)
+                return
+            log.info("submitted transaction %s refused: %s", txid, exc)
+            self.dispatcher.transaction_rejected(txid, str(exc))
+        finally:
+            self._mempool_changed()
+
+    def _admit(self, tx: Transaction) -> None:
+        """Admit ``tx`` into the mempool for the next block, unless the devnet is told to refuse it. Locked."""
+        if self._refusals > 0:
+            self._refusals -= 1
+            raise TxRejected(REFUSED_BY_DEVNET, f"the devnet was told to refuse it ({self._refusals} more to refuse)")
+        self._mempool.accept(tx, self._producer.next_block())
+
+    def _mempool_changed(self) -> None:
+        """After a mempool change, under the lock: publish the txid snapshot, tell the hooks what was dropped."""
+        self._mempool_ids = frozenset(self._mempool.txids())
+        for tx, reason in self._mempool.take_dropped():
+            self.dispatcher.transaction_dropped(tx.txid, reason)
+
+    # -- devnet helpers for tests ---------------------------------------------------------------------------
+
+    def malleate_transaction(self, txid: str) -> str:
+        """Replace pending ``txid`` with its malleated twin (:func:`malleated`); return the new txid.
+
+        The original leaves the mempool silently, as it would in a real node: its owner learns of the
+        malleation only when the twin is mined. Pending descendants of the original spend outputs that will
+        now never exist; they leave with ``on_transaction_dropped(child, 'parent-malleated')``."""
+        txid_b = _txid_bytes(txid)
+        with self._lock:
+            self._check_running()
+            original = self._mempool.transaction(txid_b)
+            if original is None:
+                raise NotFound(f"no transaction {txid} in the mempool")
+            twin = malleated(original)
+            removed = self._mempool.remove(txid_b)
+            try:
+                self._mempool.accept(twin, self._producer.next_block())
+            except TxRejected:
+                for tx in removed:  # put everything back as it was
+                    self._mempool.accept(tx, self._producer.next_block())
+                raise
+            finally:
+                self._mempool_changed()
+            for child in removed[1:]:
+                self.dispatcher.transaction_dropped(child.txid, PARENT_MALLEATED)
+            log.info("malleated %s into %s", txid, twin.txid)
+            return twin.txid
+
+    def drop_transaction(self, txid: str) -> bool:
+        """Remove pending ``txid`` and its pending descendants; each is reported to the hooks as
+        ``on_transaction_dropped(txid, 'dropped-by-devnet')``."""
+        txid_b = _txid_bytes(txid)
+        with self._lock:
+            self._check_running()
+            removed = self._mempool.remove(txid_b)
+            if not removed:
+                raise NotFound(f"no transaction {txid} in the mempool")
+            self._mempool_changed()
+            for tx in removed:
+                log.info("devnet dropped %s from the mempool", tx.txid)
+                self.dispatcher.transaction_dropped(tx.txid, DROPPED_BY_DEVNET)
+            return True
+
+    def refuse_transactions(self, count: int) -> bool:
+        """Refuse the next ``count`` submitted transactions (submit_transaction and send_raw_transaction) with
+        rule ``refused-by-devnet``, whatever they are; 0 cancels what is left. The wallet's own sends are
+        not submissions and pass."""
+        if not is_whole(count) or not 0 <= count <= 1_000_000:
+            raise InvalidParameter("count must be between 0 and 1000000")
+        with self._lock:
+            self._check_running()
+            self._refusals = count
+            return True
 
     # -- wallet -----------------------------------------------------------------------------------------
 
@@ -224,6 +432,7 @@ class DevNode:
             at = self._producer.next_block()
             tx = self._coins.payment(payee, amount, at, frozen=frozen)
             self._mempool.accept(tx, at)
+            self._mempool_changed()
             return tx.txid
 
     # -- block production ---------------------------------------------------------------------------------
@@ -238,11 +447,18 @@ class DevNode:
         for _ in range(n):
             with self._lock:
                 self._check_running()
-                connected = self._producer.produce(VOTES.index(vote) + 1)
-                # The block is durable now; only then do the mempool and the hooks learn of it.
-                self._mempool.block_connected(connected.block.transactions)
-                block_hash = connected.block.header.hash_hex
-                self.dispatcher.block_connected(connected.height, block_hash)
+                try:
+                    connected = self._producer.produce(VOTES.index(vote) + 1)
+                    # The block is durable now; only then do the mempool and the hooks learn of it.
+                    self._mempool.block_connected(connected.block.transactions)
+                    # Published before the hook runs, so a plugin that reads status on the event sees
+                    # the mined transactions in the chain only, and the conflicts gone.
+                    self._mempool_ids = frozenset(self._mempool.txids())
+                    block_hash = connected.block.header.hash_hex
+                    self.dispatcher.block_connected(connected.height, block_hash)
+                finally:
+                    # Drops of the assembly (invalid) and of the connect (conflicts), after the block's event.
+                    self._mempool_changed()
             hashes.append(block_hash)
             time.sleep(0)  # let an in-process reactor thread take the GIL between blocks
         return hashes
@@ -268,3 +484,4 @@ class DevNode:
                 self.dispatcher.block_disconnected(h, display_hex(block_hash))
                 returned = txs + returned  # oldest block first: parents before children
             self._mempool.readmit(returned, self._producer.next_block())
+            self._mempool_changed()

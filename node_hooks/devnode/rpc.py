@@ -119,10 +119,35 @@ class ControlMethods:
 
     def getrawtransaction(self, txid: Any) -> str:
         """getrawtransaction(txid) -> the transaction's hex, from the chain or the mempool."""
+        return self._node.get_raw_transaction(self._txid(txid))
+
+    def getrawmempool(self) -> list:
+        """getrawmempool() -> the txids waiting in the mempool, in admission order."""
+        return self._node.mempool_txids()
+
+    def malleatetransaction(self, txid: Any) -> str:
+        """malleatetransaction(txid) -> the new txid; devnet test helper: re-encodes the signature of input 0
+        of a mempool transaction (S becomes N-S) so its txid changes while it stays valid. The original
+        leaves the mempool silently; its mempool descendants are dropped ('parent-malleated')."""
+        return self._node.malleate_transaction(self._txid(txid))
+
+    def droptransaction(self, txid: Any) -> bool:
+        """droptransaction(txid) -> True; devnet test helper: removes a mempool transaction and its mempool
+        descendants, telling the node hooks they were dropped ('dropped-by-devnet')."""
+        return self._node.drop_transaction(self._txid(txid))
+
+    def refusetransactions(self, count: Any) -> bool:
+        """refusetransactions(count) -> True; devnet test helper: the next count submitted transactions
+        (sendrawtransaction, and the plugin's submissions) are refused with rule 'refused-by-devnet';
+        0 cancels."""
+        return self._node.refuse_transactions(_int("count", count, 0))
+
+    @staticmethod
+    def _txid(txid: Any) -> str:
         txid = _str("txid", txid)
         if not _TXID.match(txid):
             raise _fault(FAULT_INVALID_PARAMS, "txid must be 64 hex characters")
-        return self._node.get_raw_transaction(txid.lower())
+        return txid.lower()
 
     def listunspent(self, address: Any) -> list:
         """listunspent(address) -> the address's unspent outputs with amount, confirmations, liquidity,

@@ -21,8 +21,9 @@ from node_hooks.devnode.rpc import (
 from tests.framework import assert_raises_fault
 
 CALLS = [
-    "generate", "getbestblockhash", "getblock", "getblockcount", "getfractions", "getnewaddress", "getpeginfo",
-    "getrawtransaction", "invalidateblock", "listunspent", "sendfrozen", "sendrawtransaction", "sendtoaddress", "stop",
+    "droptransaction", "generate", "getbestblockhash", "getblock", "getblockcount", "getfractions", "getnewaddress",
+    "getpeginfo", "getrawmempool", "getrawtransaction", "invalidateblock", "listunspent", "malleatetransaction",
+    "refusetransactions", "sendfrozen", "sendrawtransaction", "sendtoaddress", "stop",
 ]
 
 
@@ -47,7 +48,7 @@ def rpc(server) -> xmlrpc.client.ServerProxy:
 
 
 def test_exactly_the_control_calls_are_listed_with_help(rpc) -> None:
-    """system.listMethods lists the 14 control calls (plus introspection); each has help text."""
+    """system.listMethods lists the 18 control calls (plus introspection); each has help text."""
     assert rpc.system.listMethods() == sorted(CALLS + ["system.listMethods", "system.methodHelp"])
     for name in CALLS:
         assert name.split(".")[-1] in rpc.system.methodHelp(name)
