@@ -287,6 +287,16 @@ class ServiceHarness(Harness):
     def _count_stop(self) -> None:
         self.stops += 1
 
+    def audit(self):
+        """``halo-exchange audit``'s checks on the running exchange (on the reactor thread, from memory)."""
+        from halo_exchange.audit import audit
+
+        def run(engine: ExchangeEngine):
+            with engine.reader.snapshot() as view:
+                return audit(engine.book, engine.deposits, view, engine.coins, engine.batches,
+                             engine.payout_state.get("debt", 0))
+        return self.service.call(run)
+
     def sync(self) -> None:
         self.service.call(lambda engine: None)  # the node's events before this call have been applied
 

@@ -78,7 +78,9 @@ def test_documented_refusals(exchange: ServiceHarness) -> None:
     assert api.ExchangeSettings("", "", low_minimum, "", "pw").startswith("Minimum commission")
     assert_refused("Not enough confirmations", api.ExchangeSettings, ["Bx"], "", "", 6, "pw")
     assert_refused("Too many confirmations", api.ExchangeSettings, ["Bx"], "", "", 16, "pw")
-    assert api.ExchangeSettings(["Bx"], "", "", 9, "pw") is True
+    assert api.ExchangeSettings(["Bx"], "", "", 9, "pw").startswith("Exchange accounts must be addresses of this")
+    account = address_of(api.GenerateDepositAddress("pw")[0])
+    assert api.ExchangeSettings([account], "", "", 9, "pw") is True
     api.StartExchange("pw", 0)
     assert_refused("Exchange is stopped.", api.Trade, "alice", 1, "bobby", "liquid", "pw")
 

@@ -62,6 +62,8 @@ KEYS = [
     Key("max_head", "exchange", 16384, "4096", 4096, "16K", ("0",), False),
     Key("idle_timeout", "exchange", 60.0, "5.5", 5.5, "1m", ("0", "-3"), False),
     Key("max_connections", "exchange", 256, "8", 8, "many", ("0",), False),
+    Key("withdraw_liquid_limit", "exchange", 300, "100", 100, "lots", ("0", "301"), False),
+    Key("withdraw_reserve_limit", "exchange", 45, "10", 10, "few", ("0", "46"), False),
 ]
 BY_NAME = {key.name: key for key in KEYS}
 
