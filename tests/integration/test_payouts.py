@@ -115,8 +115,9 @@ def test_a_reserve_withdrawal_arrives_frozen_as_reserve(exchange: ServiceHarness
     """A reserve withdrawal pays the payee an **F** frozen output whose fractions are all reserve at the
     supply of the block that includes it."""
     api = exchange.api
-    exchange.generate(3 * 20, "deflate")  # raise the supply so deposits carry reserve
-    _set_up(exchange, amount=200 * COIN)
+    _set_up(exchange, amount=400 * COIN)  # a standard split: its low fractions become reserve as the supply rises
+    exchange.generate(20, "deflate")  # one cycle of deflation votes: the supply rises 3 steps, three cycles on
+    exchange.generate(3 * 20)
     before = api.GetBalance("karen", "")
     assert before["reserve"] > 2 * COIN
     payee = new_address()
@@ -145,7 +146,7 @@ def test_client_id_makes_withdraw_idempotent_and_limits_count_outstanding(exchan
     assert api.GetBalance("withdraws", "")["liquid"] == 2 * COIN
     assert api.CheckWithdraw("order-1", 0, "")["withdrawID"] == first[1]
     for _ in range(3):
-        assert api.Withdraw("karen", 10**12, payee, "liquid", "") == ["Insufficient liquid balance", ""]
+        assert api.Withdraw("karen", "1000000000000", payee, "liquid", "") == ["Insufficient liquid balance", ""]
     assert api.Withdraw("karen", 2 * COIN, payee, "liquid", "", "order-2")[0] is True
 
 
