@@ -71,10 +71,11 @@ class NodeServices(Protocol):
         """Queue the serialized transaction ``raw`` for admission on the node's thread; return at once.
 
         A refusal comes back as ``on_transaction_rejected``; an admission, a resubmission of a pending
-        transaction and a transaction already in the chain report nothing."""
+        transaction and a transaction already in the chain report nothing. Once the node is stopping,
+        submissions are dropped (the node logs them): its mempool would not outlive it anyway."""
 
     def transaction_status(self, txid: bytes) -> TxStatus:
-        """Where transaction ``txid`` (internal byte order) is now."""
+        """Where transaction ``txid`` (internal byte order) is now. A stopped node may raise instead."""
 
 
 @runtime_checkable

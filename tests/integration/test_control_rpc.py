@@ -102,6 +102,37 @@ def test_node_refusals_map_to_stable_codes(rpc) -> None:
     assert_raises_fault(FAULT_METHOD_NOT_FOUND, "not found", rpc.dumpprivkey)
 
 
+def test_devnet_helpers_drive_the_mempool(rpc) -> None:
+    """A test can refuse the next submission, malleate a pending payment (new txid, same payment, mined), and drop
+    one, all over the control RPC; getrawmempool shows the mempool after each."""
+    address = rpc.getnewaddress()
+    first = rpc.sendtoaddress(address, 10**8)
+    assert rpc.getrawmempool() == [first]
+    twin = rpc.malleatetransaction(first)
+    assert twin != first and rpc.getrawmempool() == [twin]
+    rpc.generate(1)
+    assert twin in rpc.getblock(rpc.getblockcount())["txids"] and rpc.getrawmempool() == []
+    assert_raises_fault(FAULT_NOT_FOUND, "no transaction", rpc.getrawtransaction, first)
+
+    second = rpc.sendtoaddress(address, 10**8)
+    raw = rpc.getrawtransaction(second)
+    assert rpc.droptransaction(second) is True and rpc.getrawmempool() == []
+    assert rpc.refusetransactions(1) is True
+    assert_raises_fault(FAULT_TX_REJECTED, "refused-by-devnet", rpc.sendrawtransaction, raw)
+    assert rpc.sendrawtransaction(raw) == second and rpc.getrawmempool() == [second]
+    assert rpc.refusetransactions(3) is True and rpc.refusetransactions(0) is True  # 0 cancels
+
+
+def test_devnet_helpers_refuse_bad_arguments(rpc) -> None:
+    """Unknown or malformed txids and negative counts are refused with the usual faults, changing nothing."""
+    assert_raises_fault(FAULT_NOT_FOUND, "no transaction", rpc.malleatetransaction, "00" * 32)
+    assert_raises_fault(FAULT_NOT_FOUND, "no transaction", rpc.droptransaction, "00" * 32)
+    assert_raises_fault(FAULT_INVALID_PARAMS, "txid must be", rpc.droptransaction, "xyz")
+    assert_raises_fault(FAULT_INVALID_PARAMS, "txid must be", rpc.malleatetransaction, 5)
+    assert_raises_fault(FAULT_INVALID_PARAMS, "count must be at least 0", rpc.refusetransactions, -1)
+    assert_raises_fault(FAULT_INVALID_PARAMS, "count must be an integer", rpc.refusetransactions, "1")
+
+
 def test_unexpected_errors_are_logged_not_sent(node, rpc, monkeypatch, caplog) -> None:
     """A bug inside a call gives Fault(-32603, 'internal error') with no traceback; the log has it."""
 

@@ -14,7 +14,7 @@ from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut, sign_inpu
 from halo_exchange.peg.fractions import Fractions
 from node_hooks.devnode.consensus import BlockContext
 from node_hooks.devnode.errors import TxRejected
-from node_hooks.devnode.mempool import Mempool
+from node_hooks.devnode.mempool import DROP_CONFLICT, DROP_REORG, Mempool
 
 ALICE = PrivateKey.from_int(11)
 BOB = PrivateKey.from_int(12)
@@ -154,7 +154,8 @@ def test_a_child_of_a_pending_transaction_is_admitted_after_it(chain: FakeChain,
 
 
 def test_candidates_no_longer_valid_leave_with_their_children(chain: FakeChain, mempool: Mempool) -> None:
-    """When a pending transaction's input vanished from the chain, assembly drops it and the child spending it."""
+    """When a pending transaction's input vanished from the chain, assembly drops it and the child spending it,
+    and both are recorded as dropped with the rule they now break."""
     coin = chain.fund(ALICE, COIN)
     parent = _spend(ALICE, coin, COIN)
     child = _spend(BOB, (parent.hash, 0), COIN - FEE, to=ALICE)
@@ -164,10 +165,14 @@ def test_candidates_no_longer_valid_leave_with_their_children(chain: FakeChain, 
     del chain.utxos[coin]  # spent behind the mempool's back
     assert [c.tx for c in mempool.block_candidates(AT)] == [other]
     assert mempool.txids() == [other.hash] and not mempool.spends(*coin)
+    dropped = mempool.take_dropped()
+    assert [tx for tx, _ in dropped] == [parent, child] and all(reason for _, reason in dropped)
+    assert mempool.take_dropped() == [], "taken once"
 
 
 def test_a_connected_block_evicts_its_transactions_and_their_conflicts(chain: FakeChain, mempool: Mempool) -> None:
-    """Mined transactions leave; a pending spend of an output the block spent leaves too, with its descendants."""
+    """Mined transactions leave silently; a pending spend of an output the block spent leaves too, with its
+    descendants, both recorded as dropped for a conflict."""
     mined = _spend(ALICE, chain.fund(ALICE, COIN), COIN)
     waiting = _spend(BOB, (mined.hash, 0), COIN - FEE, to=ALICE)
     contested = chain.fund(ALICE, COIN)
@@ -180,6 +185,9 @@ def test_a_connected_block_evicts_its_transactions_and_their_conflicts(chain: Fa
     mempool.block_connected([mined, winner])
     assert mempool.txids() == [waiting.hash]
     assert not mempool.spends(*contested) and not mempool.spends(loser.hash, 0)
+    dropped = mempool.take_dropped()
+    assert [tx for tx, _ in dropped] == [loser, loser_child]
+    assert all(reason.startswith(DROP_CONFLICT + ":") for _, reason in dropped)
     assert [c.tx for c in mempool.block_candidates(AT)] == [waiting], "the child now spends a chain coin"
 
 
@@ -201,6 +209,8 @@ def test_a_reorg_readmits_disconnected_transactions_before_pending_ones(chain: F
     mempool.readmit([coinbase, parent], AT)
     assert mempool.txids() == [parent.hash, child.hash]
     assert mempool.spends(parent.hash, 0) and not mempool.spends(*coinbase_coin)
+    [(dropped, reason)] = mempool.take_dropped()
+    assert dropped == orphan and reason.startswith(DROP_REORG + ": ")
 
 
 def test_readmission_after_a_reorg_checks_like_admission(chain: FakeChain, mempool: Mempool) -> None:
@@ -212,3 +222,21 @@ def test_readmission_after_a_reorg_checks_like_admission(chain: FakeChain, mempo
     chain.connect([_spend(ALICE, coin, COIN, to=ALICE)])  # the new branch spent the coin differently
     mempool.readmit([returned, still_in_chain], AT)
     assert len(mempool) == 0
+    # Only the double spend is a drop: the other is still mined, on the new branch.
+    assert [(tx, reason.split(": ")[:2]) for tx, reason in mempool.take_dropped()] == [
+        (returned, [DROP_REORG, "double-spend"])
+    ]
+
+
+def test_remove_takes_a_transaction_with_its_descendants(chain: FakeChain, mempool: Mempool) -> None:
+    """The devnet's removal takes a transaction and every pending descendant, leaves the rest, and records no
+    drop (the node reports the reason)."""
+    parent = _spend(ALICE, chain.fund(ALICE, COIN), COIN)
+    child = _spend(BOB, (parent.hash, 0), COIN - FEE, to=ALICE)
+    grandchild = _spend(ALICE, (child.hash, 0), COIN - 2 * FEE, to=BOB)
+    other = _spend(ALICE, chain.fund(ALICE, COIN), COIN)
+    for tx in (parent, child, grandchild, other):
+        mempool.accept(tx, AT)
+    assert mempool.remove(parent.hash) == [parent, child, grandchild]
+    assert mempool.txids() == [other.hash] and not mempool.spends(parent.hash, 0)
+    assert mempool.remove(parent.hash) == [] and mempool.take_dropped() == []

@@ -80,3 +80,70 @@ def test_recording_hook_limit_keeps_most_recent() -> None:
     for height in range(10):
         hook.on_block_connected(height, "h")
     assert [event[1] for event in hook.events] == [7, 8, 9]
+
+
+class _OldHook:
+    """A hook written before node services and transaction events: three-argument start, no tx events."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def on_node_start(self, db, reader, params) -> None:
+        self.events.append(("start",))
+
+    def on_block_connected(self, height: int, block_hash: str) -> None:
+        self.events.append(("connected", height))
+
+    def on_block_disconnected(self, height: int, block_hash: str) -> None:
+        self.events.append(("disconnected", height))
+
+    def on_node_stop(self) -> None:
+        self.events.append(("stop",))
+
+
+def test_services_and_transaction_events_reach_hooks_that_take_them() -> None:
+    """A current hook gets the node's services at start and hears rejections and drops; a hook written before
+    them still starts (with three arguments), is skipped for the new events, and counts no failure."""
+    dispatcher = HookDispatcher()
+    new, old = RecordingHook(), _OldHook()
+    dispatcher.register(new)
+    dispatcher.register(old)
+    services = object()
+    dispatcher.node_started(None, None, None, services)
+    dispatcher.transaction_rejected("ab" * 32, "bad-signature: input 0")
+    dispatcher.transaction_dropped("cd" * 32, "conflict: it spends what a block spent")
+    dispatcher.node_stopped()
+    assert new.services is services
+    assert new.events == [
+        ("start",), ("rejected", "ab" * 32, "bad-signature: input 0"),
+        ("dropped", "cd" * 32, "conflict: it spends what a block spent"), ("stop",),
+    ]
+    assert old.events == [("start",), ("stop",)]
+    assert dispatcher.failure_count(new) == dispatcher.failure_count(old) == 0
+    assert isinstance(old, NodeHook)
+
+
+def test_node_started_without_services_passes_none() -> None:
+    """A node that offers no services starts its hooks as before; they see services None."""
+    dispatcher = HookDispatcher()
+    hook = RecordingHook()
+    dispatcher.register(hook)
+    dispatcher.node_started(None, None, None)
+    assert hook.services is None and hook.events == [("start",)]
+
+
+def test_a_failing_transaction_event_hook_is_isolated(caplog) -> None:
+    """A hook raising on a transaction event is logged and counted like a block-event failure."""
+
+    class Exploding(RecordingHook):
+        def on_transaction_dropped(self, txid_hex: str, reason: str) -> None:
+            raise RuntimeError("plugin bug")
+
+    dispatcher = HookDispatcher()
+    bad, good = Exploding(), RecordingHook()
+    dispatcher.register(bad)
+    dispatcher.register(good)
+    with caplog.at_level(logging.ERROR):
+        dispatcher.transaction_dropped("ef" * 32, "reorg: double-spend")
+    assert good.of_kind("dropped") == [("dropped", "ef" * 32, "reorg: double-spend")]
+    assert dispatcher.failure_count(bad) == 1 and "plugin bug" in caplog.text
