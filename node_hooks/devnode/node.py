@@ -85,9 +85,10 @@ def _raw_txid(raw: bytes) -> str:
 
 
 def malleated(tx: Transaction) -> Transaction:
-    """``tx`` with the signature of input 0 re-encoded as ``(r, N - s)``: still valid (the devnode, as
-    bitbay-core, accepts high and low S), but another txid, as a third party can make of any transaction
-    in flight. Applied twice it gives ``tx`` back. InvalidParameter when input 0 is not a P2PKH spend."""
+    """``tx`` with the signature of input 0 re-encoded as ``(r, N - s)``: still valid (the devnode's
+    verification, ``keys.PublicKey.verify``, accepts high and low S), but another txid, as a third party can
+    make of any transaction in flight. Applied twice it gives ``tx`` back. InvalidParameter when input 0 is
+    not a P2PKH spend."""
     if tx.is_coinbase() or not tx.inputs:
         raise InvalidParameter("only a signed spend can be malleated")
     parsed = parse_p2pkh_script_sig(tx.inputs[0].script_sig)

@@ -171,6 +171,22 @@ def test_a_malleated_withdrawal_is_mined_under_another_txid(node: DevNode, hook:
         node.malleate_transaction(new_txid)  # mined: no longer in the mempool
 
 
+def test_malleating_a_parent_drops_its_pending_child(node: DevNode, hook: RecordingHook) -> None:
+    """A pending child spends the original txid's output, which will never exist once the parent is malleated:
+    the child is reported dropped ('parent-malleated'), the parent's replacement is not reported."""
+    key, script, coin = _funded(node)
+    payee_key, payee_script = _key()
+    parent = sign_input(Transaction(1, 0, (TxIn(OutPoint(*coin)),), (TxOut(5 * COIN - FEE, payee_script),), 0),
+                        0, key, script)
+    child = _withdrawal(payee_key, payee_script, (parent.hash, 0), 5 * COIN - FEE)
+    node.send_raw_transaction(parent.to_hex())
+    node.send_raw_transaction(child.to_hex())
+    twin = node.malleate_transaction(parent.txid)
+    assert node.mempool_txids() == [twin]
+    assert hook.of_kind("dropped") == [("dropped", child.txid, "parent-malleated")]
+    assert node.malleate_transaction(twin) == parent.txid, "malleating twice gives the original back"
+
+
 def test_a_transaction_not_readmitted_after_a_reorg_is_reported_dropped(node: DevNode, hook: RecordingHook) -> None:
     """A pending transaction spending a coinstake output is dropped when that block is disconnected (the
     coinstake never returns); the hooks hear it dropped with the reason 'reorg'."""
