@@ -241,3 +241,52 @@ def test_exchange_accounts_must_be_wallet_addresses(exchange: ServiceHarness) ->
     answer = api.ExchangeSettings([new_address()], new_address(), "", "", "")
     assert isinstance(answer, str) and "wallet" in answer
     assert CONFIRMATIONS == 7
+
+
+def test_a_cycle_change_under_a_queued_withdrawal_returns_what_left_its_style(exchange: ServiceHarness) -> None:
+    """A deflation while a liquid request waits turns part of its escrow into reserve: that part goes back to
+    the user at once, the payout shrinks to what the escrow still holds as liquid (CheckWithdraw shows the
+    requested and the paid amount), and the payee receives paid − commission."""
+    api = exchange.api
+    exchange.credit("karen", 50 * COIN)
+    exchange.generate(20 - exchange.node.block_count() % 20)  # the first block of a cycle
+    exchange.generate(20, "deflate")  # these votes raise the supply three cycles later
+    exchange.generate(20)
+    before = api.GetBalance("karen", "")
+    payee = new_address()
+    ok, withdraw_id = api.Withdraw("karen", 20 * COIN, payee, "liquid", "")  # no exchange accounts yet: it waits
+    exchange.generate(20 - exchange.node.block_count() % 20)  # the cycle whose supply is 3 steps higher
+    record = _status(exchange, withdraw_id)
+    assert record["status"] == "queued" and record["amount"] == 20 * COIN and 0 < record["paid"] < 20 * COIN
+    returned = 20 * COIN - record["paid"]
+    after = api.GetBalance("karen", "")
+    assert after["liquid"] + after["reserve"] == before["liquid"] + before["reserve"] - record["paid"]
+    assert api.GetBalance("withdraws", "") == {"liquid": record["paid"], "reserve": 0}
+    assert returned > 0
+    account = exchange.deposit_address()
+    assert api.ExchangeSettings([account], new_address(), COMMISSION, "", "") is True
+    done = _until_status(exchange, withdraw_id, "complete")
+    _, _, out = _payee_output(exchange, done["txid"], payee)
+    assert out.value == record["paid"] - record["commission"]
+    assert exchange.audit().ok, exchange.audit().render()
+
+
+def test_no_refund_while_the_signed_transaction_can_still_confirm(exchange: ServiceHarness) -> None:
+    """The node keeps refusing the batch for more than two cycles: the request stays unconfirmed, its escrow
+    held, never refunded (the original refunded and could pay twice, B19); once the node takes it again it
+    completes, paid once."""
+    api = exchange.api
+    _set_up(exchange)
+    payee = new_address()
+    ok, withdraw_id = api.Withdraw("karen", 4 * COIN, payee, "liquid", "")
+    sent = _until_status(exchange, withdraw_id, "unconfirmed")
+    exchange.node.refuse_transactions(10_000)
+    exchange.node.drop_transaction(sent["txid"])
+    exchange.generate(2 * 20 + 5)
+    waiting = _status(exchange, withdraw_id)
+    assert waiting["status"] == "unconfirmed" and sent["txid"] not in exchange.node.mempool_txids()
+    assert api.GetBalance("withdraws", "")["liquid"] == 4 * COIN
+    exchange.node.refuse_transactions(0)
+    done = _until_status(exchange, withdraw_id, "complete")
+    assert done["txid"] == sent["txid"] and len(exchange.node.list_unspent(payee)) == 1
+    assert exchange.audit().ok, exchange.audit().render()
