@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 
@@ -319,7 +320,7 @@ def test_check_refuses_a_frozen_payee_topped_up_from_liquidity():
     """The rule fills a frozen output from the liquidity when the reserves run out; check_batch refuses that."""
     built = build_batch(plan([Payee(A, 10**9)], 10**7, style="reserve"), [std_coin(1, ADDR[1], 3 * 10**9)])
     # The same transaction judged at a supply where the input holds far less reserve.
-    low = BuiltBatch(**{**built.__dict__, "supplies": (10,)})
+    low = dataclasses.replace(built, supplies=(10,))
     [result] = apply_transfer_rule(
         [transfer_input(c.value, c.fractions, c.script) for c in built.inputs],
         [transfer_output(o.value, o.script_pubkey) for o in built.tx.outputs], 10, T),
@@ -431,3 +432,45 @@ def test_maintenance_too_expensive_is_refused():
         build_maintenance(coins, E, MASTER, (S,), T, MAINNET_FREEZE_TIMES, MAINNET, fee_per_input_output=2 * 10**7)
     assert err.value.answer == NOT_ENOUGH_FOR_MAINTENANCE
 
+
+
+# -- random batches --------------------------------------------------------------------------------------------
+
+
+def random_fractions(rng: random.Random, value: int) -> Fractions:
+    if rng.random() < 0.5:
+        return Fractions.std(value)
+    entries: dict[int, int] = {}
+    left = value
+    for _ in range(rng.randint(1, 5)):
+        index, part = rng.randrange(PEG_SIZE), rng.randint(0, left)
+        entries[index] = entries.get(index, 0) + part
+        left -= part
+    index = rng.randrange(PEG_SIZE)
+    entries[index] = entries.get(index, 0) + left
+    return sparse(entries)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_batches_are_accepted_by_the_node_or_refused_with_an_api_answer(seed):
+    """Random coins (standard and lumpy fractions, several owners), payees (one of them the change address)
+    and supplies: every batch either answers "Not enough funds"/the fees sentence, or the node accepts the
+    signed transaction at every supply with a miner fee of exactly cost − burns."""
+    rng = random.Random(seed)
+    supply = rng.randint(0, 1190)
+    supplies = (supply, supply + rng.choice([0, 1, 3, 6]))
+    coins = []
+    for n in range(rng.randint(1, 10)):
+        value = rng.randint(1, 10**11)
+        coins.append(coin(1000 * seed + n, rng.choice(ADDR[:4]), random_fractions(rng, value)))
+    payees = [Payee(rng.choice([A, B, E]), rng.randint(1, 10**10)) for _ in range(rng.randint(1, 6))]
+    style = rng.choice(["liquid", "reserve"])
+    try:
+        built = build_batch(plan(payees, rng.randint(0, 10**9), style=style, supplies=supplies), coins)
+    except PayoutError as err:
+        assert err.answer in (NOT_ENOUGH_FUNDS, NOT_ENOUGH_FOR_FEES)
+        return
+    assert built.network_fee == built.cost - built.burns
+    signed = sign_batch(built, KEY_OF.__getitem__)
+    for s in supplies:
+        assert node_accepts(built, signed, s).fee == built.network_fee
