@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from halo_exchange.chain.tx import Transaction
+from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
+from halo_exchange.chain.script import address_to_script
+from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut, sign_input
 from halo_exchange.peg.fractions import NOTARY_F
 from tests.framework import CONFIRMATIONS, ServiceHarness, new_address, wait_until
 
@@ -287,6 +289,49 @@ def test_no_refund_while_the_signed_transaction_can_still_confirm(exchange: Serv
     assert waiting["status"] == "unconfirmed" and sent["txid"] not in exchange.node.mempool_txids()
     assert api.GetBalance("withdraws", "")["liquid"] == 4 * COIN
     exchange.node.refuse_transactions(0)
+    exchange.generate(1)  # the next block: the exchange hands it over again
+    wait_until(lambda: sent["txid"] in exchange.node.mempool_txids(), timeout=20)
     done = _until_status(exchange, withdraw_id, "complete")
     assert done["txid"] == sent["txid"] and len(exchange.node.list_unspent(payee)) == 1
     assert exchange.audit().ok, exchange.audit().render()
+
+
+def test_a_batch_whose_input_is_spent_elsewhere_fails_and_refunds_only_then(exchange: ServiceHarness) -> None:
+    """While the batch waits outside the mempool, the exchange's own key spends its first input elsewhere
+    (a double spend on purpose): once that spend has the confirmation setting's depth the batch can never
+    confirm, so it is failed, the user refunded and its other coins freed, and not one block earlier."""
+    api = exchange.api
+    _set_up(exchange)
+    before = api.GetBalance("karen", "")
+    ok, withdraw_id = api.Withdraw("karen", 4 * COIN, new_address(), "liquid", "")
+    sent = _until_status(exchange, withdraw_id, "unconfirmed")
+    exchange.node.refuse_transactions(10_000)
+    exchange.node.drop_transaction(sent["txid"])
+    # The exchange hands it over again at once (refused), then only at the next block.
+    wait_until(lambda: exchange.node._refusals < 10_000, timeout=20)
+    exchange.node.refuse_transactions(0)
+
+    def key_and_coin(engine):
+        coin = engine.coins.get(OutPoint.from_hex(*_split(sent["in0"])))
+        return engine.wallet.private_key(coin.address), coin
+
+    key, coin = exchange.service.call(key_and_coin)
+    script = address_to_script(coin.address, DEVNET_KEYS)
+    spend = Transaction(1, exchange.node.reader.block_header(exchange.node.block_count()).time,
+                        (TxIn(coin.outpoint),), (TxOut(coin.value - 20_000, address_to_script(new_address())),))
+    spend = sign_input(spend, 0, key, script)
+    exchange.node.send_raw_transaction(spend.to_hex())
+    exchange.generate(CONFIRMATIONS - 1)
+    assert _status(exchange, withdraw_id)["status"] == "unconfirmed"
+    assert api.GetBalance("karen", "") != before
+    exchange.generate(1)
+    failed = _status(exchange, withdraw_id)
+    assert failed["status"] == "failed" and "refunded" in failed["note"]
+    assert api.GetBalance("karen", "") == before and api.GetBalance("withdraws", "")["liquid"] == 0
+    locked = exchange.service.call(lambda engine: [c for c in engine.coins.coins.values() if c.lock])
+    assert locked == []
+
+
+def _split(outpoint: str) -> tuple[str, int]:
+    txid, _, n = outpoint.partition(":")
+    return txid, int(n)
