@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 
-from tests.bench import api_bench, book_bench, devnode_bench, payout_bench, peg_bench
+from tests.bench import api_bench, book_bench, devnode_bench, payout_bench, payout_stall_bench, peg_bench
 
 
 def main() -> int:
@@ -14,8 +14,8 @@ def main() -> int:
     print(f"halo-exchange benchmarks: median of {runs} runs, Python {platform.python_version()}, {platform.machine()}")
     print(f"{'operation':<28} {'figure':>14}  unit and note (ops/s unless stated)")
     print("-" * 70)
-    rows = (peg_bench.run(runs) + devnode_bench.run(runs) + payout_bench.run(runs) + book_bench.run(3)
-            + api_bench.run(3))
+    rows = (peg_bench.run(runs) + devnode_bench.run(runs) + payout_bench.run(runs) + payout_stall_bench.run(runs)
+            + book_bench.run(3) + api_bench.run(3))
     for name, rate, note in rows:
         figure = f"{rate:>14,.0f}" if rate >= 100 else f"{rate:>14.3f}"
         print(f"{name:<28} {figure}  {note}")
