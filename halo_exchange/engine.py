@@ -25,14 +25,14 @@ from typing import Any, Callable, Iterable
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
 from halo_exchange import commands
+from halo_exchange.chain.keys import network_for
 from halo_exchange.chain.reader import ChainReader
 from halo_exchange.chain.tx import OutPoint
 from halo_exchange.commands import LIQUID, POOL, RESERVE, UNKNOWN_USER, Transfer
 from halo_exchange.errors import CommandRefused
 from halo_exchange.ledger.book import Book, LedgerError
-from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, DepositError, DepositEvents, DepositState
-from halo_exchange.chain.keys import network_for
 from halo_exchange.ledger.coins import Coin
+from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, DepositError, DepositEvents, DepositState
 from halo_exchange.ledger.store import (
     BatchCodec,
     BookCodec,

@@ -44,9 +44,9 @@ from halo_exchange.ledger.withdrawals import (
     Batch,
     BatchKind,
     BatchState,
+    Window,
     Withdrawal,
     WithdrawalState,
-    Window,
     window,
 )
 from halo_exchange.peg.fractions import Fractions

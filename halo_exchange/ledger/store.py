@@ -27,9 +27,9 @@ from twisted.internet.defer import Deferred
 from halo_exchange.chain.tx import OutPoint
 from halo_exchange.errors import DecodeError, HaloExchangeError
 from halo_exchange.ledger.book import Account, Book, compact_reserve
+from halo_exchange.ledger.coins import Coin, CoinIndex
 from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, Deposit, DepositState, DepositTracker
 from halo_exchange.ledger.wallet import ExchangeWallet, KdfParams
-from halo_exchange.ledger.coins import Coin, CoinIndex
 from halo_exchange.ledger.withdrawals import Batch, BatchKind, BatchState, Withdrawal, WithdrawalState
 from halo_exchange.peg.fractions import PEG_SIZE, Fractions
 from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32

@@ -12,7 +12,6 @@ from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.params import COIN
 from halo_exchange.rpc.api import CALLS
 from halo_exchange.rpc.dispatch import FAULT_INTERNAL, FAULT_INVALID_PARAMS, FAULT_METHOD_NOT_FOUND, api_call
-from halo_exchange.serialize import from_display_hex
 from tests.framework import ServiceHarness, address_of, assert_refused, new_address, wait_until
 
 

@@ -11,7 +11,6 @@ import pytest
 
 from halo_exchange.chain.tx import Transaction
 from halo_exchange.peg.fractions import NOTARY_F
-from halo_exchange.serialize import from_display_hex
 from tests.framework import CONFIRMATIONS, ServiceHarness, new_address, wait_until
 
 COIN = 100_000_000
