@@ -452,3 +452,26 @@ def running_devnet(datadir: Path, port: int, api_port: int | None = None,
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def exchange_lag(datadir: Path) -> int:
+    """How many blocks the exchange DB of a stopped `halo-exchange devnet` under ``datadir`` is behind its
+    node's chain (0: level). A process killed between the node's commit of a block and the exchange's is
+    one block behind until its restart catches up; ``audit`` compares with the chain tip, so it is only
+    meaningful when level."""
+    import plyvel
+
+    from halo_exchange.chain.reader import ChainReader
+    from halo_exchange.config import CHAIN_SUBDIR, EXCHANGE_SUBDIR
+    from halo_exchange.ledger.store import load_state
+
+    chain_db = plyvel.DB(str(datadir / CHAIN_SUBDIR), create_if_missing=False, compression=None)
+    try:
+        store = ExchangeStore(str(datadir / EXCHANGE_SUBDIR))
+        try:
+            applied, _ = load_state(store).deposits.tip
+        finally:
+            store.close()
+        return ChainReader(chain_db).height() - applied
+    finally:
+        chain_db.close()
