@@ -70,7 +70,6 @@ class PayoutDesk:
         self.engine = engine
         self.run_in_thread = run_in_thread
         self.building: str | None = None  # the kind of the batch being built off the reactor, if any
-        self.built: list[Batch] = []  # batches committed and waiting to be handed to the node
         self._resubmitted_at: dict[str, int] = {}
 
     # -- shortcuts -------------------------------------------------------------------------------------
@@ -432,11 +431,7 @@ class PayoutDesk:
         durable.addCallback(lambda _: self.submit(batch))
         durable.addCallback(lambda _: engine.persist_payouts())
 
-    # -- what the API reads ----------------------------------------------------------------------------
-
-    def status(self, withdrawal: Withdrawal) -> str:
-        return withdrawal.state.value
-
 
 def commission_setting(settings: dict) -> dict:
+    """The commission ExchangeSettings stored ({min, max, ppm}), or the original's default."""
     return settings.get("commission") or DEFAULT_COMMISSION
