@@ -162,6 +162,7 @@ def _audit(datadir: Path, context: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(360)  # about a minute; the suite's 120 s default is too close under load
 def test_each_withdrawal_is_paid_exactly_once_across_sigkills(tmp_path) -> None:
     """Fifty SIGKILLs between a batch's commit and its submission, and between its submission and its
     confirmation: after restarts every withdrawal is paid exactly once (its payee holds one output of the
