@@ -12,6 +12,9 @@ reported, and harms nothing). Violations make the command exit 1:
   incomplete batches took out, and the maintenance debt, which the book still counts).
 
 Reversed deposits (registered, then their block left the chain) are listed for the operator either way.
+When the exchange has not applied the chain's last block (the node crashed between its write and the
+exchange's, or blocks left the chain meanwhile), only the book is checked and the report says why: the
+coins would be compared with blocks the exchange has not seen. Start the node, let it catch up, audit again.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class AuditReport:
     facts: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    partial: str = ""  # why only the book could be checked (the exchange is not level with the chain)
 
     @property
     def ok(self) -> bool:
@@ -39,7 +43,10 @@ class AuditReport:
         lines = ["halo-exchange audit"] + [f"  {fact}" for fact in self.facts]
         lines += [f"  notice: {notice}" for notice in self.notices]
         lines += [f"  VIOLATION: {violation}" for violation in self.violations]
-        lines.append("  result: " + ("OK" if self.ok else f"{len(self.violations)} violation(s)"))
+        if self.partial:
+            lines.append(f"  not checked: {self.partial}")
+        lines.append("  result: " + ("OK" if self.ok else f"{len(self.violations)} violation(s)")
+                     + (" (book only)" if self.partial else ""))
         return "\n".join(lines)
 
 
@@ -58,6 +65,16 @@ def audit(book: Book, deposits: DepositTracker, chain: ChainView, coins: CoinInd
         f"deposits: {len(deposits.deposits)} tracked, {len(registered)} registered; chain tip {chain.height()}"
     )
     report.violations += [f"book: {problem}" for problem in book.check()]
+    applied, tip = deposits.tip[0], chain.height()
+    applied_block = deposits.applied_block(applied)
+    on_chain = applied_block is None or chain.block_hash(applied) == applied_block[0]
+    if applied != tip or not on_chain:
+        # The chain moved on (or back) without the exchange (a crash between the node's write and the
+        # exchange's): comparing its coins with a chain it has not seen would report losses that are not.
+        where = "" if on_chain else " on a branch the chain has left"
+        report.partial = (f"the exchange has applied blocks up to {applied}{where} and the chain is at {tip}: only "
+                          f"the book was checked; start the node so the exchange catches up, then audit again")
+        return report
 
     for deposit in registered:
         label = f"deposit {deposit.outpoint} ({deposit.owner})"

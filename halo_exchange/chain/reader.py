@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 from halo_exchange.chain import layout
 from halo_exchange.chain.block import BlockHeader
+from halo_exchange.chain.keys import Network, network_for
 from halo_exchange.chain.params import ChainParams
 from halo_exchange.chain.script import parse_notary, script_to_address
 from halo_exchange.chain.tx import Transaction
@@ -73,6 +74,7 @@ class ChainView:
         self._get = get
         self._iterator = iterator
         self._params: ChainParams | None = None
+        self._network: Network | None = None
 
     # -- basics -----------------------------------------------------------------------------------
 
@@ -83,6 +85,12 @@ class ChainView:
                 raise DecodeError("the node DB holds no chain parameters (not initialised)")
             self._params = ChainParams.from_dict(layout.decode_params(raw))
         return self._params
+
+    def network(self) -> Network:
+        """The address version bytes of this chain (its parameters name the network)."""
+        if self._network is None:
+            self._network = network_for(self.params().network)
+        return self._network
 
     def tip(self) -> tuple[int, bytes] | None:
         raw = self._get(layout.TIP)
@@ -155,7 +163,7 @@ class ChainView:
             n=n,
             value=out.value,
             script=out.script_pubkey,
-            address=script_to_address(out.script_pubkey),
+            address=script_to_address(out.script_pubkey, self.network()),
             notary=parse_notary(out.script_pubkey),
             height=record.height,
             time=header.time if header else 0,

@@ -99,6 +99,11 @@ class DepositTracker:
         self.addresses: set[str] = set()
         self.own_txids: set[bytes] = set()
         self.deposits: dict[OutPoint, Deposit] = {}
+        # Indexes, so that no block or call walks every deposit ever seen: the deposits still moving (seen or
+        # confirmed), and every deposit by txid and by height.
+        self._moving: dict[OutPoint, None] = {}  # an ordered set: discovery order, as credits are applied
+        self._by_txid: dict[bytes, set[OutPoint]] = {}
+        self._by_height: dict[int, set[OutPoint]] = {}
         # Owners named for outputs whose block was disconnected: kept until the transaction is mined again.
         self._owners_waiting: dict[OutPoint, str] = {}
         self._tip_height = -1
@@ -140,10 +145,43 @@ class DepositTracker:
         tip: tuple[int, int],
     ) -> None:
         """Load the state a store kept (the store's codec calls this at start-up)."""
-        self.deposits = {d.outpoint: d for d in deposits}
+        self.deposits = {}
+        self._moving, self._by_txid, self._by_height = {}, {}, {}
+        for deposit in deposits:
+            self._put(deposit)
         self._owners_waiting = dict(owners_waiting)
         self._applied = dict(applied)
         self._tip_height, self._tip_time = tip
+
+    # -- the indexes ------------------------------------------------------------------------------------
+
+    def _put(self, deposit: Deposit) -> None:
+        outpoint = deposit.outpoint
+        old = self.deposits.get(outpoint)
+        if old is not None:
+            self._drop(old)
+        self.deposits[outpoint] = deposit
+        self._by_txid.setdefault(deposit.txid, set()).add(outpoint)
+        self._by_height.setdefault(deposit.height, set()).add(outpoint)
+        self._track(deposit)
+
+    def _drop(self, deposit: Deposit) -> None:
+        outpoint = deposit.outpoint
+        self.deposits.pop(outpoint, None)
+        self._moving.pop(outpoint, None)
+        for index, key in ((self._by_txid, deposit.txid), (self._by_height, deposit.height)):
+            members = index.get(key)
+            if members is not None:
+                members.discard(outpoint)
+                if not members:
+                    del index[key]
+
+    def _track(self, deposit: Deposit) -> None:
+        """Keep the set of moving deposits in step with ``deposit.state``."""
+        if deposit.state in (DepositState.SEEN, DepositState.CONFIRMED):
+            self._moving.setdefault(deposit.outpoint, None)
+        else:
+            self._moving.pop(deposit.outpoint, None)
 
     # -- chain events -----------------------------------------------------------------------------------
 
@@ -169,7 +207,7 @@ class DepositTracker:
                     continue
                 deposit = Deposit(tx.hash, n, info.address, out.value, height, info.fractions)
                 deposit.owner = self._owners_waiting.pop(deposit.outpoint, None)
-                self.deposits[deposit.outpoint] = deposit
+                self._put(deposit)
                 self._changed.add(deposit.outpoint)
         self._applied[height] = (block_hash, header.time)
         self._heights_changed.add(height)
@@ -185,10 +223,11 @@ class DepositTracker:
             return events  # never applied (it left the chain before it was processed)
         del self._applied[height]
         self._heights_changed.add(height)
-        for outpoint, deposit in list(self.deposits.items()):
-            if deposit.height != height:
-                continue
+        for outpoint in sorted(self._by_height.get(height, ())):
+            deposit = self.deposits[outpoint]
             self._changed.add(outpoint)
+            if deposit.state is DepositState.REVERSED:
+                continue  # reversed by an earlier reorg: it stays for the operator to see
             if deposit.state is DepositState.REGISTERED:
                 deposit.state = DepositState.REVERSED
                 log.error(
@@ -199,12 +238,13 @@ class DepositTracker:
                 if deposit.owner is not None:  # mined again later, it is credited again
                     self._owners_waiting[outpoint] = deposit.owner
             else:
-                del self.deposits[outpoint]
+                self._drop(deposit)
                 if deposit.owner is not None:
                     self._owners_waiting[outpoint] = deposit.owner
         self._tip_height = height - 1
         self._tip_time = self._applied.get(height - 1, (None, self._tip_time))[1]
-        for deposit in self.deposits.values():
+        for outpoint in self._moving:
+            deposit = self.deposits[outpoint]
             if deposit.state is DepositState.CONFIRMED and self.depth(deposit) < self.confirmations:
                 deposit.state = DepositState.SEEN
                 self._changed.add(deposit.outpoint)
@@ -245,7 +285,12 @@ class DepositTracker:
 
     def outpoints_of(self, txid: bytes) -> list[OutPoint]:
         """The deposits (not reversed) among the outputs of transaction ``txid``."""
-        return [d.outpoint for d in self.deposits.values() if d.txid == txid and d.state is not DepositState.REVERSED]
+        return sorted(outpoint for outpoint in self._by_txid.get(txid, ())
+                      if self.deposits[outpoint].state is not DepositState.REVERSED)
+
+    def moving(self) -> list[Deposit]:
+        """The deposits still moving (seen, or confirmed and waiting for an owner or a lock time)."""
+        return [self.deposits[outpoint] for outpoint in self._moving]
 
     def registered_unspent(self, view: ChainView) -> list[Deposit]:
         """Registered deposits whose output is still unspent in ``view``."""
@@ -255,7 +300,7 @@ class DepositTracker:
     def frozen_total(self) -> int:
         """Value of confirmed-or-seen deposits still locked at the tip (the exchange's ``frozen`` figure)."""
         return sum(
-            d.amount for d in self.deposits.values()
+            d.amount for d in map(self.deposits.__getitem__, self._moving)
             if d.state in (DepositState.SEEN, DepositState.CONFIRMED) and d.lock_time >= self._tip_time
         )
 
@@ -268,7 +313,8 @@ class DepositTracker:
 
     def _advance(self) -> DepositEvents:
         events = DepositEvents()
-        for deposit in self.deposits.values():
+        for outpoint in list(self._moving):
+            deposit = self.deposits[outpoint]
             if deposit.state is DepositState.SEEN and self.depth(deposit) >= self.confirmations:
                 deposit.state = DepositState.CONFIRMED
                 self._changed.add(deposit.outpoint)
@@ -279,6 +325,7 @@ class DepositTracker:
                 and deposit.lock_time < self._tip_time
             ):
                 deposit.state = DepositState.REGISTERED
+                self._track(deposit)
                 self._changed.add(deposit.outpoint)
                 events.credits.append(Credit(deposit.owner, deposit))
         return events

@@ -191,7 +191,7 @@ class ExchangeAPI:
             return False
         if user.lower() == "exchange":
             with engine.reader.snapshot() as view:
-                return views.exchange_balance(view, engine.book, engine.deposits)
+                return views.exchange_balance(view, engine.book, engine.deposits, engine.coins)
         if user.lower() == WITHDRAWS:
             liquid, reserve = engine.escrow_total()
             return {"liquid": liquid, "reserve": reserve}

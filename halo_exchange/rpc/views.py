@@ -35,25 +35,26 @@ def spendable_entry(fractions: Fractions, supply: int, address: str, confirmatio
 
 def spendable(view: ChainView, tracker: DepositTracker, coins: CoinIndex, address: str = "") -> dict[str, dict]:
     """``GetSpendable``: the exchange's unspent outputs valued at the network's supply, keyed ``txid:vout``:
-    the deposits, and the change of transactions the exchange built itself (marked ``change: 1``, and
-    ``locked: 1`` while a batch not yet confirmed spends it)."""
+    the deposits not yet credited, the exchange's coins (credited deposits, and the change of transactions the
+    exchange built itself, marked ``change: 1``), each marked ``locked: 1`` while a batch not yet confirmed
+    spends it. Read from the indexes: no walk over every deposit ever seen."""
     out = {}
     supply = view.peg_info().supply
-    for d in tracker.deposits.values():
-        if d.state is DepositState.REVERSED or (address and d.address != address):
-            continue
-        if view.utxo(d.txid, d.n) is None:
+    for d in tracker.moving():
+        if (address and d.address != address) or view.utxo(d.txid, d.n) is None:
             continue
         out[str(d.outpoint)] = spendable_entry(d.fractions, supply, d.address, max(tracker.depth(d), 0))
     tip = view.height()
     for coin in coins.unspent():
-        if coin.origin != "change" or (address and coin.address != address):
+        if address and coin.address != address:
             continue
-        entry = {**spendable_entry(coin.fractions, supply, coin.address, tip - coin.height + 1), "change": 1}
+        entry = spendable_entry(coin.fractions, supply, coin.address, tip - coin.height + 1)
+        if coin.origin == "change":
+            entry["change"] = 1
         if coin.lock is not None:
             entry["locked"] = 1
         out[str(coin.outpoint)] = entry
-    return out
+    return dict(sorted(out.items()))
 
 
 def deposit_records(tracker: DepositTracker) -> dict[str, dict]:
@@ -78,17 +79,17 @@ def balance(book: Book, user: str) -> dict[str, int] | bool:
     return {"liquid": liquid, "reserve": reserve}
 
 
-def exchange_balance(view: ChainView, book: Book, tracker: DepositTracker) -> dict[str, int]:
+def exchange_balance(view: ChainView, book: Book, tracker: DepositTracker, coins: CoinIndex) -> dict[str, int]:
     """``GetBalance('exchange')``: the liquid and reserve the book holds, the liquid (at the network's supply)
-    of registered unspent deposits rated subpremium (below 200, halo-behaviour §1.6), and the value of
-    deposits still frozen."""
+    of the exchange's coins (credited deposits and change, as the original counted them) rated subpremium
+    (below 200, halo-behaviour §1.6), and the value of deposits still frozen."""
     supply = view.peg_info().supply
     liquid = book.pool_total
     return {
         "liquid": liquid,
         "reserve": sum(book.book) - liquid,
-        "subpremium": sum(d.fractions.high(supply) for d in tracker.registered_unspent(view)
-                          if is_subpremium(d.fractions, supply)),
+        "subpremium": sum(coin.fractions.high(supply) for coin in coins.unspent()
+                          if is_subpremium(coin.fractions, supply)),
         "frozen": tracker.frozen_total(),
     }
 

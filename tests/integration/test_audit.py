@@ -44,15 +44,17 @@ def test_damaged_account_is_a_violation(tmp_path, capsys) -> None:
     assert code == 1 and "VIOLATION: book: liquid shares" in out
 
 
-def test_registered_deposit_missing_from_the_chain_is_a_violation(tmp_path, capsys) -> None:
-    """A registered deposit whose block left the chain while the engine did not hear of it fails the audit."""
+def test_a_chain_the_exchange_has_not_caught_up_with_is_not_compared(tmp_path, capsys) -> None:
+    """Blocks left the chain while the engine did not hear of it (a crash between the node's write and the
+    exchange's): audit checks the book only and says to let the exchange catch up, instead of reporting the
+    registered deposit as lost (the restarted exchange reverses it, and the audit then lists the reversal)."""
     harness = _prepare(tmp_path)
     first_deposit_height = 1
     harness.stop_engine()
     harness.node.invalidate_block(first_deposit_height)
     harness.node.close()
     code, out = _audit(tmp_path, capsys)
-    assert code == 1 and "is registered but not in the chain" in out
+    assert code == 0 and "(book only)" in out and "on a branch the chain has left" in out
 
 
 def test_running_node_is_reported_not_touched(tmp_path) -> None:

@@ -97,7 +97,7 @@ def test_new_cycle_revalues_balances_at_supply_plus_buffer(harness: EngineHarnes
     assert sum(alice) == 40 * COIN and sum(bobby) == 10 * COIN and bobby[1] > 0
     assert harness.engine.book.check() == []
     with harness.engine.reader.snapshot() as view:
-        figures = views.exchange_balance(view, harness.engine.book, harness.engine.deposits)
+        figures = views.exchange_balance(view, harness.engine.book, harness.engine.deposits, harness.engine.coins)
     assert figures["liquid"] + figures["reserve"] == 50 * COIN
     assert figures["frozen"] == 0 and figures["subpremium"] == 0  # a wallet payment is rated like a fresh split
 
