@@ -37,6 +37,11 @@ def _set_up(exchange: ServiceHarness, user: str = "karen", amount: int = 50 * CO
     return account, fee_account
 
 
+def _to_cycle_start(exchange: ServiceHarness) -> None:
+    """Produce blocks until the next block is the first of a cycle."""
+    exchange.generate((20 - (exchange.node.block_count() + 1) % 20) % 20)
+
+
 def _status(exchange: ServiceHarness, withdraw_id: str) -> dict:
     answer = exchange.api.CheckWithdraw(withdraw_id, 0, "")
     assert isinstance(answer, dict), answer
@@ -335,3 +340,76 @@ def test_a_batch_whose_input_is_spent_elsewhere_fails_and_refunds_only_then(exch
 def _split(outpoint: str) -> tuple[str, int]:
     txid, _, n = outpoint.partition(":")
     return txid, int(n)
+
+
+def test_a_locked_wallet_makes_the_batch_wait_and_check_withdraw_says_so(exchange: ServiceHarness) -> None:
+    """With the exchange wallet encrypted and locked, no batch can be signed: the request stays queued and
+    CheckWithdraw says the wallet is locked; ExchangePassword unlocks it and the request is paid."""
+    api = exchange.api
+    _set_up(exchange)
+    exchange.service.call(lambda engine: engine.encrypt_wallet("s3cret wallet"))
+    exchange.service.call(lambda engine: engine.wallet.lock())
+    ok, withdraw_id = api.Withdraw("karen", 3 * COIN, new_address(), "liquid", "")
+    for _ in range(20):
+        exchange.generate(1)
+        waiting = wait_until(lambda: _settled(exchange, withdraw_id), timeout=20)
+        if waiting.get("note"):
+            break
+    assert waiting["status"] == "queued" and "locked" in waiting["note"]
+    assert api.ExchangePassword("s3cret wallet", "") is True
+    assert _until_status(exchange, withdraw_id, "complete")["status"] == "complete"
+
+
+def test_account_maintenance_merges_coins_of_different_liquidity(exchange: ServiceHarness) -> None:
+    """Coins whose liquid sits differently above the supply (a standard deposit, and a frozen reserve deposit
+    that became liquid when the supply fell) are merged in the maintenance window into four equal outputs to
+    the exchange account, tracked like a batch to completion; its cost is the exchange's (maintenance debt),
+    and the audit holds with it."""
+    api = exchange.api
+    account, _ = _set_up(exchange, amount=20 * COIN)
+    _to_cycle_start(exchange)
+    exchange.generate(20, "deflate")  # the supply rises, three cycles later
+    exchange.generate(2 * 20 + 1)
+    raised = exchange.node.reader.peg_info().supply
+    assert raised > 0
+    frozen_address = exchange.deposit_address()
+    txid = exchange.node.send_frozen(frozen_address, COIN)  # reserve at the raised supply, frozen
+    exchange.generate(1)
+    exchange.name_deposit("karen", txid)
+    _to_cycle_start(exchange)
+    exchange.generate(20, "inflate")  # three cycles later the supply falls back: that reserve becomes liquid
+    exchange.generate(2 * 20 + 1)
+    assert exchange.node.reader.peg_info().supply < raised
+
+    def maintenance(engine):
+        return [b for b in engine.batches.values() if b.kind.value == "maintenance"]
+
+    for _ in range(40):
+        if exchange.service.call(maintenance):
+            break
+        exchange.generate(1)
+    [batch] = exchange.service.call(maintenance)
+    record = api.CheckWithdraw(batch.master_id, 0, "")
+    assert record["kind"] == "maintenance" and record["withdraws"] == []
+    for _ in range(20):
+        if api.CheckWithdraw(batch.master_id, 0, "")["status"] == "complete":
+            break
+        exchange.generate(1)
+    assert api.CheckWithdraw(batch.master_id, 0, "")["status"] == "complete"
+    merged = [entry for key, entry in api.GetSpendable(account, "").items()
+              if key.startswith(batch.txid) and entry.get("change") == 1]
+    shares = [int(entry["amount"]) for entry in merged if int(entry["rtotal"]) == 0]
+    assert len(shares) == 4 and len(set(shares)) == 1
+    debt = exchange.service.call(lambda engine: engine.payout_state["debt"])
+    assert debt == batch.cost > 0
+    report = exchange.audit()
+    assert report.ok, report.render()
+
+    # The next withdrawal batch withholds the debt from the fee account's output: the exchange is square.
+    ok, withdraw_id = api.Withdraw("karen", 3 * COIN, new_address(), "liquid", "")
+    done = _until_status(exchange, withdraw_id, "complete")
+    assert exchange.service.call(lambda engine: engine.payout_state["debt"]) == 0
+    recovered = exchange.service.call(lambda engine: engine.batches[done["ID"]].recovered)
+    assert recovered == debt
+    report = exchange.audit()
+    assert report.ok, report.render()
