@@ -59,7 +59,6 @@ from halo_exchange.ledger.withdrawals import (
     Withdrawal,
     WithdrawalState,
     commission_for,
-    is_escrow_account,
 )
 from halo_exchange.payouts import PayoutDesk, commission_setting
 from halo_exchange.peg.fractions import PEG_SIZE, Fractions
@@ -239,9 +238,8 @@ class ExchangeEngine:
         """After a cycle re-valued the book: the part of a queued request's escrow no longer in its style goes
         back to the user, and the payout shrinks to what the escrow still holds (a batch already signed pays
         what it signed; its whole escrow leaves the book when it completes)."""
-        for withdrawal in self.withdrawals.values():
-            if withdrawal.state is not WithdrawalState.QUEUED:
-                continue
+        for withdrawal_id in list(self.payouts.queued):
+            withdrawal = self.withdrawals[withdrawal_id]
             liquid, reserve = self.book.balance(withdrawal.escrow)
             style, amount = withdrawal.settle_drift(liquid, reserve)
             if amount:
@@ -251,6 +249,7 @@ class ExchangeEngine:
                          withdrawal.id, amount, style, withdrawal.user)
             if withdrawal.payout <= 0:
                 withdrawal.state = WithdrawalState.EXPIRED
+                self.payouts.queued.pop(withdrawal.id, None)
                 withdrawal.note = "the new cycle left less than the commission in the requested style: refunded"
                 self.refund_escrow(withdrawal)
             self.dirty_withdrawals.add(withdrawal.id)
@@ -312,7 +311,7 @@ class ExchangeEngine:
                     raise CommandRefused("ID already used by another withdrawal.")
                 pending = self.pending_writes()
                 return pending.addCallback(lambda _: known) if pending is not None else succeed(known)
-        outstanding = sum(1 for w in self.withdrawals.values() if w.style == style and w.state in OUTSTANDING)
+        outstanding = sum(1 for w in self.payouts.outstanding() if w.style == style and w.state in OUTSTANDING)
         if style == LIQUID and outstanding >= self.liquid_limit:
             raise CommandRefused("Withdraw limit reached, please wait until transactions clear.")
         if style == RESERVE and outstanding >= self.reserve_limit:
@@ -325,6 +324,7 @@ class ExchangeEngine:
         )
         self._move(transfer._replace(destination=withdrawal.escrow))
         self.withdrawals[withdrawal.id] = withdrawal
+        self.payouts.queued[withdrawal.id] = None
         if client_id is not None:
             self._by_client_id[client_id] = withdrawal.id
         self.dirty_withdrawals.add(withdrawal.id)
@@ -466,10 +466,12 @@ class ExchangeEngine:
         return self.withdrawals.get(withdrawal_id)
 
     def escrow_total(self) -> tuple[int, int]:
-        """(liquid, reserve) held in every withdrawal escrow together (``GetBalance('withdraws')``)."""
+        """(liquid, reserve) held in every withdrawal escrow together (``GetBalance('withdraws')``): those of the
+        requests not finished (a finished request's escrow is closed)."""
         liquid = reserve = 0
-        for name, account in self.book.iter_accounts():
-            if is_escrow_account(name):
+        for withdrawal in self.payouts.outstanding():
+            account = self.book.accounts.get(withdrawal.escrow)
+            if account is not None:
                 liquid += account.liquid
                 reserve += account.reserve_total
         return liquid, reserve

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_OPEN = (BatchState.UNCONFIRMED, BatchState.PROCESSING)
 # Reserve batches: the fee account is a recipient too, and a batch pays at most this many distinct addresses.
 RESERVE_RECIPIENTS = 45
 WALLET_LOCKED_NOTE = "waiting: the exchange wallet is locked (ExchangePassword unlocks it)"
@@ -71,6 +72,17 @@ class PayoutDesk:
         self.run_in_thread = run_in_thread
         self.building: str | None = None  # the kind of the batch being built off the reactor, if any
         self._resubmitted_at: dict[str, int] = {}
+        # Indexes, so that no block walks every request or batch ever recorded (finished ones stay until a
+        # client clears them): queued requests in acceptance order, open (unconfirmed or processing) batches,
+        # and batches by the height of the block that holds them.
+        queued = sorted((w for w in engine.withdrawals.values() if w.state is WithdrawalState.QUEUED),
+                        key=lambda w: (w.height, w.id))
+        self.queued: dict[str, None] = dict.fromkeys(w.id for w in queued)
+        self.open: set[str] = {b.master_id for b in engine.batches.values() if b.state in _OPEN}
+        self.by_block: dict[int, set[str]] = {}
+        for batch in engine.batches.values():
+            if batch.block >= 0:
+                self.by_block.setdefault(batch.block, set()).add(batch.master_id)
 
     # -- shortcuts -------------------------------------------------------------------------------------
 
@@ -120,7 +132,8 @@ class PayoutDesk:
 
     def _batch_of(self, tx: Transaction) -> Batch | None:
         # Only an unconfirmed batch can be mined now (a reorg puts a mined one back to unconfirmed first).
-        for batch in self.batches.values():
+        for master_id in self.open:
+            batch = self.batches[master_id]
             if batch.state is BatchState.UNCONFIRMED and tx.txid == batch.txid:
                 return batch
         if not tx.inputs or not tx.outputs:
@@ -141,6 +154,7 @@ class PayoutDesk:
             batch.txid2 = tx.txid
             log.warning("batch %s was malleated: mined as %s, predicted %s", batch.master_id, tx.txid, batch.txid)
         batch.block = height
+        self.by_block.setdefault(height, set()).add(batch.master_id)
         if batch.state is BatchState.UNCONFIRMED:
             self._set_state(batch, BatchState.PROCESSING)
         log.info("batch %s seen in block %d", batch.master_id, height)
@@ -148,11 +162,14 @@ class PayoutDesk:
     def block_disconnected(self, height: int) -> None:
         """Undo a block: batches it held go back to unconfirmed (a completed one's debit is re-credited)."""
         self.engine.coins.block_disconnected(height)
-        for batch in self.batches.values():
+        for master_id in self.open:
+            batch = self.batches[master_id]
             if batch.conflict_height == height:
                 batch.conflict, batch.conflict_height = None, -1
                 self._dirty_batch(batch)
-            if batch.block != height:
+        for master_id in sorted(self.by_block.pop(height, ())):
+            batch = self.batches.get(master_id)
+            if batch is None or batch.block != height:
                 continue
             if batch.state is BatchState.COMPLETE:
                 self._undo_complete(batch)
@@ -166,7 +183,7 @@ class PayoutDesk:
     def after_block(self, height: int) -> None:
         """Complete, fail, expire and resubmit what this block decided; then maybe start a batch."""
         confirmations = self.engine.deposits.confirmations
-        for batch in list(self.batches.values()):
+        for batch in [self.batches[master_id] for master_id in sorted(self.open)]:
             if batch.state is BatchState.PROCESSING and height - batch.block + 1 >= confirmations:
                 self._complete(batch)
             elif (batch.state is BatchState.UNCONFIRMED and batch.conflict is not None
@@ -176,6 +193,7 @@ class PayoutDesk:
         for withdrawal in self._queued():
             if withdrawal.expired_at(cycle):
                 withdrawal.state = WithdrawalState.EXPIRED
+                self.queued.pop(withdrawal.id, None)
                 withdrawal.note = f"not paid within {cycle - withdrawal.cycle} cycles: refunded"
                 self.engine.refund_escrow(withdrawal)
                 self._dirty_withdrawal(withdrawal)
@@ -190,10 +208,15 @@ class PayoutDesk:
     def _set_state(self, batch: Batch, state: BatchState) -> None:
         batch.state = state
         self._dirty_batch(batch)
+        if state in _OPEN:
+            self.open.add(batch.master_id)
+        else:
+            self.open.discard(batch.master_id)
         for member in batch.members:
             withdrawal = self.withdrawals.get(member)
             if withdrawal is not None and withdrawal.state not in (WithdrawalState.EXPIRED,):
                 withdrawal.state = batch.request_state
+                self.queued.pop(member, None)
                 self._dirty_withdrawal(withdrawal)
 
     def _complete(self, batch: Batch) -> None:
@@ -252,7 +275,7 @@ class PayoutDesk:
         node = self.engine.node
         if node is None:
             return
-        for batch in self.batches.values():
+        for batch in [self.batches[master_id] for master_id in sorted(self.open)]:
             if batch.state is not BatchState.UNCONFIRMED or self._resubmitted_at.get(batch.master_id) == height:
                 continue
             status = node.transaction_status(bytes.fromhex(batch.txid)[::-1])
@@ -263,7 +286,7 @@ class PayoutDesk:
 
     def transaction_event(self, kind: str, txid_hex: str, reason: str) -> None:
         """The node dropped or refused one of our transactions: resubmit it at once (once per block)."""
-        for batch in self.batches.values():
+        for batch in [self.batches[master_id] for master_id in sorted(self.open)]:
             if batch.txid == txid_hex and batch.state is BatchState.UNCONFIRMED:
                 log.warning("batch %s %s by the node: %s", batch.master_id, kind, reason)
                 height = self.engine.reader.height()
@@ -274,10 +297,15 @@ class PayoutDesk:
     # -- building --------------------------------------------------------------------------------------
 
     def _queued(self, style: str | None = None) -> list[Withdrawal]:
-        found = [w for w in self.withdrawals.values()
-                 if w.state is WithdrawalState.QUEUED and (style is None or w.style == style)]
-        found.sort(key=lambda w: (w.height, w.id))
-        return found
+        """Queued requests of ``style`` (or all), oldest first."""
+        found = (self.withdrawals[withdrawal_id] for withdrawal_id in self.queued)
+        return [w for w in found if style is None or w.style == style]
+
+    def outstanding(self) -> list[Withdrawal]:
+        """Every request not yet finished: queued, or in an open batch."""
+        members = [self.withdrawals[m] for master_id in sorted(self.open)
+                   for m in self.batches[master_id].members if m in self.withdrawals]
+        return self._queued() + members
 
     def _maybe_build(self, height: int) -> None:
         if self.building is not None:
@@ -288,8 +316,7 @@ class PayoutDesk:
         elif which is Window.RESERVE and self._queued(RESERVE):
             self.build(RESERVE, height)
         elif which is Window.MAINTENANCE and not any(
-                b.kind is BatchKind.MAINTENANCE and b.state not in (BatchState.COMPLETE, BatchState.FAILED)
-                for b in self.batches.values()):
+                self.batches[master_id].kind is BatchKind.MAINTENANCE for master_id in self.open):
             self.build("maintenance", height)
 
     def build(self, kind: str, height: int) -> Deferred | None:

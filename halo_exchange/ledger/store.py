@@ -438,8 +438,8 @@ class BatchCodec:
 class CoinCodec:
     """The coin index: one record per outpoint."""
 
-    @staticmethod
-    def pack(coin: Coin) -> bytes:
+    @classmethod
+    def pack(cls, coin: Coin) -> bytes:
         return (
             pack_bytes(coin.address.encode("ascii"))
             + pack_i64(coin.value)
@@ -448,8 +448,14 @@ class CoinCodec:
             + pack_bytes((coin.lock or "").encode("ascii"))
             + pack_i64(coin.spent_height)
             + pack_bytes(coin.spent_by)
-            + coin.fractions.pack()
+            + cls._fractions(coin)
         )
+
+    @staticmethod
+    def _fractions(coin: Coin) -> bytes:
+        if not coin.packed_fractions:
+            coin.packed_fractions = coin.fractions.pack()
+        return coin.packed_fractions
 
     @staticmethod
     def unpack(outpoint: OutPoint, value: bytes) -> Coin:
@@ -460,9 +466,10 @@ class CoinCodec:
         lock = reader.var_bytes().decode("ascii") or None
         spent_height = reader.i64()
         spent_by = reader.var_bytes()
+        packed = value[len(value) - reader.remaining():]
         fractions = Fractions.read(reader)
         reader.expect_end("coin")
-        return Coin(outpoint, address, amount, fractions, height, origin, lock, spent_height, spent_by)
+        return Coin(outpoint, address, amount, fractions, height, origin, lock, spent_height, spent_by, packed)
 
     @classmethod
     def change_ops(cls, index: CoinIndex) -> list[Op]:

@@ -10,6 +10,8 @@ from halo_exchange.chain.keys import PrivateKey
 from halo_exchange.chain.params import COIN
 from halo_exchange.chain.tx import Transaction
 from halo_exchange.commands import NAME_INVALID, NAME_RESERVED, NAME_TOO_SHORT, NEGATIVE_BETWEEN_USERS, ZERO_AMOUNT
+from halo_exchange.engine import ExchangeEngine
+from halo_exchange.ledger.store import ExchangeStore
 from halo_exchange.ledger.wallet import WalletState
 from halo_exchange.rpc import views
 from tests.framework import EngineHarness, assert_refused
@@ -252,3 +254,26 @@ def test_api_answers_from_memory_wait_for_the_batch_of_their_turn(harness: Engin
     assert harness.account_on_disk("bobby")
     assert answer(balance[0]) == {"liquid": COIN, "reserve": 0}
     assert answer(refusal[0]) == "Insufficient liquid balance"
+
+
+def test_withdraw_limits_count_only_outstanding_accepted_requests(harness: EngineHarness) -> None:
+    """With limits of 2 liquid and 1 reserve (configuration), the third liquid request is refused with the
+    original's string, refused attempts do not count (B4), and a request that finished frees its slot."""
+    harness.stop_engine()
+    harness.store = ExchangeStore(str(harness.tmp_path / "exchange"))
+    harness.engine = ExchangeEngine(harness.store, harness.node.reader, harness.clock.callLater,
+                                    liquid_limit=2, reserve_limit=1)
+    harness.credit("alice", 50 * COIN)
+    payee = harness.node.get_new_address()
+    for _ in range(3):
+        assert_refused("Insufficient liquid balance", harness.engine.request_withdrawal, "alice", 10**15, payee)
+    first = harness.settle(harness.engine.request_withdrawal("alice", 2 * COIN, payee))
+    harness.settle(harness.engine.request_withdrawal("alice", 2 * COIN, payee))
+    assert_refused("Withdraw limit reached, please wait until transactions clear.",
+                   harness.engine.request_withdrawal, "alice", 2 * COIN, payee)
+    harness.settle(harness.engine.request_withdrawal("alice", 120_000_000, payee, "reserve"))
+    assert_refused("Reserve withdraw limit reached, please wait until transactions clear.",
+                   harness.engine.request_withdrawal, "alice", 120_000_000, payee, "reserve")
+    harness.generate(2 * harness.node.params.peg_interval)  # no exchange accounts: both expire, refunded
+    assert harness.engine.withdrawal(first).state.value == "expired"
+    harness.settle(harness.engine.request_withdrawal("alice", 2 * COIN, payee))

@@ -156,3 +156,22 @@ def test_load_state_reads_back_every_record_kind(tmp_path) -> None:
     assert state.wallet.addresses == {address}
     assert state.withdrawals == {withdrawal.id: withdrawal}
     store.close()
+
+
+def test_coin_records_round_trip_with_lock_and_spend() -> None:
+    """A coin's record keeps its address, value, origin, lock, spend and fractions exactly; the stored form of
+    its fractions is reused, not re-packed, when only its lock or spend marks change."""
+    from halo_exchange.chain.tx import OutPoint
+    from halo_exchange.ledger.coins import Coin
+    from halo_exchange.ledger.store import CoinCodec
+    from halo_exchange.peg.fractions import Fractions
+
+    fractions = Fractions.from_value(123_456_789)
+    coin = Coin(OutPoint(b"\x07" * 32, 3), "Baddress", 123_456_789, fractions, 42, "change", "ab" * 16, 50,
+                b"\x09" * 32)
+    stored = CoinCodec.pack(coin)
+    back = CoinCodec.unpack(coin.outpoint, stored)
+    assert back == coin and back.fractions.to_list() == fractions.to_list()
+    assert back.packed_fractions == coin.packed_fractions == fractions.pack()
+    back.lock = None
+    assert CoinCodec.unpack(coin.outpoint, CoinCodec.pack(back)).lock is None
