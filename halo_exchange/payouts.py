@@ -308,7 +308,8 @@ class PayoutDesk:
         return self._queued() + members
 
     def _maybe_build(self, height: int) -> None:
-        if self.building is not None:
+        # Not while catching up with blocks the node connected meanwhile: the coins are those of an older tip.
+        if self.building is not None or self.engine.reader.height() != height:
             return
         which = window(height, self.engine.params.peg_interval)
         if which is Window.LIQUID and self._queued(LIQUID):
