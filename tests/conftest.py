@@ -10,6 +10,29 @@ import pytest
 pytest.register_assert_rewrite("tests.framework")
 
 
+@pytest.fixture
+def hook():
+    """A RecordingHook: the events a node under test delivered, in order."""
+    from node_hooks import RecordingHook
+
+    return RecordingHook()
+
+
+@pytest.fixture
+def node(tmp_path, hook):
+    """A started devnet node under ``tmp_path/node`` delivering its events to ``hook`` (a module may define its
+    own ``node``)."""
+    from node_hooks import HookDispatcher
+    from node_hooks.devnode.node import DevNode
+
+    dispatcher = HookDispatcher()
+    dispatcher.register(hook)
+    node = DevNode(tmp_path / "node", dispatcher=dispatcher)
+    node.start()
+    yield node
+    node.close()
+
+
 @pytest.fixture(scope="session")
 def reactor_thread():
     from halo_exchange.service import ensure_reactor_running

@@ -14,24 +14,9 @@ from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut, sign_inpu
 from halo_exchange.peg import Fractions, next_supply_index
 from halo_exchange.peg.fractions import NOTARY_F
 from halo_exchange.peg.transfer import FreezeTimes, TransferInput, TransferOutput, apply_transfer_rule
-from node_hooks import HookDispatcher, RecordingHook
+from node_hooks import RecordingHook
 from node_hooks.devnode.errors import InvalidParameter, NotFound, TxRejected
 from node_hooks.devnode.node import DevNode
-
-
-@pytest.fixture
-def hook() -> RecordingHook:
-    return RecordingHook()
-
-
-@pytest.fixture
-def node(tmp_path, hook):
-    dispatcher = HookDispatcher()
-    dispatcher.register(hook)
-    node = DevNode(tmp_path / "node", dispatcher=dispatcher)
-    node.start()
-    yield node
-    node.close()
 
 
 def _key_and_address() -> tuple[PrivateKey, str]:

@@ -16,27 +16,13 @@ from halo_exchange.chain.params import COIN
 from halo_exchange.chain.script import address_to_script, parse_p2pkh_script_sig
 from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut, sign_input
 from halo_exchange.serialize import from_display_hex
-from node_hooks import HookDispatcher, RecordingHook, TxStatus
+from node_hooks import RecordingHook, TxStatus
 from node_hooks.devnode.errors import NotFound, TxRejected
 from node_hooks.devnode.node import DevNode
 from tests.framework import ServiceHarness, wait_until
 
 FEE = 10_000  # one input, one output
 
-
-@pytest.fixture
-def hook() -> RecordingHook:
-    return RecordingHook()
-
-
-@pytest.fixture
-def node(tmp_path, hook):
-    dispatcher = HookDispatcher()
-    dispatcher.register(hook)
-    node = DevNode(tmp_path / "node", dispatcher=dispatcher)
-    node.start()
-    yield node
-    node.close()
 
 
 def _key() -> tuple[PrivateKey, bytes]:
