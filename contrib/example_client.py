@@ -60,3 +60,27 @@ print("Trade karen -> dave:", HaloRPC.Trade("karen", 100000000, "dave", "liquid"
 print("GetBalance dave:", HaloRPC.GetBalance("dave", "pw"))
 print("GetBalance exchange:", HaloRPC.GetBalance("exchange", "pw"))
 print("GetCycle:", HaloRPC.GetCycle("pw"))
+
+# Withdrawals: the exchange pays from its own addresses (exchangeaccounts: addresses of its wallet, the first
+# receives the change) and sends the commission, less the network fee, to its fee account.
+change_key, ok = HaloRPC.GenerateDepositAddress("pw")
+change_address = PrivateKey.from_wif(change_key, DEVNET).public_key().address(DEVNET)
+commission = {"min": 10000000, "max": 1000000000, "percent": 0.001}
+print("ExchangeSettings:", HaloRPC.ExchangeSettings([change_address], node.getnewaddress(), commission, "", "pw"))
+payee = node.getnewaddress()
+ok, withdraw_id = HaloRPC.Withdraw("karen", 200000000, payee, "liquid", "pw", "karen-withdrawal-1")
+print("Withdraw:", ok, withdraw_id)
+print("Withdraw again with the same ID:", HaloRPC.Withdraw("karen", 200000000, payee, "liquid", "pw",
+                                                           "karen-withdrawal-1"))
+# Batches are built in the first part of each peg cycle and paid once confirmed; the devnet makes blocks on
+# demand, so this client makes them until the withdrawal is complete.
+status = HaloRPC.CheckWithdraw(withdraw_id, 0, "pw")
+for _ in range(80):
+    if status["status"] == "complete":
+        break
+    node.generate(1)
+    time.sleep(0.3)
+    status = HaloRPC.CheckWithdraw(withdraw_id, 0, "pw")
+print("CheckWithdraw:", status["status"], "txid", status.get("txid"), "paid", status["paid"] - status["commission"])
+print("CheckWithdraw clear:", HaloRPC.CheckWithdraw(withdraw_id, 1, "pw")["status"],
+      HaloRPC.CheckWithdraw(withdraw_id, 1, "pw"))

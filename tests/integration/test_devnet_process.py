@@ -91,7 +91,8 @@ def test_encrypt_wallet_refuses_while_the_node_runs(tmp_path) -> None:
 
 
 def test_example_client_runs_unchanged_against_the_devnet(tmp_path) -> None:
-    """contrib/example_client.py (Python 2 client code, only the import changed) runs its whole flow."""
+    """contrib/example_client.py (Python 2 client code, only the import changed) runs its whole flow, a
+    withdrawal paid and cleared included."""
     api_port = free_port()
     rpc_port = free_port()
     with running_devnet(tmp_path / "devnet", rpc_port, api_port) as (process, node):
@@ -102,5 +103,7 @@ def test_example_client_runs_unchanged_against_the_devnet(tmp_path) -> None:
         assert result.returncode == 0, result.stderr
         assert "Trade karen -> dave: True" in result.stdout
         assert "GetBalance dave: {'liquid': 100000000, 'reserve': 0}" in result.stdout
+        assert "CheckWithdraw: complete" in result.stdout and "paid 190000000" in result.stdout
+        assert "CheckWithdraw clear: complete ID not found" in result.stdout
         node.stop()
         assert process.wait(timeout=5) == 0
