@@ -56,6 +56,7 @@ from halo_exchange.ledger.withdrawals import (
     OUTSTANDING,
     RESERVE_LIMIT,
     Batch,
+    BatchState,
     Withdrawal,
     WithdrawalState,
     commission_for,
@@ -116,11 +117,16 @@ class ExchangeEngine:
         # The node's services (submit a transaction, ask for its status); None where no node offers them.
         self.node: Any = None
         self.payouts = PayoutDesk(self, run_in_thread or (lambda fn, *args: maybeDeferred(fn, *args)))
+        self.deposits.is_change = self._is_change
         if not self.coins.coins and any(d.state is DepositState.REGISTERED for d in self.deposits.deposits.values()):
             self._index_registered_deposits()
 
     def _effective(self, network_supply: int) -> int:
         return min(network_supply + self.buffer, PEG_SIZE - 1)
+
+    def _is_change(self, outpoint: OutPoint) -> bool:
+        coin = self.coins.get(outpoint)
+        return coin is not None and coin.origin == "change"
 
     def _index_registered_deposits(self) -> None:
         """A DB written before the coin index existed: its unspent registered deposits are the exchange's coins."""
@@ -195,6 +201,7 @@ class ExchangeEngine:
         if cycle != self.book.cycle:
             with self.reader.snapshot() as view:
                 self.book.new_cycle(cycle, self._effective(view.supply_of_cycle(cycle)))
+            self._settle_escrows()
         return self._persist(None)
 
     def catch_up(self) -> Deferred:
@@ -228,7 +235,7 @@ class ExchangeEngine:
             deposit = credit.deposit
             self.book.credit(credit.owner, deposit.fractions)
             self.coins.add(Coin(deposit.outpoint, deposit.address, deposit.amount, deposit.fractions, deposit.height,
-                                "deposit"))
+                                "deposit", self.payouts.lock_of(deposit.outpoint)))
             log.info("credited %d to %r from deposit %s", deposit.amount, credit.owner, deposit.outpoint)
         for reversal in events.reversals:
             self.book.reverse_credit(reversal.owner, reversal.deposit.fractions)
@@ -321,7 +328,10 @@ class ExchangeEngine:
         withdrawal = Withdrawal(
             withdrawal_id, user, amount, address, style, self.reader.height(), cycle=self.book.cycle,
             commission=commission_for(amount, commission_setting(self.settings)), paid=amount, client_id=client_id,
+            seq=self.payout_state.get("seq", 0),
         )
+        self.payout_state["seq"] = withdrawal.seq + 1
+        self.payout_state_dirty = True
         self._move(transfer._replace(destination=withdrawal.escrow))
         self.withdrawals[withdrawal.id] = withdrawal
         self.payouts.queued[withdrawal.id] = None
@@ -341,8 +351,9 @@ class ExchangeEngine:
                 self.dirty_withdrawals.add(withdrawal_id)
             return withdrawal
         batch = self.batches.get(withdrawal_id)
-        if batch is not None and batch.state.value in ("complete", "failed"):
+        if batch is not None and batch.state in (BatchState.COMPLETE, BatchState.FAILED):
             del self.batches[withdrawal_id]
+            self.payouts.forget(withdrawal_id)
             self.dirty_batches.add(withdrawal_id)
             for member in batch.members:
                 done = self.withdrawals.get(member)

@@ -38,7 +38,7 @@ from halo_exchange.chain.tx import OutPoint, Transaction
 from halo_exchange.commands import LIQUID, RESERVE
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.ledger import payout
-from halo_exchange.ledger.coins import Coin
+from halo_exchange.ledger.coins import SPENT_MEMORY, Coin
 from halo_exchange.ledger.withdrawals import (
     DEFAULT_COMMISSION,
     Batch,
@@ -76,7 +76,7 @@ class PayoutDesk:
         # client clears them): queued requests in acceptance order, open (unconfirmed or processing) batches,
         # and batches by the height of the block that holds them.
         queued = sorted((w for w in engine.withdrawals.values() if w.state is WithdrawalState.QUEUED),
-                        key=lambda w: (w.height, w.id))
+                        key=lambda w: (w.seq, w.height, w.id))
         self.queued: dict[str, None] = dict.fromkeys(w.id for w in queued)
         self.open: set[str] = {b.master_id for b in engine.batches.values() if b.state in _OPEN}
         self.by_block: dict[int, set[str]] = {}
@@ -105,30 +105,42 @@ class PayoutDesk:
     def block_connected(self, view: ChainView, height: int, txs: list[Transaction]) -> None:
         """Recognise own transactions and spends in a new block (before the deposit scan)."""
         coins = self.engine.coins
-        wallet_addresses = self.engine.wallet.addresses
         for tx in txs:
             if tx.is_coinbase():
                 continue
             batch = self._batch_of(tx)
-            spent = coins.spend_inputs(tx, height)
-            if batch is not None:
-                self._seen(batch, tx, height)
-                for n, out in enumerate(tx.outputs):
-                    if out.value <= 0:
-                        continue
-                    info = view.output(tx.hash, n)
-                    if info is not None and info.address in wallet_addresses:
-                        coins.add(Coin(OutPoint(tx.hash, n), info.address, out.value, info.fractions, height,
-                                       "change"))
+            for coin in coins.spend_inputs(tx, height):
+                if coin.lock is not None and (batch is None or coin.lock != batch.master_id):
+                    self._conflict(coin.lock, coin, tx, height)
+            if batch is None:
                 continue
-            for coin in spent:
-                if coin.lock is not None and coin.lock in self.batches:
-                    other = self.batches[coin.lock]
-                    if other.conflict is None and other.state is BatchState.UNCONFIRMED:
-                        other.conflict, other.conflict_height = f"{tx.txid}:{height}", height
-                        self._dirty_batch(other)
-                        log.warning("batch %s: its input %s was spent by %s", other.master_id, coin.outpoint,
-                                    tx.txid)
+            self._seen(batch, tx, height)
+            for n in batch.change:
+                info = view.output(tx.hash, n)
+                if info is None or info.value <= 0:
+                    continue
+                outpoint = OutPoint(tx.hash, n)
+                coins.add(Coin(outpoint, info.address or "", info.value, info.fractions, height, "change",
+                               self.lock_of(outpoint)))
+
+    def _conflict(self, master_id: str, coin: Coin, tx: Transaction, height: int) -> None:
+        """Another transaction (ours or not) spent a coin that batch ``master_id`` spends: that batch can never
+        confirm once this spend is deep enough."""
+        other = self.batches.get(master_id)
+        if other is None or other.state is not BatchState.UNCONFIRMED or other.conflict is not None:
+            return
+        other.conflict, other.conflict_height = f"{tx.txid}:{height}", height
+        self._dirty_batch(other)
+        log.warning("batch %s: its input %s was spent by %s", other.master_id, coin.outpoint, tx.txid)
+
+    def lock_of(self, outpoint: OutPoint) -> str | None:
+        """The open batch that spends ``outpoint``, if any: a coin that comes back (its block connected
+        again after a reorg) keeps the lock of the batch that signed for it."""
+        text = str(outpoint)
+        for master_id in sorted(self.open):
+            if text in self.batches[master_id].inputs:
+                return master_id
+        return None
 
     def _batch_of(self, tx: Transaction) -> Batch | None:
         # Only an unconfirmed batch can be mined now (a reorg puts a mined one back to unconfirmed first).
@@ -200,8 +212,21 @@ class PayoutDesk:
                 log.info("withdrawal %s expired: refunded to %r", withdrawal.id, withdrawal.user)
         self.resubmit_unknown(height)
         if height % 100 == 0:
-            self.engine.coins.forget_spent_before(height)
+            self._forget_before(height - SPENT_MEMORY)
         self._maybe_build(height)
+
+    def _forget_before(self, height: int) -> None:
+        """What only a reorg deeper than the coins' memory could need again."""
+        self.engine.coins.forget_spent_before(height + SPENT_MEMORY)
+        for old in [h for h in self.by_block if h < height]:
+            del self.by_block[old]
+        self._resubmitted_at = {m: h for m, h in self._resubmitted_at.items() if m in self.open}
+
+    def forget(self, master_id: str) -> None:
+        """A finished batch was cleared (CheckWithdraw clear): drop it from the indexes."""
+        self.open.discard(master_id)
+        for members in self.by_block.values():
+            members.discard(master_id)
 
     # -- transitions -----------------------------------------------------------------------------------
 
@@ -214,7 +239,7 @@ class PayoutDesk:
             self.open.discard(batch.master_id)
         for member in batch.members:
             withdrawal = self.withdrawals.get(member)
-            if withdrawal is not None and withdrawal.state not in (WithdrawalState.EXPIRED,):
+            if withdrawal is not None and withdrawal.state is not WithdrawalState.EXPIRED:
                 withdrawal.state = batch.request_state
                 self.queued.pop(member, None)
                 self._dirty_withdrawal(withdrawal)
@@ -344,7 +369,9 @@ class PayoutDesk:
                  for c in engine.coins.spendable()]
         freeze = FreezeTimes(engine.params.frozen_time, engine.params.vfrozen_time)
         wallet = engine.wallet
-        debt = max(engine.payout_state.get("debt", 0), 0)
+        # The debt not already withheld by a batch still open (it is repaid only when that batch completes).
+        withheld = sum(self.batches[master_id].recovered for master_id in self.open)
+        debt = max(engine.payout_state.get("debt", 0) - withheld, 0)
         plan_args: dict[str, Any] = {}
         if kind != "maintenance":
             commission = sum(w.commission for w in members)
@@ -377,7 +404,10 @@ class PayoutDesk:
 
         self.building = kind
         done = self.run_in_thread(work)
-        done.addCallbacks(lambda result: self._commit(kind, master_id, members, height, *result),
+        payouts_at_build = {w.id: w.payout for w in members}
+        cycle_at_build = engine.book.cycle
+        done.addCallbacks(lambda result: self._commit(kind, master_id, members, height, payouts_at_build,
+                                                      cycle_at_build, *result),
                           lambda failure: self._build_failed(kind, members, failure))
         done.addBoth(self._build_ended)
         return done
@@ -423,6 +453,7 @@ class PayoutDesk:
         self.engine.persist_payouts()
 
     def _commit(self, kind: str, master_id: str, members: list[Withdrawal], height: int,
+                payouts_at_build: dict[str, int], cycle_at_build: int,
                 built: payout.BuiltBatch | None, tx: Transaction | None, recovered: int) -> None:
         """Back on the reactor: record the signed batch in one durable write, then hand it to the node."""
         engine = self.engine
@@ -434,14 +465,18 @@ class PayoutDesk:
                 log.info("a coin of the %s batch was spent or locked meanwhile: rebuilding later", kind)
                 return
         for withdrawal in members:
-            if self.withdrawals.get(withdrawal.id) is not withdrawal or withdrawal.state is not WithdrawalState.QUEUED:
+            if (self.withdrawals.get(withdrawal.id) is not withdrawal or withdrawal.state is not WithdrawalState.QUEUED
+                    or withdrawal.payout != payouts_at_build[withdrawal.id]):
                 log.info("a request of the %s batch changed meanwhile: rebuilding later", kind)
                 return
+        if engine.book.cycle != cycle_at_build:
+            log.info("a new cycle began while the %s batch was built: rebuilding for it", kind)
+            return
         outflow = sum(c.value for c in built.inputs) - sum(tx.outputs[n].value for n in built.change_outputs)
         batch = Batch(
             master_id=master_id, kind=BatchKind(kind), raw=tx.serialize().hex(), txid=tx.txid,
             in0=str(tx.inputs[0].prevout), inputs=[str(c.outpoint) for c in built.inputs],
-            members=[w.id for w in members], built_height=height, outflow=outflow,
+            members=[w.id for w in members], change=list(built.change_outputs), built_height=height, outflow=outflow,
             cost=built.network_fee + built.burns, recovered=recovered,
         )
         self.batches[master_id] = batch

@@ -44,47 +44,93 @@ class Coin:
 
 
 class CoinIndex:
-    """Every coin of the exchange, with locks and the spends a reorg may undo."""
+    """Every coin of the exchange, with locks and the spends a reorg may undo.
+
+    Indexed so that a block, a lock change or a reorg touches only the coins concerned: unspent coins, change
+    coins by the height of their block, spent coins by the height of the block that spent them, and locked
+    coins by the batch that locks them.
+    """
 
     def __init__(self) -> None:
         self.coins: dict[OutPoint, Coin] = {}
         self._changed: set[OutPoint] = set()
+        self._unspent: set[OutPoint] = set()
+        self._change_at: dict[int, set[OutPoint]] = {}
+        self._spent_at: dict[int, set[OutPoint]] = {}
+        self._locked: dict[str, set[OutPoint]] = {}
 
     def take_changes(self) -> set[OutPoint]:
         changed, self._changed = self._changed, set()
         return changed
 
     def restore(self, coins: Iterable[Coin]) -> None:
-        self.coins = {coin.outpoint: coin for coin in coins}
+        self.__init__()
+        for coin in coins:
+            self._put(coin)
 
     def get(self, outpoint: OutPoint) -> Coin | None:
         return self.coins.get(outpoint)
 
-    def add(self, coin: Coin) -> None:
+    # -- the indexes ----------------------------------------------------------------------------------
+
+    def _put(self, coin: Coin) -> None:
+        self._take(coin.outpoint)
         self.coins[coin.outpoint] = coin
+        if coin.spent_height < 0:
+            self._unspent.add(coin.outpoint)
+        else:
+            self._spent_at.setdefault(coin.spent_height, set()).add(coin.outpoint)
+        if coin.origin == "change":
+            self._change_at.setdefault(coin.height, set()).add(coin.outpoint)
+        if coin.lock is not None:
+            self._locked.setdefault(coin.lock, set()).add(coin.outpoint)
+
+    def _take(self, outpoint: OutPoint) -> Coin | None:
+        coin = self.coins.pop(outpoint, None)
+        if coin is None:
+            return None
+        self._unspent.discard(outpoint)
+        _discard(self._spent_at, coin.spent_height, outpoint)
+        _discard(self._change_at, coin.height, outpoint)
+        if coin.lock is not None:
+            _discard(self._locked, coin.lock, outpoint)
+        return coin
+
+    # -- changes --------------------------------------------------------------------------------------
+
+    def add(self, coin: Coin) -> None:
+        self._put(coin)
         self._changed.add(coin.outpoint)
 
     def remove(self, outpoint: OutPoint) -> None:
-        if self.coins.pop(outpoint, None) is not None:
+        if self._take(outpoint) is not None:
             self._changed.add(outpoint)
 
     def unspent(self) -> Iterator[Coin]:
-        return (coin for coin in self.coins.values() if coin.spent_height < 0)
+        return (self.coins[outpoint] for outpoint in sorted(self._unspent))
 
     def spendable(self) -> list[Coin]:
         """Unspent, unlocked coins, in a stable order."""
-        return sorted((c for c in self.coins.values() if c.spendable), key=lambda c: c.outpoint)
+        return [coin for coin in self.unspent() if coin.lock is None]
+
+    def locked_by(self, master_id: str) -> list[Coin]:
+        return [self.coins[outpoint] for outpoint in sorted(self._locked.get(master_id, ()))]
 
     def lock(self, outpoints: Iterable[OutPoint], master_id: str) -> None:
         for outpoint in outpoints:
-            self.coins[outpoint].lock = master_id
+            coin = self._take(outpoint)
+            if coin is None:
+                continue
+            coin.lock = master_id
+            self._put(coin)
             self._changed.add(outpoint)
 
     def unlock(self, master_id: str) -> None:
-        for coin in self.coins.values():
-            if coin.lock == master_id:
-                coin.lock = None
-                self._changed.add(coin.outpoint)
+        for coin in self.locked_by(master_id):
+            self._take(coin.outpoint)
+            coin.lock = None
+            self._put(coin)
+            self._changed.add(coin.outpoint)
 
     # -- chain events ---------------------------------------------------------------------------------
 
@@ -94,27 +140,37 @@ class CoinIndex:
         for txin in tx.inputs:
             coin = self.coins.get(txin.prevout)
             if coin is not None and coin.spent_height < 0:
+                self._take(coin.outpoint)
                 coin.spent_height = height
                 coin.spent_by = tx.hash
+                self._put(coin)
                 self._changed.add(coin.outpoint)
                 spent.append(coin)
         return spent
 
     def block_disconnected(self, height: int) -> None:
         """Undo a block: its change coins leave, the coins it spent are unspent again."""
-        for outpoint, coin in list(self.coins.items()):
-            if coin.origin == "change" and coin.height == height:
-                del self.coins[outpoint]
-                self._changed.add(outpoint)
-            elif coin.spent_height == height:
-                coin.spent_height = -1
-                coin.spent_by = b""
-                self._changed.add(outpoint)
+        for outpoint in sorted(self._change_at.get(height, set())):
+            self.remove(outpoint)
+        for outpoint in sorted(self._spent_at.get(height, set())):
+            coin = self._take(outpoint)
+            assert coin is not None
+            coin.spent_height = -1
+            coin.spent_by = b""
+            self._put(coin)
+            self._changed.add(outpoint)
 
     def forget_spent_before(self, height: int) -> None:
-        """Drop spent coins older than the reorg memory (called once per block)."""
+        """Drop spent coins older than the reorg memory."""
         limit = height - SPENT_MEMORY
-        for outpoint, coin in list(self.coins.items()):
-            if 0 <= coin.spent_height < limit:
-                del self.coins[outpoint]
-                self._changed.add(outpoint)
+        for spent_height in sorted(h for h in self._spent_at if h < limit):
+            for outpoint in sorted(self._spent_at.get(spent_height, set())):
+                self.remove(outpoint)
+
+
+def _discard(index: dict, key: object, outpoint: OutPoint) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(outpoint)
+        if not members:
+            del index[key]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from halo_exchange.chain.block import BlockHeader, is_coinstake
 from halo_exchange.chain.reader import ChainView
@@ -98,6 +98,10 @@ class DepositTracker:
         self.confirmations = check_confirmations(confirmations)
         self.addresses: set[str] = set()
         self.own_txids: set[bytes] = set()
+        # Which outputs of the exchange's own transactions are its change (never deposits); the others are
+        # payments like any, and a payment to an exchange address is a deposit. The engine answers from its
+        # coin index; alone, the tracker treats every output of an own transaction as change.
+        self.is_change: Callable[[OutPoint], bool] = lambda outpoint: True
         self.deposits: dict[OutPoint, Deposit] = {}
         # Indexes, so that no block or call walks every deposit ever seen: the deposits still moving (seen or
         # confirmed), and every deposit by txid and by height.
@@ -197,9 +201,12 @@ class DepositTracker:
             return DepositEvents()
         header = BlockHeader.deserialize(record.header)
         for tx in view.block_transactions(block_hash):
-            if tx.is_coinbase() or is_coinstake(tx) or tx.hash in self.own_txids:
+            if tx.is_coinbase() or is_coinstake(tx):
                 continue
+            own = tx.hash in self.own_txids
             for n, out in enumerate(tx.outputs):
+                if own and self.is_change(OutPoint(tx.hash, n)):
+                    continue
                 info = None
                 if out.value > 0:
                     info = view.output(tx.hash, n)

@@ -380,6 +380,7 @@ class WithdrawalCodec:
             "style": withdrawal.style, "height": withdrawal.height, "state": withdrawal.state.value,
             "cycle": withdrawal.cycle, "commission": withdrawal.commission, "paid": withdrawal.paid,
             "batch": withdrawal.batch, "client_id": withdrawal.client_id, "note": withdrawal.note,
+            "seq": withdrawal.seq,
         }
         return (cls.key(withdrawal.id), json.dumps(record, sort_keys=True).encode())
 
@@ -411,7 +412,8 @@ class BatchCodec:
     def op(cls, batch: Batch) -> Op:
         record = {
             "master_id": batch.master_id, "kind": batch.kind.value, "raw": batch.raw, "txid": batch.txid,
-            "in0": batch.in0, "inputs": batch.inputs, "members": batch.members, "state": batch.state.value,
+            "in0": batch.in0, "inputs": batch.inputs, "members": batch.members, "change": batch.change,
+            "state": batch.state.value,
             "built_height": batch.built_height, "block": batch.block, "txid2": batch.txid2,
             "outflow": batch.outflow, "cost": batch.cost, "recovered": batch.recovered,
             "submissions": batch.submissions, "conflict": batch.conflict, "conflict_height": batch.conflict_height,

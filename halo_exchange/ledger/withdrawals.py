@@ -91,6 +91,7 @@ class Withdrawal:
     batch: str | None = None  # master ID of the batch that pays it
     client_id: str | None = None  # the optional ID the client chose (repeat calls answer the first answer)
     note: str = ""  # why a queued request waits (a locked wallet, funds, fees), for CheckWithdraw
+    seq: int = 0  # acceptance order: batches take the oldest requests first, across restarts too
 
     @property
     def escrow(self) -> str:
@@ -147,6 +148,9 @@ class Batch:
     in0: str
     inputs: list[str]
     members: list[str] = field(default_factory=list)
+    # Indexes of the outputs that are the exchange's change (they become coins); every other output is a
+    # payment, even to an address of the exchange's wallet (a user paying another user of the exchange).
+    change: list[int] = field(default_factory=list)
     state: BatchState = BatchState.UNCONFIRMED
     built_height: int = 0
     block: int = -1  # height of the block that holds it (-1: none)

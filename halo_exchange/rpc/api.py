@@ -167,9 +167,9 @@ class ExchangeAPI:
         outpoints: list[OutPoint] = []
         for item in ids:
             parsed = _parse_id(item)
-            if parsed is not None and _is_spendable_change(engine, *parsed):
-                raise CommandRefused("You can not deposit change transactions.")
             found = [] if parsed is None else _deposits_named(engine, *parsed)
+            if not found and parsed is not None and _is_spendable_change(engine, *parsed):
+                raise CommandRefused("You can not deposit change transactions.")
             if not found:
                 raise CommandRefused(f"{item} not in Spendable list yet.")
             outpoints.extend(found)

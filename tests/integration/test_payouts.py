@@ -413,3 +413,49 @@ def test_account_maintenance_merges_coins_of_different_liquidity(exchange: Servi
     assert recovered == debt
     report = exchange.audit()
     assert report.ok, report.render()
+
+
+def test_a_withdrawal_to_an_address_of_the_exchange_is_a_deposit_not_change(exchange: ServiceHarness) -> None:
+    """A user withdraws to another user's deposit address at the same exchange: the payee's output is a
+    deposit (named and credited like any), only the batch's own change outputs are change; the audit holds."""
+    api = exchange.api
+    _set_up(exchange)
+    bobs_address = exchange.deposit_address()
+    ok, withdraw_id = api.Withdraw("karen", 10 * COIN, bobs_address, "liquid", "")
+    done = _until_status(exchange, withdraw_id, "complete")
+    tx, n, out = _payee_output(exchange, done["txid"], bobs_address)
+    key = f"{done['txid']}:{n}"
+    assert "change" not in api.GetSpendable(bobs_address, "")[key]
+    assert api.GetDeposits(key, "")["status"] == "confirmed"
+    assert api.Deposit("bobby", [key], "") is True
+    assert sum(api.GetBalance("bobby", "").values()) == 10 * COIN - 10_000_000
+    report = exchange.audit()
+    assert report.ok, report.render()
+
+
+def test_a_coin_that_comes_back_after_a_reorg_keeps_the_lock_of_its_batch(exchange: ServiceHarness) -> None:
+    """A batch spends the change of a batch whose block a reorg removes and reconnects: the change coin comes
+    back still locked by the batch that signed for it, so no third batch spends it too; every request is paid
+    exactly once and nothing stays stuck."""
+    api = exchange.api
+    _set_up(exchange)
+    payees = [new_address() for _ in range(3)]
+    ok, first = api.Withdraw("karen", 4 * COIN, payees[0], "liquid", "")
+    _until_status(exchange, first, "unconfirmed")
+    exchange.generate(1)
+    height = exchange.node.block_count()
+    ok, second = api.Withdraw("karen", 4 * COIN, payees[1], "liquid", "")
+    sent = _until_status(exchange, second, "unconfirmed", blocks=3)
+    exchange.node.invalidate_block(height)
+    exchange.sync()
+    exchange.node.drop_transaction(sent["txid"])
+    exchange.node.refuse_transactions(1)
+    ok, third = api.Withdraw("karen", 4 * COIN, payees[2], "liquid", "")
+    for withdraw_id in (first, second, third):
+        _until_status(exchange, withdraw_id, "complete")
+    assert [len(exchange.node.list_unspent(payee)) for payee in payees] == [1, 1, 1]
+    stuck = exchange.service.call(lambda engine: [b.master_id for b in engine.batches.values()
+                                                  if b.state.value == "unconfirmed"])
+    assert stuck == []
+    report = exchange.audit()
+    assert report.ok, report.render()
