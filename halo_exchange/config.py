@@ -94,6 +94,10 @@ def _optional_path(text: str) -> Path | None:
     return Path(text) if text else None
 
 
+def _optional_text(text: str) -> str | None:
+    return None if text.lower() in ("", "none") else text  # empty or none: not set
+
+
 def _optional_port(text: str) -> int | None:
     return None if text.lower() in ("", "none") else _int(text)  # none: no listener at all
 
@@ -167,6 +171,12 @@ class DevnodeConfig:
     no_exchange: bool = _setting(False, _bool)
     log_level: str = _setting("INFO", _log_level)
     log_file: Path | None = _setting(None, _optional_path)  # None: stderr
+    # The bitbayd-compatible JSON-RPC (docs/bitbayd-rpc.md): off without a port; basic auth when user and
+    # password are both set.
+    bitbayd_rpc_host: str = _setting("127.0.0.1", _text)
+    bitbayd_rpc_port: int | None = _setting(None, _optional_port, _port)
+    bitbayd_rpc_user: str | None = _setting(None, _optional_text)
+    bitbayd_rpc_password: str | None = _setting(None, _optional_text, secret=True)
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     config_file: Path | None = None  # where the file's values came from (None: defaults and flags only)
 

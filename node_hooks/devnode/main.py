@@ -55,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flag("--confirmations", help=f"confirmations before a deposit is credited, until ExchangeSettings changes "
                                  f"them (default: {exchange.confirmations})")
     flag("--log-level", metavar="LEVEL", help=f"DEBUG, INFO, WARNING or ERROR (default: {node.log_level})")
+    flag("--bitbayd-rpc-host", help=f"bitbayd-compatible JSON-RPC address (default: {node.bitbayd_rpc_host})")
+    flag("--bitbayd-rpc-port", help="bitbayd-compatible JSON-RPC port (default: not served; docs/bitbayd-rpc.md)")
+    flag("--bitbayd-rpc-user", help="its HTTP basic auth user (with --bitbayd-rpc-password; default: no auth)")
+    flag("--bitbayd-rpc-password", help="its HTTP basic auth password")
     flag("--no-exchange", action="store_true", help="run without exchange mode")
 
 
@@ -68,6 +72,8 @@ def start(args: argparse.Namespace) -> int:
     """Configure, set up logging and run the node; a bad configuration is one line on stderr and exit code 2."""
     try:
         config = config_from_args(args)
+        if (config.bitbayd_rpc_user is None) != (config.bitbayd_rpc_password is None):
+            raise ConfigError("bitbayd_rpc_user and bitbayd_rpc_password: set both (basic auth) or neither")
         configure_logging(config.log_level, config.log_file)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -77,7 +83,8 @@ def start(args: argparse.Namespace) -> int:
 
 def run(config: DevnodeConfig) -> int:
     """Run the node until it is asked to stop; return the process exit code."""
-    from node_hooks.devnode.rpc import ControlRPCServer  # the RPC layer is only needed by a running node
+    from node_hooks.devnode.bitbayd_rpc import BitbaydRPCServer  # the RPC layers are only needed by a running node
+    from node_hooks.devnode.rpc import ControlRPCServer
 
     log.info("halo-exchange %s devnet starting, config file %s: %s", __version__, config.config_file or "(none)",
              describe(config))
@@ -93,15 +100,25 @@ def run(config: DevnodeConfig) -> int:
         log.warning("using the parameters stored in %s (interval %d), not the options", config.datadir,
                     node.params.peg_interval)
     server = ControlRPCServer(node, host=config.rpc_host, port=config.rpc_port)
+    bitbayd: BitbaydRPCServer | None = None
     try:
+        if config.bitbayd_rpc_port is not None:
+            bitbayd = BitbaydRPCServer(node, host=config.bitbayd_rpc_host, port=config.bitbayd_rpc_port,
+                                       user=config.bitbayd_rpc_user, password=config.bitbayd_rpc_password)
         node.start()
         server.start()
         log.info("devnet node at height %d, control RPC on %s", node.block_count(), server.url)
+        if bitbayd is not None:
+            bitbayd.start()
+            log.info("bitbayd-compatible JSON-RPC on %s%s", bitbayd.url,
+                     " (basic auth)" if config.bitbayd_rpc_user is not None else " (no auth)")
         _install_signal_handlers(node)
         while not node.wait_for_stop(config.mine_every or None):
             if config.mine_every:
                 node.generate(1)
     finally:
+        if bitbayd is not None:
+            bitbayd.close()
         server.close()
         node.close()
         log.info("devnet node stopped")

@@ -105,6 +105,10 @@ class Mempool:
         checked = self._pending.get(txid)
         return None if checked is None else checked.tx
 
+    def entry(self, txid: bytes) -> CheckedTx | None:
+        """The pending transaction ``txid`` with what its outputs carry (frozen), or None."""
+        return self._pending.get(txid)
+
     def spends(self, txid: bytes, n: int) -> bool:
         """Whether a pending transaction spends output ``txid:n``."""
         return (txid, n) in self._spends

@@ -53,7 +53,7 @@ from halo_exchange.serialize import display_hex, from_display_hex
 from node_hooks import HookDispatcher, TxStatus
 from node_hooks.devnode import replies
 from node_hooks.devnode.coins import CoinSelector
-from node_hooks.devnode.consensus import VOTES
+from node_hooks.devnode.consensus import VOTES, CheckedTx
 from node_hooks.devnode.errors import InvalidParameter, NodeStopped, NotFound, TxRejected
 from node_hooks.devnode.mempool import Mempool
 from node_hooks.devnode.producer import PREMINE_OUTPUTS, PREMINE_PER_OUTPUT, BlockProducer, genesis_block
@@ -256,6 +256,16 @@ class DevNode:
                 if record.script == script
             ]
         return replies.unspent_list(out)
+
+    def mempool_entry(self, txid: bytes) -> CheckedTx | None:
+        """Pending transaction ``txid`` (internal byte order) with its outputs' fractions, or None."""
+        with self._lock:
+            return self._mempool.entry(txid)
+
+    def mempool_spends(self, txid: bytes, n: int) -> bool:
+        """Whether a pending transaction spends output ``txid:n`` (internal byte order)."""
+        with self._lock:
+            return self._mempool.spends(txid, n)
 
     def mempool_txids(self) -> list[str]:
         with self._lock:
