@@ -32,7 +32,7 @@ import sys
 import time
 import xmlrpc.client
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -438,11 +438,12 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
-def running_devnet(datadir: Path, port: int, api_port: int | None = None,
+def running_devnet(datadir: Path, port: int, api_port: int | None = None, extra_args: Sequence[str] = (),
                    ) -> Iterator[tuple[subprocess.Popen, xmlrpc.client.ServerProxy]]:
-    """A `halo-exchange devnet` process with its control RPC answering; killed if the test leaves it running."""
+    """A `halo-exchange devnet` process with its control RPC answering; killed if the test leaves it running.
+    ``extra_args`` are more flags for the command (``--bitbayd-rpc-port P``, ...)."""
     process = spawn_python("-m", "halo_exchange.cli", "devnet", "--datadir", str(datadir), "--rpc-port", str(port),
-                           "--api-port", str(api_port or free_port()),
+                           "--api-port", str(api_port or free_port()), *extra_args,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         node = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
