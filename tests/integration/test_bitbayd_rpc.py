@@ -22,7 +22,7 @@ from halo_exchange.peg.fractions import PEG_SIZE
 from halo_exchange.serialize import from_display_hex
 from node_hooks.devnode.bitbayd_rpc import BitbaydRPCServer
 from node_hooks.devnode.node import DevNode
-from tests.framework import free_port, running_devnet
+from tests.framework import free_port, run_cli, running_devnet
 
 FEE = 10_000
 
@@ -416,3 +416,12 @@ def test_devnet_process_serves_bitbayd_rpc(tmp_path: Path) -> None:
         client.close()
         assert control.stop() is True
         assert process.wait(timeout=30) == 0
+
+
+def test_user_without_password_refuses_to_start(tmp_path: Path) -> None:
+    """Basic auth needs both halves: a user without a password is a configuration error (exit 2), not an
+    open server."""
+    done = run_cli("devnet", "--datadir", str(tmp_path / "node"), "--bitbayd-rpc-port", str(free_port()),
+                   "--bitbayd-rpc-user", "follower")
+    assert done.returncode == 2
+    assert "bitbayd_rpc_user and bitbayd_rpc_password" in done.stderr
