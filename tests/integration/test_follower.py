@@ -327,3 +327,34 @@ def test_rpc_client_auth_batches_and_errors(tmp_path) -> None:
     finally:
         server.stop()
         node.close()
+
+
+def test_node_command_follows_and_stops_on_sigterm(tmp_path, upstream) -> None:
+    """`halo-exchange node --bitbayd URL` as its own process: one start-up line with the password masked,
+    it follows the upstream to its tip (the log says so), its exchange API listens, and SIGTERM stops it
+    cleanly (exit 0, "stopped")."""
+    import signal
+    import socket
+    import subprocess
+
+    from tests.framework import spawn_python
+
+    node, server = upstream
+    node.generate(6)
+    api_port = free_port()
+    url = f"http://user:pa55word@127.0.0.1:{server.port}/"
+    process = spawn_python("-m", "halo_exchange.cli", "node", "--datadir", str(tmp_path / "n"), "--bitbayd", url,
+                           "--network", "devnet", "--api-port", str(api_port),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: socket.create_connection(("127.0.0.1", api_port), timeout=1).close() or True)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "pa55word" not in err and "node starting, following http://user:***@127.0.0.1" in err
+    assert "following bitbayd at" in err and "at height 6" in err and "follower node stopped" in err
