@@ -1,6 +1,7 @@
 """The ``halo-exchange`` command: operator tools over the package.
 
-``devnet`` runs the devnet node with exchange mode on (and its exchange API); ``audit`` checks the ledger
+``devnet`` runs the devnet node with exchange mode on (and its exchange API); ``node`` runs the follower node
+beside bitbayd, exchange mode on; ``audit`` checks the ledger
 against the chain; ``encrypt-wallet`` seals the exchange wallet's keys with a passphrase; ``peg`` inspects peg
 data (split a value, decode a peglevel or pegdata string, apply the supply rule). Output is plain text for
 people; ``--json`` gives the peg facts to scripts.
@@ -176,6 +177,7 @@ def _overview() -> None:
     print(f"                                                   (control RPC on {DevnodeConfig.rpc_host}:"
           f"{DevnodeConfig.rpc_port}; settings in")
     print(f"                                                   DIR/{CONFIG_FILE_NAME} or --config FILE)")
+    print("  halo-exchange node --datadir DIR --bitbayd URL  follow bitbayd with exchange mode (docs/follower.md)")
     print("  halo-exchange audit --datadir DIR                check the ledger against the chain (node stopped)")
     print("  halo-exchange encrypt-wallet --datadir DIR       seal the exchange wallet's keys (node stopped)")
     print("  halo-exchange peg split VALUE [--supply S ...]   liquid/reserve of a new amount")
@@ -201,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     devnode_main.add_arguments(devnet)
     devnet.set_defaults(handler=None, run=devnode_main.start)
+
+    node = commands.add_parser("node", help="run the follower node beside bitbayd (exchange mode on)")
+    from node_hooks.follower import main as follower_main
+
+    follower_main.add_arguments(node)
+    node.set_defaults(handler=None, run=follower_main.start)
 
     audit = commands.add_parser("audit", help="check every ledger invariant (node stopped); exit 1 on a violation")
     audit.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
@@ -244,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _overview()
         return 0
-    if args.command in ("audit", "encrypt-wallet", "devnet"):
+    if args.command in ("audit", "encrypt-wallet", "devnet", "node"):
         return args.run(args)
     facts = args.handler(args)
     if args.json:

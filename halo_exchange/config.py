@@ -221,10 +221,11 @@ def _validate(config: Any) -> None:
             raise ConfigError(f"{name} = {value!r}: {problem}")
 
 
-def parse_setting(name: str, raw: object, label: str) -> Any:
+def parse_setting(name: str, raw: object, label: str, section: str | None = None) -> Any:
     """The value of setting ``name`` from text (or anything whose ``str`` is its text), or ConfigError
-    starting with ``label``, which says where the value came from (``FILE: [exchange] api_port =``)."""
-    f = _KEYS[name][1]
+    starting with ``label``, which says where the value came from (``FILE: [exchange] api_port =``).
+    ``section`` names the key's section where a name is used by two (``datadir`` in [devnet] and [node])."""
+    f = _keys(_SECTIONS[section])[name] if section is not None else _KEYS[name][1]
     text = str(raw).strip()
     try:
         value = f.metadata["parse"](text)
@@ -236,8 +237,9 @@ def parse_setting(name: str, raw: object, label: str) -> Any:
     return value
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The settings a config file gives (name -> value), every section, key and value checked."""
+def read_config_file(path: Path, sections: tuple[str, ...] = ("devnet", "exchange")) -> dict[str, Any]:
+    """The settings a config file gives (name -> value) in ``sections``, each key and value checked. A known
+    section not asked for is another command's (``[node]`` for ``devnet``) and left alone."""
     # A % in a path is a %, not a reference; " # ..." after a value is a comment.
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
     try:
@@ -255,10 +257,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if section not in _SECTIONS:
             raise ConfigError(f"{path}: unknown section [{section}] (sections: "
                               f"{', '.join(f'[{s}]' for s in _SECTIONS)})")
+        if section not in sections:
+            continue
         for key, text in parser.items(section):
-            if _KEYS.get(key, ("", None))[0] != section:
+            if key not in _keys(_SECTIONS[section]):
                 raise ConfigError(f"{path}: unknown key {key!r} in [{section}]{_did_you_mean(key)}")
-            values[key] = parse_setting(key, text, f"{path}: [{section}] {key} =")
+            values[key] = parse_setting(key, text, f"{path}: [{section}] {key} =", section)
     return values
 
 
@@ -295,7 +299,7 @@ def load_devnode_config(flags: Mapping[str, object] | None = None,
                          exchange=exchange, config_file=path)
 
 
-def describe(config: DevnodeConfig | ExchangeConfig) -> str:
+def describe(config: Any) -> str:
     """Every setting as ``name=value``, secrets masked: the effective configuration, for the start-up log."""
     parts = []
     for f in fields(config):
@@ -305,3 +309,92 @@ def describe(config: DevnodeConfig | ExchangeConfig) -> str:
         elif "parse" in f.metadata:
             parts.append(f"{f.name}={MASK if f.metadata['secret'] else value}")
     return " ".join(parts)
+
+
+# -- the follower node (`halo-exchange node`, docs/follower.md) ----------------------------------------------
+
+NETWORKS = ("mainnet", "testnet", "devnet")
+DEFAULT_NODE_DATADIR = Path("data") / "node"
+
+
+def _network(text: str) -> str:
+    if text.lower() not in NETWORKS:
+        raise ValueError(f"not one of {', '.join(NETWORKS)}")
+    return text.lower()
+
+
+def _optional_text(text: str) -> str | None:
+    return text or None
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The follower node process (``halo-exchange node``): the ``[node]`` section, and the exchange mode it
+    hosts (the ``[exchange]`` section, as for the devnet)."""
+
+    datadir: Path = _setting(DEFAULT_NODE_DATADIR, _path)
+    bitbayd_url: str | None = _setting(None, _optional_text)  # http://[user:password@]host[:port]/
+    bitbayd_user: str | None = _setting(None, _optional_text)  # over the URL's user
+    bitbayd_password: str | None = _setting(None, _optional_text, secret=True)
+    bitbayd_cookie_file: Path | None = _setting(None, _optional_path)  # when no user is given
+    start_height: int = _setting(0, _int, _not_negative)  # a new data dir's first block
+    network: str = _setting("mainnet", _network)
+    log_level: str = _setting("INFO", _log_level)
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+    config_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "datadir", Path(self.datadir))
+        _validate(self)
+        if self.exchange.exchange_dir != self.exchange_dir:
+            object.__setattr__(self, "exchange", replace(self.exchange, exchange_dir=self.exchange_dir))
+
+    @property
+    def chain_dir(self) -> Path:
+        return self.datadir / CHAIN_SUBDIR
+
+    @property
+    def exchange_dir(self) -> Path:
+        return self.datadir / EXCHANGE_SUBDIR
+
+    @property
+    def bitbayd_url_shown(self) -> str:
+        """The URL without its password, for logs."""
+        url = self.bitbayd_url or ""
+        if "@" in url and "://" in url:
+            scheme, rest = url.split("://", 1)
+            userinfo, host = rest.rsplit("@", 1)
+            url = f"{scheme}://{userinfo.split(':', 1)[0]}:{MASK}@{host}"
+        return url
+
+
+_SECTIONS["node"] = NodeConfig
+NODE_SETTING_NAMES = frozenset(_keys(NodeConfig)) | frozenset(_keys(ExchangeConfig))
+
+
+def load_node_config(flags: Mapping[str, object] | None = None,
+                     config_file: str | Path | None = None) -> NodeConfig:
+    """The follower's configuration: defaults, then the config file's ``[node]`` and ``[exchange]``, then
+    ``flags`` (as :func:`load_devnode_config`). ``halo-exchange node`` requires a ``bitbayd_url``."""
+    def section_of(name: str) -> str:
+        return "node" if name in _keys(NodeConfig) else "exchange"
+
+    given = {name: parse_setting(name, raw, f"--{name.replace('_', '-')}", section_of(name))
+             for name, raw in (flags or {}).items()}
+    datadir = given.get("datadir", DEFAULT_NODE_DATADIR)
+    if config_file is not None:
+        path: Path | None = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"--config {path}: no such file")
+    else:
+        path = datadir / CONFIG_FILE_NAME
+        if not path.is_file():
+            path = None
+    values = read_config_file(path, ("node", "exchange")) if path is not None else {}
+    if config_file is None and path is not None and values.get("datadir", datadir) != datadir:
+        raise ConfigError(f"{path}: [node] datadir = {values['datadir']}: names another data dir than the one "
+                          "the file is in; remove it, or pass the file with --config")
+    values.update(given)
+    exchange = ExchangeConfig(**{n: v for n, v in values.items() if section_of(n) == "exchange"})
+    return NodeConfig(**{n: v for n, v in values.items() if section_of(n) == "node"}, exchange=exchange,
+                      config_file=path)

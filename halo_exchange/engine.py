@@ -221,7 +221,9 @@ class ExchangeEngine:
             height -= 1
             self.deposits.rewind_to(height)
         tip = self.reader.height()
-        for h in range(height + 1, tip + 1):
+        # A node that began after the genesis block (a follower's start height) holds nothing below its first.
+        first = self.reader.first_height() or 0
+        for h in range(max(height + 1, first), tip + 1):
             block_hash = self.reader.block_hash(h)
             if block_hash is None:
                 break

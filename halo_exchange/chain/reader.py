@@ -101,6 +101,13 @@ class ChainView:
         tip = self.tip()
         return -1 if tip is None else tip[0]
 
+    def first_height(self) -> int | None:
+        """The height of the lowest block held: 0 on a full chain, the start height of a follower that began
+        later (docs/follower.md), None when the chain is empty. Below it ``block_hash`` is None."""
+        with self._iterator(prefix=layout.HEIGHT, include_value=False) as keys:
+            key = next(keys, None)
+        return None if key is None else struct.unpack(">I", key[1:5])[0]
+
     def block_hash(self, height: int) -> bytes | None:
         if height < 0:
             return None

@@ -20,8 +20,10 @@ from halo_exchange.config import (
     ConfigError,
     DevnodeConfig,
     ExchangeConfig,
+    NodeConfig,
     describe,
     load_devnode_config,
+    load_node_config,
 )
 from halo_exchange.logs import bridge_twisted_logging, configure_logging
 from halo_exchange.rpc.http import HTTPLimits
@@ -70,6 +72,19 @@ KEYS = [
     Key("withdraw_reserve_limit", "exchange", 45, "10", 10, "few", ("0", "46"), False),
 ]
 BY_NAME = {key.name: key for key in KEYS}
+
+# The [node] section of `halo-exchange node` (the follower). Its names may repeat [devnet]'s (datadir,
+# log_level): each command reads its own section, so this table is apart from KEYS.
+NODE_KEYS = [
+    Key("datadir", "node", Path("data/node"), "/srv/node", Path("/srv/node"), "", (), True),
+    Key("bitbayd_url", "node", None, "http://u:p@127.0.0.1:19915/", "http://u:p@127.0.0.1:19915/", None, (), True),
+    Key("bitbayd_user", "node", None, "rpcuser", "rpcuser", None, (), False),
+    Key("bitbayd_password", "node", None, "hunter2", "hunter2", None, (), False),
+    Key("bitbayd_cookie_file", "node", None, "/var/bitbay/.cookie", Path("/var/bitbay/.cookie"), None, (), False),
+    Key("start_height", "node", 0, "1200000", 1200000, "soon", ("-1",), True),
+    Key("network", "node", "mainnet", "Testnet", "testnet", "moon", (), True),
+    Key("log_level", "node", "INFO", "debug", "DEBUG", "LOUD", (), True),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -173,7 +188,7 @@ def test_unknown_key_names_key_and_file(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("[node]\nrpc_port = 1\n", r"unknown section \[node\]"),
+    ("[nosuch]\nrpc_port = 1\n", r"unknown section \[nosuch\]"),
     ("rpc_port = 1\n", r"line 1: a key before any section"),
     ("[DEFAULT]\nrpc_port = 1\n", r"\[DEFAULT\] is not used"),
     ("[devnet]\nrpc_port = 1\nrpc_port = 2\n", r"rpc_port.*already exists"),
@@ -227,7 +242,8 @@ def test_example_file_is_every_key_at_its_default() -> None:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(EXAMPLE, encoding="utf-8")
     listed = {(section, key) for section in parser.sections() for key in parser[section]}
-    assert listed == {(key.section, key.name) for key in KEYS}
+    assert listed == {(key.section, key.name) for key in KEYS} | {("node", key.name) for key in NODE_KEYS}
+    assert load_node_config(config_file=EXAMPLE) == NodeConfig(config_file=EXAMPLE)
 
 
 def test_paths_derive_from_the_data_dir() -> None:
@@ -291,6 +307,65 @@ def test_devnet_refuses_a_bad_configuration_in_one_line(capsys, argv: list[str],
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and named in err and "Traceback" not in err
     assert not Path("data").exists()  # nothing was created
+
+
+# -- the follower's [node] section -------------------------------------------------------------------------
+
+
+def _node_flags(*argv: str) -> NodeConfig:
+    import argparse
+
+    from node_hooks.follower.main import add_arguments as node_arguments
+    from node_hooks.follower.main import config_from_args as node_config
+
+    parser = argparse.ArgumentParser()
+    node_arguments(parser)
+    return node_config(parser.parse_args(argv))
+
+
+@pytest.mark.parametrize("key", NODE_KEYS, ids=lambda key: key.name)
+def test_node_key_default_file_and_flag(tmp_path, key: Key) -> None:
+    """Each [node] key has its default, takes its value from the file, and its flag (if any) wins."""
+    assert getattr(load_node_config(), key.name) == key.default == getattr(NodeConfig(), key.name)
+    path = _one_key(tmp_path, key, key.text)
+    assert getattr(load_node_config(config_file=path), key.name) == key.value
+    if key.flag:
+        flag = "--bitbayd" if key.name == "bitbayd_url" else _flag(key.name)
+        given = _node_flags("--config", str(path), flag, key.text)
+        assert getattr(given, key.name) == key.value
+    if key.bad_type is not None:
+        with pytest.raises(ConfigError, match=rf"{path}: \[node\] {key.name} = .*"):
+            load_node_config(config_file=_one_key(tmp_path, key, key.bad_type))
+    for text in key.out_of_range:
+        with pytest.raises(ConfigError, match=rf"\[node\] {key.name} = .*: must"):
+            load_node_config(config_file=_one_key(tmp_path, key, text))
+
+
+def test_node_and_devnet_sections_share_a_file(tmp_path) -> None:
+    """One file may hold [devnet], [node] and [exchange]: each command reads its own section and [exchange]."""
+    path = _file(tmp_path, "[devnet]\ndatadir = d\n[node]\ndatadir = n\nnetwork = testnet\n"
+                           "[exchange]\nconfirmations = 9\n")
+    node, devnet = load_node_config(config_file=path), load_devnode_config(config_file=path)
+    assert (node.datadir, node.network, node.exchange.confirmations) == (Path("n"), "testnet", 9)
+    assert (devnet.datadir, devnet.exchange.confirmations) == (Path("d"), 9)
+    assert node.exchange.exchange_dir == Path("n/exchange")
+    with pytest.raises(ConfigError, match=r"unknown key 'rpc_port' in \[node\]"):
+        load_node_config(config_file=_file(tmp_path, "[node]\nrpc_port = 1\n"))
+
+
+def test_node_password_is_masked() -> None:
+    """The start-up line never shows the bitbayd password, from the key or the URL."""
+    config = NodeConfig(bitbayd_url="http://u:pw1@h:1/", bitbayd_password="pw2")
+    assert "pw2" not in describe(config) and "bitbayd_password=***" in describe(config)
+    assert config.bitbayd_url_shown == "http://u:***@h:1/"
+
+
+def test_node_without_bitbayd_is_refused_in_one_line(capsys) -> None:
+    """`halo-exchange node` without a bitbayd to follow exits 2 with one line saying what to give."""
+    assert cli_main(["node"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--bitbayd" in err
+    assert not Path("data").exists()
 
 
 # -- logging -------------------------------------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""Running the follower node as a process: ``halo-exchange node --datadir DIR --bitbayd URL``.
+
+:func:`start` reads the configuration (defaults, then ``<datadir>/halo-exchange.conf`` or ``--config FILE``,
+sections ``[node]`` and ``[exchange]``, then the flags given; ``halo_exchange.config.NodeConfig``), sets up
+logging, and runs the node: it opens (or creates) the chain DB, enables exchange mode through
+``node_hooks.exchange_mode``, follows bitbayd, and stops on SIGINT, SIGTERM or the API's ShutDown: the
+hooks hear ``on_node_stop`` and the DB is closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from functools import partial
+from typing import Sequence
+
+from halo_exchange import __version__
+from halo_exchange.config import (
+    CONFIG_FILE_NAME,
+    NODE_SETTING_NAMES,
+    ConfigError,
+    ExchangeConfig,
+    NodeConfig,
+    describe,
+    load_node_config,
+)
+from halo_exchange.logs import configure_logging
+from node_hooks import HookDispatcher
+from node_hooks.exchange_mode import enable_exchange_mode
+from node_hooks.follower.errors import FollowerError
+from node_hooks.follower.node import FollowerNode
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The follower's flags; a flag not given leaves the config file's value (or the default)."""
+    flag = partial(parser.add_argument, default=argparse.SUPPRESS)
+    node, exchange = NodeConfig, ExchangeConfig
+    flag("--config", metavar="FILE", help=f"config file (default: DATADIR/{CONFIG_FILE_NAME}, if it exists)")
+    flag("--datadir", metavar="DIR", help=f"data directory (default: {node.datadir})")
+    flag("--bitbayd", dest="bitbayd_url", metavar="URL",
+         help="bitbayd's JSON-RPC, http://[user:password@]host[:port]/ (or bitbayd_url in [node])")
+    flag("--start-height", metavar="H", help="first block of a new data dir (default: 0); older outputs are "
+                                             "unknown to the exchange (docs/follower.md)")
+    flag("--network", help=f"mainnet, testnet or devnet, checked against bitbayd (default: {node.network})")
+    flag("--api-host", help=f"exchange XML-RPC API address (default: {exchange.api_host})")
+    flag("--api-port", help=f"exchange XML-RPC API port (default: {exchange.api_port})")
+    flag("--confirmations", help=f"confirmations before a deposit is credited, until ExchangeSettings changes "
+                                 f"them (default: {exchange.confirmations})")
+    flag("--log-level", metavar="LEVEL", help=f"DEBUG, INFO, WARNING or ERROR (default: {node.log_level})")
+
+
+def config_from_args(args: argparse.Namespace) -> NodeConfig:
+    given = vars(args)
+    return load_node_config({name: given[name] for name in NODE_SETTING_NAMES if name in given}, given.get("config"))
+
+
+def start(args: argparse.Namespace) -> int:
+    """Configure, set up logging and run; a bad configuration is one line on stderr and exit code 2."""
+    try:
+        config = config_from_args(args)
+        if not config.bitbayd_url:
+            raise ConfigError("no bitbayd to follow: give --bitbayd URL, or bitbayd_url in [node]")
+        configure_logging(config.log_level, None)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    return run(config)
+
+
+def run(config: NodeConfig) -> int:
+    """Run the follower until it is asked to stop; return the process exit code."""
+    log.info("halo-exchange %s node starting, following %s, config file %s: %s", __version__,
+             config.bitbayd_url_shown, config.config_file or "(none)", describe(config).replace(
+                 f"bitbayd_url={config.bitbayd_url}", f"bitbayd_url={config.bitbayd_url_shown}"))
+    dispatcher = HookDispatcher()
+    service = enable_exchange_mode(dispatcher, config.exchange)
+    try:
+        node = FollowerNode(
+            config.datadir, config.bitbayd_url or "", network=config.network, start_height=config.start_height,
+            user=config.bitbayd_user, password=config.bitbayd_password, cookie_file=config.bitbayd_cookie_file,
+            dispatcher=dispatcher,
+        )
+    except (FollowerError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    if service is not None:
+        service.shutdown = node.request_stop  # the API's ShutDown stops this process cleanly
+    try:
+        node.start()
+        _install_signal_handlers(node)
+        log.info("follower node in %s at height %d, following %s", config.datadir, node.reader.height(), node.url)
+        node.wait_for_stop()
+    finally:
+        node.close()
+        log.info("follower node stopped")
+    return 0
+
+
+def _install_signal_handlers(node: FollowerNode) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: node.request_stop())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="halo-node", description="Run the follower node beside bitbayd.")
+    add_arguments(parser)
+    return start(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
