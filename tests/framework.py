@@ -38,6 +38,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
+from halo_exchange.chain import layout
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.keys import PrivateKey
 from halo_exchange.chain.tx import OutPoint, Transaction
@@ -46,6 +47,7 @@ from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import CommandRefused
 from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, DepositTracker
 from halo_exchange.ledger.store import BookCodec, ExchangeStore
+from halo_exchange.peg.fractions import Fractions
 from halo_exchange.serialize import from_display_hex
 from node_hooks import HookDispatcher, RecordingHook
 from node_hooks.devnode.node import DevNode
@@ -455,6 +457,28 @@ def running_devnet(datadir: Path, port: int, api_port: int | None = None, extra_
             process.wait()
 
 
+@contextlib.contextmanager
+def running_follower(datadir: Path, bitbayd_url: str, api_port: int, *extra_args: str,
+                     ) -> Iterator[tuple[subprocess.Popen, xmlrpc.client.ServerProxy, Path]]:
+    """A `halo-exchange node` process following ``bitbayd_url`` with exchange mode on ``api_port``: (process,
+    an API client, its log file). Its log goes to a file beside the data dir (a pipe nobody reads would
+    fill up and stop it). Killed if the test leaves it running."""
+    log_path = datadir.parent / f"{datadir.name}.log"
+    with open(log_path, "a") as log_file:
+        process = spawn_python("-m", "halo_exchange.cli", "node", "--datadir", str(datadir), "--bitbayd", bitbayd_url,
+                               "--network", "devnet", "--api-port", str(api_port), *extra_args,
+                               stdout=subprocess.DEVNULL, stderr=log_file, text=True)
+    try:
+        api = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{api_port}")
+        wait_until(lambda: process.poll() is not None or api.GetCycle("") >= 0)
+        assert process.poll() is None, log_path.read_text()
+        yield process, api, log_path
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def exchange_lag(datadir: Path) -> int:
     """How many blocks the exchange DB of a stopped `halo-exchange devnet` under ``datadir`` is behind its
     node's chain (0: level). A process killed between the node's commit of a block and the exchange's is
@@ -476,3 +500,41 @@ def exchange_lag(datadir: Path) -> int:
         return ChainReader(chain_db).height() - applied
     finally:
         chain_db.close()
+
+
+# -- chain DBs --------------------------------------------------------------------------------------------------
+
+def _dump(db, prefix: bytes) -> dict[bytes, bytes]:
+    """Every key and value under ``prefix`` of a LevelDB."""
+    return dict(db.iterator(prefix=prefix))
+
+
+def read_undo(db, block_hash: bytes) -> layout.UndoRecord:
+    """The undo record of ``block_hash`` in a node DB."""
+    return layout.UndoRecord.unpack(db.get(layout.undo_key(block_hash)))
+
+
+def assert_same_chain(follower_db, upstream_db, first: int = 0) -> None:
+    """The follower's DB agrees key for key with the upstream's: heights, blocks (but the block's own vote, which
+    getblock does not tell), tx index, UTXOs (from ``first`` on), undo records, fractions and tip."""
+    up_heights = {k: v for k, v in _dump(upstream_db, layout.HEIGHT).items()
+                  if int.from_bytes(k[1:], "big") >= first}
+    assert _dump(follower_db, layout.HEIGHT) == up_heights
+    assert follower_db.get(layout.TIP) == upstream_db.get(layout.TIP)
+    for block_hash in up_heights.values():
+        ours = layout.BlockRecord.unpack(follower_db.get(layout.block_key(block_hash)))
+        theirs = layout.BlockRecord.unpack(upstream_db.get(layout.block_key(block_hash)))
+        assert (ours.height, ours.header, ours.txids, ours.peg.supply, ours.peg.votes) == \
+               (theirs.height, theirs.header, theirs.txids, theirs.peg.supply, theirs.peg.votes)
+        if first == 0:
+            assert follower_db.get(layout.undo_key(block_hash)) == upstream_db.get(layout.undo_key(block_hash))
+    assert len(_dump(follower_db, layout.BLOCK)) == len(up_heights)
+    up_txs = {k: v for k, v in _dump(upstream_db, layout.TX).items() if layout.TxRecord.unpack(v).height >= first}
+    assert _dump(follower_db, layout.TX) == up_txs
+    up_utxos = {k: v for k, v in _dump(upstream_db, layout.UTXO).items()
+                if layout.UtxoRecord.unpack(v).height >= first}
+    assert _dump(follower_db, layout.UTXO) == up_utxos
+    ours_f = {k: Fractions.unpack(v) for k, v in _dump(follower_db, layout.FRACTIONS).items()}
+    theirs_f = {k: Fractions.unpack(v) for k, v in _dump(upstream_db, layout.FRACTIONS).items()
+                if layout.tx_key(k[1:33]) in up_txs}
+    assert ours_f == theirs_f

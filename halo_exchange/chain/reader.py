@@ -155,6 +155,12 @@ class ChainView:
             return Fractions.from_value(value)
         return Fractions.unpack(raw)
 
+    def stored_fractions(self, txid: bytes, n: int) -> Fractions | None:
+        """The output's fractions as stored, or None when the DB holds none for it (bitbay-core's pegdb then
+        answers "unknown": ``getfractions`` gives ``{}``)."""
+        raw = self._get(layout.fractions_key(txid, n))
+        return None if raw is None else Fractions.unpack(raw)
+
     def output(self, txid: bytes, n: int) -> OutputInfo | None:
         """An output of a transaction in the active chain (spent or unspent), with its fractions."""
         found = self.transaction(txid)

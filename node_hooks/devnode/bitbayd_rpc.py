@@ -506,6 +506,8 @@ class BitbaydMethods:
         with self._node.reader.snapshot() as view:
             info = view.output(txid, n)
             if info is not None:
+                if view.stored_fractions(txid, n) is None:
+                    return None  # not in the fractions store: bitbayd's pegdb does not know it either
                 level = _block_level(view, info.height)
                 return info.fractions, level, level.supply
             tip_supply = _tip_supply(view)

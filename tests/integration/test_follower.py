@@ -27,7 +27,7 @@ from node_hooks.follower import (
     UpstreamUnreachable,
 )
 from tests.follower_upstream import UpstreamServer
-from tests.framework import free_port, wait_until
+from tests.framework import assert_same_chain, free_port, read_undo, wait_until
 
 COIN = 100_000_000
 
@@ -62,40 +62,6 @@ def _synced(follower: FollowerNode, node: DevNode) -> bool:
 def _pay(node: DevNode, n: int = 2) -> None:
     for _ in range(n):
         node.send_to_address(node.get_new_address(), 3 * COIN)
-
-
-def _dump(db, prefix: bytes) -> dict[bytes, bytes]:
-    return dict(db.iterator(prefix=prefix))
-
-
-def _undo(db, block_hash: bytes) -> layout.UndoRecord:
-    return layout.UndoRecord.unpack(db.get(layout.undo_key(block_hash)))
-
-
-def assert_same_chain(follower_db, upstream_db, first: int = 0) -> None:
-    """The follower's DB agrees key for key with the upstream's: heights, blocks (but the block's own vote, which
-    getblock does not tell), tx index, UTXOs (from ``first`` on), undo records, fractions and tip."""
-    up_heights = {k: v for k, v in _dump(upstream_db, layout.HEIGHT).items()
-                  if int.from_bytes(k[1:], "big") >= first}
-    assert _dump(follower_db, layout.HEIGHT) == up_heights
-    assert follower_db.get(layout.TIP) == upstream_db.get(layout.TIP)
-    for block_hash in up_heights.values():
-        ours = layout.BlockRecord.unpack(follower_db.get(layout.block_key(block_hash)))
-        theirs = layout.BlockRecord.unpack(upstream_db.get(layout.block_key(block_hash)))
-        assert (ours.height, ours.header, ours.txids, ours.peg.supply, ours.peg.votes) == \
-               (theirs.height, theirs.header, theirs.txids, theirs.peg.supply, theirs.peg.votes)
-        if first == 0:
-            assert follower_db.get(layout.undo_key(block_hash)) == upstream_db.get(layout.undo_key(block_hash))
-    assert len(_dump(follower_db, layout.BLOCK)) == len(up_heights)
-    up_txs = {k: v for k, v in _dump(upstream_db, layout.TX).items() if layout.TxRecord.unpack(v).height >= first}
-    assert _dump(follower_db, layout.TX) == up_txs
-    up_utxos = {k: v for k, v in _dump(upstream_db, layout.UTXO).items()
-                if layout.UtxoRecord.unpack(v).height >= first}
-    assert _dump(follower_db, layout.UTXO) == up_utxos
-    ours_f = {k: Fractions.unpack(v) for k, v in _dump(follower_db, layout.FRACTIONS).items()}
-    theirs_f = {k: Fractions.unpack(v) for k, v in _dump(upstream_db, layout.FRACTIONS).items()
-                if layout.tx_key(k[1:33]) in up_txs}
-    assert ours_f == theirs_f
 
 
 def test_follower_replays_the_upstream_chain_key_for_key(tmp_path, upstream) -> None:
@@ -143,8 +109,8 @@ def test_start_height_skips_older_blocks_and_their_outputs(tmp_path, upstream) -
         assert_same_chain(follower.store.db, node.store.db, first=25)
         assert not any(layout.TxRecord.unpack(v).height < 25 for _, v in follower.store.db.iterator(prefix=layout.TX))
         skipped = [h for h in range(25, node.block_count() + 1)
-                   if len(_undo(follower.store.db, node.reader.block_hash(h)).spent)
-                   < len(_undo(node.store.db, node.reader.block_hash(h)).spent)]
+                   if len(read_undo(follower.store.db, node.reader.block_hash(h)).spent)
+                   < len(read_undo(node.store.db, node.reader.block_hash(h)).spent)]
         assert skipped  # some block spent an output older than the start: skipped, nothing to undo
     finally:
         follower.close()
