@@ -170,3 +170,27 @@ def test_the_upstream_away_and_back(tmp_path) -> None:
                 _credit(node2, api, "karen", 3 * COIN)
                 assert _total(api, "karen") == 8 * COIN
                 assert log.read_text().count("following bitbayd at") >= 2  # following again after the gap
+
+
+def test_a_withdrawal_is_paid_through_the_upstream(tmp_path) -> None:
+    """The follower's exchange pays a withdrawal: the batch goes to the upstream with sendrawtransaction, is
+    mined there, seen by the follower and completes; the payee holds the amount less the commission."""
+    pair = Pair(tmp_path)
+    with pair.upstream() as (upstream, node), pair.follower() as (follower, api, log):
+        api.StartExchange("", 1)
+        _credit(node, api, "karen", 20 * COIN)
+        account = address_of(api.GenerateDepositAddress("")[0])
+        commission = {"min": 10_000_000, "max": 1_000_000_000, "percent": 0.001}
+        assert api.ExchangeSettings([account], node.getnewaddress(), commission, "", "") is True
+        payee = node.getnewaddress()
+        ok, withdraw_id = api.Withdraw("karen", 3 * COIN, payee, "liquid", "")
+        assert ok is True
+        for _ in range(60):
+            if api.CheckWithdraw(withdraw_id, 0, "")["status"] == "complete":
+                break
+            node.generate(1)
+            time.sleep(0.3)
+        status = api.CheckWithdraw(withdraw_id, 0, "")
+        assert status["status"] == "complete", (status, log.read_text()[-2000:])
+        assert [entry["amount"] for entry in node.listunspent(payee)] == [3 * COIN - 10_000_000]
+        assert "sent transaction" in log.read_text()
