@@ -178,6 +178,7 @@ def _overview() -> None:
           f"{DevnodeConfig.rpc_port}; settings in")
     print(f"                                                   DIR/{CONFIG_FILE_NAME} or --config FILE)")
     print("  halo-exchange node --datadir DIR --bitbayd URL  follow bitbayd with exchange mode (docs/follower.md)")
+    print("  halo-exchange status --datadir DIR [--json]      what a running follower node is doing")
     print("  halo-exchange audit --datadir DIR                check the ledger against the chain (node stopped)")
     print("  halo-exchange encrypt-wallet --datadir DIR       seal the exchange wallet's keys (node stopped)")
     print("  halo-exchange peg split VALUE [--supply S ...]   liquid/reserve of a new amount")
@@ -186,9 +187,31 @@ def _overview() -> None:
     print("  halo-exchange peg next-supply BASE I D N [I D N] apply the supply index rule")
     print("Add --json to the peg tools for machine-readable output.")
     print()
-    print(f"The exchange API listens on {ExchangeConfig.api_host}:{ExchangeConfig.api_port} inside `devnet` "
-          "(docs/api.md). Coming with their issues:")
-    print("withdrawal payments, the exec hook, backup/restore. `make test` runs the suite; `make bench` benchmarks.")
+    print(f"The exchange API listens on {ExchangeConfig.api_host}:{ExchangeConfig.api_port} inside `devnet` and "
+          "`node` (docs/api.md). Coming with their issues:")
+    print("the exec hook and operator tools, backup/restore. `make test` runs the suite; `make bench` benchmarks.")
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    """``halo-exchange status``: the status file a running ``halo-exchange node`` keeps in its data dir (read
+    without opening its databases). The exchange's own figures arrive with the operator tools' issue."""
+    from node_hooks.follower.status_file import STATUS_FILE_NAME, read_status
+
+    record, problem = read_status(args.datadir / STATUS_FILE_NAME)
+    if args.json:
+        print(json.dumps({"running": not problem, "problem": problem, "status": record}, indent=2, sort_keys=True))
+    elif record is None:
+        print(problem, file=sys.stderr)
+    else:
+        eta = record.get("eta_seconds")
+        print(f"node: {record['state']}{' (' + problem + ')' if problem else ''}")
+        print(f"  height {record['height']} of {record.get('upstream_height')}, first block {record['first_height']}, "
+              f"{record['blocks_per_second']:.1f} blocks/s" + (f", ETA {eta:.0f} s" if eta else ""))
+        if record.get("last_error"):
+            print(f"  last error: {record['last_error']}")
+    if problem:
+        return 2
+    return 0 if record is not None and record.get("state") == "following" else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     follower_main.add_arguments(node)
     node.set_defaults(handler=None, run=follower_main.start)
+
+    status = commands.add_parser("status", help="what a running follower node is doing (exit 0 following, 1 "
+                                                 "syncing or degraded, 2 not running)")
+    status.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=None, run=_run_status)
 
     audit = commands.add_parser("audit", help="check every ledger invariant (node stopped); exit 1 on a violation")
     audit.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
@@ -252,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _overview()
         return 0
-    if args.command in ("audit", "encrypt-wallet", "devnet", "node"):
+    if args.command in ("audit", "encrypt-wallet", "devnet", "node", "status"):
         return args.run(args)
     facts = args.handler(args)
     if args.json:

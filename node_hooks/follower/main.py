@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from functools import partial
+from pathlib import Path
 from typing import Sequence
 
 from halo_exchange import __version__
@@ -32,6 +33,7 @@ from node_hooks import HookDispatcher
 from node_hooks.exchange_mode import enable_exchange_mode
 from node_hooks.follower.errors import FollowerError
 from node_hooks.follower.node import FollowerNode
+from node_hooks.follower.status_file import STATUS_FILE_NAME, StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +92,16 @@ def run(config: NodeConfig) -> int:
         return 2
     if service is not None:
         service.shutdown = node.request_stop  # the API's ShutDown stops this process cleanly
+    status = StatusWriter(lambda: node.status().to_dict(), Path(config.datadir) / STATUS_FILE_NAME)
     try:
         node.start()
+        status.start()
         _install_signal_handlers(node)
         log.info("follower node in %s at height %d, following %s", config.datadir, node.reader.height(), node.url)
         node.wait_for_stop()
     finally:
         node.close()
+        status.stop()
         log.info("follower node stopped")
     return 0
 

@@ -10,6 +10,7 @@ to the upstream's key for key, with ``audit`` passing in the follower.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -162,14 +163,28 @@ def test_the_upstream_away_and_back(tmp_path) -> None:
         with pair.follower() as (follower, api, log):
             api.StartExchange("", 1)
             _credit(node, api, "karen", 5 * COIN)
+            wait_until(lambda: _status(pair)[1]["state"] == "following", timeout=30)
+            assert _status(pair)[0] == 0
             node.stop()
             wait_until(lambda: upstream.poll() is not None, timeout=20)
             wait_until(lambda: "unreachable" in log.read_text(), timeout=30)
             assert _total(api, "karen") == 5 * COIN and api.GetCycle("") >= 0
+            code, status = wait_until(lambda: (s := _status(pair))[1]["state"] == "upstream-unreachable" and s)
+            assert code == 1 and status["last_error"]
             with pair.upstream() as (upstream2, node2):
                 _credit(node2, api, "karen", 3 * COIN)
                 assert _total(api, "karen") == 8 * COIN
                 assert log.read_text().count("following bitbayd at") >= 2  # following again after the gap
+            follower.send_signal(signal.SIGTERM)
+            follower.wait(timeout=30)
+        code, status = _status(pair)
+        assert code == 2 and status["state"] == "stopped"
+
+
+def _status(pair: Pair) -> tuple[int, dict]:
+    """``halo-exchange status --datadir FOLLOWER --json``: (exit code, the node's status)."""
+    result = run_cli("status", "--datadir", str(pair.follower_dir), "--json")
+    return result.returncode, json.loads(result.stdout)["status"]
 
 
 def test_a_withdrawal_is_paid_through_the_upstream(tmp_path) -> None:
