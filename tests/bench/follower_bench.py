@@ -6,7 +6,7 @@ The upstream chain is built once per run of the benchmark, in-process, through t
 (``send_to_address`` to fresh addresses, then ``generate(1)``), and each sync goes into a fresh data dir. The
 named target is 2,000 blocks x 20 transactions, but the devnet wallet builds a block of 20 payments in about
 0.4-0.8 s, growing with the UTXO set (``send_to_address`` scans it and decodes every wallet coin's fractions), so
-2,000 blocks take about an hour: by default the chain is ``FOLLOWER_BENCH_BLOCKS`` = 300 blocks (about 3
+2,000 blocks take over an hour: by default the chain is ``FOLLOWER_BENCH_BLOCKS`` = 300 blocks (about 3
 minutes of building), synced at ``FOLLOWER_BENCH_QUICK`` = 100 blocks first (a quick figure, the chain's first
 part) and then in full. ``FOLLOWER_BENCH_BLOCKS=2000 make bench`` runs the named scenario for whoever has the
 hour. The upstream serves from this process's threads: the follower waits while it answers, so RPC time
