@@ -145,6 +145,8 @@ class FollowerNode:
         self._rate = RateMeter()
         self._last_progress = 0.0
         self._run = MAX_RUN
+        self._blocks_synced = self._txs_synced = 0
+        self._store_seconds = 0.0
         self._submissions: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._follow_thread = threading.Thread(target=self._follow, name="follower", daemon=True)
         self._send_thread = threading.Thread(target=self._drain_submissions, name="follower-sender", daemon=True)
@@ -229,7 +231,8 @@ class FollowerNode:
                 eta = max(0, self._upstream_height - height) / rate
             first = self.reader.first_height() if not self.store.db.closed else None
             return FollowerStatus(self._state, height, first, self._upstream_height, rate, eta,
-                                  self._last_error, self._since)
+                                  self._last_error, self._since, self._blocks_synced, self._txs_synced,
+                                  self._rpc.round_trip_seconds, self._store_seconds)
 
     def _set_state(self, state: FollowerState, error: str = "") -> None:
         with self._status_lock:
@@ -366,7 +369,11 @@ class FollowerNode:
                 self._walk_back()
                 return True
             connected = build_block(fetched, self.reader, self.params)
+            started = time.perf_counter()
             self.store.connect(connected)
+            self._store_seconds += time.perf_counter() - started
+            self._blocks_synced += 1
+            self._txs_synced += len(connected.block.transactions)
             self._block_connected(connected.height, fetched.hash_hex, connected.block.transactions)
         return True
 

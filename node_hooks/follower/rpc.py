@@ -19,6 +19,7 @@ import http.client
 import itertools
 import json
 import socket
+import time
 from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import unquote, urlsplit
@@ -72,6 +73,10 @@ class BitbaydRPC:
         self._conn: http.client.HTTPConnection | None = None
         self._ids = itertools.count(1)
         self._auth: str | None = None
+        # Cumulative, for the follower's status: HTTP round trips made and the seconds spent in them (request
+        # sent, answer read; JSON encoding and decoding not included).
+        self.round_trips = 0
+        self.round_trip_seconds = 0.0
 
     # -- calls ----------------------------------------------------------------------------------------
 
@@ -156,6 +161,7 @@ class BitbaydRPC:
         body = json.dumps(payload).encode("utf-8")
         for attempt in (1, 2):
             reused = self._conn is not None and self._conn.sock is not None
+            started = time.perf_counter()
             try:
                 status, data = self._exchange(body, reread_cookie=attempt == 2)
             except _STALE as exc:
@@ -166,6 +172,9 @@ class BitbaydRPC:
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 raise UpstreamUnreachable(f"bitbayd at {self.url}: {exc or type(exc).__name__}") from None
+            finally:
+                self.round_trips += 1
+                self.round_trip_seconds += time.perf_counter() - started
             if status in (401, 403):
                 if attempt == 1 and self._cookie_file is not None:
                     continue  # a restarted bitbayd wrote a new cookie

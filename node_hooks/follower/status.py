@@ -21,7 +21,9 @@ class FollowerState(enum.Enum):
 
 @dataclass(frozen=True)
 class FollowerStatus:
-    """A snapshot of the follower: state, heights, sync speed and the last error."""
+    """A snapshot of the follower: state, heights, sync speed, the last error, and cumulative counters since the
+    node started (blocks and transactions it connected, seconds of its follow thread's RPC round trips and of
+    its chain store writes; the rest of a sync's time is decoding and checks)."""
 
     state: FollowerState
     height: int  # our tip, -1 when the chain is empty
@@ -31,6 +33,10 @@ class FollowerStatus:
     eta_seconds: float | None  # until our tip reaches upstream_height at the current speed
     last_error: str
     since: float  # when the state last changed (the follower's clock)
+    blocks_synced: int = 0  # blocks connected since start (a reorg's reconnected blocks count again)
+    txs_synced: int = 0  # their transactions
+    rpc_seconds: float = 0.0  # in the follow thread's JSON-RPC round trips (polls and fetches)
+    store_seconds: float = 0.0  # in chain store writes (connect batches, synced)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

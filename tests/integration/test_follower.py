@@ -79,12 +79,21 @@ def test_follower_replays_the_upstream_chain_key_for_key(tmp_path, upstream) -> 
         assert_same_chain(follower.store.db, node.store.db)
         assert [e[1] for e in hook.of_kind("connected")] == list(range(0, 71))
         assert hook.events[0] == ("start",) and hook.services is follower.services
+        before = follower.status()
+        assert before.blocks_synced == 71
+        assert before.txs_synced == sum(len(node.reader.block_record(h).txids) for h in range(71))
+        assert before.rpc_seconds > 0 and before.store_seconds > 0
         _pay(node, 1)
         node.generate(2)
         wait_until(lambda: _synced(follower, node))
         assert_same_chain(follower.store.db, node.store.db)
         status = follower.status()
         assert (status.first_height, status.upstream_height, status.last_error) == (0, 72, "")
+        # The cumulative counters an operator reads (and the sync benchmark splits its time with).
+        assert status.blocks_synced == 73
+        assert status.txs_synced == sum(len(node.reader.block_record(h).txids) for h in range(73))
+        assert status.rpc_seconds > before.rpc_seconds and status.store_seconds > before.store_seconds
+        assert status.to_dict()["blocks_synced"] == 73
     finally:
         follower.close()
     assert hook.events[-1] == ("stop",) and follower.status().state is FollowerState.STOPPED
@@ -267,7 +276,8 @@ def test_services_send_through_bitbayd(tmp_path, upstream) -> None:
 
 def test_rpc_client_auth_batches_and_errors(tmp_path) -> None:
     """The JSON-RPC client authenticates from the URL or a cookie file, batches calls (errors in place when
-    asked), and types its failures: bitbayd's (code, message), refused credentials, nobody listening."""
+    asked; a batch is one round trip, counted with its seconds), and types its failures: bitbayd's (code,
+    message), refused credentials, nobody listening."""
     node = DevNode(tmp_path / "upstream")
     server = UpstreamServer(node, user="alice", password="s3cret")
     try:
@@ -282,6 +292,7 @@ def test_rpc_client_auth_batches_and_errors(tmp_path) -> None:
         with pytest.raises(RPCError, match="Method not found") as missing:
             rpc.call("nosuchmethod")
         assert missing.value.code == -32601
+        assert rpc.round_trips == 5 and rpc.round_trip_seconds > 0  # a batch is one round trip
         cookie = tmp_path / ".cookie"
         cookie.write_text("alice:s3cret\n")
         assert BitbaydRPC(server.url, cookie_file=cookie, timeout=5).call("getblockcount") == 0
