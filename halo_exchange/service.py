@@ -15,6 +15,7 @@ ahead of the disk, so it stops applying events; a restart catches up from the st
 from __future__ import annotations
 
 import enum
+import errno
 import ipaddress
 import logging
 import queue
@@ -106,6 +107,20 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: assume it reaches beyond this machine
 
 
+def _start_failure(exc: Exception, config: ExchangeConfig) -> str | None:
+    """One line for a start-up failure an operator can fix (a busy API port, a DB in use); None for others."""
+    from twisted.internet.error import CannotListenError
+
+    if isinstance(exc, CannotListenError):
+        error = exc.socketError
+        if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+            return f"port {exc.port} in use: --api-port"
+        return f"cannot listen on {exc.interface or config.api_host}:{exc.port} ({error}): --api-host, --api-port"
+    if "lock" in str(exc).lower() and "temporarily unavailable" in str(exc):
+        return f"the exchange DB {config.exchange_dir} is in use by another process"
+    return None
+
+
 class ServiceState(enum.Enum):
     STOPPED = "stopped"
     STARTING = "starting"
@@ -125,6 +140,10 @@ class ExchangeService:
         # The port the API listens on once it runs (the configured one until then; 0 asks for any free port).
         self.api_port = config.api_port
         self.shutdown = shutdown or (lambda: log.warning("ShutDown asked, but this node gave no way to stop"))
+        # Called (on the reactor thread) with one line saying why, when exchange mode cannot start; a node
+        # process sets it to stop and exit non-zero (a node without the API it was asked for is not healthy).
+        self.start_failed: Callable[[str], None] | None = None
+        self.start_error: str | None = None
         self._listening: Any = None
         self.state = ServiceState.STOPPED
         self._store: ExchangeStore | None = None
@@ -230,9 +249,17 @@ class ExchangeService:
                     log.warning("the exchange API listens on %s, beyond this machine: its password and the deposit "
                                 "keys travel unencrypted; keep it behind a firewall or a TLS proxy", config.api_host)
             log.info("exchange mode running on %s (cycle %d)", config.exchange_dir, self._engine.cycle)
-        except Exception:
+        except Exception as exc:
             self.state = ServiceState.FAILED
-            log.exception("exchange mode could not start")
+            reason = _start_failure(exc, config)
+            if reason is None:
+                reason = f"exchange mode could not start: {exc}"
+                log.exception("exchange mode could not start")
+            else:
+                log.error("exchange mode could not start: %s", reason)
+            self.start_error = reason
+            if self.start_failed is not None:
+                self.start_failed(reason)
 
     def _event(self, name: str, height: int, block_hash: str) -> None:
         if self.state is not ServiceState.RUNNING or self._engine is None:

@@ -54,6 +54,7 @@ from node_hooks.devnode.node import DevNode
 from node_hooks.devnode.replies import flags_text
 
 log = logging.getLogger(__name__)
+SHUTDOWN_POLL = 0.05  # how often serve_forever looks whether close() asked it to stop (rpc.SHUTDOWN_POLL)
 
 # bitbayd's error codes (rpcprotocol.h).
 RPC_MISC_ERROR = -1
@@ -736,7 +737,8 @@ class BitbaydRPCServer:
         return f"http://{self.host}:{self.port}/"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="devnode-bitbayd-rpc", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL,),
+                                        name="devnode-bitbayd-rpc", daemon=True)
         self._thread.start()
 
     def close(self) -> None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from functools import partial
 from typing import Sequence
+
+import plyvel
 
 from halo_exchange import __version__
 from halo_exchange.chain.params import DEVNET
@@ -33,6 +33,8 @@ from halo_exchange.logs import configure_logging
 from node_hooks import HookDispatcher
 from node_hooks.devnode.node import DevNode
 from node_hooks.exchange_mode import enable_exchange_mode
+from node_hooks.preflight import StartupRefused, check_datadir_free, check_port_free, is_lock_error, port_refusal
+from node_hooks.signals import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flag("--rpc-host", help=f"control RPC address (default: {node.rpc_host})")
     flag("--rpc-port", help=f"control RPC port (default: {node.rpc_port})")
     flag("--interval", help=f"blocks per peg cycle, for a new chain (default: {node.interval})")
-    flag("--frozen-time", help=f"**F** lock in seconds, for a new chain (default: {node.frozen_time})")
-    flag("--vfrozen-time", help=f"**V** lock in seconds, for a new chain (default: {node.vfrozen_time})")
+    flag("--frozen-time", help=f"lock in seconds of an F-notary (reserve) freeze, for a new chain "
+                               f"(default: {node.frozen_time})")
+    flag("--vfrozen-time", help=f"lock in seconds of a V-notary (liquid) freeze, for a new chain "
+                                f"(default: {node.vfrozen_time})")
     flag("--mine-every", metavar="SECONDS", help="produce a block every SECONDS (default: only on the RPC generate)")
     flag("--api-host", help=f"exchange XML-RPC API address (default: {exchange.api_host})")
     flag("--api-port", help=f"exchange XML-RPC API port (default: {exchange.api_port})")
@@ -82,29 +86,54 @@ def start(args: argparse.Namespace) -> int:
 
 
 def run(config: DevnodeConfig) -> int:
-    """Run the node until it is asked to stop; return the process exit code."""
+    """Run the node until it is asked to stop; return the process exit code (2 when it cannot start, or when
+    exchange mode, enabled, cannot: one line on stderr says why and which option changes it)."""
     from node_hooks.devnode.bitbayd_rpc import BitbaydRPCServer  # the RPC layers are only needed by a running node
     from node_hooks.devnode.rpc import ControlRPCServer
 
     log.info("halo-exchange %s devnet starting, config file %s: %s", __version__, config.config_file or "(none)",
              describe(config))
+    try:
+        # Before anything is written (a new data dir, its genesis block): the data dir is ours, the ports free.
+        check_datadir_free(config.datadir)
+        check_port_free(config.rpc_host, config.rpc_port, "--rpc-port")
+        if config.bitbayd_rpc_port is not None:
+            check_port_free(config.bitbayd_rpc_host, config.bitbayd_rpc_port, "--bitbayd-rpc-port")
+        if not config.no_exchange:
+            check_port_free(config.exchange.api_host, config.exchange.api_port, "--api-port")
+    except StartupRefused as exc:
+        return _refuse(str(exc))
     params = DEVNET.with_changes(
         peg_interval=config.interval, frozen_time=config.frozen_time, vfrozen_time=config.vfrozen_time
     )
     dispatcher = HookDispatcher()
     service = enable_exchange_mode(dispatcher, None if config.no_exchange else config.exchange)
-    node = DevNode(config.datadir, params, dispatcher=dispatcher)
+    try:
+        node = DevNode(config.datadir, params, dispatcher=dispatcher)
+    except plyvel.Error as exc:  # another process opened the data dir since the check
+        if is_lock_error(exc):
+            return _refuse(f"a node is already running on {config.datadir}")
+        raise
     if service is not None:
         service.shutdown = node.request_stop  # the API's ShutDown stops this process cleanly
+        service.start_failed = lambda reason: node.request_stop()
     if node.params != params:
         log.warning("using the parameters stored in %s (interval %d), not the options", config.datadir,
                     node.params.peg_interval)
-    server = ControlRPCServer(node, host=config.rpc_host, port=config.rpc_port)
+    server: ControlRPCServer | None = None
     bitbayd: BitbaydRPCServer | None = None
+    signals = _install_signal_handlers(node)
     try:
-        if config.bitbayd_rpc_port is not None:
-            bitbayd = BitbaydRPCServer(node, host=config.bitbayd_rpc_host, port=config.bitbayd_rpc_port,
-                                       user=config.bitbayd_rpc_user, password=config.bitbayd_rpc_password)
+        try:
+            server = ControlRPCServer(node, host=config.rpc_host, port=config.rpc_port)
+            if config.bitbayd_rpc_port is not None:
+                bitbayd = BitbaydRPCServer(node, host=config.bitbayd_rpc_host, port=config.bitbayd_rpc_port,
+                                           user=config.bitbayd_rpc_user, password=config.bitbayd_rpc_password)
+        except OSError as exc:  # taken since the check
+            port, option = ((config.rpc_port, "--rpc-port") if server is None
+                            else (config.bitbayd_rpc_port, "--bitbayd-rpc-port"))
+            host = config.rpc_host if server is None else config.bitbayd_rpc_host
+            return _refuse(str(port_refusal(host, port or 0, option, exc)))
         node.start()
         server.start()
         log.info("devnet node at height %d, control RPC on %s", node.block_count(), server.url)
@@ -112,24 +141,31 @@ def run(config: DevnodeConfig) -> int:
             bitbayd.start()
             log.info("bitbayd-compatible JSON-RPC on %s%s", bitbayd.url,
                      " (basic auth)" if config.bitbayd_rpc_user is not None else " (no auth)")
-        _install_signal_handlers(node)
         while not node.wait_for_stop(config.mine_every or None):
             if config.mine_every:
                 node.generate(1)
+        signals.log_received()
     finally:
         if bitbayd is not None:
             bitbayd.close()
-        server.close()
+        if server is not None:
+            server.close()
         node.close()
         log.info("devnet node stopped")
+    if service is not None and service.start_error is not None:
+        return _refuse(service.start_error)
     return 0
 
 
-def _install_signal_handlers(node: DevNode) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: node.request_stop())
+def _refuse(reason: str) -> int:
+    """The node cannot start (or run without the exchange it was asked for): one line on stderr, exit code 2."""
+    log.error("cannot start: %s", reason)
+    print(reason, file=sys.stderr)
+    return 2
+
+
+def _install_signal_handlers(node: DevNode) -> StopSignals:
+    return StopSignals(node.request_stop).install()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from functools import partial
 from pathlib import Path
 from typing import Sequence
+
+import plyvel
 
 from halo_exchange import __version__
 from halo_exchange.config import (
@@ -34,6 +34,8 @@ from node_hooks.exchange_mode import enable_exchange_mode
 from node_hooks.follower.errors import FollowerError
 from node_hooks.follower.node import FollowerNode
 from node_hooks.follower.status_file import STATUS_FILE_NAME, StatusWriter
+from node_hooks.preflight import StartupRefused, check_datadir_free, check_port_free, is_lock_error
+from node_hooks.signals import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +77,17 @@ def start(args: argparse.Namespace) -> int:
 
 
 def run(config: NodeConfig) -> int:
-    """Run the follower until it is asked to stop; return the process exit code."""
+    """Run the follower until it is asked to stop; return the process exit code (2 when it cannot start, or
+    when exchange mode cannot: one line on stderr says why and which option changes it)."""
     log.info("halo-exchange %s node starting, following %s, config file %s: %s", __version__,
              config.bitbayd_url_shown, config.config_file or "(none)", describe(config).replace(
                  f"bitbayd_url={config.bitbayd_url}", f"bitbayd_url={config.bitbayd_url_shown}"))
+    try:
+        # Before anything is written (a new data dir, its chain DB): the data dir is ours, the API port free.
+        check_datadir_free(config.datadir)
+        check_port_free(config.exchange.api_host, config.exchange.api_port, "--api-port")
+    except StartupRefused as exc:
+        return _refuse(str(exc))
     dispatcher = HookDispatcher()
     service = enable_exchange_mode(dispatcher, config.exchange)
     try:
@@ -88,29 +97,36 @@ def run(config: NodeConfig) -> int:
             dispatcher=dispatcher,
         )
     except (FollowerError, ValueError) as exc:
-        log.error("cannot start: %s", exc)
-        return 2
+        return _refuse(str(exc))
+    except plyvel.Error as exc:  # another process opened the data dir since the check
+        if is_lock_error(exc):
+            return _refuse(f"a node is already running on {config.datadir}")
+        raise
     if service is not None:
         service.shutdown = node.request_stop  # the API's ShutDown stops this process cleanly
+        service.start_failed = lambda reason: node.request_stop()
     status = StatusWriter(lambda: node.status().to_dict(), Path(config.datadir) / STATUS_FILE_NAME)
+    signals = StopSignals(node.request_stop).install()
     try:
         node.start()
         status.start()
-        _install_signal_handlers(node)
         log.info("follower node in %s at height %d, following %s", config.datadir, node.reader.height(), node.url)
         node.wait_for_stop()
+        signals.log_received()
     finally:
         node.close()
         status.stop()
         log.info("follower node stopped")
+    if service is not None and service.start_error is not None:
+        return _refuse(service.start_error)
     return 0
 
 
-def _install_signal_handlers(node: FollowerNode) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: node.request_stop())
+def _refuse(reason: str) -> int:
+    """The node cannot start (or run without the exchange it was asked for): one line on stderr, exit code 2."""
+    log.error("cannot start: %s", reason)
+    print(reason, file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
