@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 # Stamps record which install is current; editing setup.py reinstalls.
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
+# setuptools' "Editable installation ... be careful with folders in your working directory" box, printed by
+# every editable install: nothing a user can act on, so filtered (pip hands the variable to the build backend).
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 
 .PHONY: run test lint bench conformance conformance-peg conformance-transfer clean
 
@@ -15,11 +18,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP_RUN): setup.py pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 $(STAMP_TEST): setup.py pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(STAMP_RUN)
 
 # The main job: the devnet node with exchange mode on; its control RPC listens on 127.0.0.1:55780.

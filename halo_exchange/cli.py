@@ -21,6 +21,16 @@ from halo_exchange.errors import HaloExchangeError
 from halo_exchange.peg import PEG_SIZE, Fractions, PegData, PegLevel, next_supply_index
 
 
+class InvalidInput(Exception):
+    """An argument of a peg tool that is not what it needs: the message says which and why (exit code 1)."""
+
+
+def _check_supply(name: str, supply: int) -> int:
+    if not 0 <= supply < PEG_SIZE:
+        raise InvalidInput(f"{name} {supply}: a supply index is 0 to {PEG_SIZE - 1}")
+    return supply
+
+
 def _level_facts(level: PegLevel) -> dict[str, Any]:
     return {
         "valid": level.is_valid(),
@@ -39,8 +49,10 @@ def _level_facts(level: PegLevel) -> dict[str, Any]:
 
 
 def _cmd_split(args: argparse.Namespace) -> dict[str, Any]:
+    if args.value < 0:
+        raise InvalidInput(f"VALUE {args.value}: an amount is 0 or more satoshis")
+    supplies = [_check_supply("--supply", s) for s in args.supply or [0, 3, 100, 500, 1000, PEG_SIZE - 1]]
     fractions = Fractions.std(args.value)
-    supplies = args.supply or [0, 3, 100, 500, 1000, PEG_SIZE - 1]
     return {
         "value": args.value,
         "hli": fractions.hli(),
@@ -49,11 +61,16 @@ def _cmd_split(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_level(args: argparse.Namespace) -> dict[str, Any]:
-    return _level_facts(PegLevel.from_hex(args.hex))
+    level = PegLevel.from_hex(args.hex)  # never raises: what does not decode is the empty, invalid level
+    if not level.is_valid():
+        raise InvalidInput(f"{args.hex!r} is not a valid peglevel (hex of a v2, v1 or legacy level)")
+    return _level_facts(level)
 
 
 def _cmd_pegdata(args: argparse.Namespace) -> dict[str, Any]:
-    pegdata = PegData.from_base64(args.base64)
+    pegdata = PegData.from_base64(args.base64)  # never raises: what does not decode is empty and invalid
+    if not pegdata.is_valid():
+        raise InvalidInput(f"{args.base64!r} is not a valid pegdata (base64 of a balance's fractions and level)")
     return {
         "valid": pegdata.is_valid(),
         "value": pegdata.value,
@@ -66,7 +83,10 @@ def _cmd_pegdata(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_next_supply(args: argparse.Namespace) -> dict[str, Any]:
-    votes, votes_prev = args.votes, args.votes_prev or [0, 0, 0]
+    votes, votes_prev = [args.inflate, args.deflate, args.nochange], args.votes_prev or [0, 0, 0]
+    _check_supply("BASE", args.base)
+    if min(votes + votes_prev) < 0:
+        raise InvalidInput("a vote count is 0 or more")
     return {"base": args.base, "votes": votes, "votes_prev": votes_prev,
             "next": next_supply_index(args.base, votes, votes_prev)}
 
@@ -81,15 +101,18 @@ def _run_audit(args: argparse.Namespace) -> int:
 
     chain_path = args.chain_db or args.datadir / CHAIN_SUBDIR
     exchange_path = args.exchange_db or args.datadir / EXCHANGE_SUBDIR
+    if not (exchange_path / "CURRENT").exists():
+        print(f"no exchange data in {args.exchange_db or args.datadir}", file=sys.stderr)
+        return 2
+    if not (chain_path / "CURRENT").exists():
+        print(f"no node chain data in {args.chain_db or args.datadir}", file=sys.stderr)
+        return 2
     try:
         chain_db = plyvel.DB(str(chain_path), create_if_missing=False, compression=None)
     except (plyvel.Error, OSError) as exc:
         print(f"cannot open the node DB {chain_path} (is the node running?): {exc}", file=sys.stderr)
         return 2
     try:
-        if not exchange_path.exists():
-            print(f"no exchange DB at {exchange_path}", file=sys.stderr)
-            return 2
         store = ExchangeStore(str(exchange_path))
         try:
             state = load_state(store)
@@ -114,11 +137,25 @@ def _read_passphrase(path: Path | None) -> str:
     if path is not None:
         return path.read_text(encoding="utf-8").splitlines()[0] if path.stat().st_size else ""
     import getpass
+    import termios
 
-    first = getpass.getpass("new exchange wallet passphrase: ")
-    if getpass.getpass("again: ") != first:
+    if not sys.stdin.isatty():
+        raise NoTerminal(NO_TERMINAL)
+    try:
+        first = getpass.getpass("new exchange wallet passphrase: ")
+        again = getpass.getpass("again: ")
+    except (EOFError, termios.error):
+        raise NoTerminal(NO_TERMINAL) from None
+    if again != first:
         raise ValueError("the two passphrases differ")
     return first
+
+
+NO_TERMINAL = "no terminal: use --passphrase-file"
+
+
+class NoTerminal(Exception):
+    """No terminal to type the passphrase at (standard input is a pipe or a file)."""
 
 
 def _run_encrypt_wallet(args: argparse.Namespace) -> int:
@@ -129,6 +166,9 @@ def _run_encrypt_wallet(args: argparse.Namespace) -> int:
     from halo_exchange.ledger.wallet import WalletError
 
     exchange_path = args.exchange_db or args.datadir / EXCHANGE_SUBDIR
+    if args.passphrase_file is None and not sys.stdin.isatty():
+        print(NO_TERMINAL, file=sys.stderr)  # before anything is opened: getpass would only fail at its end
+        return 1
     if not exchange_path.exists():
         print(f"no exchange DB at {exchange_path}", file=sys.stderr)
         return 2
@@ -142,6 +182,9 @@ def _run_encrypt_wallet(args: argparse.Namespace) -> int:
         try:
             passphrase = _read_passphrase(args.passphrase_file)
             sealing = wallet.encrypt(passphrase)
+        except NoTerminal as exc:
+            print(exc, file=sys.stderr)
+            return 1
         except (WalletError, ValueError, OSError) as exc:
             print(f"not encrypted: {exc}", file=sys.stderr)
             return 1
@@ -215,7 +258,8 @@ def _run_status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="halo-exchange", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="halo-exchange", description="halo-exchange: operator tools of the "
+                                     "exchange mode of a Halo-style BitBay node")
     parser.add_argument("--version", action="version", version=f"halo-exchange {__version__}")
     commands = parser.add_subparsers(dest="command")
 
@@ -268,10 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("level", _cmd_level, "decode a peglevel hex string").add_argument("hex")
     add("pegdata", _cmd_pegdata, "decode a pegdata base64 string").add_argument("base64")
     nxt = add("next-supply", _cmd_next_supply, "supply index after a cycle's votes")
-    nxt.add_argument("base", type=int)
-    nxt.add_argument("votes", type=int, nargs=3, metavar="INFLATE DEFLATE NOCHANGE")
-    nxt.add_argument("--prev", dest="votes_prev", type=int, nargs=3, metavar="N",
-                     help="previous cycle's votes (inflate deflate nochange)")
+    nxt.add_argument("base", type=int, metavar="BASE", help=f"supply index the votes start from (0 to {PEG_SIZE - 1})")
+    # Three positionals, not one of nargs=3: argparse repeats a one-word metavar three times, and a tuple
+    # metavar on a positional breaks its --help (Python 3.11).
+    for vote in ("inflate", "deflate", "nochange"):
+        nxt.add_argument(vote, type=int, metavar=vote.upper(), help=f"this cycle's {vote} votes")
+    nxt.add_argument("--prev", dest="votes_prev", type=int, nargs=3, metavar=("I", "D", "N"),
+                     help="previous cycle's votes, inflate deflate nochange (default: 0 0 0)")
     return parser
 
 
@@ -283,7 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command in ("audit", "encrypt-wallet", "devnet", "node", "status"):
         return args.run(args)
-    facts = args.handler(args)
+    try:
+        facts = args.handler(args)
+    except (InvalidInput, HaloExchangeError) as exc:  # HaloExchangeError: an amount past int64, say
+        print(f"halo-exchange peg {args.peg_command}: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(facts, indent=2))
     else:

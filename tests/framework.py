@@ -428,15 +428,16 @@ def spawn_python(*args: str, **popen: Any) -> subprocess.Popen:
                             **popen)
 
 
-def run_python(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run ``python *args`` in the repository to its end: exit code, stdout and stderr as text."""
+def run_python(*args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``python *args`` in the repository to its end: exit code, stdout and stderr as text. ``input``: what
+    its standard input reads (a pipe), instead of this process's."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, input=input)
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run ``halo-exchange *args`` in its own process to its end."""
-    return run_python("-m", "halo_exchange.cli", *args, timeout=timeout)
+def run_cli(*args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``halo-exchange *args`` in its own process to its end (``input``: piped to its standard input)."""
+    return run_python("-m", "halo_exchange.cli", *args, timeout=timeout, input=input)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ def test_split_json(capsys) -> None:
 
 
 def test_decode_level_and_pegdata(capsys) -> None:
-    """`peg level` and `peg pegdata` decode what the library encodes, and flag garbage as invalid."""
+    """`peg level` and `peg pegdata` decode what the library encodes, and refuse garbage (exit code 1)."""
     level = PegLevel(12, 11, 3, 10, 20, 30)
     main(["peg", "level", level.to_hex(), "--json"])
     assert json.loads(capsys.readouterr().out)["supply"] == 13
@@ -31,8 +31,9 @@ def test_decode_level_and_pegdata(capsys) -> None:
     main(["peg", "pegdata", balance.to_base64(), "--json"])
     facts = json.loads(capsys.readouterr().out)
     assert (facts["valid"], facts["liquid"], facts["reserve"]) == (True, balance.liquid, balance.reserve)
-    main(["peg", "level", "garbage"])
-    assert "valid: False" in capsys.readouterr().out
+    assert main(["peg", "level", "garbage"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "'garbage' is not a valid peglevel" in captured.err
 
 
 def test_next_supply(capsys) -> None:
