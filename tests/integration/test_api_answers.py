@@ -192,9 +192,9 @@ def test_docs_state_units_types_refusals_and_the_positional_contract() -> None:
     commission and its units, GetSettings, GetSpendable's string types and nfreeze, the refusals the engine
     answers, and that the exchange's balance includes the withdrawals' escrow."""
     for needle in ("Every argument is positional", "min 1 BAY", "0.01 = 1 %", "GetSettings(passw)", "nfreeze",
-                   "strings of digits", "belongs to another user", "no deposit", "Amount is out of range",
-                   "includes the escrow", "Withdraw amount can not be negative", "start must be 1",
-                   "clear must be 0", "Address must be text", "The exchange wallet is locked"):
+                   "strings of digits", "belongs to another user", "Amount is out of range",
+                   "the escrow of the withdrawals not finished included", "Withdraw amount can not be negative",
+                   "start must be 1", "clear must be 0", "Address must be text", "The exchange wallet is locked"):
         assert needle in DOCS, needle
     assert "check in this order" in DOCS.lower() or "checked in this order" in DOCS.lower()
     assert xmlrpc.client.MAXINT == 2**31 - 1
