@@ -6,13 +6,19 @@ over the node's control RPC, so the whole flow runs on one machine:
 
     .venv/bin/python contrib/example_client.py [API URL] [node control URL]
 
-Amounts of 2^31 satoshis and more arrive as <i8>, which xmlrpc.client reads exactly; to *send* them, pass
-a string of digits (Python's client has no <i8> writer).
+Amounts of 2^31 satoshis (21.47483648 BAY) and more arrive as <i8>, which xmlrpc.client reads exactly; to
+*send* them, pass a string of digits ("2500000000"): Python's client raises OverflowError for such an int (it
+has no <i8> writer). Every argument is positional, the password after style or clear: pass those too.
+
+Standard library only: the deposit address is derived from the key by contrib/bitbay_address.py, itself
+standard library only (docs/api.md, "Deposit addresses").
 """
 
 import sys
 import time
 import xmlrpc.client as xmlrpclib
+
+from bitbay_address import address_from_wif
 
 API = sys.argv[1] if len(sys.argv) > 1 else "http://localhost:55779"
 NODE = sys.argv[2] if len(sys.argv) > 2 else "http://localhost:55780"
@@ -31,10 +37,8 @@ print("GenerateDepositAddress:", ok, "(keep the key as a backup)")
 # The customer pays: here the devnet wallet sends 25 BAY to the new address. The client derives the address
 # from the key, as the original's demo did; a real exchange shows it to its customer.
 spendable_before = set(HaloRPC.GetSpendable("", "pw"))
-from halo_exchange.chain.keys import DEVNET, PrivateKey  # noqa: E402 (only to derive the address)
-
-address = PrivateKey.from_wif(key, DEVNET).public_key().address(DEVNET)
-node.sendtoaddress(address, "2500000000")
+address = address_from_wif(key)
+node.sendtoaddress(address, "2500000000")  # 25 BAY is above 2^31 satoshis: sent as a digit string
 node.generate(1)
 
 
@@ -64,9 +68,10 @@ print("GetCycle:", HaloRPC.GetCycle("pw"))
 # Withdrawals: the exchange pays from its own addresses (exchangeaccounts: addresses of its wallet, the first
 # receives the change) and sends the commission, less the network fee, to its fee account.
 change_key, ok = HaloRPC.GenerateDepositAddress("pw")
-change_address = PrivateKey.from_wif(change_key, DEVNET).public_key().address(DEVNET)
+change_address = address_from_wif(change_key)
 commission = {"min": 10000000, "max": 1000000000, "percent": 0.001}
 print("ExchangeSettings:", HaloRPC.ExchangeSettings([change_address], node.getnewaddress(), commission, "", "pw"))
+print("GetSettings:", HaloRPC.GetSettings("pw"))
 payee = node.getnewaddress()
 ok, withdraw_id = HaloRPC.Withdraw("karen", 200000000, payee, "liquid", "pw", "karen-withdrawal-1")
 print("Withdraw:", ok, withdraw_id)

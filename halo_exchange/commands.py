@@ -28,8 +28,28 @@ NAME_INVALID = f"Name must be printable text of at most {MAX_NAME} characters."
 NEGATIVE_BETWEEN_USERS = "Amount can not be negative if both users are known"
 ZERO_AMOUNT = "Amount must not be zero."
 BAD_AMOUNT = "Amount must be a whole number of satoshis"
+MAX_AMOUNT = 2**63 - 1  # an int64, as the chain's amounts
+AMOUNT_OUT_OF_RANGE = f"Amount is out of range (at most {MAX_AMOUNT} satoshis)"
+NEGATIVE_WITHDRAW = "Withdraw amount can not be negative"
+WITHDRAW_TOO_LOW = "Withdraw amount is too low"
 BAD_STYLE = "Style must be 'liquid' or 'reserve'."
 UNKNOWN_USER = "Unknown user"
+# The flags of StartExchange and CheckWithdraw: 1/0, True/False, or the digit strings "1"/"0".
+FLAG_VALUES = (0, 1, "0", "1")  # (False == 0 and True == 1 are in it too)
+BAD_START = "start must be 1 (start) or 0 (stop)."
+BAD_ISRUNNING = "isrunning must be 1 (ask whether the exchange is started and loaded) or 0."
+BAD_CLEAR = "clear must be 0 (look) or 1 (look, then forget a finished record)."
+BAD_ADDRESS_FILTER = "Address must be text ('' for every address)."
+
+
+def is_flag(value: object) -> bool:
+    """A flag as the API takes one: 1/0, True/False or "1"/"0" (never 1.0, 2, "yes")."""
+    return (is_whole(value) or isinstance(value, (bool, str))) and value in FLAG_VALUES
+
+
+def flag_set(value: object) -> bool:
+    """Whether a flag (see :func:`is_flag`) is on."""
+    return value in (1, "1")
 
 
 def is_whole(value: object) -> TypeGuard[int]:

@@ -9,8 +9,8 @@ change state come only once durable; there are no hidden parameters; tracebacks 
 
 Each call is declared with :func:`~halo_exchange.rpc.dispatch.api_call`, which states what the dispatcher
 checks first (password, started, loaded) and the shape of its refusals; a body raises
-:class:`~halo_exchange.errors.CommandRefused` to refuse. Served here: 14 of the 15 calls; API, the
-signed exec hook, arrives with its own issue.
+:class:`~halo_exchange.errors.CommandRefused` to refuse. Served here: 14 of the original's 15 calls (API,
+the signed exec hook, arrives with its own issue), and one addition, GetSettings, which reads the settings back.
 """
 
 from __future__ import annotations
@@ -22,7 +22,25 @@ from typing import Any, Callable
 
 from halo_exchange.chain.keys import is_valid_address
 from halo_exchange.chain.tx import OutPoint
-from halo_exchange.commands import BAD_AMOUNT, BAD_STYLE, STYLES, WITHDRAWS
+from halo_exchange.commands import (
+    AMOUNT_OUT_OF_RANGE,
+    BAD_ADDRESS_FILTER,
+    BAD_AMOUNT,
+    BAD_CLEAR,
+    BAD_ISRUNNING,
+    BAD_START,
+    BAD_STYLE,
+    MAX_AMOUNT,
+    NEGATIVE_WITHDRAW,
+    STYLES,
+    UNKNOWN_USER,
+    WITHDRAW_TOO_LOW,
+    WITHDRAWS,
+    check_style,
+    check_user_name,
+    flag_set,
+    is_flag,
+)
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import CommandRefused, DecodeError
 from halo_exchange.ledger.deposits import MAX_CONFIRMATIONS, MIN_CONFIRMATIONS
@@ -37,19 +55,39 @@ MAX_OUTPUT_INDEX = 0xFFFFFFFF
 
 
 def parse_amount(value: Any) -> int:
-    """An amount as exchanges send it: int, ``<i8>``, an integral float, or a string of digits (sign allowed)."""
+    """An amount as exchanges send it: int, ``<i8>``, an integral float, or a string of digits (sign allowed).
+    A whole number beyond an int64 is refused as out of range; anything else as not a whole number."""
     if isinstance(value, bool):
         raise CommandRefused(BAD_AMOUNT)
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        if abs(value) >= 2**53:  # beyond this a float no longer holds every whole number exactly
+            raise CommandRefused(AMOUNT_OUT_OF_RANGE)
+        number = int(value)
+    elif isinstance(value, str):
         text = value.strip()
         digits = text[1:] if text[:1] in "+-" else text
-        if digits.isascii() and digits.isdigit() and len(digits) <= 19:
-            return int(text)
-    raise CommandRefused(BAD_AMOUNT)
+        if not (digits.isascii() and digits.isdigit()):
+            raise CommandRefused(BAD_AMOUNT)
+        if len(digits) > 19:  # checked before int(), which refuses ~4300 digits with a ValueError
+            raise CommandRefused(AMOUNT_OUT_OF_RANGE)
+        number = int(text)
+    else:
+        raise CommandRefused(BAD_AMOUNT)
+    if abs(number) > MAX_AMOUNT:
+        raise CommandRefused(AMOUNT_OUT_OF_RANGE)
+    return number
+
+
+def _is_style(value: Any) -> bool:
+    return isinstance(value, str) and value in STYLES
+
+
+# The parameters just before passw that take a few values: when the password is left out and one of them holds
+# something else, that is the answer (the password most likely landed there: docs/api.md, positional contract).
+STYLE_CHOICE = ("style", _is_style, BAD_STYLE)
+CLEAR_CHOICE = ("clear", is_flag, BAD_CLEAR)
 
 
 class PasswordGate:
@@ -121,11 +159,17 @@ class ExchangeAPI:
 
     @api_call(loaded=False)
     def StartExchange(self, engine: ExchangeEngine | None, passw: Any = "", start: Any = 1, isrunning: Any = 0) -> Any:
-        """StartExchange(passw, start=1, isrunning=0): isrunning=1 asks whether the exchange is started and
-        loaded; start=1 starts it, start=0 stops it (state-changing calls then answer "Exchange is stopped.")."""
-        if isrunning in (1, True, "1"):
+        """StartExchange(passw, start=1, isrunning=0) -> True: start=1 starts the exchange, start=0 stops it
+        (state-changing calls then answer "Exchange is stopped."); with isrunning=1, whether the exchange is
+        started and loaded (nothing changes). start and isrunning are 1/0, True/False or "1"/"0"; any other
+        value is refused with a string and changes nothing."""
+        if not is_flag(isrunning):
+            raise CommandRefused(BAD_ISRUNNING)
+        if not is_flag(start):
+            raise CommandRefused(BAD_START)
+        if flag_set(isrunning):
             return bool(self.started and engine is not None)
-        self.started = start in (1, True, "1")
+        self.started = flag_set(start)
         return True
 
     @api_call(loaded=False)
@@ -146,16 +190,22 @@ class ExchangeAPI:
 
     @api_call(pair=True, started=True)
     def GenerateDepositAddress(self, engine: ExchangeEngine, passw: Any = "") -> Any:
-        """GenerateDepositAddress(passw) -> [WIF, True]: a new deposit key, durable and watched."""
+        """GenerateDepositAddress(passw) -> [WIF, True]: a new deposit key, durable and watched. The deposit
+        address is the key's P2PKH address (version = the WIF's version byte - 128); docs/api.md shows how to
+        derive it with the standard library alone (contrib/bitbay_address.py)."""
         return engine.generate_deposit_address().addCallback(lambda answer: [answer[0], True])
 
     @api_call()
     def GetSpendable(self, engine: ExchangeEngine, address: Any = "", passw: Any = "") -> Any:
-        """GetSpendable(address='', passw) -> {"txid:vout": {amount, ltotal, rtotal, nfreeze, supply, address,
-        confirmations}} for the exchange's unspent outputs (all addresses when address is ''): deposits, and
-        the change of the exchange's own transactions, which also carries change: 1."""
+        """GetSpendable(address, passw) -> {"txid:vout": {amount, ltotal, rtotal, nfreeze, supply, address,
+        confirmations}} for the exchange's unspent outputs on that address ('' for every address): deposits,
+        and the change of the exchange's own transactions (change: 1); locked: 1 on a coin an unconfirmed batch
+        spends. As in the original, amount, ltotal, rtotal, nfreeze and confirmations are strings of digits,
+        supply an int. An address that is not text is refused."""
+        if not isinstance(address, str):
+            raise CommandRefused(BAD_ADDRESS_FILTER)
         with engine.reader.snapshot() as view:
-            return views.spendable(view, engine.deposits, engine.coins, address if isinstance(address, str) else "")
+            return views.spendable(view, engine.deposits, engine.coins, address)
 
     @api_call(started=True, names=("name",))  # the original's order: names before the exchange's state
     def Deposit(self, engine: ExchangeEngine, name: Any, txids: Any, passw: Any = "") -> Any:
@@ -197,40 +247,52 @@ class ExchangeAPI:
             return {"liquid": liquid, "reserve": reserve}
         return views.balance(engine.book, user)
 
-    @api_call(started=True)
+    @api_call(started=True, choices=(STYLE_CHOICE,))
     def Trade(self, engine: ExchangeEngine, user1: Any, amount: Any, user2: Any, style: Any = "liquid",
               passw: Any = "") -> Any:
-        """Trade(user1, amount, user2, style='liquid', passw) -> True: user1 pays user2; with user2 '' a
-        negative amount debits user1 into the pool and a positive one credits user1 from it."""
+        """Trade(user1, amount, user2, style, passw) -> True: user1 pays user2 amount of style ('liquid' or
+        'reserve'); with user2 '' a negative amount debits user1 into the pool and a positive one credits user1
+        from it. Positional: pass style before passw (Trade(u1, n, u2, "pw") puts the password in style)."""
         return engine.trade(user1, parse_amount(amount), user2, style)
 
-    @api_call(pair=True, bare_not_loaded=True)
+    @api_call(pair=True, bare_not_loaded=True, choices=(STYLE_CHOICE,))
     def Withdraw(self, engine: ExchangeEngine, user: Any, amount: Any, address: Any, style: Any = "liquid",
                  passw: Any = "", ID: Any = "") -> Any:  # noqa: N803 (the API's parameter name)
-        """Withdraw(user, amount, address, style='liquid', passw, ID='') -> [True, ID]: the amount (commission
-        included, fixed now) goes into escrow and the request is recorded; it is paid by a batch transaction
-        in this cycle or the next, else refunded. ``ID``, chosen by the client (1-64 printable characters),
-        makes the call idempotent: repeated, it answers the first answer and withdraws nothing more."""
+        """Withdraw(user, amount, address, style, passw, ID='') -> [True, ID]: the amount (commission included,
+        fixed now: 0.1 %, at least 1 and at most 10 BAY unless ExchangeSettings changed it) goes into escrow
+        and the request is recorded; a batch transaction pays amount - commission to address in this cycle or
+        the next, else it is refunded. Checked in this order: user, style, amount (above the minimum commission
+        + 10,000), address, then the exchange's state, limits and balance. ``ID``, chosen by the client (1-64
+        printable characters), makes the call idempotent: repeated, it answers the first answer and withdraws
+        nothing more."""
+        # In the order a user can act on (the original checked the amount against the commission first).
+        check_user_name(user)
+        if user not in engine.book.accounts:
+            raise CommandRefused(UNKNOWN_USER)
+        check_style(style)
+        value = parse_amount(amount)
+        if value < 0:
+            raise CommandRefused(NEGATIVE_WITHDRAW)
+        if value <= commission_setting(engine.settings)["min"] + MIN_ABOVE_COMMISSION:
+            raise CommandRefused(WITHDRAW_TOO_LOW)
         if address == "":
             raise CommandRefused("No withdraw address.", answer=False)
         if not isinstance(address, str) or not is_valid_address(address, engine.network):
             raise CommandRefused("Withdraw address not valid")  # version and length checked too (B28)
-        value = parse_amount(amount)
-        if value <= commission_setting(engine.settings)["min"] + MIN_ABOVE_COMMISSION:
-            raise CommandRefused("Withdraw amount is too low")
         if not self.started:  # the original checks this only here, after the arguments
             raise CommandRefused(STOPPED)
-        if style not in STYLES:
-            raise CommandRefused(BAD_STYLE)
         client_id = None if ID in ("", None) else ID
         return engine.request_withdrawal(user, value, address, style, client_id).addCallback(
             lambda wid: [True, wid])
 
-    @api_call()
+    @api_call(choices=(CLEAR_CHOICE,))
     def CheckWithdraw(self, engine: ExchangeEngine,
                       ID: Any, clear: Any = 0, passw: Any = "") -> Any:  # noqa: N803 (the API's parameter name)
-        """CheckWithdraw(ID, clear=0, passw) -> the status record of a request (its ID or the client's) or of a
-        batch (master ID), or "ID not found". clear=1 forgets a finished record and answers its last state."""
+        """CheckWithdraw(ID, clear, passw) -> the status record of a request (its ID or the client's) or of a
+        batch (master ID), or "ID not found". clear=1 forgets a finished record (complete, expired, failed) and
+        answers its last state; clear=0 only looks. Positional: pass clear before passw."""
+        if not is_flag(clear):
+            raise CommandRefused(BAD_CLEAR)
         found = engine.find_withdrawal(ID) if isinstance(ID, str) and ID else None
         if found is None:
             return "ID not found"
@@ -238,7 +300,7 @@ class ExchangeAPI:
             answer = views.withdrawal_status(found, engine.batches.get(found.batch or ""))
         else:
             answer = views.batch_status(found)
-        if clear in (1, True, "1"):
+        if flag_set(clear):
             engine.clear_withdrawal(found.id if isinstance(found, Withdrawal) else found.master_id)
             return engine.persist_payouts().addCallback(lambda _: answer)
         return answer
@@ -275,6 +337,15 @@ class ExchangeAPI:
     def GetCycle(self, engine: ExchangeEngine, passw: Any = "") -> Any:
         """GetCycle(passw) -> the peg cycle whose balances are current (changes at the cycle's first block)."""
         return engine.cycle
+
+    @api_call()
+    def GetSettings(self, engine: ExchangeEngine, passw: Any = "") -> Any:
+        """GetSettings(passw) -> the settings in force: exchangeaccounts, exchangefeeaccount, commission {min,
+        max (satoshis), percent (a fraction: 0.001 = 0.1 %)}, exchangeconfirmations, withdraw_liquid_limit,
+        withdraw_reserve_limit, and password (whether one is set; never the password or its hash). Not in the
+        original: an addition."""
+        return views.settings(engine.settings, commission_setting(engine.settings), engine.deposits.confirmations,
+                              engine.liquid_limit, engine.reserve_limit)
 
 
 CALLS = declared_calls(ExchangeAPI)

@@ -39,6 +39,11 @@ INCORRECT_PASSWORD = "Incorrect Password"
 STOPPED = "Exchange is stopped."
 NOT_LOADED = "Exchange is not loaded yet."
 PASSWORD_PARAMETER = "passw"
+# Calls of the original that are not served (yet): system.methodHelp says so rather than answering ''.
+NOT_SERVED = {
+    "API": "API(command): the original's signed exec hook. Not served by this exchange yet: a call answers "
+           "Fault -32601 (method not found).",
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,10 @@ class CallSpec:
     started: bool = False  # needs StartExchange: "Exchange is stopped." otherwise (checked before loaded)
     names: tuple[str, ...] = ()  # user-name parameters checked before the exchange's state
     bare_not_loaded: bool = False  # "not loaded" answered as a bare string even by a pair call (Withdraw)
+    # (parameter, is_valid, refusal) of the parameters just before ``passw`` that take a few values only
+    # (style, clear): when the password is left out and one of these holds something else, the caller most
+    # likely put the password there (Trade(u1, amount, u2, "pw")), and that is the answer, not the password's.
+    choices: tuple[tuple[str, Callable[[Any], bool], str], ...] = ()
 
 
 def api_call(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -87,6 +96,7 @@ class _Call:
     password_at: int | None  # index of passw among the positional parameters
     password_default: Any
     name_positions: tuple[int, ...]
+    choice_positions: tuple[tuple[int, Callable[[Any], bool], str], ...]
 
     def shape(self, answer: Any) -> Any:
         return [answer, ""] if self.spec.pair else answer
@@ -105,6 +115,7 @@ def _declare(name: str, body: Callable[..., Any], spec: CallSpec) -> _Call:
         password_at=password_at,
         password_default=parameters[password_at].default if password_at is not None else None,
         name_positions=tuple(names.index(n) for n in spec.names),
+        choice_positions=tuple((names.index(n), valid, refusal) for n, valid, refusal in spec.choices),
     )
 
 
@@ -118,16 +129,24 @@ class APIDispatcher:
         self._calls = {name: _declare(name, getattr(api, name), getattr(api, name).api_call)
                        for name in declared_calls(type(api))}
         self._system: dict[str, Callable[..., Any]] = {
-            "system.listMethods": lambda: sorted([*self._calls, *self._system]),
+            "system.listMethods": self._list_methods,
             "system.methodHelp": self._help,
         }
 
+    def _list_methods(self) -> list[str]:
+        """system.listMethods() -> the names of the calls served, sorted."""
+        return sorted([*self._calls, *self._system])
+
     def _help(self, name: Any) -> str:
+        """system.methodHelp(name) -> the text of a call: its positional arguments, answer and checks. '' for
+        a name that is not a call; for the original's calls not served here, why."""
         call = self._calls.get(name) if isinstance(name, str) else None
         if call is not None:
             return inspect.getdoc(call.body) or ""
         system = self._system.get(name) if isinstance(name, str) else None
-        return (inspect.getdoc(system) or "") if system is not None else ""
+        if system is not None:
+            return inspect.getdoc(system) or ""
+        return NOT_SERVED.get(name, "") if isinstance(name, str) else ""
 
     def handle(self, body: bytes) -> bytes | Deferred:
         try:
@@ -157,7 +176,7 @@ class APIDispatcher:
         if call.password_at is not None and call.password_at < len(params):
             password = params[call.password_at]
         if not api.password_matches(password):
-            return call.shape(INCORRECT_PASSWORD)
+            return call.shape(self._misplaced_password(call, params) or INCORRECT_PASSWORD)
         for position in call.name_positions:
             check_user_name(params[position])
         engine = api.engine()
@@ -168,6 +187,18 @@ class APIDispatcher:
                 return NOT_LOADED
             raise CommandRefused(NOT_LOADED)
         return call.body(engine, *params)
+
+    @staticmethod
+    def _misplaced_password(call: _Call, params: tuple) -> str | None:
+        """The refusal of a style or flag argument that holds none of its values, in a call that left the
+        password out: the positional contract (docs/api.md) puts ``passw`` after them, so a password given one
+        place early lands there. Only then is the answer unambiguous; it tells nothing about the exchange."""
+        if call.password_at is None or call.password_at < len(params):
+            return None
+        for position, valid, refusal in call.choice_positions:
+            if position < len(params) and not valid(params[position]):
+                return refusal
+        return None
 
     def _system_call(self, method: Any, params: tuple) -> bytes | Deferred:
         system = self._system.get(method) if isinstance(method, str) else None

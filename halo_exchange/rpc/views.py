@@ -126,3 +126,18 @@ def withdrawal_status(withdrawal: Withdrawal, batch: Batch | None) -> dict:
 def batch_status(batch: Batch) -> dict:
     """``CheckWithdraw`` of a master ID: the master record and the IDs of the requests it pays."""
     return {**batch_fields(batch), "kind": batch.kind.value, "withdraws": list(batch.members)}
+
+
+def settings(stored: dict, commission: dict, confirmations: int, liquid_limit: int, reserve_limit: int) -> dict:
+    """``GetSettings``: the settings in force, in ExchangeSettings' own terms (the commission's percent as the
+    fraction it takes, 0.001 = 0.1 %), and whether a password is set. Never the password's hash."""
+    return {
+        "exchangeaccounts": list(stored.get("exchangeaccounts") or []),
+        "exchangefeeaccount": stored.get("exchangefeeaccount") or "",
+        "commission": {"min": commission["min"], "max": commission["max"],
+                       "percent": commission["ppm"] / 1_000_000},
+        "exchangeconfirmations": confirmations,
+        "withdraw_liquid_limit": liquid_limit,
+        "withdraw_reserve_limit": reserve_limit,
+        "password": bool(stored.get("password")),
+    }

@@ -105,5 +105,6 @@ def test_example_client_runs_unchanged_against_the_devnet(tmp_path) -> None:
         assert "GetBalance dave: {'liquid': 100000000, 'reserve': 0}" in result.stdout
         assert "CheckWithdraw: complete" in result.stdout and "paid 190000000" in result.stdout
         assert "CheckWithdraw clear: complete ID not found" in result.stdout
+        assert "GetSettings: {'exchangeaccounts': [" in result.stdout
         node.stop()
         assert process.wait(timeout=5) == 0

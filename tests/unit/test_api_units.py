@@ -26,11 +26,21 @@ def test_amounts_exchanges_send(value, expected) -> None:
     assert parse_amount(value) == expected
 
 
-@pytest.mark.parametrize("value", [1.5, "1.5", "1e9", True, None, [], "", "12a", 2.0**60, "9" * 20])
+@pytest.mark.parametrize("value", [1.5, "1.5", "1e9", True, None, [], "", "12a", "9" * 5000 + "x"])
 def test_anything_else_is_refused(value) -> None:
-    """Fractions, exponents, booleans, huge floats and junk are refused with the documented string."""
+    """Fractions, exponents, booleans and junk are refused with the documented string."""
     with pytest.raises(CommandRefused, match="whole number of satoshis"):
         parse_amount(value)
+
+
+@pytest.mark.parametrize("value", [2.0**60, "9" * 20, "1" * 23, "-" + "1" * 23, "9" * 5000, 2**63, -(2**63),
+                                   "9223372036854775808"])
+def test_whole_numbers_too_big_are_out_of_range(value) -> None:
+    """A whole number beyond an int64 (or beyond what a float holds exactly) is out of range, not "not whole"
+    (issue 13 item 14)."""
+    with pytest.raises(CommandRefused, match="Amount is out of range"):
+        parse_amount(value)
+    assert parse_amount(str(2**63 - 1)) == 2**63 - 1
 
 
 def test_password_gate_remembers_only_what_matched() -> None:
@@ -116,4 +126,49 @@ def test_the_method_list_is_the_declared_calls() -> None:
     assert _answer(api, "system.listMethods") == sorted(
         ["Echo", "Pair", "NeedsStart", "BareWhenNotLoaded", "Named", "system.listMethods", "system.methodHelp"])
     assert _answer(api, "system.methodHelp", "Echo") == "Echo(value, passw) -> value."
-    assert declared_calls(ExchangeAPI) == CALLS and len(CALLS) == 14
+    assert declared_calls(ExchangeAPI) == CALLS and len(CALLS) == 15  # the original's 14 served, and GetSettings
+
+
+def test_every_served_name_has_help_and_api_says_it_is_not_served() -> None:
+    """system.methodHelp answers a text for every listed name, the system calls included, and for the
+    original's API call, which is not served, says so rather than answering ''."""
+    api = ExchangeAPI(lambda: None, lambda: None)
+    for name in _answer(api, "system.listMethods"):
+        assert _answer(api, "system.methodHelp", name).startswith(name + "("), name
+    assert "Not served" in _answer(api, "system.methodHelp", "API")
+    assert _answer(api, "system.methodHelp", "NoSuchCall") == ""
+
+
+class _Positional:
+    """Calls with a style or flag parameter just before the password, as Trade and CheckWithdraw have."""
+
+    started = True
+
+    def engine(self):
+        return self  # stands in for a loaded engine
+
+    def pending_writes(self):
+        return None
+
+    def password_matches(self, password) -> bool:
+        return password == "pw"
+
+    @api_call(choices=(("style", lambda v: v in ("liquid", "reserve"), "bad style"),))
+    def Styled(self, engine, user, style="liquid", passw=""):
+        return style
+
+    @api_call(pair=True, choices=(("clear", lambda v: v in (0, 1), "bad clear"),))
+    def Flagged(self, engine, record_id, clear=0, passw=""):
+        return clear
+
+
+def test_a_password_left_out_and_landing_in_a_choice_is_answered_with_that_choice() -> None:
+    """With the password left out, a style or flag holding none of its values is answered with its own
+    refusal (it most likely is the password, one place early); given a password, a wrong one is still
+    "Incorrect Password" whatever the style holds."""
+    api = _Positional()
+    assert _answer(api, "Styled", "karen", "pw") == "bad style"
+    assert _answer(api, "Flagged", "id", "pw") == ["bad clear", ""]
+    assert _answer(api, "Styled", "karen", "liquid") == INCORRECT_PASSWORD
+    assert _answer(api, "Styled", "karen", "pw", "wrong") == INCORRECT_PASSWORD
+    assert _answer(api, "Styled", "karen", "reserve", "pw") == "reserve"
