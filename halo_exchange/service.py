@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from halo_exchange.config import ExchangeConfig
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import HaloExchangeError
+from halo_exchange.files import make_private_dir
 from halo_exchange.ledger.store import ExchangeStore
 from halo_exchange.logs import bridge_twisted_logging
 
@@ -197,7 +198,7 @@ class ExchangeService:
 
         config = self.config
         try:
-            config.exchange_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(config.exchange_dir)
             self._store = ExchangeStore(str(config.exchange_dir))
             from twisted.internet.threads import deferToThread
 
