@@ -30,6 +30,7 @@ from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.files import make_private_dir
 from halo_exchange.ledger.store import ExchangeStore
+from halo_exchange.ledger.wallet import WalletState
 from halo_exchange.logs import bridge_twisted_logging
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,9 @@ class ExchangeService:
                     log.warning("the exchange API listens on %s, beyond this machine: its password and the deposit "
                                 "keys travel unencrypted; keep it behind a firewall or a TLS proxy", config.api_host)
             log.info("exchange mode running on %s (cycle %d)", config.exchange_dir, self._engine.cycle)
+            if self._engine.wallet.state is WalletState.LOCKED:
+                log.warning("the exchange wallet is encrypted and locked: ExchangePassword(passphrase, passw) "
+                            "unlocks it; until then no deposit address is made and no withdrawal is signed")
         except Exception:
             self.state = ServiceState.FAILED
             log.exception("exchange mode could not start")

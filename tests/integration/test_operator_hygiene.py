@@ -11,7 +11,7 @@ import xmlrpc.client
 
 import pytest
 
-from tests.framework import free_port, running_devnet, spawn_python, wait_until
+from tests.framework import free_port, run_cli, running_devnet, spawn_python, wait_until
 
 
 def _modes(root) -> dict[str, int]:
@@ -106,3 +106,54 @@ def test_no_auth_only_behind_the_flag(tmp_path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_log_keeps_an_audit_trail_of_administrative_calls(tmp_path) -> None:
+    """StartExchange on/off, SetPassword, ExchangeSettings (its fields), Withdraw requests and failed
+    passwords (rate-limited) are logged, never a password; Twisted's "Starting factory" noise is not; a cycle
+    change names the network supply and the effective supply with the buffer."""
+    datadir, port, api_port = tmp_path / "devnet", free_port(), free_port()
+    with running_devnet(datadir, port, api_port) as (process, node):
+        api = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{api_port}")
+        wait_until(lambda: api.GetCycle("") == 0)
+        assert api.SetPassword("hunter2", "") is True
+        assert api.StartExchange("hunter2", 1) is True
+        assert api.StartExchange("hunter2", 1, 1) is True  # a query: not in the trail
+        for _ in range(3):
+            assert api.GetCycle("wrong-guess") == "Incorrect Password"
+        assert api.ExchangeSettings("", "", {"min": 20000, "max": 1000000, "percent": 0.01}, 9, "hunter2") is True
+        api.Withdraw("karen", 100000000, node.getnewaddress(), "liquid", "hunter2")
+        node.generate(20)  # a new peg cycle
+        wait_until(lambda: api.GetCycle("hunter2") == 1)
+        assert api.StartExchange("hunter2", 0) is True
+        node.stop()
+        assert process.wait(timeout=30) == 0
+        log = process.stderr.read()
+    assert "Starting factory" not in log and "Stopping factory" not in log
+    assert "hunter2" not in log and "wrong-guess" not in log
+    assert "admin: SetPassword: password changed: done" in log
+    assert "admin: StartExchange start=1: exchange started" in log
+    assert "admin: StartExchange start=0: exchange stopped" in log
+    assert log.count("StartExchange") == 2
+    assert log.count("admin: failed password attempt (GetCycle)") == 1  # three attempts, one line a minute
+    assert "admin: ExchangeSettings commission={'min': 20000, 'max': 1000000, 'percent': 0.01}, " \
+           "exchangeconfirmations=9: done" in log
+    assert "admin: Withdraw request user='karen' amount=100000000 address=" in log
+    assert re.search(r"cycle 1: balances re-valued at effective supply \d+ \(network supply \d+ \+ buffer 3\)", log)
+
+
+def test_a_locked_wallet_is_logged_at_start_up(tmp_path) -> None:
+    """After encrypt-wallet, the next start says the wallet is locked and how to unlock it."""
+    datadir, port = tmp_path / "devnet", free_port()
+    with running_devnet(datadir, port) as (process, node):
+        node.stop()
+        assert process.wait(timeout=30) == 0
+        assert "wallet is encrypted and locked" not in process.stderr.read()
+    secret = tmp_path / "passphrase"
+    secret.write_text("correct horse\n")
+    assert run_cli("encrypt-wallet", "--datadir", str(datadir), "--passphrase-file", str(secret)).returncode == 0
+    with running_devnet(datadir, port) as (process, node):
+        node.stop()
+        assert process.wait(timeout=30) == 0
+        log = process.stderr.read()
+    assert "the exchange wallet is encrypted and locked: ExchangePassword(passphrase, passw) unlocks it" in log

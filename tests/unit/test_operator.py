@@ -18,3 +18,20 @@ def test_make_run_passes_args_and_datadir_to_the_devnet_command():
     assert result.returncode == 0, result.stderr
     [command] = [line for line in result.stdout.splitlines() if "halo-exchange devnet" in line]
     assert command.endswith("halo-exchange devnet --datadir /tmp/halo-x --api-port 56779 --mine-every 5")
+
+
+def test_failed_passwords_are_logged_once_a_window_with_a_count(caplog):
+    """The first failed password of a minute is logged at once; the rest are counted into the next line."""
+    from halo_exchange.rpc.dispatch import PasswordFailures
+
+    now = [1000.0]
+    failures = PasswordFailures(clock=lambda: now[0], window=60)
+    with caplog.at_level("WARNING", logger="halo_exchange.admin"):
+        for _ in range(5):
+            failures.failed("GetBalance")
+        now[0] += 61
+        failures.failed("Trade")
+    assert [r.getMessage() for r in caplog.records] == [
+        "admin: failed password attempt (GetBalance)",
+        "admin: failed password attempt (Trade) (4 more since the last such line)",
+    ]
