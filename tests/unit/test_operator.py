@@ -35,3 +35,25 @@ def test_failed_passwords_are_logged_once_a_window_with_a_count(caplog):
         "admin: failed password attempt (GetBalance)",
         "admin: failed password attempt (Trade) (4 more since the last such line)",
     ]
+
+
+def _user_docs():
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "contrib").glob("*.md"))]
+
+
+def test_readme_and_docs_refer_only_to_what_a_clone_has():
+    """README.md, docs/ and contrib/ name no file outside the repository (the design page, the reference
+    folder, the issue tracker), and every docs/, contrib/ or halo_exchange/ path they name exists."""
+    import re
+
+    outside = re.compile(r"DESIGN\.md|reference/|shared/|`issues`|\bissues? \d+")
+    problems = []
+    for doc in _user_docs():
+        text = doc.read_text(encoding="utf-8")
+        for number, line in enumerate(text.splitlines(), 1):
+            for match in outside.finditer(line):
+                problems.append(f"{doc.relative_to(ROOT)}:{number}: {match.group(0)}")
+        for path in set(re.findall(r"\b((?:docs|contrib|halo_exchange|node_hooks|tests)/[\w./-]*\w)", text)):
+            if not (ROOT / path).exists() and "*" not in path:
+                problems.append(f"{doc.relative_to(ROOT)}: {path} does not exist")
+    assert problems == []
