@@ -26,9 +26,12 @@ $(STAMP_TEST): setup.py pyproject.toml | $(BIN)/python
 	touch $@ $(STAMP_RUN)
 
 # The main job: the devnet node with exchange mode on; its control RPC listens on 127.0.0.1:55780.
+# DATADIR is relative to this directory (the repository's data/devnet, ignored by git); ARGS are more flags:
+#   make run DATADIR=/srv/halo ARGS="--api-port 56779 --mine-every 5"
 DATADIR ?= data/devnet
+ARGS ?=
 run: $(STAMP_RUN)
-	$(BIN)/halo-exchange devnet --datadir $(DATADIR)
+	$(BIN)/halo-exchange devnet --datadir $(DATADIR) $(ARGS)
 
 # The linter first (ruff: pyflakes, pycodestyle, pep8-naming, isort; configured in pyproject.toml), then the
 # whole suite. `$(BIN)/python -m pytest tests -m "not slow"` runs the fast tests alone.

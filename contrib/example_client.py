@@ -6,6 +6,9 @@ over the node's control RPC, so the whole flow runs on one machine:
 
     .venv/bin/python contrib/example_client.py [API URL] [node control URL]
 
+The node control URL carries the credentials of the node's cookie file (DATADIR/.cookie, written at each
+start), ``http://__cookie__:<hex>@127.0.0.1:55780``; by default they are read from data/devnet/.cookie.
+
 Amounts of 2^31 satoshis (21.47483648 BAY) and more arrive as <i8>, which xmlrpc.client reads exactly; to
 *send* them, pass a string of digits ("2500000000"): Python's client raises OverflowError for such an int (it
 has no <i8> writer). Every argument is positional, the password after style or clear: pass those too.
@@ -21,7 +24,15 @@ import xmlrpc.client as xmlrpclib
 from bitbay_address import address_from_wif
 
 API = sys.argv[1] if len(sys.argv) > 1 else "http://localhost:55779"
-NODE = sys.argv[2] if len(sys.argv) > 2 else "http://localhost:55780"
+
+def node_url(datadir="data/devnet", port=55780):
+    """The devnet's control RPC URL, with the user:password of its cookie file (basic auth, as bitcoind)."""
+    with open(datadir + "/.cookie") as cookie_file:
+        cookie = cookie_file.read().strip()
+    return "http://%s@127.0.0.1:%d" % (cookie, port)
+
+
+NODE = sys.argv[2] if len(sys.argv) > 2 else node_url()
 
 HaloRPC = xmlrpclib.ServerProxy(API)
 node = xmlrpclib.ServerProxy(NODE)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from halo_exchange import __version__
 from halo_exchange.config import CHAIN_SUBDIR, CONFIG_FILE_NAME, EXCHANGE_SUBDIR, DevnodeConfig, ExchangeConfig
 from halo_exchange.errors import HaloExchangeError
+from halo_exchange.files import private_umask
 from halo_exchange.peg import PEG_SIZE, Fractions, PegData, PegLevel, next_supply_index
 
 
@@ -323,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    private_umask()  # whatever a command creates (DB files, logs) is the operator's alone: 0600 / 0700
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

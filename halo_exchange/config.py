@@ -164,6 +164,11 @@ class DevnodeConfig:
     datadir: Path = _setting(DEFAULT_DATADIR, _path)
     rpc_host: str = _setting("127.0.0.1", _text)
     rpc_port: int = _setting(55780, _int, _port)
+    # The control RPC's HTTP basic auth: this user and password when both are set, else the cookie file
+    # <datadir>/.cookie written at each start; rpc_no_auth turns authentication off (a trusted machine only).
+    rpc_user: str | None = _setting(None, _optional_text)
+    rpc_password: str | None = _setting(None, _optional_text, secret=True)
+    rpc_no_auth: bool = _setting(False, _bool)
     interval: int = _setting(DEVNET.peg_interval, _int, _positive)  # these three apply to a new chain only
     frozen_time: int = _setting(DEVNET.frozen_time, _int, _not_negative)
     vfrozen_time: int = _setting(DEVNET.vfrozen_time, _int, _not_negative)

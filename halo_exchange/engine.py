@@ -181,7 +181,8 @@ class ExchangeEngine:
                 if cycle != self.book.cycle:
                     self.book.new_cycle(cycle, self._effective(record.peg.supply))
                     self._settle_escrows()
-                    log.info("cycle %d: balances re-valued at supply %d", cycle, self.book.supply)
+                    log.info("cycle %d: balances re-valued at effective supply %d (network supply %d + buffer %d)",
+                             cycle, self.book.supply, record.peg.supply, self.buffer)
                 # Own transactions first: their outputs are change, never deposits.
                 self.payouts.block_connected(view, height, view.block_transactions(raw_hash))
             events = self.deposits.block_connected(view, height, raw_hash)

@@ -29,7 +29,9 @@ from twisted.python.failure import Failure
 from halo_exchange.config import ExchangeConfig
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import HaloExchangeError
+from halo_exchange.files import make_private_dir
 from halo_exchange.ledger.store import ExchangeStore
+from halo_exchange.ledger.wallet import WalletState
 from halo_exchange.logs import bridge_twisted_logging
 
 log = logging.getLogger(__name__)
@@ -216,7 +218,7 @@ class ExchangeService:
 
         config = self.config
         try:
-            config.exchange_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(config.exchange_dir)
             self._store = ExchangeStore(str(config.exchange_dir))
             from twisted.internet.threads import deferToThread
 
@@ -249,6 +251,9 @@ class ExchangeService:
                     log.warning("the exchange API listens on %s, beyond this machine: its password and the deposit "
                                 "keys travel unencrypted; keep it behind a firewall or a TLS proxy", config.api_host)
             log.info("exchange mode running on %s (cycle %d)", config.exchange_dir, self._engine.cycle)
+            if self._engine.wallet.state is WalletState.LOCKED:
+                log.warning("the exchange wallet is encrypted and locked: ExchangePassword(passphrase, passw) "
+                            "unlocks it; until then no deposit address is made and no withdrawal is signed")
         except Exception as exc:
             self.state = ServiceState.FAILED
             reason = _start_failure(exc, config)

@@ -51,6 +51,7 @@ from halo_exchange.peg.fractions import Fractions
 from halo_exchange.serialize import from_display_hex
 from node_hooks import HookDispatcher, RecordingHook
 from node_hooks.devnode.node import DevNode
+from node_hooks.devnode.rpc import read_cookie
 from node_hooks.exchange_mode import enable_exchange_mode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -440,18 +441,33 @@ def run_cli(*args: str, timeout: float = 60, input: str | None = None) -> subpro
     return run_python("-m", "halo_exchange.cli", *args, timeout=timeout, input=input)
 
 
+def control_rpc(datadir: Path, port: int) -> xmlrpc.client.ServerProxy:
+    """A client of the control RPC of the devnet running on ``datadir``, with the credentials of its cookie
+    file (OSError while the node has not written it yet)."""
+    return xmlrpc.client.ServerProxy(f"http://{read_cookie(datadir)}@127.0.0.1:{port}")
+
+
+def wait_for_control_rpc(datadir: Path, port: int, timeout: float = 30.0) -> xmlrpc.client.ServerProxy:
+    """The control RPC client of a devnet starting on ``datadir``, once it answers (a cookie left by a killed
+    run is refused until the new one is written)."""
+    def answering() -> xmlrpc.client.ServerProxy | None:
+        node = control_rpc(datadir, port)
+        return node if node.getblockcount() >= 0 else None
+
+    return wait_until(answering, timeout)
+
+
 @contextlib.contextmanager
 def running_devnet(datadir: Path, port: int, api_port: int | None = None, extra_args: Sequence[str] = (),
                    ) -> Iterator[tuple[subprocess.Popen, xmlrpc.client.ServerProxy]]:
-    """A `halo-exchange devnet` process with its control RPC answering; killed if the test leaves it running.
-    ``extra_args`` are more flags for the command (``--bitbayd-rpc-port P``, ...)."""
+    """A `halo-exchange devnet` process with its control RPC answering (authenticated by the cookie file);
+    killed if the test leaves it running. ``extra_args`` are more flags for the command
+    (``--bitbayd-rpc-port P``, ...)."""
     process = spawn_python("-m", "halo_exchange.cli", "devnet", "--datadir", str(datadir), "--rpc-port", str(port),
                            "--api-port", str(api_port or free_port()), *extra_args,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        node = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}")
-        wait_until(lambda: node.getblockcount() >= 0)
-        yield process, node
+        yield process, wait_for_control_rpc(datadir, port)
     finally:
         if process.poll() is None:
             process.kill()

@@ -8,6 +8,11 @@ positional arguments, and either answers, answers a Deferred (a change, fired on
 :class:`~halo_exchange.errors.CommandRefused`. Every refusal, whoever raised it, is put in the call's
 documented shape here: the bare answer, or ``[answer, ""]`` for the calls that answer pairs (``pair``).
 
+The dispatcher also keeps the **audit trail** of administrative calls in the log (logger
+``halo_exchange.admin``): StartExchange on/off, SetPassword, ExchangePassword, ExchangeSettings (the fields
+given), ShutDown and Withdraw requests, each with its outcome; failed password attempts, at most one line a
+minute with a count. Passwords and passphrases are never logged.
+
 Transport faults: a body that is not a call -32700, an unknown method -32601, a wrong argument count -32602,
 anything unexpected -32603 "internal error" (logged with its traceback, never sent).
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 import xmlrpc.client
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -29,6 +35,7 @@ from halo_exchange.errors import CommandRefused
 from halo_exchange.rpc.codec import dump_response, parse_call
 
 log = logging.getLogger(__name__)
+audit_log = logging.getLogger("halo_exchange.admin")
 
 FAULT_METHOD_NOT_FOUND = -32601
 FAULT_INVALID_PARAMS = -32602
@@ -44,6 +51,65 @@ NOT_SERVED = {
     "API": "API(command): the original's signed exec hook. Not served by this exchange yet: a call answers "
            "Fault -32601 (method not found).",
 }
+PASSWORD_FAILURE_WINDOW = 60.0  # seconds: at most one "failed password" line per window
+
+
+class PasswordFailures:
+    """Failed password attempts, logged rate-limited: the first of a window at once, the rest counted and
+    reported with the next attempt after the window."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, window: float = PASSWORD_FAILURE_WINDOW) -> None:
+        self._clock = clock
+        self._window = window
+        self._logged_at: float | None = None
+        self._unlogged = 0
+
+    def failed(self, call: str) -> None:
+        now = self._clock()
+        if self._logged_at is not None and now - self._logged_at < self._window:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more since the last such line)" if self._unlogged else ""
+        audit_log.warning("admin: failed password attempt (%s)%s", call, more)
+        self._logged_at, self._unlogged = now, 0
+
+
+def _given(params: tuple, index: int, default: Any) -> Any:
+    return params[index] if index < len(params) else default
+
+
+def audit_line(name: str, params: tuple, answer: Any) -> str | None:
+    """The audit trail's line for an administrative call and its answer (None: not administrative, or a
+    query). Never a password."""
+    done = answer is True or (isinstance(answer, list) and answer[:1] == [True])
+    outcome = "done" if done else f"refused: {answer!r}"
+    if name == "StartExchange":
+        if _given(params, 2, 0) in (1, True, "1"):
+            return None  # the isrunning query
+        start = _given(params, 1, 1)
+        if answer is True:
+            outcome = "exchange started" if start in (1, True, "1") else "exchange stopped"
+        return f"StartExchange start={start!r}: {outcome}"
+    if name == "SetPassword":
+        return f"SetPassword: password {'removed' if _given(params, 0, '') == '' else 'changed'}: {outcome}"
+    if name == "ExchangePassword":
+        return f"ExchangePassword (wallet unlock): {outcome}"
+    if name == "ShutDown":
+        return f"ShutDown: {outcome}"
+    if name == "ExchangeSettings":
+        fields = ("exchangeaccounts", "exchangefeeaccount", "commission", "exchangeconfirmations")
+        changed = {field: value for field, value in zip(fields, params) if value != ""}
+        if isinstance(changed.get("exchangeaccounts"), list):
+            changed["exchangeaccounts"] = f"{len(changed['exchangeaccounts'])} accounts"
+        described = ", ".join(f"{field}={value!r}" for field, value in changed.items()) or "no fields"
+        return f"ExchangeSettings {described}: {outcome}"
+    if name == "Withdraw":
+        user, amount, address = (_given(params, i, "") for i in range(3))
+        style, client_id = _given(params, 3, "liquid"), _given(params, 5, "")
+        answer_text = f"accepted, request {answer[1]}" if done else outcome
+        return (f"Withdraw request user={user!r} amount={amount!r} address={address!r} style={style!r} "
+                f"ID={client_id!r}: {answer_text}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -124,8 +190,9 @@ class APIDispatcher:
     count, run the declared checks, call, answer (a Deferred answer is awaited). Every answer is a complete
     methodResponse body."""
 
-    def __init__(self, api: APIState) -> None:
+    def __init__(self, api: APIState, clock: Callable[[], float] = time.monotonic) -> None:
         self._api = api
+        self._password_failures = PasswordFailures(clock)
         self._calls = {name: _declare(name, getattr(api, name), getattr(api, name).api_call)
                        for name in declared_calls(type(api))}
         self._system: dict[str, Callable[..., Any]] = {
@@ -158,16 +225,19 @@ class APIDispatcher:
             return self._system_call(method, params)
         if len(params) not in call.arity:
             return dump_response(xmlrpc.client.Fault(FAULT_INVALID_PARAMS, f"wrong arguments for {method}"))
+        audited: tuple | None = params  # what the audit trail sees (not a wrong password's call)
         try:
             answer = self._run(call, params)
+        except _WrongPassword as wrong:
+            answer, audited = wrong.answer, None
         except CommandRefused as refused:
             answer = call.shape(refused.answer)
         except Exception:
-            return self._after_pending_writes(call, self._failure(call, Failure()), dump_response)
+            return self._after_pending_writes(call, self._failure(call, Failure(), params), dump_response)
         if isinstance(answer, Deferred):  # a change: it fires once its batch, and all before it, are on disk
-            return answer.addCallbacks(lambda value: self._respond(call, value),
-                                       lambda failure: dump_response(self._failure(call, failure)))
-        return self._after_pending_writes(call, answer, lambda value: self._respond(call, value))
+            return answer.addCallbacks(lambda value: self._respond(call, value, params),
+                                       lambda failure: dump_response(self._failure(call, failure, params)))
+        return self._after_pending_writes(call, answer, lambda value: self._respond(call, value, audited))
 
     def _run(self, call: _Call, params: tuple) -> Any:
         """The declared checks in the original's order, then the body."""
@@ -176,7 +246,10 @@ class APIDispatcher:
         if call.password_at is not None and call.password_at < len(params):
             password = params[call.password_at]
         if not api.password_matches(password):
-            return call.shape(self._misplaced_password(call, params) or INCORRECT_PASSWORD)
+            misplaced = self._misplaced_password(call, params)
+            if misplaced is None:  # a password one place early is a client's slip, not a guess
+                self._password_failures.failed(call.name)
+            raise _WrongPassword(call.shape(misplaced or INCORRECT_PASSWORD))
         for position in call.name_positions:
             check_user_name(params[position])
         engine = api.engine()
@@ -218,18 +291,40 @@ class APIDispatcher:
         return waiting.addCallbacks(lambda _: encode(answer),
                                     lambda failure: dump_response(self._failure(call, failure)))
 
-    def _respond(self, call: _Call | str, value: Any) -> bytes:
+    def _respond(self, call: _Call | str, value: Any, params: tuple | None = None) -> bytes:
+        if params is not None and isinstance(call, _Call):
+            _audit(call.name, params, value)
         try:
             return dump_response((value,))
         except Exception:  # an answer XML-RPC cannot carry (None, say) is a bug here, not the client's
             return dump_response(self._failure(call, Failure()))
 
     @staticmethod
-    def _failure(call: _Call | str, failure: Failure) -> tuple | xmlrpc.client.Fault:
+    def _failure(call: _Call | str, failure: Failure, params: tuple | None = None) -> tuple | xmlrpc.client.Fault:
         """The answer for a failed call (``call`` is a declared call, or a system method's name)."""
         if failure.check(CommandRefused) and isinstance(call, _Call):
+            if params is not None:
+                _audit(call.name, params, call.shape(failure.value.answer))
             return (call.shape(failure.value.answer),)
         if failure.check(xmlrpc.client.Fault):
             return failure.value
         log.error("API call %s failed: %s", call if isinstance(call, str) else call.name, failure.getTraceback())
         return xmlrpc.client.Fault(FAULT_INTERNAL, "internal error")
+
+
+class _WrongPassword(Exception):
+    """The password gate refused: answered as is, never in the audit trail (PasswordFailures logs it)."""
+
+    def __init__(self, answer: Any) -> None:
+        super().__init__("Incorrect Password")
+        self.answer = answer
+
+
+def _audit(name: str, params: tuple, answer: Any) -> None:
+    try:
+        line = audit_line(name, params, answer)
+    except Exception:  # the trail must never cost a call its answer
+        log.exception("audit line of %s", name)
+        return
+    if line is not None:
+        audit_log.info("admin: %s", line)

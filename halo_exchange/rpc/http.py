@@ -342,6 +342,8 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
 class XMLRPCFactory(Factory):
     """Makes an :class:`XMLRPCChannel` per connection, all sharing one handler and one set of limits."""
 
+    noisy = False  # no "Starting factory <... at 0x7f...>" lines in the log (service.py logs the listener)
+
     def __init__(self, handle: Handler, limits: HTTPLimits | None = None) -> None:
         self._handle = handle
         self.limits = limits or HTTPLimits()

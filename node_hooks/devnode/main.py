@@ -29,6 +29,7 @@ from halo_exchange.config import (
     describe,
     load_devnode_config,
 )
+from halo_exchange.files import private_umask
 from halo_exchange.logs import configure_logging
 from node_hooks import HookDispatcher
 from node_hooks.devnode.node import DevNode
@@ -48,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flag("--datadir", metavar="DIR", help=f"data directory (default: {node.datadir})")
     flag("--rpc-host", help=f"control RPC address (default: {node.rpc_host})")
     flag("--rpc-port", help=f"control RPC port (default: {node.rpc_port})")
+    flag("--rpc-no-auth", action="store_true", help="serve the control RPC without authentication (default: "
+                                                    "rpc_user/rpc_password, else the cookie file DATADIR/.cookie)")
     flag("--interval", help=f"blocks per peg cycle, for a new chain (default: {node.interval})")
     flag("--frozen-time", help=f"lock in seconds of an F-notary (reserve) freeze, for a new chain "
                                f"(default: {node.frozen_time})")
@@ -74,10 +77,13 @@ def config_from_args(args: argparse.Namespace) -> DevnodeConfig:
 
 def start(args: argparse.Namespace) -> int:
     """Configure, set up logging and run the node; a bad configuration is one line on stderr and exit code 2."""
+    private_umask()  # data dir 0700, files 0600 (keys, wallet, cookie, LevelDB files, log file)
     try:
         config = config_from_args(args)
         if (config.bitbayd_rpc_user is None) != (config.bitbayd_rpc_password is None):
             raise ConfigError("bitbayd_rpc_user and bitbayd_rpc_password: set both (basic auth) or neither")
+        if (config.rpc_user is None) != (config.rpc_password is None):
+            raise ConfigError("rpc_user and rpc_password: set both (basic auth) or neither (the cookie file)")
         configure_logging(config.log_level, config.log_file)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -89,7 +95,7 @@ def run(config: DevnodeConfig) -> int:
     """Run the node until it is asked to stop; return the process exit code (2 when it cannot start, or when
     exchange mode, enabled, cannot: one line on stderr says why and which option changes it)."""
     from node_hooks.devnode.bitbayd_rpc import BitbaydRPCServer  # the RPC layers are only needed by a running node
-    from node_hooks.devnode.rpc import ControlRPCServer
+    from node_hooks.devnode.rpc import COOKIE_FILE_NAME, ControlRPCServer, new_cookie, remove_cookie, write_cookie
 
     log.info("halo-exchange %s devnet starting, config file %s: %s", __version__, config.config_file or "(none)",
              describe(config))
@@ -120,12 +126,19 @@ def run(config: DevnodeConfig) -> int:
     if node.params != params:
         log.warning("using the parameters stored in %s (interval %d), not the options", config.datadir,
                     node.params.peg_interval)
+    if config.rpc_no_auth:
+        credentials, auth = None, "no authentication (--rpc-no-auth)"
+    elif config.rpc_user is not None:
+        credentials, auth = f"{config.rpc_user}:{config.rpc_password}", "basic auth, rpc_user"
+    else:
+        credentials, auth = new_cookie(), f"basic auth, cookie {config.datadir / COOKIE_FILE_NAME}"
+    cookie = credentials is not None and config.rpc_user is None
     server: ControlRPCServer | None = None
     bitbayd: BitbaydRPCServer | None = None
     signals = _install_signal_handlers(node)
     try:
         try:
-            server = ControlRPCServer(node, host=config.rpc_host, port=config.rpc_port)
+            server = ControlRPCServer(node, host=config.rpc_host, port=config.rpc_port, credentials=credentials)
             if config.bitbayd_rpc_port is not None:
                 bitbayd = BitbaydRPCServer(node, host=config.bitbayd_rpc_host, port=config.bitbayd_rpc_port,
                                            user=config.bitbayd_rpc_user, password=config.bitbayd_rpc_password)
@@ -135,8 +148,10 @@ def run(config: DevnodeConfig) -> int:
             host = config.rpc_host if server is None else config.bitbayd_rpc_host
             return _refuse(str(port_refusal(host, port or 0, option, exc)))
         node.start()
+        if cookie:
+            write_cookie(config.datadir, credentials)
         server.start()
-        log.info("devnet node at height %d, control RPC on %s", node.block_count(), server.url)
+        log.info("devnet node at height %d, control RPC on %s (%s)", node.block_count(), server.url, auth)
         if bitbayd is not None:
             bitbayd.start()
             log.info("bitbayd-compatible JSON-RPC on %s%s", bitbayd.url,
@@ -150,6 +165,8 @@ def run(config: DevnodeConfig) -> int:
             bitbayd.close()
         if server is not None:
             server.close()
+        if cookie:
+            remove_cookie(config.datadir)
         node.close()
         log.info("devnet node stopped")
     if service is not None and service.start_error is not None:

@@ -49,6 +49,7 @@ from halo_exchange.chain.tx import Transaction, TxError
 from halo_exchange.commands import is_whole
 from halo_exchange.config import CHAIN_SUBDIR
 from halo_exchange.errors import DecodeError
+from halo_exchange.files import make_private_dir
 from halo_exchange.serialize import display_hex, from_display_hex
 from node_hooks import HookDispatcher, TxStatus
 from node_hooks.devnode import replies
@@ -127,7 +128,7 @@ class DevNode:
         dispatcher: HookDispatcher | None = None,
     ) -> None:
         self.datadir = Path(datadir)
-        self.datadir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.datadir)
         # The one lock of every chain and mempool change. Reentrant, because hooks run while it is held
         # and one that calls back into the node on the same thread must not deadlock.
         self._lock = threading.RLock()

@@ -7,18 +7,30 @@ server with 5; integers of 2^31 and more go out as ``<i8>``; request bodies over
 arguments are validated before the node sees them; and an unexpected exception is logged, never sent: the
 client gets ``Fault(-32603, "internal error")``.
 
+Authentication, as bitcoind's: every request carries HTTP basic-auth credentials, or gets 401 and nothing
+runs. ``halo-exchange devnet`` writes ``<datadir>/.cookie`` (mode 0600, ``__cookie__:<64 hex digits>``, new
+at each start, deleted at a clean stop) unless ``rpc_user``/``rpc_password`` are configured; a script reads
+it: ``ServerProxy(f"http://{cookie}@127.0.0.1:55780")``. ``--rpc-no-auth`` turns authentication off.
+
 Fault codes follow Bitcoin Core's RPC where it has one and JSON-RPC's otherwise (the constants below).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import inspect
 import logging
+import os
 import re
+import secrets
 import socketserver
 import threading
 import xmlrpc.client
+from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 from halo_exchange.commands import is_whole
@@ -42,6 +54,8 @@ FAULT_INVALID_PARAMS = -32602  # wrong argument count or type
 FAULT_INTERNAL = -32603
 
 MAX_BODY = 64 * 1024
+COOKIE_FILE_NAME = ".cookie"  # in the data dir, while the node runs
+COOKIE_USER = "__cookie__"
 _OUTPOINT = re.compile(r"^([0-9a-fA-F]{64}):([0-9]{1,9})$")
 _TXID = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -194,10 +208,61 @@ def _node_fault(exc: DevnodeError) -> xmlrpc.client.Fault:
     return _fault(FAULT_INTERNAL, str(exc))
 
 
+def new_cookie() -> str:
+    """Fresh cookie credentials: ``__cookie__:<64 random hex digits>``."""
+    return f"{COOKIE_USER}:{secrets.token_hex(32)}"
+
+
+def write_cookie(datadir: Path, credentials: str) -> None:
+    """Write ``credentials`` to ``<datadir>/.cookie`` (mode 0600, replaced atomically)."""
+    path = Path(datadir) / COOKIE_FILE_NAME
+    temporary = path.with_name(COOKIE_FILE_NAME + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as stream:
+        stream.write(credentials)
+    os.chmod(temporary, 0o600)  # an old file of that name kept its mode
+    os.replace(temporary, path)
+
+
+def read_cookie(datadir: Path) -> str:
+    """The ``user:password`` of a running node's cookie file (OSError when it is not there)."""
+    return (Path(datadir) / COOKIE_FILE_NAME).read_text(encoding="ascii").strip()
+
+
+def remove_cookie(datadir: Path) -> None:
+    """Delete the cookie file, if it is there (a clean stop)."""
+    try:
+        (Path(datadir) / COOKIE_FILE_NAME).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _authorized(header: str | None, credentials: str) -> bool:
+    """Whether an Authorization header carries exactly these basic-auth credentials (constant time)."""
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return hmac.compare_digest(given, credentials.encode("utf-8"))
+
+
 class _RequestHandler(SimpleXMLRPCRequestHandler):
     rpc_paths = ("/", "/RPC2")
 
     def do_POST(self) -> None:  # noqa: N802 (the stdlib's hook name)
+        credentials = self.server.credentials  # type: ignore[attr-defined]
+        if credentials is not None and not _authorized(self.headers.get("authorization"), credentials):
+            log.warning("control rpc: request from %s refused (no or wrong credentials)", self.address_string())
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="halo-exchange devnet"')
+            self.send_header("Content-Length", "0")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            return
         length = self.headers.get("content-length")
         if length is None:
             self.send_error(411, "Content-Length required")
@@ -222,8 +287,9 @@ class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
     request_queue_size = 64
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], methods: ControlMethods) -> None:
+    def __init__(self, address: tuple[str, int], methods: ControlMethods, credentials: str | None) -> None:
         super().__init__(address, requestHandler=_RequestHandler, logRequests=False, allow_none=False)
+        self.credentials = credentials
         self._methods = methods
         self._calls: dict[str, Callable[..., Any]] = {name: getattr(methods, name) for name in _NAMES}
         self._calls["system.listMethods"] = self._list_methods
@@ -268,10 +334,14 @@ class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
 
 
 class ControlRPCServer:
-    """The control RPC of one node, served from background threads until :meth:`close`."""
+    """The control RPC of one node, served from background threads until :meth:`close`. ``credentials`` is
+    the ``user:password`` every request must carry (HTTP basic auth), or None for no authentication (only
+    ever asked for explicitly: ``--rpc-no-auth``)."""
 
-    def __init__(self, node: DevNode, host: str = DevnodeConfig.rpc_host, port: int = DevnodeConfig.rpc_port) -> None:
-        self._server = _Server((host, port), ControlMethods(node))
+    def __init__(self, node: DevNode, host: str = DevnodeConfig.rpc_host, port: int = DevnodeConfig.rpc_port, *,
+                 credentials: str | None) -> None:
+        self._server = _Server((host, port), ControlMethods(node), credentials)
+        self.credentials = credentials
         self.host = host
         self.port = self._server.server_address[1]
         self._thread: threading.Thread | None = None
@@ -279,6 +349,14 @@ class ControlRPCServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/"
+
+    @property
+    def auth_url(self) -> str:
+        """The URL with the credentials in it, as ``xmlrpc.client.ServerProxy`` takes them."""
+        if self.credentials is None:
+            return self.url
+        user, _, password = self.credentials.partition(":")
+        return f"http://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}/"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL,), name="devnode-rpc",

@@ -28,6 +28,7 @@ from halo_exchange.config import (
     describe,
     load_node_config,
 )
+from halo_exchange.files import private_umask
 from halo_exchange.logs import configure_logging
 from node_hooks import HookDispatcher
 from node_hooks.exchange_mode import enable_exchange_mode
@@ -65,6 +66,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
 
 def start(args: argparse.Namespace) -> int:
     """Configure, set up logging and run; a bad configuration is one line on stderr and exit code 2."""
+    private_umask()  # data dir 0700, files 0600 (keys, wallet, LevelDB files)
     try:
         config = config_from_args(args)
         if not config.bitbayd_url:

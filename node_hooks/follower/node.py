@@ -31,6 +31,7 @@ from halo_exchange.chain.hashes import sha256d
 from halo_exchange.chain.params import DEVNET, MAINNET, TESTNET, ChainParams
 from halo_exchange.config import CHAIN_SUBDIR
 from halo_exchange.errors import DecodeError
+from halo_exchange.files import make_private_dir
 from halo_exchange.serialize import display_hex, from_display_hex
 from node_hooks import HookDispatcher, TxStatus
 from node_hooks.chainstore import ChainStore
@@ -110,7 +111,7 @@ class FollowerNode:
         if start_height < 0:
             raise ValueError("start_height must not be negative")
         self.datadir = Path(datadir)
-        self.datadir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.datadir)
         self.network = network
         self.start_height = start_height
         self.dispatcher = dispatcher or HookDispatcher()

@@ -39,10 +39,10 @@ def _prepare_coins(node: DevNode, key: PrivateKey, count: int) -> list[tuple[byt
 
 def _rpc_rate(node: DevNode, calls: int = 500) -> float:
     """getblockcount calls per second from one stdlib client over loopback (a new connection each call)."""
-    server = ControlRPCServer(node, port=0)
+    server = ControlRPCServer(node, port=0, credentials="__cookie__:" + "ab" * 32)  # as the process serves it
     server.start()
     try:
-        proxy = xmlrpc.client.ServerProxy(server.url)
+        proxy = xmlrpc.client.ServerProxy(server.auth_url)
         start = time.perf_counter()
         for _ in range(calls):
             proxy.getblockcount()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import xmlrpc.client
 
@@ -20,6 +21,9 @@ from node_hooks.devnode.rpc import (
 )
 from tests.framework import assert_raises_fault
 
+CREDENTIALS = "tester:p@ss word:1"  # a password with the characters a URL must quote
+AUTH = {"Authorization": "Basic " + base64.b64encode(CREDENTIALS.encode()).decode()}
+
 CALLS = [
     "droptransaction", "generate", "getbestblockhash", "getblock", "getblockcount", "getfractions", "getnewaddress",
     "getpeginfo", "getrawmempool", "getrawtransaction", "invalidateblock", "listunspent", "malleatetransaction",
@@ -36,7 +40,7 @@ def node(tmp_path):
 
 @pytest.fixture
 def server(node):
-    server = ControlRPCServer(node, port=0)
+    server = ControlRPCServer(node, port=0, credentials=CREDENTIALS)
     server.start()
     yield server
     server.close()
@@ -44,7 +48,7 @@ def server(node):
 
 @pytest.fixture
 def rpc(server) -> xmlrpc.client.ServerProxy:
-    return xmlrpc.client.ServerProxy(server.url)
+    return xmlrpc.client.ServerProxy(server.auth_url)
 
 
 def test_exactly_the_control_calls_are_listed_with_help(rpc) -> None:
@@ -76,7 +80,7 @@ def test_large_integers_travel_as_i8(server, rpc) -> None:
     rpc.generate(1)
     connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
     body = xmlrpc.client.dumps((address,), "listunspent").encode()
-    connection.request("POST", "/RPC2", body, {"Content-Type": "text/xml"})
+    connection.request("POST", "/RPC2", body, {"Content-Type": "text/xml", **AUTH})
     assert "<i8>5000000000</i8>" in connection.getresponse().read().decode()
 
 
@@ -149,10 +153,10 @@ def test_unexpected_errors_are_logged_not_sent(node, rpc, monkeypatch, caplog) -
 def test_oversized_and_malformed_bodies(server) -> None:
     """A body over 64 KiB gets HTTP 413; malformed XML gets a parse fault; both change nothing."""
     connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    connection.request("POST", "/", b"<" * (100 * 1024), {"Content-Type": "text/xml"})
+    connection.request("POST", "/", b"<" * (100 * 1024), {"Content-Type": "text/xml", **AUTH})
     assert connection.getresponse().status == 413
     connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    connection.request("POST", "/", b"<methodCall><oops>", {"Content-Type": "text/xml"})
+    connection.request("POST", "/", b"<methodCall><oops>", {"Content-Type": "text/xml", **AUTH})
     response = connection.getresponse()
     assert response.status == 200
     with pytest.raises(xmlrpc.client.Fault) as fault:
@@ -164,3 +168,32 @@ def test_stop_answers_then_asks_the_node_to_stop(node, rpc) -> None:
     """stop() answers True and sets the node's stop request (the process loop then shuts down)."""
     assert rpc.stop() is True
     assert node.wait_for_stop(5)
+
+
+@pytest.mark.parametrize("header", [None, "Basic " + base64.b64encode(b"tester:wrong").decode(), "Bearer x",
+                                    "Basic !!notbase64"])
+def test_a_request_without_the_credentials_gets_401_and_runs_nothing(node, server, header) -> None:
+    """No Authorization header, wrong credentials or another scheme: HTTP 401 with a Basic challenge, and the
+    call does not run."""
+    height = node.block_count()
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    headers = {"Content-Type": "text/xml", **({"Authorization": header} if header else {})}
+    connection.request("POST", "/", xmlrpc.client.dumps((1,), "generate").encode(), headers)
+    response = connection.getresponse()
+    assert response.status == 401 and response.getheader("WWW-Authenticate").startswith("Basic")
+    with pytest.raises(xmlrpc.client.ProtocolError) as refused:
+        xmlrpc.client.ServerProxy(server.url).generate(1)
+    assert refused.value.errcode == 401
+    assert node.block_count() == height
+
+
+def test_no_auth_only_when_asked_for(node) -> None:
+    """credentials=None (the process's --rpc-no-auth) serves without authentication; there is no default."""
+    with pytest.raises(TypeError):
+        ControlRPCServer(node, port=0)  # type: ignore[call-arg]
+    server = ControlRPCServer(node, port=0, credentials=None)
+    server.start()
+    try:
+        assert xmlrpc.client.ServerProxy(server.url).getblockcount() == node.block_count()
+    finally:
+        server.close()

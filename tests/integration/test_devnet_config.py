@@ -6,11 +6,12 @@ from __future__ import annotations
 import http.client
 import subprocess
 import xmlrpc.client
+from pathlib import Path
 
 import pytest
 
 from halo_exchange import __version__
-from tests.framework import free_port, run_cli, spawn_python, wait_until
+from tests.framework import free_port, run_cli, spawn_python, wait_for_control_rpc, wait_until
 
 
 def _run_devnet(rpc_port: int, *args: str) -> tuple[int, str]:
@@ -19,8 +20,7 @@ def _run_devnet(rpc_port: int, *args: str) -> tuple[int, str]:
     process = spawn_python("-m", "halo_exchange.cli", "devnet", "--rpc-port", str(rpc_port), *args,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        node = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{rpc_port}")
-        wait_until(lambda: node.getblockcount() >= 0)
+        node = wait_for_control_rpc(Path(args[args.index("--datadir") + 1]), rpc_port)
         node.stop()
         _, err = process.communicate(timeout=30)
         return process.returncode, err
@@ -40,8 +40,7 @@ def test_devnet_runs_on_the_ports_and_limits_of_its_config_file(tmp_path) -> Non
     process = spawn_python("-m", "halo_exchange.cli", "devnet", "--config", str(conf),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        node = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{rpc_port}")
-        wait_until(lambda: node.getblockcount() >= 0)
+        node = wait_for_control_rpc(tmp_path / "devnet", rpc_port)
         api = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{api_port}")
         wait_until(lambda: api.GetCycle("") == 0)
         connection = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)

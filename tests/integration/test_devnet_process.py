@@ -6,6 +6,7 @@ from __future__ import annotations
 import xmlrpc.client
 
 from node_hooks.devnode.node import DevNode
+from node_hooks.devnode.rpc import read_cookie
 from tests.framework import ROOT, address_of, free_port, run_cli, run_python, running_devnet, wait_until
 
 
@@ -99,7 +100,7 @@ def test_example_client_runs_unchanged_against_the_devnet(tmp_path) -> None:
         api = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{api_port}")
         wait_until(lambda: api.GetCycle("") == 0)
         result = run_python(str(ROOT / "contrib" / "example_client.py"), f"http://127.0.0.1:{api_port}",
-                            f"http://127.0.0.1:{rpc_port}", timeout=120)
+                            f"http://{read_cookie(tmp_path / 'devnet')}@127.0.0.1:{rpc_port}", timeout=120)
         assert result.returncode == 0, result.stderr
         assert "Trade karen -> dave: True" in result.stdout
         assert "GetBalance dave: {'liquid': 100000000, 'reserve': 0}" in result.stdout

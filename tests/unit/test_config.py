@@ -48,6 +48,9 @@ KEYS = [
     Key("datadir", "devnet", Path("data/devnet"), "/srv/halo", Path("/srv/halo"), "", (), True),
     Key("rpc_host", "devnet", "127.0.0.1", "0.0.0.0", "0.0.0.0", "", (), True),
     Key("rpc_port", "devnet", 55780, "18080", 18080, "http", ("-1", "65536"), True),
+    Key("rpc_user", "devnet", None, "operator", "operator", None, (), False),
+    Key("rpc_password", "devnet", None, "s3cret", "s3cret", None, (), False),
+    Key("rpc_no_auth", "devnet", False, "yes", True, "maybe", (), True),
     Key("interval", "devnet", 20, "40", 40, "2.5", ("0",), True),
     Key("frozen_time", "devnet", 1920, "64", 64, "soon", ("-1",), True),
     Key("vfrozen_time", "devnet", 7680, "128", 128, "later", ("-1",), True),
@@ -146,9 +149,9 @@ def test_flag_overrides_file(tmp_path, key: Key) -> None:
     """A flag given wins over the file; a flag not given leaves the file's value."""
     path = _one_key(tmp_path, key, key.text)
     assert _get(_flags("--config", str(path)), key.name) == key.value
-    if key.name == "no_exchange":
+    if key.name in ("no_exchange", "rpc_no_auth"):  # switches: the flag takes no value
         given = _flags("--config", str(_one_key(tmp_path, key, "false")), _flag(key.name))
-        assert given.no_exchange is True
+        assert _get(given, key.name) is True
     else:
         given = _flags("--config", str(path), _flag(key.name), str(key.default))
         assert _get(given, key.name) == key.default
