@@ -24,7 +24,7 @@ def main() -> int:
     print("-" * 74)
     rows = (peg_bench.run(runs) + devnode_bench.run(runs) + payout_bench.run(runs) + payout_stall_bench.run(runs)
             + book_bench.run(3) + api_bench.run(3)
-            # Last: builds a devnet chain (minutes) and syncs it 3 times (FOLLOWER_BENCH_BLOCKS sets its size).
+            # Last: builds (or copies from .bench-cache/) a devnet chain, syncs it 3 times (FOLLOWER_BENCH_BLOCKS).
             + follower_bench.run(3))
     for name, rate, note in rows:
         figure = f"{rate:>14,.0f}" if rate >= 100 else f"{rate:>14.3f}"
