@@ -50,7 +50,6 @@ class WithdrawalState(enum.Enum):
 
 OUTSTANDING = (WithdrawalState.QUEUED, WithdrawalState.UNCONFIRMED, WithdrawalState.PROCESSING)
 FINISHED = (WithdrawalState.COMPLETE, WithdrawalState.EXPIRED, WithdrawalState.FAILED)
-IN_FLIGHT = (WithdrawalState.UNCONFIRMED, WithdrawalState.PROCESSING)
 
 
 class BatchKind(enum.Enum):
@@ -61,10 +60,6 @@ class BatchKind(enum.Enum):
 
 def escrow_account(withdrawal_id: str) -> str:
     return ESCROW_PREFIX + withdrawal_id
-
-
-def is_escrow_account(name: str) -> bool:
-    return name.startswith(ESCROW_PREFIX)
 
 
 def commission_for(amount: int, commission: dict) -> int:
