@@ -7,6 +7,8 @@ or operator should understand when they see it.
 
 from __future__ import annotations
 
+import re
+
 
 class HaloExchangeError(Exception):
     """Base of every deliberate halo-exchange error."""
@@ -51,3 +53,9 @@ class CommandRefused(HaloExchangeError):
     def __init__(self, message: str, answer: str | bool | None = None) -> None:
         super().__init__(message)
         self.answer: str | bool = message if answer is None else answer
+
+
+def public_error(error: BaseException) -> str:
+    """An error's message without file paths (an API answer names the cause, never where the files are)."""
+    text = re.sub(r"(?<![\w.])/[^\s:,;()'\"]+", "<path>", str(error)).strip()
+    return text or type(error).__name__

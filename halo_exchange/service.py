@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 
 from halo_exchange.config import ExchangeConfig
 from halo_exchange.engine import ExchangeEngine
-from halo_exchange.errors import HaloExchangeError
+from halo_exchange.errors import HaloExchangeError, public_error
 from halo_exchange.files import make_private_dir
 from halo_exchange.ledger.store import ExchangeStore
 from halo_exchange.ledger.wallet import WalletState
@@ -146,6 +146,7 @@ class ExchangeService:
         # process sets it to stop and exit non-zero (a node without the API it was asked for is not healthy).
         self.start_failed: Callable[[str], None] | None = None
         self.start_error: str | None = None
+        self.failure_reason: str | None = None  # why exchange mode stopped (FAILED), as the API tells it
         self._listening: Any = None
         self.state = ServiceState.STOPPED
         self._store: ExchangeStore | None = None
@@ -230,7 +231,7 @@ class ExchangeService:
             # Submitting transactions and asking for their status (None where the node offers no services).
             self._engine.node = getattr(self, "node_services", None)
             # Memory runs ahead of the disk after a lost batch: stop answering from it at once.
-            self._engine.commit.on_failure = lambda exc: self._fail("a write to the exchange DB")
+            self._engine.commit.on_failure = lambda exc: self._fail("a write to the exchange DB", error=exc)
             self.state = ServiceState.RUNNING
             caught_up = self._engine.catch_up()
             caught_up.addCallback(lambda _: self._engine.start_payouts() if self._engine is not None else None)
@@ -240,7 +241,9 @@ class ExchangeService:
                 from halo_exchange.rpc.http import HTTPLimits
 
                 self.api = ExchangeAPI(lambda: self._engine if self.state is ServiceState.RUNNING else None,
-                                       lambda: self.shutdown())
+                                       lambda: self.shutdown(),
+                                       failed=lambda: self.failure_reason if self.state is ServiceState.FAILED
+                                       else None)
                 limits = HTTPLimits(max_body=config.max_body, max_head=config.max_head,
                                     idle_timeout=config.idle_timeout, max_connections=config.max_connections)
                 self._listening = reactor.listenTCP(self.api_port, make_factory(self.api, limits),
@@ -288,9 +291,18 @@ class ExchangeService:
     def _watch(self, done, what: str) -> None:
         done.addErrback(lambda failure: self._fail(what, failure))
 
-    def _fail(self, what: str, failure: Failure | None = None) -> None:
+    def _fail(self, what: str, failure: Failure | None = None, error: BaseException | None = None) -> None:
+        """Stop applying anything: ``failure`` (a Deferred's), ``error`` (a failed write), or the exception
+        being handled. The first reason is kept for the API's answers (:attr:`failure_reason`)."""
+        first = self.state is not ServiceState.FAILED
         self.state = ServiceState.FAILED
-        if failure is not None:
+        cause = error if error is not None else failure.value if failure is not None else sys.exc_info()[1]
+        if first:
+            self.failure_reason = f"{what} failed ({public_error(cause)})" if cause is not None else f"{what} failed"
+        if error is not None:
+            log.error("exchange mode stopped after %s failed: %s; free space or fix the disk, then restart the node "
+                      "to reload from the store (every call answered before is on disk)", what, error)
+        elif failure is not None:
             log.error("exchange mode stopped after %s failed: %s; restart the node to reload from the store",
                       what, failure.getErrorMessage())
         else:

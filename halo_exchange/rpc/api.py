@@ -131,8 +131,10 @@ class PasswordGate:
 class ExchangeAPI:
     """The calls, on the reactor thread. ``engine`` returns the running engine or None while not loaded."""
 
-    def __init__(self, engine: Callable[[], ExchangeEngine | None], shutdown: Callable[[], None]) -> None:
+    def __init__(self, engine: Callable[[], ExchangeEngine | None], shutdown: Callable[[], None],
+                 failed: Callable[[], str | None] = lambda: None) -> None:
         self.engine = engine
+        self.failed = failed  # why exchange mode stopped (the service is FAILED), or None
         self._shutdown = shutdown
         # The API is built once the engine has loaded. The password known then, and after every change, is
         # kept here too, so that an exchange that failed or is closing still asks for it.

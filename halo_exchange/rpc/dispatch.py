@@ -31,7 +31,8 @@ from twisted.python.failure import Failure
 
 from halo_exchange.commands import check_user_name
 from halo_exchange.engine import ExchangeEngine
-from halo_exchange.errors import CommandRefused
+from halo_exchange.errors import CommandRefused, public_error
+from halo_exchange.ledger.store import StoreError
 from halo_exchange.rpc.codec import dump_response, parse_call
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ FAULT_METHOD_NOT_FOUND = -32601
 FAULT_INVALID_PARAMS = -32602
 FAULT_INTERNAL = -32603
 FAULT_PARSE_ERROR = -32700
+FAULT_EXCHANGE_FAILED = -32000  # exchange mode stopped (a failed write to its DB): nothing is served until restart
 
 INCORRECT_PASSWORD = "Incorrect Password"
 STOPPED = "Exchange is stopped."
@@ -152,6 +154,9 @@ class APIState(Protocol):
 
     def password_matches(self, password: Any) -> bool: ...
 
+    # Optionally ``failed() -> str | None``: why exchange mode stopped (its service is FAILED); every call but
+    # ShutDown then answers it.
+
 
 @dataclass(frozen=True)
 class _Call:
@@ -250,6 +255,10 @@ class APIDispatcher:
             if misplaced is None:  # a password one place early is a client's slip, not a guess
                 self._password_failures.failed(call.name)
             raise _WrongPassword(call.shape(misplaced or INCORRECT_PASSWORD))
+        failed = getattr(api, "failed", None)  # optional: an API without a service never fails this way
+        reason = failed() if failed is not None else None
+        if reason is not None and call.name != "ShutDown":
+            raise exchange_failed(reason)
         for position in call.name_positions:
             check_user_name(params[position])
         engine = api.engine()
@@ -299,8 +308,7 @@ class APIDispatcher:
         except Exception:  # an answer XML-RPC cannot carry (None, say) is a bug here, not the client's
             return dump_response(self._failure(call, Failure()))
 
-    @staticmethod
-    def _failure(call: _Call | str, failure: Failure, params: tuple | None = None) -> tuple | xmlrpc.client.Fault:
+    def _failure(self, call: _Call | str, failure: Failure, params: tuple | None = None) -> tuple | xmlrpc.client.Fault:
         """The answer for a failed call (``call`` is a declared call, or a system method's name)."""
         if failure.check(CommandRefused) and isinstance(call, _Call):
             if params is not None:
@@ -308,8 +316,22 @@ class APIDispatcher:
             return (call.shape(failure.value.answer),)
         if failure.check(xmlrpc.client.Fault):
             return failure.value
+        if failure.check(StoreError):  # its batch (or an earlier one) could not be written: the service is FAILED
+            log.error("API call %s not made: %s", call if isinstance(call, str) else call.name,
+                      failure.getErrorMessage())
+            failed = getattr(self._api, "failed", None)
+            reason = failed() if failed is not None else None  # the service's words, the same for every call
+            return exchange_failed(reason or f"a write to the exchange DB failed ({public_error(failure.value)})")
         log.error("API call %s failed: %s", call if isinstance(call, str) else call.name, failure.getTraceback())
         return xmlrpc.client.Fault(FAULT_INTERNAL, "internal error")
+
+
+def exchange_failed(reason: str) -> xmlrpc.client.Fault:
+    """The fault of every call once exchange mode has stopped: the cause, and what the operator must do."""
+    return xmlrpc.client.Fault(
+        FAULT_EXCHANGE_FAILED,
+        f"exchange mode stopped: {reason}; this call was not made. Free disk space or fix the disk, then restart "
+        "the node: every call answered before is kept")
 
 
 class _WrongPassword(Exception):

@@ -11,7 +11,13 @@ from halo_exchange import cli
 from halo_exchange.chain.keys import DEVNET as DEVNET_KEYS
 from halo_exchange.chain.params import COIN
 from halo_exchange.rpc.api import CALLS
-from halo_exchange.rpc.dispatch import FAULT_INTERNAL, FAULT_INVALID_PARAMS, FAULT_METHOD_NOT_FOUND, api_call
+from halo_exchange.rpc.dispatch import (
+    FAULT_EXCHANGE_FAILED,
+    FAULT_INTERNAL,
+    FAULT_INVALID_PARAMS,
+    FAULT_METHOD_NOT_FOUND,
+    api_call,
+)
 from tests.framework import ServiceHarness, address_of, assert_refused, new_address, wait_until
 
 
@@ -215,8 +221,13 @@ def test_a_failed_write_stops_the_exchange_instead_of_answering_from_memory(exch
     exchange.service.call(lambda engine: engine.store.db.close())  # the disk goes away under the exchange
     with pytest.raises(xmlrpc.client.Fault) as fault:
         api.Trade("karen", COIN, "dave", "liquid", "pw")
-    assert fault.value.faultCode == FAULT_INTERNAL
-    assert_refused("Exchange is not loaded yet.", api.GetBalance, "dave", "pw")
+    # The fault names the cause and what to do (issue 14, item 12), and so does every later call.
+    assert fault.value.faultCode == FAULT_EXCHANGE_FAILED
+    assert fault.value.faultString.startswith("exchange mode stopped: a write to the exchange DB failed (")
+    assert "Database is closed" in fault.value.faultString and "restart the node" in fault.value.faultString
+    with pytest.raises(xmlrpc.client.Fault) as later:
+        api.GetBalance("dave", "pw")
+    assert later.value.faultCode == FAULT_EXCHANGE_FAILED and later.value.faultString == fault.value.faultString
     assert exchange.service.state.value == "failed"
     # Failed, the exchange still asks for its password before stopping or shutting down.
     assert_refused("Incorrect Password", api.StartExchange, "wrong", 0)
