@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 from typing import Any, Callable
 
@@ -358,8 +359,10 @@ def _parse_commission(commission: Any) -> dict[str, int]:
         raise CommandRefused("Commission must be a dict with min, max and percent.")
     low, high = parse_amount(commission["min"]), parse_amount(commission["max"])
     percent = commission["percent"]
-    if isinstance(percent, bool) or not isinstance(percent, (int, float)) or percent < 0 or high < low:
-        raise CommandRefused("commission out of range", answer=False)  # the original answers False
+    if (isinstance(percent, bool) or not isinstance(percent, (int, float)) or not math.isfinite(percent)
+            or percent < 0 or high < low):
+        # the original answers False; NaN and ±inf (XML-RPC <double>nan</double>, inf) are refused alike
+        raise CommandRefused("commission out of range", answer=False)
     if percent > 0.05:
         raise CommandRefused("Commission is too high.")
     if low < 10000:

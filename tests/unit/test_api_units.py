@@ -7,7 +7,7 @@ import xmlrpc.client
 import pytest
 
 from halo_exchange.errors import CommandRefused
-from halo_exchange.rpc.api import CALLS, ExchangeAPI, PasswordGate, parse_amount
+from halo_exchange.rpc.api import CALLS, ExchangeAPI, PasswordGate, _parse_commission, parse_amount
 from halo_exchange.rpc.dispatch import (
     FAULT_INTERNAL,
     INCORRECT_PASSWORD,
@@ -172,3 +172,12 @@ def test_a_password_left_out_and_landing_in_a_choice_is_answered_with_that_choic
     assert _answer(api, "Styled", "karen", "liquid") == INCORRECT_PASSWORD
     assert _answer(api, "Styled", "karen", "pw", "wrong") == INCORRECT_PASSWORD
     assert _answer(api, "Styled", "karen", "reserve", "pw") == "reserve"
+
+
+@pytest.mark.parametrize("percent", [float("nan"), float("inf"), float("-inf"), -0.01])
+def test_a_commission_percent_that_is_not_a_finite_fraction_is_refused_with_false(percent) -> None:
+    """NaN and ±inf (``<double>nan</double>`` reaches the call as a float) are refused like a negative percent,
+    never an internal error."""
+    with pytest.raises(CommandRefused) as refused:
+        _parse_commission({"min": 20000, "max": 10**9, "percent": percent})
+    assert refused.value.answer is False
