@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from halo_exchange.commands import check_user_name
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import CommandRefused
-from halo_exchange.rpc.codec import dump_response, parse_call
+from halo_exchange.rpc.codec import NotACall, dump_response, parse_call
 
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("halo_exchange.admin")
@@ -218,6 +218,9 @@ class APIDispatcher:
     def handle(self, body: bytes) -> bytes | Deferred:
         try:
             params, method = parse_call(body)
+        except NotACall as refused:
+            return dump_response(xmlrpc.client.Fault(FAULT_PARSE_ERROR, f"request is not a valid XML-RPC call: "
+                                                                        f"{refused}"))
         except Exception:
             return dump_response(xmlrpc.client.Fault(FAULT_PARSE_ERROR, "request is not a valid XML-RPC call"))
         call = self._calls.get(method) if isinstance(method, str) else None
