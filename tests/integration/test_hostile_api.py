@@ -4,13 +4,14 @@ internal error."""
 from __future__ import annotations
 
 import http.client
+import socket
 import time
 import xmlrpc.client
 
 import pytest
 
 from halo_exchange.rpc.dispatch import FAULT_PARSE_ERROR
-from tests.framework import ServiceHarness
+from tests.framework import ServiceHarness, assert_refused
 
 
 @pytest.fixture
@@ -72,3 +73,27 @@ def test_entity_declarations_are_refused_before_any_expansion(exchange: ServiceH
     assert code == FAULT_PARSE_ERROR and "declarations are refused" in message
     assert time.perf_counter() - started < 0.5
     assert exchange.api.GetCycle("") == exchange.node.peg_info()["cycle"]  # the API goes on serving
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_client_that_half_closes_after_its_request_gets_its_answer(exchange: ServiceHarness) -> None:
+    """A full Trade request, then shutdown(SHUT_WR): the trade is applied and answered (it was applied, and
+    the answer lost, before the channel handled the half-close)."""
+    exchange.credit("karen", 10**9)
+    body = xmlrpc.client.dumps(("karen", 1000, "dave", "liquid", ""), "Trade").encode()
+    request = b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", exchange.service.api_port), timeout=10) as sock:
+            sock.sendall(request + request)  # two pipelined calls, both answered
+            sock.shutdown(socket.SHUT_WR)
+            answer = _read_all(sock)
+        assert answer.count(b"HTTP/1.1 200 OK") == 2, answer
+        assert xmlrpc.client.loads(answer.split(b"\r\n\r\n")[-1]) == ((True,), None)
+    assert exchange.api.GetBalance("dave", "") == {"liquid": 10 * 1000, "reserve": 0}
+    assert_refused("Unknown user", exchange.api.Trade, "nobody", 5, "dave", "liquid", "")
