@@ -103,7 +103,9 @@ class PasswordGate:
         self.record = record
         self._verified: bytes | None = None
 
-    def matches(self, password: Any) -> bool:
+    def matches(self, password: Any, verify: bool = True) -> bool:
+        """Whether ``password`` is the API password; with ``verify=False`` only the cached check runs (no
+        scrypt): a password not yet seen to match is then refused."""
         if not self.record:
             return True
         if not isinstance(password, str):
@@ -111,6 +113,8 @@ class PasswordGate:
         quick = hashlib.sha256(password.encode("utf-8")).digest()
         if self._verified is not None and hmac.compare_digest(quick, self._verified):
             return True
+        if not verify:
+            return False
         digest = self._hash(password, bytes.fromhex(self.record["salt"]))
         if hmac.compare_digest(digest, bytes.fromhex(self.record["hash"])):
             self._verified = quick
@@ -141,13 +145,13 @@ class ExchangeAPI:
         self._password_gate = PasswordGate(loaded.setting("password") if loaded else None)
         self.started = False
 
-    def password_matches(self, password: Any) -> bool:
+    def password_matches(self, password: Any, verify: bool = True) -> bool:
         engine = self.engine()
         if engine is not None:
             record = engine.setting("password")
             if self._password_gate.record != record:
                 self._password_gate = PasswordGate(record)  # the password changed: forget what was verified
-        return self._password_gate.matches(password)
+        return self._password_gate.matches(password, verify)
 
     # -- the calls --------------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Callable
@@ -49,6 +50,9 @@ _REASONS = {
     411: b"Length Required", 413: b"Content Too Large", 431: b"Request Header Fields Too Large",
     500: b"Internal Server Error", 505: b"HTTP Version Not Supported",
 }
+# The client's address (its IP) while ``handle`` runs for one of its requests: the dispatcher's per-peer
+# password back-off reads it. None outside a request (an in-process dispatcher).
+REQUEST_PEER: ContextVar[str | None] = ContextVar("REQUEST_PEER", default=None)
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
@@ -178,6 +182,7 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         self._output_blocked = False  # the transport asked us to stop producing (its buffer is full)
         self._reading_paused = False
         self._advancing = False  # inside _advance(): an answer given there must not parse re-entrantly
+        self._peer: str | None = None
         self._read_closed = False  # the client half-closed: answer what arrived whole, then close
         self.state = ChannelState.READING_HEAD
 
@@ -187,6 +192,7 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         # An answer is one write; without this, a "100 Continue" followed by the answer could wait for the
         # client's delayed ACK (Nagle's algorithm).
         self.transport.setTcpNoDelay(True)
+        self._peer = getattr(self.transport.getPeer(), "host", None)
         self.transport.registerProducer(self, True)
         self.setTimeout(self._limits.idle_timeout)
 
@@ -307,12 +313,15 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         del self._buffer[:length]
         self.state = ChannelState.ANSWERING
         self.setTimeout(None)  # a call that waits for the disk is not an idle connection
+        peer = REQUEST_PEER.set(self._peer)
         try:
             answer = self._handle(body)
         except Exception:
             log.exception("the API handler failed outside its own error handling")
             self._refuse(Refusal(500, "internal error"))
             return False
+        finally:
+            REQUEST_PEER.reset(peer)
         if isinstance(answer, Deferred):
             answer.addCallback(self._answer).addErrback(self._handler_failed)
         else:

@@ -97,3 +97,18 @@ def test_a_client_that_half_closes_after_its_request_gets_its_answer(exchange: S
         assert xmlrpc.client.loads(answer.split(b"\r\n\r\n")[-1]) == ((True,), None)
     assert exchange.api.GetBalance("dave", "") == {"liquid": 10 * 1000, "reserve": 0}
     assert_refused("Unknown user", exchange.api.Trade, "nobody", 5, "dave", "liquid", "")
+
+
+def test_a_wrong_password_storm_runs_scrypt_a_few_times_only(exchange: ServiceHarness, monkeypatch) -> None:
+    from halo_exchange.rpc.api import PasswordGate
+    from halo_exchange.rpc.dispatch import BACKOFF_FREE_FAILURES
+
+    api = exchange.api
+    assert api.SetPassword("pw", "") is True
+    assert api.GetCycle("pw") == exchange.node.peg_info()["cycle"]  # verified once, then cached
+    hashes = []
+    real_hash = PasswordGate._hash
+    monkeypatch.setattr(PasswordGate, "_hash", staticmethod(lambda p, s: hashes.append(p) or real_hash(p, s)))
+    assert [api.GetCycle(f"guess{i}") for i in range(100)] == ["Incorrect Password"] * 100
+    assert len(hashes) == BACKOFF_FREE_FAILURES + 1  # then this peer backs off: no scrypt on the API thread
+    assert api.GetCycle("pw") == exchange.node.peg_info()["cycle"]  # the correct password is not held up
