@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 from typing import Any, Callable
 
@@ -102,7 +103,9 @@ class PasswordGate:
         self.record = record
         self._verified: bytes | None = None
 
-    def matches(self, password: Any) -> bool:
+    def matches(self, password: Any, verify: bool = True) -> bool:
+        """Whether ``password`` is the API password; with ``verify=False`` only the cached check runs (no
+        scrypt): a password not yet seen to match is then refused."""
         if not self.record:
             return True
         if not isinstance(password, str):
@@ -110,6 +113,8 @@ class PasswordGate:
         quick = hashlib.sha256(password.encode("utf-8")).digest()
         if self._verified is not None and hmac.compare_digest(quick, self._verified):
             return True
+        if not verify:
+            return False
         digest = self._hash(password, bytes.fromhex(self.record["salt"]))
         if hmac.compare_digest(digest, bytes.fromhex(self.record["hash"])):
             self._verified = quick
@@ -142,13 +147,13 @@ class ExchangeAPI:
         self._password_gate = PasswordGate(loaded.setting("password") if loaded else None)
         self.started = False
 
-    def password_matches(self, password: Any) -> bool:
+    def password_matches(self, password: Any, verify: bool = True) -> bool:
         engine = self.engine()
         if engine is not None:
             record = engine.setting("password")
             if self._password_gate.record != record:
                 self._password_gate = PasswordGate(record)  # the password changed: forget what was verified
-        return self._password_gate.matches(password)
+        return self._password_gate.matches(password, verify)
 
     # -- the calls --------------------------------------------------------------------------------------
 
@@ -360,8 +365,10 @@ def _parse_commission(commission: Any) -> dict[str, int]:
         raise CommandRefused("Commission must be a dict with min, max and percent.")
     low, high = parse_amount(commission["min"]), parse_amount(commission["max"])
     percent = commission["percent"]
-    if isinstance(percent, bool) or not isinstance(percent, (int, float)) or percent < 0 or high < low:
-        raise CommandRefused("commission out of range", answer=False)  # the original answers False
+    if (isinstance(percent, bool) or not isinstance(percent, (int, float)) or not math.isfinite(percent)
+            or percent < 0 or high < low):
+        # the original answers False; NaN and ±inf (XML-RPC <double>nan</double>, inf) are refused alike
+        raise CommandRefused("commission out of range", answer=False)
     if percent > 0.05:
         raise CommandRefused("Commission is too high.")
     if low < 10000:

@@ -33,7 +33,8 @@ from halo_exchange.commands import check_user_name
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import CommandRefused, public_error
 from halo_exchange.ledger.store import StoreError
-from halo_exchange.rpc.codec import dump_response, parse_call
+from halo_exchange.rpc.codec import NotACall, dump_response, parse_call
+from halo_exchange.rpc.http import REQUEST_PEER
 
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("halo_exchange.admin")
@@ -54,6 +55,46 @@ NOT_SERVED = {
            "Fault -32601 (method not found).",
 }
 PASSWORD_FAILURE_WINDOW = 60.0  # seconds: at most one "failed password" line per window
+BACKOFF_FREE_FAILURES = 5  # wrong passwords a peer may send before it backs off
+BACKOFF_FIRST = 0.25  # seconds of the first back-off, doubled with each failure after it ...
+BACKOFF_LONGEST = 10.0  # ... up to this
+BACKOFF_FORGET = 60.0  # seconds without a failure after which a peer's failures are forgotten
+BACKOFF_MAX_PEERS = 4096  # peers remembered; beyond, those whose back-off is over are forgotten
+
+
+class PasswordBackoff:
+    """Per-peer back-off after wrong passwords, so that a wrong-password storm costs the API thread little.
+
+    Verifying a password that is not the cached correct one runs scrypt (~10 ms of the only API thread). After
+    :data:`BACKOFF_FREE_FAILURES` failures, a peer (its IP) backs off: for ``BACKOFF_FIRST`` seconds, doubling
+    with each further failure up to ``BACKOFF_LONGEST``, its passwords are only compared with the cached
+    correct one (cheap); anything else is answered "Incorrect Password" at once, without scrypt, and does not
+    extend the back-off. A peer's failures are forgotten :data:`BACKOFF_FORGET` seconds after its last one; a
+    correct password does not reset them (an attacker behind the same address as an honest client would gain
+    from that)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._peers: dict[str, tuple[int, float, float]] = {}  # peer -> (failures, backing off until, last)
+
+    def backing_off(self, peer: str | None) -> bool:
+        entry = self._peers.get(peer) if peer is not None else None
+        return entry is not None and self._clock() < entry[1]
+
+    def failed(self, peer: str | None) -> None:
+        if peer is None:
+            return
+        now = self._clock()
+        failures, _, last = self._peers.get(peer, (0, 0.0, now))
+        failures = 1 if now - last > BACKOFF_FORGET else failures + 1
+        until = 0.0
+        if failures > BACKOFF_FREE_FAILURES:
+            until = now + min(BACKOFF_FIRST * 2 ** min(failures - BACKOFF_FREE_FAILURES - 1, 16), BACKOFF_LONGEST)
+        self._peers[peer] = (failures, until, now)
+        if len(self._peers) > BACKOFF_MAX_PEERS:
+            self._peers = {p: e for p, e in self._peers.items() if now - e[2] <= BACKOFF_FORGET}
+            if len(self._peers) > BACKOFF_MAX_PEERS:  # that many peers failing at once: start afresh
+                self._peers = {peer: (failures, until, now)}
 
 
 class PasswordFailures:
@@ -152,7 +193,7 @@ class APIState(Protocol):
 
     def engine(self) -> ExchangeEngine | None: ...
 
-    def password_matches(self, password: Any) -> bool: ...
+    def password_matches(self, password: Any, verify: bool = True) -> bool: ...
 
     # Optionally ``failed() -> str | None``: why exchange mode stopped (its service is FAILED); every call but
     # ShutDown then answers it.
@@ -198,6 +239,7 @@ class APIDispatcher:
     def __init__(self, api: APIState, clock: Callable[[], float] = time.monotonic) -> None:
         self._api = api
         self._password_failures = PasswordFailures(clock)
+        self._backoff = PasswordBackoff(clock)
         self._calls = {name: _declare(name, getattr(api, name), getattr(api, name).api_call)
                        for name in declared_calls(type(api))}
         self._system: dict[str, Callable[..., Any]] = {
@@ -223,6 +265,9 @@ class APIDispatcher:
     def handle(self, body: bytes) -> bytes | Deferred:
         try:
             params, method = parse_call(body)
+        except NotACall as refused:
+            return dump_response(xmlrpc.client.Fault(FAULT_PARSE_ERROR, f"request is not a valid XML-RPC call: "
+                                                                        f"{refused}"))
         except Exception:
             return dump_response(xmlrpc.client.Fault(FAULT_PARSE_ERROR, "request is not a valid XML-RPC call"))
         call = self._calls.get(method) if isinstance(method, str) else None
@@ -250,7 +295,14 @@ class APIDispatcher:
         password = call.password_default
         if call.password_at is not None and call.password_at < len(params):
             password = params[call.password_at]
-        if not api.password_matches(password):
+        peer = REQUEST_PEER.get()
+        if self._backoff.backing_off(peer):  # no scrypt: only the cached correct password passes
+            matched = api.password_matches(password, verify=False)
+        else:
+            matched = api.password_matches(password)
+            if not matched:
+                self._backoff.failed(peer)
+        if not matched:
             misplaced = self._misplaced_password(call, params)
             if misplaced is None:  # a password one place early is a client's slip, not a guess
                 self._password_failures.failed(call.name)

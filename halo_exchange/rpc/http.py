@@ -26,12 +26,13 @@ from __future__ import annotations
 import enum
 import logging
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Callable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
@@ -49,6 +50,9 @@ _REASONS = {
     411: b"Length Required", 413: b"Content Too Large", 431: b"Request Header Fields Too Large",
     500: b"Internal Server Error", 505: b"HTTP Version Not Supported",
 }
+# The client's address (its IP) while ``handle`` runs for one of its requests: the dispatcher's per-peer
+# password back-off reads it. None outside a request (an in-process dispatcher).
+REQUEST_PEER: ContextVar[str | None] = ContextVar("REQUEST_PEER", default=None)
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
@@ -154,7 +158,7 @@ def parse_head(head: bytes, limits: HTTPLimits) -> RequestHead:
     return RequestHead(keep_alive, content_length, expects_continue, connection_header)
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHalfCloseableProtocol)
 class XMLRPCChannel(Protocol, TimeoutMixin):
     """One client connection: reads requests, hands their bodies to ``handle``, writes answers in order.
 
@@ -162,6 +166,9 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
     then reading pauses. Output: the channel is the transport's producer, so when a client does not read its
     answers and the transport's buffer fills, the channel stops parsing (and reading) until it drains. A
     connection that stays stuck past the timeout, or does not finish closing, is aborted.
+
+    A client may half-close (``shutdown(SHUT_WR)``) after its requests: what it sent whole is still answered,
+    in order, and the connection is closed after the last answer (an incomplete request is dropped).
     """
 
     factory: XMLRPCFactory | None = None
@@ -175,6 +182,8 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         self._output_blocked = False  # the transport asked us to stop producing (its buffer is full)
         self._reading_paused = False
         self._advancing = False  # inside _advance(): an answer given there must not parse re-entrantly
+        self._peer: str | None = None
+        self._read_closed = False  # the client half-closed: answer what arrived whole, then close
         self.state = ChannelState.READING_HEAD
 
     # -- Twisted's hooks --------------------------------------------------------------------------------
@@ -183,6 +192,7 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         # An answer is one write; without this, a "100 Continue" followed by the answer could wait for the
         # client's delayed ACK (Nagle's algorithm).
         self.transport.setTcpNoDelay(True)
+        self._peer = getattr(self.transport.getPeer(), "host", None)
         self.transport.registerProducer(self, True)
         self.setTimeout(self._limits.idle_timeout)
 
@@ -191,6 +201,23 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         self.setTimeout(None)
         if self.factory is not None:
             self.factory.channel_closed(self)
+
+    def readConnectionLost(self) -> None:  # noqa: N802 (IHalfCloseableProtocol: the client sent its EOF)
+        if self._read_closed:
+            return
+        self._read_closed = True
+        if self.state in (ChannelState.READING_HEAD, ChannelState.READING_BODY) and not self._advancing:
+            self._close_if_done()
+        # ANSWERING: the answer closes the connection once written (and any whole request after it is served)
+
+    def writeConnectionLost(self) -> None:  # noqa: N802 (IHalfCloseableProtocol: not used by a server)
+        pass
+
+    def _close_if_done(self) -> None:
+        """After the client's EOF: close once no whole request is left to answer and output is not blocked."""
+        if (self._read_closed and not self._output_blocked
+                and self.state in (ChannelState.READING_HEAD, ChannelState.READING_BODY)):
+            self._close()
 
     def timeoutConnection(self) -> None:  # noqa: N802 (Twisted's interface name)
         if self.state is ChannelState.CLOSING or self._output_blocked:
@@ -209,6 +236,8 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         self._update_reading()
         if self.state is ChannelState.READING_HEAD and self._buffer and not self._advancing:
             self._advance()
+        elif not self._advancing:
+            self._close_if_done()
 
     def stopProducing(self) -> None:  # noqa: N802 (IPushProducer)
         self.state = ChannelState.CLOSED
@@ -227,6 +256,8 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
     def _update_reading(self) -> None:
         """Read from the socket only while output flows and at most one request waits in the buffer."""
         pause = self._output_blocked or len(self._buffer) > self._limits.max_head + self._limits.max_body
+        if self._read_closed:
+            return  # nothing more to read: resuming would only report the EOF again
         if pause != self._reading_paused and self.state not in (ChannelState.CLOSING, ChannelState.CLOSED):
             self._reading_paused = pause
             (self.transport.pauseProducing if pause else self.transport.resumeProducing)()
@@ -244,6 +275,7 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         finally:
             self._advancing = False
             self._update_reading()
+            self._close_if_done()
 
     def _read_head(self) -> bool:
         buffer = self._buffer
@@ -281,12 +313,15 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         del self._buffer[:length]
         self.state = ChannelState.ANSWERING
         self.setTimeout(None)  # a call that waits for the disk is not an idle connection
+        peer = REQUEST_PEER.set(self._peer)
         try:
             answer = self._handle(body)
         except Exception:
             log.exception("the API handler failed outside its own error handling")
             self._refuse(Refusal(500, "internal error"))
             return False
+        finally:
+            REQUEST_PEER.reset(peer)
         if isinstance(answer, Deferred):
             answer.addCallback(self._answer).addErrback(self._handler_failed)
         else:
@@ -320,6 +355,8 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
             self._advance()  # an answer that came later: go on with what was pipelined meanwhile
         else:
             self._update_reading()
+            if not self._advancing:
+                self._close_if_done()
 
     def _refuse(self, refusal: Refusal) -> None:
         message = str(refusal).encode("utf-8") + b"\n"

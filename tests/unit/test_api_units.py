@@ -7,7 +7,7 @@ import xmlrpc.client
 import pytest
 
 from halo_exchange.errors import CommandRefused
-from halo_exchange.rpc.api import CALLS, ExchangeAPI, PasswordGate, parse_amount
+from halo_exchange.rpc.api import CALLS, ExchangeAPI, PasswordGate, _parse_commission, parse_amount
 from halo_exchange.rpc.dispatch import (
     FAULT_INTERNAL,
     INCORRECT_PASSWORD,
@@ -172,3 +172,68 @@ def test_a_password_left_out_and_landing_in_a_choice_is_answered_with_that_choic
     assert _answer(api, "Styled", "karen", "liquid") == INCORRECT_PASSWORD
     assert _answer(api, "Styled", "karen", "pw", "wrong") == INCORRECT_PASSWORD
     assert _answer(api, "Styled", "karen", "reserve", "pw") == "reserve"
+
+
+@pytest.mark.parametrize("percent", [float("nan"), float("inf"), float("-inf"), -0.01])
+def test_a_commission_percent_that_is_not_a_finite_fraction_is_refused_with_false(percent) -> None:
+    """NaN and ±inf (``<double>nan</double>`` reaches the call as a float) are refused like a negative percent,
+    never an internal error."""
+    with pytest.raises(CommandRefused) as refused:
+        _parse_commission({"min": 20000, "max": 10**9, "percent": percent})
+    assert refused.value.answer is False
+
+
+class _GatedAPI:
+    """One call behind the real password gate (scrypt, and the cache of the verified password)."""
+
+    started = False
+
+    def __init__(self, password: str) -> None:
+        self.gate = PasswordGate(PasswordGate.record_for(password))
+
+    def engine(self):
+        return None
+
+    def password_matches(self, password, verify=True) -> bool:
+        return self.gate.matches(password, verify)
+
+    @api_call(loaded=False)
+    def Echo(self, engine, value, passw=""):
+        return value
+
+
+def test_a_peer_sending_wrong_passwords_backs_off_without_running_scrypt(monkeypatch) -> None:
+    from halo_exchange.rpc import dispatch
+    from halo_exchange.rpc.http import REQUEST_PEER
+
+    api = _GatedAPI("pw")
+    now = [0.0]
+    dispatcher = APIDispatcher(api, clock=lambda: now[0])
+    hashes = []
+    real_hash = PasswordGate._hash
+    monkeypatch.setattr(PasswordGate, "_hash", staticmethod(lambda p, s: hashes.append(p) or real_hash(p, s)))
+
+    def call(password: str, peer: str | None = "10.0.0.1"):
+        token = REQUEST_PEER.set(peer)
+        try:
+            return xmlrpc.client.loads(dispatcher.handle(xmlrpc.client.dumps((1, password), "Echo").encode()))[0][0]
+        finally:
+            REQUEST_PEER.reset(token)
+
+    assert call("pw") == 1 and len(hashes) == 1  # verified once, then cached
+    answers = [call(f"guess{i}") for i in range(200)]
+    assert answers == [INCORRECT_PASSWORD] * 200
+    assert len(hashes) == 1 + dispatch.BACKOFF_FREE_FAILURES + 1  # the storm ran scrypt 6 times, not 200
+    assert call("pw") == 1  # the cached correct password passes at once, even from the peer backing off
+    assert call("guess", peer="10.0.0.2") == INCORRECT_PASSWORD and len(hashes) == 8  # other peers: verified
+    now[0] += dispatch.BACKOFF_FIRST  # the back-off is over: one more verification, then a longer one
+    assert call("guess") == INCORRECT_PASSWORD and len(hashes) == 9
+    now[0] += dispatch.BACKOFF_FIRST
+    assert call("guess") == INCORRECT_PASSWORD and len(hashes) == 9  # backing off for 2 x BACKOFF_FIRST now
+    api.gate = PasswordGate(api.gate.record)  # a restart: the correct password is not cached any more
+    assert call("pw") == INCORRECT_PASSWORD and len(hashes) == 9  # the price: wait for the back-off to end
+    now[0] += dispatch.BACKOFF_FIRST * 2
+    assert call("pw") == 1 and len(hashes) == 10
+    now[0] += dispatch.BACKOFF_FORGET + 1  # failures are forgotten a minute after the last one
+    assert [call(f"again{i}") for i in range(6)] == [INCORRECT_PASSWORD] * 6 and len(hashes) == 16
+    assert [call("x", peer=None) for _ in range(10)] == [INCORRECT_PASSWORD] * 10  # in-process: no peer

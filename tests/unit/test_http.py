@@ -104,6 +104,37 @@ def test_an_answer_for_a_client_that_left_is_dropped() -> None:
     assert channel.output() == b""
 
 
+def test_a_half_closed_client_gets_every_whole_request_answered_then_the_connection_closes() -> None:
+    """shutdown(SHUT_WR) after the requests: the EOF reaches readConnectionLost (the channel is half-closeable),
+    the pending and pipelined answers are still written in order, then the connection closes."""
+    from twisted.internet.interfaces import IHalfCloseableProtocol
+
+    pending: list[Deferred] = []
+
+    def handle(body: bytes) -> Deferred:
+        pending.append(Deferred())
+        pending[-1].addCallback(lambda _: b"late:" + body)
+        return pending[-1]
+
+    channel = Channel(handle)
+    assert IHalfCloseableProtocol.providedBy(channel.protocol)
+    channel.send(_request(b"one") + _request(b"two") + b"POST / HTTP/1.1\r\nContent-Le")
+    channel.protocol.readConnectionLost()
+    assert not channel.closed and channel.output() == b""
+    pending[0].callback(None)
+    assert channel.output().endswith(b"late:one") and not channel.closed
+    pending[1].callback(None)
+    assert channel.output().endswith(b"late:two")
+    assert channel.closed and len(pending) == 2  # the incomplete third request is dropped
+    answered = Channel()  # an answer given at once: written, then closed at the EOF
+    answered.send(_request(b"x"))
+    answered.protocol.readConnectionLost()
+    assert answered.output().endswith(b"answer:x") and answered.closed
+    idle = Channel()
+    idle.protocol.readConnectionLost()
+    assert idle.closed and idle.output() == b""
+
+
 def test_connection_close_and_http_1_0_end_the_connection_after_the_answer() -> None:
     closing = Channel()
     closing.send(_request(headers=b"Connection: close\r\n"))
