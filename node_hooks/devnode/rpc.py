@@ -54,6 +54,7 @@ FAULT_INVALID_PARAMS = -32602  # wrong argument count or type
 FAULT_INTERNAL = -32603
 
 MAX_BODY = 64 * 1024
+MAX_INT = 2**31 - 1  # the largest height or count a call takes
 COOKIE_FILE_NAME = ".cookie"  # in the data dir, while the node runs
 COOKIE_USER = "__cookie__"
 _OUTPOINT = re.compile(r"^([0-9a-fA-F]{64}):([0-9]{1,9})$")
@@ -69,6 +70,8 @@ def _int(name: str, value: Any, minimum: int | None = None) -> int:
         raise _fault(FAULT_INVALID_PARAMS, f"{name} must be an integer")
     if minimum is not None and value < minimum:
         raise _fault(FAULT_INVALID_PARAMS, f"{name} must be at least {minimum}")
+    if value > MAX_INT:  # an <i8> or bigger: no height or count is that large, and the node's keys cannot hold it
+        raise _fault(FAULT_INVALID_PARAMS, f"{name} must be at most {MAX_INT}")
     return value
 
 
