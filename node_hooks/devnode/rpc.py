@@ -7,6 +7,12 @@ server with 5; integers of 2^31 and more go out as ``<i8>``; request bodies over
 arguments are validated before the node sees them; and an unexpected exception is logged, never sent: the
 client gets ``Fault(-32603, "internal error")``.
 
+The HTTP side holds to the API transport's limits (issue 14): every refusal has a status line (HTTP/2.0 and
+later 505, a garbage request line 400); a Content-Length that is not plain digits is 400, over 64 KiB 413,
+missing 411; a chunked body 411 and a compressed one (Content-Encoding) 415, unread; a request not complete
+60 s after its first byte 408 (an idle connection just closes); beyond 256 connections 503; integers past
+2^31-1 are -32602. close() gives calls in flight 1 s to answer, then cuts every connection.
+
 Authentication, as bitcoind's: every request carries HTTP basic-auth credentials, or gets 401 and nothing
 runs. ``halo-exchange devnet`` writes ``<datadir>/.cookie`` (mode 0600, ``__cookie__:<64 hex digits>``, new
 at each start, deleted at a clean stop) unless ``rpc_user``/``rpc_password`` are configured; a script reads
