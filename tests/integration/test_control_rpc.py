@@ -197,3 +197,26 @@ def test_no_auth_only_when_asked_for(node) -> None:
         assert xmlrpc.client.ServerProxy(server.url).getblockcount() == node.block_count()
     finally:
         server.close()
+
+
+def _raw_call(server, body: bytes, headers: dict | None = None) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        connection.request("POST", "/", body, {**AUTH, "Content-Type": "text/xml", **(headers or {})})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("value", ["<i8>1180591620717411303424</i8>", "<int>4294967296</int>",
+                                   "<i8>9223372036854775807</i8>", "<int>-1180591620717411303424</int>"])
+def test_out_of_range_integers_are_invalid_params(server, value) -> None:
+    """getblock(2^70) and friends: -32602, never an internal error from the node's key packing (issue 14 #8)."""
+    for method in ("getblock", "invalidateblock", "refusetransactions", "generate"):
+        body = (f"<?xml version='1.0'?><methodCall><methodName>{method}</methodName><params><param><value>"
+                f"{value}</value></param></params></methodCall>").encode()
+        status, answer = _raw_call(server, body)
+        with pytest.raises(xmlrpc.client.Fault) as caught:
+            xmlrpc.client.loads(answer)
+        assert (status, caught.value.faultCode) == (200, FAULT_INVALID_PARAMS), (method, caught.value)
