@@ -5,12 +5,14 @@ then ``<datadir>/halo-exchange.conf`` or ``--config FILE``, then the flags given
 sets up logging, and runs the node. The node opens (or creates) its data directory, enables exchange mode
 through ``node_hooks.exchange_mode``, serves the control RPC, optionally produces a block every few seconds,
 and stops on the RPC ``stop()``, SIGINT or SIGTERM: the RPC server closes, the hooks hear ``on_node_stop``,
-and the DB is closed.
+and the DB is closed. It also stops by itself, exit code 1, when its chain DB refuses a write (a full disk, an
+I/O error): the block it was writing is left out whole, and the log and the refused call name the cause.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from functools import partial
@@ -32,6 +34,7 @@ from halo_exchange.config import (
 from halo_exchange.files import private_umask
 from halo_exchange.logs import configure_logging
 from node_hooks import HookDispatcher
+from node_hooks.devnode.errors import NodeStopped
 from node_hooks.devnode.node import DevNode
 from node_hooks.exchange_mode import enable_exchange_mode
 from node_hooks.preflight import StartupRefused, check_datadir_free, check_port_free, is_lock_error, port_refusal
@@ -158,7 +161,8 @@ def run(config: DevnodeConfig) -> int:
                      " (basic auth)" if config.bitbayd_rpc_user is not None else " (no auth)")
         while not node.wait_for_stop(config.mine_every or None):
             if config.mine_every:
-                node.generate(1)
+                with contextlib.suppress(NodeStopped):  # its chain DB failed: the loop ends on the next turn
+                    node.generate(1)
         signals.log_received()
     finally:
         if bitbayd is not None:
@@ -171,6 +175,9 @@ def run(config: DevnodeConfig) -> int:
         log.info("devnet node stopped")
     if service is not None and service.start_error is not None:
         return _refuse(service.start_error)
+    if node.failure is not None:  # logged when it happened
+        print(node.failure, file=sys.stderr)
+        return 1
     return 0
 
 

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import plyvel
 from ecdsa.der import UnexpectedDER
 from ecdsa.util import sigdecode_der, sigencode_der
 
@@ -48,7 +49,7 @@ from halo_exchange.chain.script import address_to_script, p2pkh_script_sig, pars
 from halo_exchange.chain.tx import Transaction, TxError
 from halo_exchange.commands import is_whole
 from halo_exchange.config import CHAIN_SUBDIR
-from halo_exchange.errors import DecodeError
+from halo_exchange.errors import DecodeError, public_error
 from halo_exchange.files import make_private_dir
 from halo_exchange.serialize import display_hex, from_display_hex
 from node_hooks import HookDispatcher, TxStatus
@@ -134,6 +135,8 @@ class DevNode:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._stopped = False
+        # Why the node stops by itself (its chain DB refused a write), as callers are told; None while it is well.
+        self.failure: str | None = None
         self.dispatcher = dispatcher or HookDispatcher()
         self.store = ChainStore(str(self.datadir / CHAIN_SUBDIR))
         try:
@@ -200,8 +203,23 @@ class DevNode:
                 log.warning("the submission thread did not finish within %.0f s", _WORKER_JOIN_TIMEOUT)
 
     def _check_running(self) -> None:
+        if self.failure is not None:
+            raise NodeStopped(self.failure)
         if self._stopped:
             raise NodeStopped("the node is stopped")
+
+    def _write_failed(self, what: str, exc: plyvel.Error) -> NodeStopped:
+        """The chain DB refused a write (a full disk, an I/O error): LevelDB wrote nothing of the batch and
+        takes no more writes, so the node stops (main loop, exit code 1) rather than serve the exchange a chain
+        it cannot extend. Logs one line; returns the NodeStopped to raise. Under the lock."""
+        text = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        if self.failure is None:
+            self.failure = (f"the node stops: chain DB write failed while {what} ({public_error(Exception(text))}); "
+                            f"free space or fix the disk, then restart the node")
+            log.error("chain DB write failed while %s: %s; the node stops (the chain ends at its last committed "
+                      "block): free space or fix the disk, then restart it", what, text)
+        self._stop.set()
+        return NodeStopped(self.failure)
 
     # -- queries ---------------------------------------------------------------------------------------
 
@@ -460,7 +478,10 @@ class DevNode:
             with self._lock:
                 self._check_running()
                 try:
-                    connected = self._producer.produce(VOTES.index(vote) + 1)
+                    try:
+                        connected = self._producer.produce(VOTES.index(vote) + 1)
+                    except plyvel.Error as exc:
+                        raise self._write_failed(f"connecting block {self.reader.height() + 1}", exc) from None
                     # The block is durable now; only then do the mempool and the hooks learn of it.
                     self._mempool.block_connected(connected.block.transactions)
                     # Published before the hook runs, so a plugin that reads status on the event sees
@@ -492,7 +513,10 @@ class DevNode:
                 raise NotFound(f"no block at height {height} (tip is {tip})")
             returned: list[Transaction] = []
             while self.reader.height() >= height:
-                h, block_hash, txs = self.store.disconnect_tip()
+                try:
+                    h, block_hash, txs = self.store.disconnect_tip()
+                except plyvel.Error as exc:
+                    raise self._write_failed(f"disconnecting block {self.reader.height()}", exc) from None
                 self.dispatcher.block_disconnected(h, display_hex(block_hash))
                 returned = txs + returned  # oldest block first: parents before children
             self._mempool.readmit(returned, self._producer.next_block())

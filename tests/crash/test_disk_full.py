@@ -7,7 +7,13 @@ node keeps running and stops cleanly), no trade answered True is lost, nothing h
 the restart (the value held by karen and her payees is still her deposit), and once space is freed a restart
 resumes trading with `halo-exchange audit` clean.
 
-Mounting needs root and a kernel that allows it: elsewhere the test skips and says why.
+The node's chain DB on a full disk (the second test): the chain DB lives on such a tmpfs, nearly filled, and
+blocks with transactions are produced over the control RPC until one cannot be written. Then: the call that
+produced it answers Fault -28 naming the cause, the node stops by itself with a non-zero exit code, the log
+names the cause without a traceback, and after space is freed the restarted node's tip is the last block
+acknowledged, with its record, tx index, UTXOs and undo record all there, and `halo-exchange audit` clean.
+
+Mounting needs root and a kernel that allows it: elsewhere the tests skip and say why.
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Iterator
 
+import plyvel
 import pytest
 
+from halo_exchange.chain import layout
 from halo_exchange.chain.params import COIN
-from halo_exchange.config import EXCHANGE_SUBDIR
+from halo_exchange.config import CHAIN_SUBDIR, EXCHANGE_SUBDIR
 from halo_exchange.rpc.dispatch import FAULT_EXCHANGE_FAILED
+from node_hooks.devnode.rpc import FAULT_NODE_STOPPED
 from tests.framework import address_of, free_port, run_cli, spawn_python, wait_for_control_rpc, wait_until
 
 CLIENTS = 4
@@ -39,7 +48,7 @@ def small_filesystem(path: Path) -> Iterator[Path]:
     """A size-limited tmpfs mounted on ``path`` for the block, unmounted in any case; skips where it cannot be
     made (not root, or mounting not allowed in this container)."""
     if os.geteuid() != 0:
-        pytest.skip("a small filesystem for the exchange DB needs root (mount -t tmpfs); not root here")
+        pytest.skip("a small filesystem for a node or exchange DB needs root (mount -t tmpfs); not root here")
     path.mkdir(parents=True, exist_ok=True)
     made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700", "tmpfs", str(path)],
                           capture_output=True, text=True)
@@ -173,5 +182,79 @@ def test_full_disk_during_trade_load_stops_cleanly_and_loses_nothing(tmp_path) -
             node.stop()
             assert process.wait(timeout=30) == 0
 
+        result = run_cli("audit", "--datadir", str(datadir))
+        assert result.returncode == 0, f"audit failed\n{result.stdout}\n{result.stderr}"
+
+
+CHAIN_LEFT_FREE = 128 * 1024  # bytes the filler leaves to the chain DB: some tens of blocks with transactions
+
+
+def _assert_tip_whole(chain_dir: Path, height: int) -> None:
+    """The block at ``height`` is the tip, and its record, height index, tx index, new UTXOs and undo record are
+    all in the chain DB (read directly, the node stopped)."""
+    db = plyvel.DB(str(chain_dir), create_if_missing=False, compression=None)
+    try:
+        tip_height, tip_hash = layout.decode_tip(db.get(layout.TIP))
+        assert tip_height == height, (tip_height, height)
+        assert db.get(layout.height_key(height)) == tip_hash
+        record = layout.BlockRecord.unpack(db.get(layout.block_key(tip_hash)))
+        assert record.height == height and len(record.txids) >= 2  # the coinstake pair and a payment at least
+        assert db.get(layout.undo_key(tip_hash)) is not None
+        for txid in record.txids:
+            assert db.get(layout.tx_key(txid)) is not None, txid.hex()
+        created = [key for txid in record.txids for key, _ in db.iterator(prefix=layout.utxo_prefix(txid))]
+        assert created, "the tip block's outputs are not in the UTXO set"
+        assert db.get(layout.height_key(height + 1)) is None
+    finally:
+        db.close()
+
+
+@pytest.mark.timeout(300)  # about 5 s
+def test_full_disk_under_the_chain_db_stops_the_node_with_no_block_half_connected(tmp_path) -> None:
+    datadir, port, api_port = tmp_path / "devnet", free_port(), free_port()
+    log = tmp_path / "devnet.log"
+
+    with small_filesystem(datadir / CHAIN_SUBDIR) as chain_dir:
+        with devnet(datadir, port, api_port, log) as (process, node):
+            node.generate(2)
+            payee = node.getnewaddress()
+            filler = fill(chain_dir, CHAIN_LEFT_FREE)
+            acknowledged = node.getblockcount()
+            refused = None
+            for _ in range(5_000):
+                try:
+                    for _ in range(3):
+                        node.sendtoaddress(payee, COIN)
+                    node.generate(1)
+                except xmlrpc.client.Fault as fault:
+                    refused = fault
+                    break
+                acknowledged += 1
+            assert refused is not None, "the chain DB never filled"
+            assert acknowledged > 3, "no block was written after the filler"
+            # The call that could not write its block says why; the node stops by itself, non-zero.
+            assert refused.faultCode == FAULT_NODE_STOPPED, refused
+            assert "No space left on device" in refused.faultString, refused
+            assert "chain DB" in refused.faultString, refused
+            assert not re.search(r"/(tmp|work|home|root|srv)\b", refused.faultString), refused
+            assert process.wait(timeout=30) not in (0, None)
+        text = log.read_text()
+        assert "No space left on device" in text and "chain DB" in text, text[-3000:]
+        assert "Traceback" not in text, text[-5000:]
+
+        # Space is freed (opening the DB replays its log into a table: that needs space too). No block
+        # half-connected: the tip is the last block acknowledged, whole.
+        filler.unlink()
+        _assert_tip_whole(chain_dir, acknowledged)
+
+        # The node restarts on that tip and produces blocks again; the audit is clean.
+        with devnet(datadir, port, api_port, log) as (process, node):
+            assert node.getblockcount() == acknowledged
+            node.sendtoaddress(payee, COIN)
+            node.generate(1)
+            assert node.getblockcount() == acknowledged + 1
+            node.stop()
+            assert process.wait(timeout=30) == 0
+        _assert_tip_whole(chain_dir, acknowledged + 1)
         result = run_cli("audit", "--datadir", str(datadir))
         assert result.returncode == 0, f"audit failed\n{result.stdout}\n{result.stderr}"
