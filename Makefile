@@ -11,7 +11,7 @@ STAMP_TEST := $(VENV)/.installed-test
 # every editable install: nothing a user can act on, so filtered (pip hands the variable to the build backend).
 QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 
-.PHONY: run test lint bench conformance conformance-peg conformance-transfer clean
+.PHONY: run test lint bench fuzz conformance conformance-peg conformance-transfer clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ lint: $(STAMP_TEST)
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m tests.bench
+
+# The issue-14 fuzz (tests/fuzz) of a fresh devnet's two ports: 100,000 hostile requests, progress on stderr;
+# `make test` runs it at 600. FUZZ_SEED picks the draw (default 14), FUZZ_REQUESTS the size.
+FUZZ_SEED ?= 14
+FUZZ_REQUESTS ?= 100000
+fuzz: $(STAMP_TEST)
+	FUZZ_SEED=$(FUZZ_SEED) $(BIN)/python -m tests.fuzz --requests $(FUZZ_REQUESTS)
 
 # Differential runs against bitbay-core's own C++ (docs/conformance.md). Not part of `make test`: each needs a
 # JSON-lines driver executable around bitbay-core's code, built and kept outside this repository (bitbay-core's
