@@ -78,6 +78,20 @@ class NodeServices(Protocol):
         """Where transaction ``txid`` (internal byte order) is now. A stopped node may raise instead."""
 
 
+class ServicesOf:
+    """A node's :class:`NodeServices` as its hooks get them: the two calls of the node and nothing else of it
+    (the devnet node and the follower alike implement them; hooks must not reach the rest)."""
+
+    def __init__(self, node: NodeServices) -> None:
+        self._node = node
+
+    def submit_transaction(self, raw: bytes) -> None:
+        self._node.submit_transaction(raw)
+
+    def transaction_status(self, txid: bytes) -> TxStatus:
+        return self._node.transaction_status(txid)
+
+
 @runtime_checkable
 class NodeHook(Protocol):
     """What a node calls. Every method runs on the node's thread and must return quickly.

@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from dataclasses import fields
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
-from halo_exchange.config import SETTING_NAMES, ConfigError, ExchangeConfig, parse_setting
+from halo_exchange.config import CONFIG_FILE_NAME, SETTING_NAMES, ConfigError, ExchangeConfig, parse_setting
 from halo_exchange.service import ExchangeService
 from node_hooks import HookDispatcher
 
@@ -27,6 +27,18 @@ NODE_KEYS = {
     ("exchangeconfirmations" if f == "confirmations" else f"exchange_{f}"): f
     for f in (f.name for f in fields(ExchangeConfig)) if f in SETTING_NAMES
 }
+
+
+def add_exchange_flags(flag: Callable[..., Any], log_level_default: str) -> None:
+    """The flags every node command shares: its config file and the exchange mode it hosts (the devnet and the
+    follower declare them here once, so their help and names cannot drift apart)."""
+    exchange = ExchangeConfig
+    flag("--config", metavar="FILE", help=f"config file (default: DATADIR/{CONFIG_FILE_NAME}, if it exists)")
+    flag("--api-host", help=f"exchange XML-RPC API address (default: {exchange.api_host})")
+    flag("--api-port", help=f"exchange XML-RPC API port (default: {exchange.api_port})")
+    flag("--confirmations", help=f"confirmations before a deposit is credited, until ExchangeSettings changes "
+                                 f"them (default: {exchange.confirmations})")
+    flag("--log-level", metavar="LEVEL", help=f"DEBUG, INFO, WARNING or ERROR (default: {log_level_default})")
 
 
 def exchange_mode_requested(config: Mapping[str, object]) -> bool:

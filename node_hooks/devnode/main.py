@@ -23,11 +23,9 @@ import plyvel
 from halo_exchange import __version__
 from halo_exchange.chain.params import DEVNET
 from halo_exchange.config import (
-    CONFIG_FILE_NAME,
     SETTING_NAMES,
     ConfigError,
     DevnodeConfig,
-    ExchangeConfig,
     describe,
     load_devnode_config,
 )
@@ -36,7 +34,7 @@ from halo_exchange.logs import configure_logging
 from node_hooks import HookDispatcher
 from node_hooks.devnode.errors import NodeStopped
 from node_hooks.devnode.node import DevNode
-from node_hooks.exchange_mode import enable_exchange_mode
+from node_hooks.exchange_mode import add_exchange_flags, enable_exchange_mode
 from node_hooks.preflight import StartupRefused, check_datadir_free, check_port_free, is_lock_error, port_refusal
 from node_hooks.signals import StopSignals
 
@@ -47,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The devnet's flags. None has a default of its own: a flag not given leaves the config file's value
     (or the default in halo_exchange.config, which the help quotes)."""
     flag = partial(parser.add_argument, default=argparse.SUPPRESS)
-    node, exchange = DevnodeConfig, ExchangeConfig
-    flag("--config", metavar="FILE", help=f"config file (default: DATADIR/{CONFIG_FILE_NAME}, if it exists)")
+    add_exchange_flags(flag, DevnodeConfig.log_level)
+    node = DevnodeConfig
     flag("--datadir", metavar="DIR", help=f"data directory (default: {node.datadir})")
     flag("--rpc-host", help=f"control RPC address (default: {node.rpc_host})")
     flag("--rpc-port", help=f"control RPC port (default: {node.rpc_port})")
@@ -60,11 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flag("--vfrozen-time", help=f"lock in seconds of a V-notary (liquid) freeze, for a new chain "
                                 f"(default: {node.vfrozen_time})")
     flag("--mine-every", metavar="SECONDS", help="produce a block every SECONDS (default: only on the RPC generate)")
-    flag("--api-host", help=f"exchange XML-RPC API address (default: {exchange.api_host})")
-    flag("--api-port", help=f"exchange XML-RPC API port (default: {exchange.api_port})")
-    flag("--confirmations", help=f"confirmations before a deposit is credited, until ExchangeSettings changes "
-                                 f"them (default: {exchange.confirmations})")
-    flag("--log-level", metavar="LEVEL", help=f"DEBUG, INFO, WARNING or ERROR (default: {node.log_level})")
     flag("--bitbayd-rpc-host", help=f"bitbayd-compatible JSON-RPC address (default: {node.bitbayd_rpc_host})")
     flag("--bitbayd-rpc-port", help="bitbayd-compatible JSON-RPC port (default: not served; docs/bitbayd-rpc.md)")
     flag("--bitbayd-rpc-user", help="its HTTP basic auth user (with --bitbayd-rpc-password; default: no auth)")

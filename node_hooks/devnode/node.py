@@ -10,7 +10,7 @@ mempool change goes through, and the hook calls. The work is done by its parts, 
 * :class:`~node_hooks.devnode.producer.BlockProducer`: the next block, assembled and connected;
 * :mod:`~node_hooks.devnode.replies`: the dicts the queries answer.
 
-It also owns the :class:`~node_hooks.NodeServices` it offers the hooks at start (:class:`DevNodeServices`):
+It also owns the :class:`~node_hooks.NodeServices` it offers the hooks at start (:class:`~node_hooks.ServicesOf`):
 a submitted transaction goes into a queue that the node's submission thread drains, taking the node lock
 there and never on the caller's thread (the plugin's reactor must never wait for the node lock: ``close``
 holds it while the plugin stops). Transaction status reads a snapshot of the mempool's txids, replaced
@@ -52,7 +52,7 @@ from halo_exchange.config import CHAIN_SUBDIR
 from halo_exchange.errors import DecodeError, public_error
 from halo_exchange.files import make_private_dir
 from halo_exchange.serialize import display_hex, from_display_hex
-from node_hooks import HookDispatcher, TxStatus
+from node_hooks import HookDispatcher, ServicesOf, TxStatus
 from node_hooks.devnode import replies
 from node_hooks.devnode.coins import CoinSelector
 from node_hooks.devnode.consensus import VOTES, CheckedTx
@@ -105,19 +105,6 @@ def malleated(tx: Transaction) -> Transaction:
     return tx.with_script_sig(0, p2pkh_script_sig(twin, pubkey))
 
 
-class DevNodeServices:
-    """The :class:`~node_hooks.NodeServices` of a DevNode: what its hooks may call, from any thread."""
-
-    def __init__(self, node: DevNode) -> None:
-        self._node = node
-
-    def submit_transaction(self, raw: bytes) -> None:
-        self._node.submit_transaction(raw)
-
-    def transaction_status(self, txid: bytes) -> TxStatus:
-        return self._node.transaction_status(txid)
-
-
 class DevNode:
     """A devnet node over one data directory; safe to call from several threads."""
 
@@ -155,7 +142,7 @@ class DevNode:
         # (one reference assignment, atomic under the GIL) after every mempool change.
         self._mempool_ids: frozenset[bytes] = frozenset()
         self._refusals = 0  # submissions still to refuse (refuse_transactions); under the lock
-        self.services = DevNodeServices(self)
+        self.services = ServicesOf(self)
         # Submitted transactions wait here for the submission thread; None tells it to finish.
         self._submissions: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._drain_submissions, name="devnode-submissions", daemon=True)

@@ -19,12 +19,12 @@ from node_hooks.follower.errors import (
     UpstreamProtocolError,
     UpstreamUnreachable,
 )
-from node_hooks.follower.node import FollowerNode, FollowerServices, params_for
+from node_hooks.follower.node import FollowerNode, params_for
 from node_hooks.follower.rpc import BitbaydRPC
 from node_hooks.follower.status import FollowerState, FollowerStatus
 
 __all__ = [
-    "BitbaydRPC", "FollowerError", "FollowerNode", "FollowerServices", "FollowerState", "FollowerStatus",
+    "BitbaydRPC", "FollowerError", "FollowerNode", "FollowerState", "FollowerStatus",
     "InconsistentUpstream", "NetworkMismatch", "RPCError", "UpstreamAuthError", "UpstreamError",
     "UpstreamProtocolError", "UpstreamUnreachable", "params_for",
 ]

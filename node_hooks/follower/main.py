@@ -20,10 +20,8 @@ import plyvel
 
 from halo_exchange import __version__
 from halo_exchange.config import (
-    CONFIG_FILE_NAME,
     NODE_SETTING_NAMES,
     ConfigError,
-    ExchangeConfig,
     NodeConfig,
     describe,
     load_node_config,
@@ -31,7 +29,7 @@ from halo_exchange.config import (
 from halo_exchange.files import private_umask
 from halo_exchange.logs import configure_logging
 from node_hooks import HookDispatcher
-from node_hooks.exchange_mode import enable_exchange_mode
+from node_hooks.exchange_mode import add_exchange_flags, enable_exchange_mode
 from node_hooks.follower.errors import FollowerError
 from node_hooks.follower.node import FollowerNode
 from node_hooks.follower.status_file import STATUS_FILE_NAME, StatusWriter
@@ -44,19 +42,14 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The follower's flags; a flag not given leaves the config file's value (or the default)."""
     flag = partial(parser.add_argument, default=argparse.SUPPRESS)
-    node, exchange = NodeConfig, ExchangeConfig
-    flag("--config", metavar="FILE", help=f"config file (default: DATADIR/{CONFIG_FILE_NAME}, if it exists)")
+    add_exchange_flags(flag, NodeConfig.log_level)
+    node = NodeConfig
     flag("--datadir", metavar="DIR", help=f"data directory (default: {node.datadir})")
     flag("--bitbayd", dest="bitbayd_url", metavar="URL",
          help="bitbayd's JSON-RPC, http://[user:password@]host[:port]/ (or bitbayd_url in [node])")
     flag("--start-height", metavar="H", help="first block of a new data dir (default: 0); older outputs are "
                                              "unknown to the exchange (docs/follower.md)")
     flag("--network", help=f"mainnet, testnet or devnet, checked against bitbayd (default: {node.network})")
-    flag("--api-host", help=f"exchange XML-RPC API address (default: {exchange.api_host})")
-    flag("--api-port", help=f"exchange XML-RPC API port (default: {exchange.api_port})")
-    flag("--confirmations", help=f"confirmations before a deposit is credited, until ExchangeSettings changes "
-                                 f"them (default: {exchange.confirmations})")
-    flag("--log-level", metavar="LEVEL", help=f"DEBUG, INFO, WARNING or ERROR (default: {node.log_level})")
 
 
 def config_from_args(args: argparse.Namespace) -> NodeConfig:

@@ -7,7 +7,7 @@ Two threads, each with its own :class:`~node_hooks.follower.rpc.BitbaydRPC`:
   each), then fetches the missing blocks in runs (:class:`~node_hooks.follower.fetch.BlockFetcher`), checks
   each (:func:`~node_hooks.follower.fetch.build_block`), writes it with the shared chain store (one atomic
   synced batch) and fires ``on_block_connected``, as the devnet node does;
-* the **sender thread** drains the queue :meth:`FollowerServices.submit_transaction` fills, calling
+* the **sender thread** drains the queue :meth:`submit_transaction` fills, calling
   ``sendrawtransaction``; a refusal (-22, -5 other than "already in block") is ``on_transaction_rejected``.
 
 bitbayd unreachable: retries with exponential back-off (1 s doubling to 30 s), logged once per state change;
@@ -33,7 +33,7 @@ from halo_exchange.config import CHAIN_SUBDIR
 from halo_exchange.errors import DecodeError
 from halo_exchange.files import make_private_dir
 from halo_exchange.serialize import display_hex, from_display_hex
-from node_hooks import HookDispatcher, TxStatus
+from node_hooks import HookDispatcher, ServicesOf, TxStatus
 from node_hooks.chainstore import ChainStore
 from node_hooks.follower.errors import (
     RPC_DESERIALIZATION_ERROR,
@@ -72,19 +72,6 @@ def params_for(network: str, interval: int) -> ChainParams:
         raise NetworkMismatch(f"bitbayd's peg interval is {interval} ({guess} node), but network = {network} "
                               f"has {base.peg_interval}")
     return base
-
-
-class FollowerServices:
-    """The :class:`~node_hooks.NodeServices` of a follower: what its hooks may call, from any thread."""
-
-    def __init__(self, node: FollowerNode) -> None:
-        self._node = node
-
-    def submit_transaction(self, raw: bytes) -> None:
-        self._node.submit_transaction(raw)
-
-    def transaction_status(self, txid: bytes) -> TxStatus:
-        return self._node.transaction_status(txid)
 
 
 class FollowerNode:
@@ -131,7 +118,7 @@ class FollowerNode:
         except BaseException:
             self.store.close()
             raise
-        self.services = FollowerServices(self)
+        self.services = ServicesOf(self)
         self._stop = threading.Event()
         self._started = False
         self._closed = False
