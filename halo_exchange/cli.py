@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from halo_exchange import __version__
+from halo_exchange import __version__, exec_tools
 from halo_exchange.config import CHAIN_SUBDIR, CONFIG_FILE_NAME, EXCHANGE_SUBDIR, DevnodeConfig, ExchangeConfig
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.files import private_umask
@@ -225,6 +225,8 @@ def _overview() -> None:
     print("  halo-exchange status --datadir DIR [--json]      what a running follower node is doing")
     print("  halo-exchange audit --datadir DIR                check the ledger against the chain (node stopped)")
     print("  halo-exchange encrypt-wallet --datadir DIR       seal the exchange wallet's keys (node stopped)")
+    print("  halo-exchange exec-keygen --out KEYFILE          a key pair for the signed exec hook API(command)")
+    print("  halo-exchange sign-exec FILE --key KEYFILE       sign a command for API(command) (docs/exec.md)")
     print("  halo-exchange peg split VALUE [--supply S ...]   liquid/reserve of a new amount")
     print("  halo-exchange peg level HEX                      decode a peglevel (v2, v1, legacy)")
     print("  halo-exchange peg pegdata BASE64                 decode a balance pegdata")
@@ -233,7 +235,7 @@ def _overview() -> None:
     print()
     print(f"The exchange API listens on {ExchangeConfig.api_host}:{ExchangeConfig.api_port} inside `devnet` and "
           "`node` (docs/api.md). Coming with their issues:")
-    print("the exec hook and operator tools, backup/restore. `make test` runs the suite; `make bench` benchmarks.")
+    print("backup/restore. `make test` runs the suite; `make bench` benchmarks.")
 
 
 def _run_status(args: argparse.Namespace) -> int:
@@ -298,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="read the passphrase from the first line of this file instead of the terminal")
     encrypt.set_defaults(handler=None, run=_run_encrypt_wallet)
 
+    exec_tools.add_commands(commands)
+
     peg = commands.add_parser("peg", help="inspect peg arithmetic and peg data")
     peg_commands = peg.add_subparsers(dest="peg_command", required=True)
 
@@ -330,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _overview()
         return 0
-    if args.command in ("audit", "encrypt-wallet", "devnet", "node", "status"):
+    if getattr(args, "run", None) is not None:
         return args.run(args)
     try:
         facts = args.handler(args)
