@@ -29,13 +29,12 @@ from typing import Any, Callable, Protocol
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from halo_exchange.commands import check_user_name
+from halo_exchange.commands import SENT_PREVIOUSLY, SIGNATURE_FAILED, check_user_name
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import CommandRefused, public_error
 from halo_exchange.execsig import txhash
 from halo_exchange.ledger.store import StoreError
 from halo_exchange.rpc.codec import NotACall, dump_response, parse_call
-from halo_exchange.rpc.execapi import SENT_PREVIOUSLY, SIGNATURE_FAILED
 from halo_exchange.rpc.http import REQUEST_PEER
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,8 @@ What differs from the original, on purpose:
   chain reader, ``log`` a logger, ``print`` writes to that logger, and ``result`` (True) is what the call
   answers: a Deferred is awaited, a value XML-RPC cannot carry is answered as its ``repr``. An exception is
   answered as its traceback text, as the original did (the signer is the operator).
+- A peer that sends bad signatures backs off (after 5, up to 10 s during which its commands are answered
+  ``"Signature failed"`` unchecked): a verification costs milliseconds and the call takes no password.
 - The exact texts ``"pause"`` and ``"resume"``, which the original recognised by their hashes, pause and resume
   the exchange (``StartExchange(pw, 0)`` and ``StartExchange(pw, 1)``) without running anything; like every
   command each works once, so later pauses are signed as ``nonce=N`` + ``exchange.pause()``.
@@ -36,19 +38,20 @@ from typing import TYPE_CHECKING, Any, Callable
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
+from halo_exchange.commands import SENT_PREVIOUSLY, SIGNATURE_FAILED
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import CommandRefused
 from halo_exchange.execsig import SignatureEncodingError, decode_signature, parse_public_key, txhash, verify
 from halo_exchange.ledger.withdrawals import ESCROW_PREFIX
 from halo_exchange.rpc.codec import dump_response
+from halo_exchange.rpc.dispatch import PasswordBackoff
+from halo_exchange.rpc.http import REQUEST_PEER
 
 if TYPE_CHECKING:
     from halo_exchange.rpc.api import ExchangeAPI
 
 log = logging.getLogger("halo_exchange.exec")
 
-SENT_PREVIOUSLY = "Command sent previously"
-SIGNATURE_FAILED = "Signature failed"
 NOT_A_COMMAND = "The command must be a struct with 'exec' (the source) and 'sig' (its base64 signature)."
 EXEC_NOT_TEXT = "The command's 'exec' must be text."
 PAUSE_HASH = txhash("pause")  # 8991…0506, the original's constant
@@ -141,6 +144,9 @@ class ExecHook:
         self._key = parse_public_key(public_key) if public_key else None
         self._clock = clock
         self._running: set[str] = set()
+        # A verification costs ~2 ms of the only API thread and the call takes no password: a peer sending bad
+        # signatures backs off as a peer guessing passwords does (its signatures are then not even checked).
+        self._backoff = PasswordBackoff()
 
     @property
     def enabled(self) -> bool:
@@ -173,7 +179,12 @@ class ExecHook:
         if command_hash in self._running or engine.exec_record(command_hash) is not None:
             log.warning("exec %s refused: sent previously", command_hash)
             return SENT_PREVIOUSLY
+        peer = REQUEST_PEER.get()
+        if self._backoff.backing_off(peer):
+            log.warning("exec %s refused unchecked: %s is backing off after bad signatures", command_hash, peer)
+            return SIGNATURE_FAILED
         if not verify(self._key, command_hash, signature):
+            self._backoff.failed(peer)
             log.warning("exec %s refused: signature failed", command_hash)
             return SIGNATURE_FAILED  # nothing recorded: a bad signature cannot spend the command's hash
         self._running.add(command_hash)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 
 import pytest
 from ecdsa import SECP256k1, SigningKey
@@ -163,3 +164,15 @@ def test_records_keep_the_first_200_characters(exchange) -> None:
     record = records(exchange)[txhash(source)]
     assert record["source"] == source[:200] and record["outcome"] == "y" * 200
     assert record["duration_ms"] >= 0 and record["time"] > 1.7e9
+
+
+def test_a_peer_sending_bad_signatures_backs_off_and_then_its_good_command_runs(exchange) -> None:
+    """After five bad signatures a peer's commands are answered "Signature failed" unchecked for a while (a
+    verification costs milliseconds of the only API thread); nothing is recorded, so the command runs later."""
+    for n in range(6):
+        assert exchange.api.API(sign_command(f"nonce={n}\nresult = 1", OTHER_KEY)) == "Signature failed"
+    good = sign_command("nonce=100\nresult = 'late'", KEY)
+    assert exchange.api.API(good) == "Signature failed"  # backing off: not checked
+    assert records(exchange) == {}
+    time.sleep(0.3)  # the first back-off is 0.25 s
+    assert exchange.api.API(good) == "late"
