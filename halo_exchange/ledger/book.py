@@ -16,6 +16,14 @@ Invariants kept after every operation (``check()`` verifies them):
 * per index, Σ account reserves + pool == the book (what deposits brought in minus what left);
 * Σ account liquid == Σ pool; liquid + reserve == value for every account; nothing negative.
 
+Memory: an idle account's reserve is kept mostly packed. Its top ``KEEP`` indexes, the band next to the supply
+that cycle updates move, stay an array (``Account.reserve``, indexes ``base..``); the deep part below them is
+``Account.deep``, packed by ``ledger/packing.py`` (a 1,198-index reserve in about 250 bytes). An operation that
+needs the deep part (a deposit, a reserve trade or debit) unpacks it, works on the whole array, and packs it
+again before it returns; a cycle update only ever touches the top, except an inflation deeper than the top
+(the slow path). Accounts whose top grew or shrank out of shape at a cycle update are re-packed afterwards, a
+few at a time (:meth:`Book.tidy`), so no cycle update waits for packing.
+
 Pure bookkeeping: no I/O. Durability is ``ledger/store.py``'s job. Partial levels (a pegshift from
 withdrawals) are not modelled yet: the effective supply is an integer here.
 """
@@ -28,12 +36,17 @@ from typing import Iterator
 
 from halo_exchange.commands import is_whole
 from halo_exchange.errors import HaloExchangeError
+from halo_exchange.ledger import packing
 from halo_exchange.peg.fractions import PEG_SIZE, Fractions
 
 # Reserve arrays start as 32-bit entries (half the memory; most fractions of most accounts fit) and become
 # 64-bit the first time an entry would not fit.
 _SMALL, _LARGE = "i", "q"
 _SMALL_MAX = 2**31 - 1
+# The packed form (measured: a packed reserve of n indexes takes ~n/5 bytes where its array takes 4n or 8n).
+KEEP = 16  # indexes kept as an array above the packed part: more than a cycle update's 3 steps, both ways
+KEEP_MIN, KEEP_MAX = 4, 48  # a top outside these after a cycle update is re-packed by tidy()
+PACK_FROM = KEEP + 32  # shorter reserves stay whole arrays: packing them would save little
 
 
 def compact_reserve(values) -> array:
@@ -76,15 +89,21 @@ def _apportion(amount: int, band: list[int]) -> list[int]:
 
 @dataclass(slots=True)
 class Account:
-    """One account: its own reserve fractions below the supply, and its share of the pooled liquid."""
+    """One account: its own reserve fractions below the supply, and its share of the pooled liquid.
+
+    The reserve is ``deep`` (indexes ``0..base-1``, packed) then ``reserve`` (indexes ``base..length-1``, an
+    array in 32-bit entries until one needs 64); above ``length`` every fraction is 0, and ``length`` never
+    exceeds the supply. ``base`` is 0 and ``deep`` empty for a reserve kept whole."""
 
     id: int
     liquid: int
-    reserve: array  # fractions at indexes 0..len-1 (len <= supply; 32-bit until an entry needs 64); tail is 0
+    reserve: array
     reserve_total: int
+    deep: bytes = b""
+    base: int = 0
 
     def widen(self) -> array:
-        """Switch the reserve to 64-bit entries (before a value that may not fit in 32 bits)."""
+        """Switch the array part to 64-bit entries (before a value that may not fit in 32 bits)."""
         if self.reserve.typecode != _LARGE:
             self.reserve = array(_LARGE, self.reserve)
         return self.reserve
@@ -92,6 +111,40 @@ class Account:
     @property
     def value(self) -> int:
         return self.liquid + self.reserve_total
+
+    @property
+    def length(self) -> int:
+        return self.base + len(self.reserve)
+
+    def reserve_list(self) -> list[int]:
+        """The whole reserve, indexes ``0..length-1`` (the account itself is left as it is)."""
+        if not self.base:
+            return list(self.reserve)
+        return packing.unpack(self.deep, self.base) + list(self.reserve)
+
+    def unpack(self) -> array:
+        """Make the reserve one whole array again (before an operation on its deep part); returns it."""
+        if self.base:
+            self.reserve = compact_reserve(packing.unpack(self.deep, self.base) + list(self.reserve))
+            self.deep, self.base = b"", 0
+        return self.reserve
+
+    def pack(self) -> None:
+        """Pack all but the top ``KEEP`` indexes (a short reserve stays whole)."""
+        values = self.reserve_list()
+        if len(values) < PACK_FROM:
+            if self.base:
+                self.reserve, self.deep, self.base = compact_reserve(values), b"", 0
+            return
+        base = len(values) - KEEP
+        self.deep, self.base = packing.pack(values[:base]), base
+        self.reserve = compact_reserve(values[base:])
+
+    def in_shape(self) -> bool:
+        """Whether the reserve is packed as :meth:`pack` leaves it (give or take a cycle update or two)."""
+        if self.length < PACK_FROM:
+            return not self.base
+        return KEEP_MIN <= len(self.reserve) <= KEEP_MAX
 
 
 class Book:
@@ -110,6 +163,8 @@ class Book:
         # What changed since take_changes(): the store writes exactly this (plus the scalars).
         self._dirty: set[str] = set()
         self._vectors_dirty = False
+        # Accounts a cycle update left out of their packed shape, for tidy() to re-pack later.
+        self._untidy: set[str] = set()
 
     # -- change tracking ----------------------------------------------------------------------------
 
@@ -140,9 +195,10 @@ class Book:
     def close_account(self, name: str) -> None:
         """Remove an empty account (a paid or refunded withdrawal escrow); one holding anything stays."""
         account = self.accounts.get(name)
-        if account is None or account.liquid or any(account.reserve):
+        if account is None or account.liquid or any(account.reserve) or any(account.reserve_list()):
             return
         del self.accounts[name]
+        self._untidy.discard(name)
         self._dirty.add(name)
 
     def balance(self, name: str) -> tuple[int, int]:
@@ -157,7 +213,8 @@ class Book:
         exactly, but not necessarily every index (the pool is shared; per-index truth is the pool itself).
         """
         account = self.account(name)
-        values = list(account.reserve) + [0] * (PEG_SIZE - len(account.reserve))
+        values = account.reserve_list()
+        values += [0] * (PEG_SIZE - len(values))
         if account.liquid:
             share = Fractions(self.pool).ratio_part(account.liquid).to_list()
             values = [a + b for a, b in zip(values, share)]
@@ -191,8 +248,10 @@ class Book:
         return liquid, sum(reserve_part)
 
     def _add_reserve(self, account: Account, part: list[int]) -> None:
-        reserve = account.reserve
         last = max((i for i, v in enumerate(part) if v), default=-1)
+        if last < 0:
+            return
+        reserve = account.unpack()
         if last >= len(reserve):
             reserve.extend([0] * (last + 1 - len(reserve)))
         added = 0
@@ -204,6 +263,7 @@ class Book:
                 reserve[i] = value
                 added += part[i]
         account.reserve_total += added
+        account.pack()
 
     def reverse_credit(self, name: str, fractions: Fractions) -> None:
         """Take back a credit whose coins left the chain (a deep reorg): the same split as :meth:`credit`.
@@ -214,6 +274,7 @@ class Book:
         values = fractions.to_list()
         s = self.supply
         account = self.open_account(name)
+        account.unpack()
         reserve = account.widen()  # a reversal may go negative and beyond 32 bits
         if len(reserve) < s:
             reserve.extend([0] * (s - len(reserve)))
@@ -223,6 +284,7 @@ class Book:
                 reserve[i] -= values[i]
                 removed_reserve += values[i]
         account.reserve_total -= removed_reserve
+        account.pack()
         liquid = 0
         for i in range(s, PEG_SIZE):
             if values[i]:
@@ -267,14 +329,16 @@ class Book:
         _check_amount(amount)
         if amount > account.reserve_total:
             raise InsufficientFunds(f"account has {account.reserve_total} reserve, {amount} asked")
-        return Fractions(list(account.reserve)).ratio_part(amount).to_list()[: len(account.reserve)]
+        values = account.reserve_list()
+        return Fractions(values).ratio_part(amount).to_list()[: len(values)]
 
     def _remove_reserve(self, account: Account, taken: list[int]) -> None:
-        reserve = account.reserve
+        reserve = account.unpack()
         for i, v in enumerate(taken):
             if v:
                 reserve[i] -= v
         account.reserve_total -= sum(taken)
+        account.pack()
 
     # -- trades -------------------------------------------------------------------------------------
 
@@ -325,7 +389,7 @@ class Book:
         band = self.pool[low:high]
         band_total = sum(band)
         remaining_liquid = self.pool_total
-        for account in self.accounts.values():
+        for name, account in self.accounts.items():
             liquid = account.liquid
             if liquid == 0 or band_total == 0:
                 continue
@@ -336,15 +400,18 @@ class Book:
             if amount == 0:
                 continue
             shares = _apportion(amount, band)
-            reserve = account.reserve
-            if len(reserve) < high:
-                reserve.extend([0] * (high - len(reserve)))
+            reserve = account.reserve  # the band is above the packed part: only the array grows
+            top = low - account.base
+            if len(reserve) < high - account.base:
+                reserve.extend([0] * (high - account.base - len(reserve)))
+                if len(reserve) > KEEP_MAX or (not account.base and len(reserve) >= PACK_FROM):
+                    self._untidy.add(name)
             for j, share in enumerate(shares):
                 if share:
-                    value = reserve[low + j] + share
+                    value = reserve[top + j] + share
                     if value > _SMALL_MAX:
                         reserve = account.widen()
-                    reserve[low + j] = value
+                    reserve[top + j] = value
                     band[j] -= share
             band_total -= amount
             account.reserve_total += amount
@@ -358,23 +425,44 @@ class Book:
         """Every account's reserve in [low, high) becomes liquid and joins the pool."""
         pool = self.pool
         gained = 0
-        for account in self.accounts.values():
-            reserve = account.reserve
-            if len(reserve) <= low:
+        for name, account in self.accounts.items():
+            if account.length <= low:
                 continue
-            top = min(high, len(reserve))
+            if account.base > low:  # deeper than the array part: the slow path, the whole reserve unpacked
+                account.unpack()
+                self._untidy.add(name)
+            reserve, base = account.reserve, account.base
+            top = min(high, account.length)
             freed = 0
             for i in range(low, top):
-                v = reserve[i]
+                v = reserve[i - base]
                 if v:
                     pool[i] += v
                     freed += v
-            del reserve[low:]
+            del reserve[low - base:]
+            if base and len(reserve) < KEEP_MIN:
+                self._untidy.add(name)
             if freed:
                 account.reserve_total -= freed
                 account.liquid += freed
                 gained += freed
         self.pool_total += gained
+
+    # -- memory -----------------------------------------------------------------------------------------
+
+    def untidy(self) -> int:
+        """How many accounts wait for :meth:`tidy`."""
+        return len(self._untidy)
+
+    def tidy(self, limit: int) -> int:
+        """Re-pack up to ``limit`` of the accounts a cycle update left out of shape; returns how many are left.
+        Balances do not change (nothing is marked for writing: the stored form is re-packed when next written)."""
+        untidy = self._untidy
+        for _ in range(min(limit, len(untidy))):
+            account = self.accounts.get(untidy.pop())
+            if account is not None and not account.in_shape():
+                account.pack()
+        return len(untidy)
 
     # -- invariants -------------------------------------------------------------------------------------
 
@@ -387,13 +475,14 @@ class Book:
         reserves = [0] * PEG_SIZE
         liquid = 0
         for name, account in self.accounts.items():
-            if len(account.reserve) > self.supply:
-                problems.append(f"{name}: reserve reaches index {len(account.reserve) - 1} >= supply {self.supply}")
-            if account.liquid < 0 or any(v < 0 for v in account.reserve):
+            values = account.reserve_list()
+            if len(values) > self.supply:
+                problems.append(f"{name}: reserve reaches index {len(values) - 1} >= supply {self.supply}")
+            if account.liquid < 0 or any(v < 0 for v in values):
                 problems.append(f"{name}: negative balance")
-            if sum(account.reserve) != account.reserve_total:
+            if sum(values) != account.reserve_total:
                 problems.append(f"{name}: reserve total {account.reserve_total} != its fractions")
-            for i, v in enumerate(account.reserve):
+            for i, v in enumerate(values):
                 reserves[i] += v
             liquid += account.liquid
         if liquid != self.pool_total or sum(self.pool) != self.pool_total:

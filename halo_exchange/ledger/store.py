@@ -36,14 +36,14 @@ from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, p
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: accounts keep their deep reserve packed (ledger/packing.py); a schema-1 DB is upgraded
 
 # Key prefixes (one byte; never reuse a retired one).
 SCHEMA = b"v"  # -> u32 schema version
 BOOK_STATE = b"s"  # -> i64 cycle, u16 supply, i64 pool total, u32 next account id
 BOOK_POOL = b"p"  # -> 1200 x i64: the pooled liquid fractions
 BOOK_TOTALS = b"b"  # -> 1200 x i64: the book (everything credited minus everything debited)
-ACCOUNT = b"a"  # + utf-8 name -> u32 id, i64 liquid, u16 n, n x i64 reserve fractions
+ACCOUNT = b"a"  # + utf-8 name -> an account: id, liquid, reserve total, the packed deep reserve and its top
 DEPOSIT = b"d"  # + txid + u32 n -> a deposit record
 OWNER_WAITING = b"w"  # + txid + u32 n -> utf-8 owner named for an output whose block left the chain
 APPLIED = b"h"  # + u32 BE height -> block hash + u32 time of a block the deposits tracker applied
@@ -63,6 +63,7 @@ Op = tuple[bytes, "bytes | None"]  # a put (value) or a delete (None)
 
 _VECTOR = struct.Struct(f"<{PEG_SIZE}q")
 _STATE = struct.Struct("<qHqI")
+_ACCOUNT_HEAD = struct.Struct("<IqqHHI")  # id, liquid, reserve total, length, base, len(deep)
 
 
 class StoreError(HaloExchangeError):
@@ -80,10 +81,25 @@ class ExchangeStore:
                 self.db.close()
                 raise StoreError(f"{path} holds data but no schema version: not an exchange DB")
             self.db.put(SCHEMA, pack_u32(SCHEMA_VERSION), sync=True)
+        elif raw == pack_u32(1):
+            self._upgrade_from_1(path)
         elif raw != pack_u32(SCHEMA_VERSION):
             self.db.close()
             raise StoreError(f"{path} has exchange DB schema {int.from_bytes(raw, 'little')}, "
                              f"this code reads {SCHEMA_VERSION}")
+
+    def _upgrade_from_1(self, path: str) -> None:
+        """Schema 1 kept every reserve whole (u16 n, n x i64): re-write each account packed, in one batch with
+        the new version (all or nothing: a crash leaves a schema-1 DB, upgraded at the next open)."""
+        ops: list[Op] = []
+        for key, value in self.db.iterator(prefix=ACCOUNT):
+            account = BookCodec.unpack_account_v1(value)
+            account.pack()
+            ops.append((key, BookCodec.pack_account(account)))
+        ops.append((SCHEMA, pack_u32(SCHEMA_VERSION)))
+        self.write(ops)
+        log.info("exchange DB %s upgraded from schema 1 to %d (%d accounts packed)", path, SCHEMA_VERSION,
+                 len(ops) - 1)
 
     def close(self) -> None:
         if not self.db.closed:
@@ -176,12 +192,31 @@ class BookCodec:
 
     @staticmethod
     def pack_account(account: Account) -> bytes:
+        """``u32 id ‖ i64 liquid ‖ i64 reserve total ‖ u16 length ‖ u16 base ‖ u32 len(deep) ‖ deep ‖ (length -
+        base) x i64``: the packed deep reserve as it is in memory, so that loading a million accounts is
+        slicing, not unpacking."""
         reserve = account.reserve
         stored = reserve if reserve.typecode == "q" else array("q", reserve)  # always i64 on disk
-        return pack_u32(account.id) + pack_i64(account.liquid) + struct.pack("<H", len(reserve)) + stored.tobytes()
+        return (_ACCOUNT_HEAD.pack(account.id, account.liquid, account.reserve_total, account.length, account.base,
+                                   len(account.deep)) + account.deep + stored.tobytes())
 
     @staticmethod
     def unpack_account(value: bytes) -> Account:
+        try:
+            account_id, liquid, total, length, base, deep_size = _ACCOUNT_HEAD.unpack_from(value)
+        except struct.error as exc:
+            raise DecodeError(f"account record is damaged: {exc}") from None
+        start = _ACCOUNT_HEAD.size
+        top = start + deep_size
+        if base > length or (base == 0) != (deep_size == 0) or len(value) != top + 8 * (length - base):
+            raise DecodeError("account record is damaged: its sizes do not add up")
+        stored = array("q")
+        stored.frombytes(value[top:])
+        return Account(account_id, liquid, compact_reserve(stored), total, value[start:top], base)
+
+    @staticmethod
+    def unpack_account_v1(value: bytes) -> Account:
+        """An account as schema 1 kept it (the whole reserve, n x i64)."""
         reader = ByteReader(value)
         account_id = reader.u32()
         liquid = reader.i64()
