@@ -19,10 +19,10 @@ Invariants kept after every operation (``check()`` verifies them):
 Memory: an idle account's reserve is kept mostly packed. Its top ``KEEP`` indexes, the band next to the supply
 that cycle updates move, stay an array (``Account.reserve``, indexes ``base..``); the deep part below them is
 ``Account.deep``, packed by ``ledger/packing.py`` (a 1,198-index reserve in about 250 bytes). An operation that
-needs the deep part (a deposit, a reserve trade or debit) unpacks it, works on the whole array, and packs it
-again before it returns; a cycle update only ever touches the top, except an inflation deeper than the top
-(the slow path). Accounts whose top grew or shrank out of shape at a cycle update are re-packed afterwards, a
-few at a time (:meth:`Book.tidy`), so no cycle update waits for packing.
+needs the deep part (a deposit, a reserve trade or debit) unpacks it; the ``HOT`` accounts that needed it last
+stay whole, and the one that drops out of them is packed again, so an active trader pays no packing and memory
+stays bounded. A cycle update only ever touches the top, except an inflation deeper than the top (the slow
+path); accounts it left out of shape are re-packed afterwards, a few at a time (:meth:`Book.tidy`).
 
 Pure bookkeeping: no I/O. Durability is ``ledger/store.py``'s job. Partial levels (a pegshift from
 withdrawals) are not modelled yet: the effective supply is an integer here.
@@ -31,6 +31,7 @@ withdrawals) are not modelled yet: the effective supply is an integer here.
 from __future__ import annotations
 
 from array import array
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -47,6 +48,7 @@ _SMALL_MAX = 2**31 - 1
 KEEP = 16  # indexes kept as an array above the packed part: more than a cycle update's 3 steps, both ways
 KEEP_MIN, KEEP_MAX = 4, 48  # a top outside these after a cycle update is re-packed by tidy()
 PACK_FROM = KEEP + 32  # shorter reserves stay whole arrays: packing them would save little
+HOT = 1024  # accounts kept whole after an operation needed their deep reserve (at most ~10 MB at supply 1198)
 
 
 def compact_reserve(values) -> array:
@@ -163,8 +165,10 @@ class Book:
         # What changed since take_changes(): the store writes exactly this (plus the scalars).
         self._dirty: set[str] = set()
         self._vectors_dirty = False
-        # Accounts a cycle update left out of their packed shape, for tidy() to re-pack later.
+        # Accounts a cycle update left out of their packed shape, for tidy() to re-pack later; the accounts
+        # whose reserve an operation needed lately, kept whole (oldest first).
         self._untidy: set[str] = set()
+        self._hot: OrderedDict[str, None] = OrderedDict()
 
     # -- change tracking ----------------------------------------------------------------------------
 
@@ -199,6 +203,7 @@ class Book:
             return
         del self.accounts[name]
         self._untidy.discard(name)
+        self._hot.pop(name, None)
         self._dirty.add(name)
 
     def balance(self, name: str) -> tuple[int, int]:
@@ -231,7 +236,7 @@ class Book:
         s = self.supply
         account = self.open_account(name)
         reserve_part = values[:s]
-        self._add_reserve(account, reserve_part)
+        self._add_reserve(name, account, reserve_part)
         liquid = 0
         pool, book = self.pool, self.book
         for i in range(s, PEG_SIZE):
@@ -247,7 +252,7 @@ class Book:
         self._vectors_dirty = True
         return liquid, sum(reserve_part)
 
-    def _add_reserve(self, account: Account, part: list[int]) -> None:
+    def _add_reserve(self, name: str, account: Account, part: list[int]) -> None:
         last = max((i for i, v in enumerate(part) if v), default=-1)
         if last < 0:
             return
@@ -263,7 +268,7 @@ class Book:
                 reserve[i] = value
                 added += part[i]
         account.reserve_total += added
-        account.pack()
+        self._touched(name, account)
 
     def reverse_credit(self, name: str, fractions: Fractions) -> None:
         """Take back a credit whose coins left the chain (a deep reorg): the same split as :meth:`credit`.
@@ -284,7 +289,7 @@ class Book:
                 reserve[i] -= values[i]
                 removed_reserve += values[i]
         account.reserve_total -= removed_reserve
-        account.pack()
+        self._touched(name, account)
         liquid = 0
         for i in range(s, PEG_SIZE):
             if values[i]:
@@ -318,7 +323,7 @@ class Book:
         """Take ``amount`` of reserve out of the book: a proportional slice of the account's own reserve."""
         account = self.account(name)
         taken = self._reserve_slice(account, amount)
-        self._remove_reserve(account, taken)
+        self._remove_reserve(name, account, taken)
         for i, v in enumerate(taken):
             self.book[i] -= v
         self._dirty.add(name)
@@ -332,13 +337,13 @@ class Book:
         values = account.reserve_list()
         return Fractions(values).ratio_part(amount).to_list()[: len(values)]
 
-    def _remove_reserve(self, account: Account, taken: list[int]) -> None:
+    def _remove_reserve(self, name: str, account: Account, taken: list[int]) -> None:
         reserve = account.unpack()
         for i, v in enumerate(taken):
             if v:
                 reserve[i] -= v
         account.reserve_total -= sum(taken)
-        account.pack()
+        self._touched(name, account)
 
     # -- trades -------------------------------------------------------------------------------------
 
@@ -362,8 +367,8 @@ class Book:
         if src == dst:
             return
         target = self.open_account(dst)
-        self._remove_reserve(source, taken)
-        self._add_reserve(target, taken)
+        self._remove_reserve(src, source, taken)
+        self._add_reserve(dst, target, taken)
         self._dirty.update((src, dst))
 
     # -- the cycle boundary ---------------------------------------------------------------------------
@@ -450,6 +455,20 @@ class Book:
 
     # -- memory -----------------------------------------------------------------------------------------
 
+    def _touched(self, name: str, account: Account) -> None:
+        """``account`` was just unpacked for an operation: it stays whole while it is among the ``HOT`` accounts
+        touched last (an active trader pays no packing), and is packed when it drops out of them."""
+        if account.length < PACK_FROM:
+            return
+        hot = self._hot
+        hot[name] = None
+        hot.move_to_end(name)
+        if len(hot) > HOT:
+            coldest, _ = hot.popitem(last=False)
+            cold = self.accounts.get(coldest)
+            if cold is not None:
+                cold.pack()
+
     def untidy(self) -> int:
         """How many accounts wait for :meth:`tidy`."""
         return len(self._untidy)
@@ -459,8 +478,9 @@ class Book:
         Balances do not change (nothing is marked for writing: the stored form is re-packed when next written)."""
         untidy = self._untidy
         for _ in range(min(limit, len(untidy))):
-            account = self.accounts.get(untidy.pop())
-            if account is not None and not account.in_shape():
+            name = untidy.pop()
+            account = self.accounts.get(name)
+            if account is not None and name not in self._hot and not account.in_shape():
                 account.pack()
         return len(untidy)
 
