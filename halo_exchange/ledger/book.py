@@ -473,6 +473,10 @@ class Book:
         """How many accounts wait for :meth:`tidy`."""
         return len(self._untidy)
 
+    def mark_untidy(self, name: str) -> None:
+        """Have :meth:`tidy` re-pack ``name`` (an account loaded in another shape)."""
+        self._untidy.add(name)
+
     def tidy(self, limit: int) -> int:
         """Re-pack up to ``limit`` of the accounts a cycle update left out of shape; returns how many are left.
         Balances do not change (nothing is marked for writing: the stored form is re-packed when next written)."""

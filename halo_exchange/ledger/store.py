@@ -272,6 +272,9 @@ class BookCodec:
         accounts = [(key[1:].decode("utf-8"), cls.unpack_account(value)) for key, value in store.iterator(ACCOUNT)]
         accounts.sort(key=lambda item: item[1].id)
         book.accounts = dict(accounts)
+        for name, account in accounts:
+            if not account.in_shape():  # stored whole (it was in use) or grown by cycle updates: re-pack later
+                book.mark_untidy(name)
         return book
 
 

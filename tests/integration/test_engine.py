@@ -277,3 +277,32 @@ def test_withdraw_limits_count_only_outstanding_accepted_requests(harness: Engin
     harness.generate(2 * harness.node.params.peg_interval)  # no exchange accounts: both expire, refunded
     assert harness.engine.withdrawal(first).state.value == "expired"
     harness.settle(harness.engine.request_withdrawal("alice", 2 * COIN, payee))
+
+
+def test_reserves_grown_by_cycle_updates_are_repacked_a_few_a_turn_and_survive_a_restart(tmp_path) -> None:
+    """With the packing thresholds shrunk to the devnet's low supplies: deflation cycles grow each account's
+    array part, the engine re-packs them over the following turns, and a restart reads the same balances."""
+    from unittest.mock import patch
+
+    from halo_exchange.ledger import book as book_module
+
+    shrunk = {"KEEP": 2, "KEEP_MIN": 1, "KEEP_MAX": 3, "PACK_FROM": 3, "HOT": 1}
+    with patch.multiple(book_module, **shrunk), EngineHarness(tmp_path) as harness:
+        for n in range(4):
+            harness.credit(f"user{n}", (n + 1) * 7 * COIN)
+        interval = harness.node.params.peg_interval
+        book = harness.engine.book
+        for _ in range(12):
+            if book.supply >= 10:
+                break
+            harness.generate(interval, "deflate")
+        assert book.supply >= 10 and book.check() == []
+        harness.clock.advance(0)  # the turns after the block: tidy() runs
+        harness.clock.advance(0)
+        assert book.untidy() == 0
+        assert all(account.in_shape() or name in book._hot for name, account in book.accounts.items())
+        assert any(account.base for account in book.accounts.values())
+        before = {name: harness.engine.balance(name) for name in book.accounts}
+        harness.reopen()
+        assert {name: harness.engine.balance(name) for name in before} == before
+        assert harness.engine.book.check() == []
