@@ -14,9 +14,11 @@ DB itself stays at its last good batch).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import struct
+import sys
 from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
@@ -63,7 +65,9 @@ Op = tuple[bytes, "bytes | None"]  # a put (value) or a delete (None)
 
 _VECTOR = struct.Struct(f"<{PEG_SIZE}q")
 _STATE = struct.Struct("<qHqI")
-_ACCOUNT_HEAD = struct.Struct("<IqqHHI")  # id, liquid, reserve total, length, base, len(deep)
+_ACCOUNT_HEAD = struct.Struct("<IqqHHIB")  # id, liquid, reserve total, length, base, len(deep), entry width
+_ENTRY_CODES = {array("i").itemsize: "i", array("q").itemsize: "q"}
+_BIG_ENDIAN = sys.byteorder == "big"  # stored little-endian, as every integer of the DB
 
 
 class StoreError(HaloExchangeError):
@@ -192,27 +196,31 @@ class BookCodec:
 
     @staticmethod
     def pack_account(account: Account) -> bytes:
-        """``u32 id ‖ i64 liquid ‖ i64 reserve total ‖ u16 length ‖ u16 base ‖ u32 len(deep) ‖ deep ‖ (length -
-        base) x i64``: the packed deep reserve as it is in memory, so that loading a million accounts is
-        slicing, not unpacking."""
+        """``u32 id ‖ i64 liquid ‖ i64 reserve total ‖ u16 length ‖ u16 base ‖ u32 len(deep) ‖ u8 width ‖ deep ‖
+        (length - base) x width-byte entries``: the reserve as it is in memory (packed deep part, then its top
+        in 4- or 8-byte entries), so that loading a million accounts is slicing, not unpacking."""
         reserve = account.reserve
-        stored = reserve if reserve.typecode == "q" else array("q", reserve)  # always i64 on disk
+        if _BIG_ENDIAN:
+            reserve = array(reserve.typecode, reserve)
+            reserve.byteswap()
         return (_ACCOUNT_HEAD.pack(account.id, account.liquid, account.reserve_total, account.length, account.base,
-                                   len(account.deep)) + account.deep + stored.tobytes())
+                                   len(account.deep), reserve.itemsize) + account.deep + reserve.tobytes())
 
     @staticmethod
     def unpack_account(value: bytes) -> Account:
         try:
-            account_id, liquid, total, length, base, deep_size = _ACCOUNT_HEAD.unpack_from(value)
-        except struct.error as exc:
+            account_id, liquid, total, length, base, deep_size, width = _ACCOUNT_HEAD.unpack_from(value)
+            reserve = array(_ENTRY_CODES[width])
+        except (struct.error, KeyError) as exc:
             raise DecodeError(f"account record is damaged: {exc}") from None
         start = _ACCOUNT_HEAD.size
         top = start + deep_size
-        if base > length or (base == 0) != (deep_size == 0) or len(value) != top + 8 * (length - base):
+        if base > length or (base == 0) != (deep_size == 0) or len(value) != top + width * (length - base):
             raise DecodeError("account record is damaged: its sizes do not add up")
-        stored = array("q")
-        stored.frombytes(value[top:])
-        return Account(account_id, liquid, compact_reserve(stored), total, value[start:top], base)
+        reserve.frombytes(value[top:])
+        if _BIG_ENDIAN:
+            reserve.byteswap()
+        return Account(account_id, liquid, reserve, total, value[start:top], base)
 
     @staticmethod
     def unpack_account_v1(value: bytes) -> Account:
@@ -269,7 +277,16 @@ class BookCodec:
             raise DecodeError(f"exchange DB book state is damaged: {exc}") from exc
         book.pool_total = pool_total
         book.next_id = next_id
-        accounts = [(key[1:].decode("utf-8"), cls.unpack_account(value)) for key, value in store.iterator(ACCOUNT)]
+        # A million new objects would run the cyclic collector over the whole heap again and again (measured:
+        # most of the load's time); none of them can form a cycle, so it is off while they are made.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            unpack = cls.unpack_account
+            accounts = [(key[1:].decode("utf-8"), unpack(value)) for key, value in store.iterator(ACCOUNT)]
+        finally:
+            if collecting:
+                gc.enable()
         accounts.sort(key=lambda item: item[1].id)
         book.accounts = dict(accounts)
         for name, account in accounts:

@@ -28,7 +28,9 @@ def populate(n: int, supply: int = SUPPLY) -> Book:
     for fractions in TEMPLATES:
         probe = Book(1, supply)
         probe.credit("t", fractions)
-        templates.append(probe.account("t"))
+        template = probe.account("t")
+        template.pack()  # as an idle account is kept (a fresh credit stays whole while it is among the hot ones)
+        templates.append(template)
     for u in range(n):
         t = u % len(TEMPLATES)
         src = templates[t]
