@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Iterable
+import time
+from typing import Any, Callable, Generator, Iterable
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred, succeed
 
 from halo_exchange import commands
 from halo_exchange.chain.keys import network_for
@@ -30,13 +31,14 @@ from halo_exchange.chain.reader import ChainReader
 from halo_exchange.chain.tx import OutPoint
 from halo_exchange.commands import LIQUID, POOL, RESERVE, UNKNOWN_USER, Transfer
 from halo_exchange.errors import CommandRefused
-from halo_exchange.ledger.book import Book, LedgerError
+from halo_exchange.ledger.book import Book, CycleUpdate, LedgerError
 from halo_exchange.ledger.coins import Coin
 from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, DepositError, DepositEvents, DepositState
 from halo_exchange.ledger.store import (
     BatchCodec,
     BookCodec,
     CoinCodec,
+    CycleUpdateCodec,
     DepositCodec,
     ExchangeStore,
     ExecRecordCodec,
@@ -69,6 +71,7 @@ from halo_exchange.serialize import display_hex, from_display_hex
 log = logging.getLogger(__name__)
 
 EXCHANGE_BUFFER = 3
+CYCLE_CHUNK = 4000  # accounts re-valued a reactor turn in a book larger than this (~30 ms with their write)
 TIDY_PER_TURN = 100  # accounts re-packed a reactor turn after a cycle update (~25 ms at supply 1198)
 
 
@@ -86,6 +89,7 @@ class ExchangeEngine:
         liquid_limit: int = LIQUID_LIMIT,
         reserve_limit: int = RESERVE_LIMIT,
         run_in_thread: Callable[..., Deferred] | None = None,
+        cycle_chunk: int = CYCLE_CHUNK,
     ) -> None:
         self.store = store
         self.reader = reader
@@ -96,6 +100,10 @@ class ExchangeEngine:
         self.commit = GroupCommit(store, call_later)
         self._call_later = call_later
         self._tidying = False
+        self.cycle_chunk = cycle_chunk
+        self._update: CycleUpdate | None = None  # a cycle update under way (in steps)
+        self._update_began = 0.0
+        self._waiting: list[Deferred] = []  # what waits for it to finish
         state = load_state(store, confirmations=confirmations)
         book = state.book
         if book is None:
@@ -124,6 +132,12 @@ class ExchangeEngine:
         self.deposits.is_change = self._is_change
         if not self.coins.coins and any(d.state is DepositState.REGISTERED for d in self.deposits.deposits.values()):
             self._index_registered_deposits()
+        if state.cycle_update is not None:  # a stop interrupted a cycle update: it resumes before anything else
+            progress = state.cycle_update
+            update = self.book.cycle_update(progress["cycle"], progress["new"], progress)
+            log.warning("cycle %d: resuming the update a stop interrupted, at account %d of %d", update.cycle,
+                        update.position, len(update.names))
+            self._run_update(update, None)
         self._tidy_later()  # accounts stored whole or out of shape are re-packed once the reactor runs
 
     def _effective(self, network_supply: int) -> int:
@@ -177,6 +191,9 @@ class ExchangeEngine:
 
     def block_connected(self, height: int, block_hash: str) -> Deferred:
         """A block joined the chain: new cycle first (balances current before credits), then deposits."""
+        waiting = self.idle()
+        if waiting is not None:  # a cycle update in steps runs: this block after it
+            return waiting.addCallback(lambda _: self.block_connected(height, block_hash))
         raw_hash = from_display_hex(block_hash)
         with self.reader.snapshot() as view:
             record = view.block_record_by_hash(raw_hash)
@@ -184,11 +201,9 @@ class ExchangeEngine:
             if current:
                 cycle = height // self.params.peg_interval
                 if cycle != self.book.cycle:
-                    self.book.new_cycle(cycle, self._effective(record.peg.supply))
-                    self._settle_escrows()
-                    self._tidy_later()
-                    log.info("cycle %d: balances re-valued at effective supply %d (network supply %d + buffer %d)",
-                             cycle, self.book.supply, record.peg.supply, self.buffer)
+                    stepping = self._change_cycle(cycle, self._effective(record.peg.supply), record.peg.supply)
+                    if stepping is not None:  # a big book, updated in steps: the rest of the block follows it
+                        return stepping.addCallback(lambda _: self.block_connected(height, block_hash))
                 # Own transactions first: their outputs are change, never deposits.
                 self.payouts.block_connected(view, height, view.block_transactions(raw_hash))
             events = self.deposits.block_connected(view, height, raw_hash)
@@ -199,6 +214,9 @@ class ExchangeEngine:
 
     def block_disconnected(self, height: int, block_hash: str) -> Deferred:
         """A block left the chain: its deposits go (registered ones are taken back); a cycle may go back."""
+        waiting = self.idle()
+        if waiting is not None:
+            return waiting.addCallback(lambda _: self.block_disconnected(height, block_hash))
         applied = self.deposits.applied_block(height)
         events = self.deposits.block_disconnected(height, from_display_hex(block_hash))
         self._apply(events)
@@ -207,10 +225,94 @@ class ExchangeEngine:
         cycle = (height - 1) // self.params.peg_interval
         if cycle != self.book.cycle:
             with self.reader.snapshot() as view:
-                self.book.new_cycle(cycle, self._effective(view.supply_of_cycle(cycle)))
-            self._settle_escrows()
-            self._tidy_later()
+                network = view.supply_of_cycle(cycle)
+            if len(self.book.accounts) > self.cycle_chunk:
+                # The block's own changes first, in their own batch: a crash during the update then resumes it
+                # with the block already gone, as it was when the update began.
+                self._persist(None)
+            stepping = self._change_cycle(cycle, self._effective(network), network)
+            if stepping is not None:
+                return stepping.addCallback(lambda _: self._persist(None))
         return self._persist(None)
+
+    # -- the cycle update ----------------------------------------------------------------------------------
+
+    def idle(self) -> Deferred | None:
+        """None when no cycle update is under way; else a Deferred that fires once it has finished, in the
+        order of asking. Everything that reads or changes balances waits for it (the API's calls, the chain's
+        events, a batch built meanwhile), so nothing sees or changes a half re-valued book."""
+        if self._update is None:
+            return None
+        waiting: Deferred = Deferred()
+        self._waiting.append(waiting)
+        return waiting
+
+    def when_idle(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` now, or once the cycle update under way has finished (a Deferred of its answer)."""
+        waiting = self.idle()
+        if waiting is None:
+            return fn(*args)
+        return waiting.addCallback(lambda _: self.when_idle(fn, *args))
+
+    def updating(self) -> dict | None:
+        """The cycle update under way, for reports: cycle, supplies, accounts done and in all; None if none."""
+        update = self._update
+        if update is None:
+            return None
+        return {"cycle": update.cycle, "old_supply": update.old, "new_supply": update.new,
+                "done": update.position, "accounts": len(update.names)}
+
+    def _change_cycle(self, cycle: int, supply: int, network_supply: int) -> Deferred | None:
+        """Re-value the book at a new cycle's effective supply: at once for a book of up to ``cycle_chunk``
+        accounts (None), else in steps of that many accounts a reactor turn (a Deferred that fires once done)."""
+        update = self.book.cycle_update(cycle, supply)
+        if len(update.names) <= self.cycle_chunk or not update.moves:
+            update.step(len(update.names))
+            update.finish()
+            if update.moves:
+                self.book.mark_all_changed()
+            self._cycle_changed(update, network_supply)
+            return None
+        return self._run_update(update, network_supply)
+
+    def _run_update(self, update: CycleUpdate, network_supply: int | None) -> Deferred:
+        self._update = update
+        self._update_began = time.monotonic()
+        finished = self.idle()
+        assert finished is not None
+        log.info("cycle %d: re-valuing %d accounts at effective supply %d, %d a turn", update.cycle,
+                 len(update.names), update.new, self.cycle_chunk)
+        self._call_later(0, self._update_step, network_supply)
+        return finished
+
+    def _update_step(self, network_supply: int | None) -> None:
+        """One step of the update under way, written with where it stopped (the last one with the book's new
+        cycle and supply); then the next step, or the waiting work."""
+        update = self._update
+        if update is None or self.commit.failure is not None:
+            return  # the DB failed: the service stops; a restart resumes the update from its last step
+        names = update.step(self.cycle_chunk)
+        ops = BookCodec.account_ops(self.book, names)
+        if not update.done:
+            self.commit.submit(ops + [CycleUpdateCodec.op(update.progress())]).addErrback(lambda _: None)
+            self._call_later(0, self._update_step, network_supply)
+            return
+        update.finish()
+        self._update = None
+        self._cycle_changed(update, network_supply, time.monotonic() - self._update_began)
+        self._persist(None, ops + [CycleUpdateCodec.delete_op()]).addErrback(lambda _: None)
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:  # in the order they came; the first may start another update: the rest wait again
+            waiter.callback(None)
+
+    def _cycle_changed(self, update: CycleUpdate, network_supply: int | None, seconds: float | None = None) -> None:
+        self._settle_escrows()
+        self._tidy_later()
+        took = f" in {seconds:.2f} s" if seconds is not None else ""
+        network = f"network supply {network_supply} + buffer {self.buffer}" if network_supply is not None else (
+            f"buffer {self.buffer}")
+        log.info("cycle %d: %d accounts re-valued at effective supply %d (%s)%s", update.cycle, len(update.names),
+                 update.new, network, took)
 
     def _tidy_later(self) -> None:
         """Re-pack the reserves a cycle update left out of shape, ``TIDY_PER_TURN`` accounts a reactor turn, so
@@ -220,6 +322,9 @@ class ExchangeEngine:
         self._tidying = True
 
         def step() -> None:
+            if self._update is not None:  # a cycle update began: it tidies afterwards
+                self._tidying = False
+                return
             if self.book.tidy(TIDY_PER_TURN):
                 self._call_later(0, step)
             else:
@@ -227,16 +332,20 @@ class ExchangeEngine:
 
         self._call_later(0, step)
 
-    def catch_up(self) -> Deferred:
+    @inlineCallbacks
+    def catch_up(self) -> Generator[Deferred, Any, Any]:
         """Bring the engine level with the node's chain after a restart (or a first start).
 
         Blocks the engine applied that the chain no longer holds are disconnected (newest first); blocks
         the node connected while the plugin was down are then connected in order. One batch per block, as
-        if the events had arrived live. Returns a Deferred that fires when all of it is durable.
+        if the events had arrived live. Returns a Deferred that fires when all of it is durable. A cycle update
+        under way (resumed after a stop, or begun by a block here) is waited for before the next block.
         """
         last: Deferred | None = None
         height, _ = self.deposits.tip
         while height >= 0:
+            if self._update is not None:
+                yield self.idle()
             applied = self.deposits.applied_block(height)
             if applied is None or self.reader.block_hash(height) == applied[0]:
                 break  # in agreement with the chain (or older than the remembered reorg depth)
@@ -250,10 +359,9 @@ class ExchangeEngine:
             block_hash = self.reader.block_hash(h)
             if block_hash is None:
                 break
-            last = self.block_connected(h, display_hex(block_hash))
-        if last is None:
-            return self._persist(None)
-        return last
+            last = self.block_connected(h, display_hex(block_hash))  # behind an update under way, in order
+        result = yield (self._persist(None) if last is None else last)
+        return result
 
     def _apply(self, events: DepositEvents) -> None:
         for credit in events.credits:
@@ -395,10 +503,13 @@ class ExchangeEngine:
             found = self.withdrawals.get(self._by_client_id[some_id])
         return found
 
-    def transaction_event(self, kind: str, txid_hex: str, reason: str) -> None:
+    def transaction_event(self, kind: str, txid_hex: str, reason: str) -> Any:
         """The node dropped or refused a transaction (node services event, on the reactor)."""
+        waiting = self.idle()
+        if waiting is not None:
+            return waiting.addCallback(lambda _: self.transaction_event(kind, txid_hex, reason))
         self.payouts.transaction_event(kind, txid_hex, reason)
-        self.persist_payouts()
+        return self.persist_payouts()
 
     def start_payouts(self) -> None:
         """After catching up: hand the node every committed batch it does not know (it may have restarted)."""

@@ -406,8 +406,9 @@ class PayoutDesk:
         done = self.run_in_thread(work)
         payouts_at_build = {w.id: w.payout for w in members}
         cycle_at_build = engine.book.cycle
-        done.addCallbacks(lambda result: self._commit(kind, master_id, members, height, payouts_at_build,
-                                                      cycle_at_build, *result),
+        # Back on the reactor, after any cycle update that began meanwhile (it then finds the cycle changed).
+        done.addCallbacks(lambda result: engine.when_idle(self._commit, kind, master_id, members, height,
+                                                          payouts_at_build, cycle_at_build, *result),
                           lambda failure: self._build_failed(kind, members, failure))
         done.addBoth(self._build_ended)
         return done

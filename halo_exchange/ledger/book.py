@@ -374,84 +374,24 @@ class Book:
     # -- the cycle boundary ---------------------------------------------------------------------------
 
     def new_cycle(self, cycle: int, supply: int) -> None:
-        """Re-value every account at a new cycle's effective supply (the band between old and new moves)."""
+        """Re-value every account at a new cycle's effective supply (the band between old and new moves), in one
+        go; :meth:`cycle_update` does the same in steps."""
+        update = self.cycle_update(cycle, supply)
+        update.step(len(update.names))
+        update.finish()
+        if update.moves:
+            self.mark_all_changed()
+
+    def mark_all_changed(self) -> None:
+        """Every account is to be written (after a cycle update made at once)."""
+        self._dirty.update(self.accounts)
+
+    def cycle_update(self, cycle: int, supply: int, progress: dict | None = None) -> CycleUpdate:
+        """A cycle update to run in steps (:class:`CycleUpdate`); ``progress``: where a stopped one was."""
         # A cycle may go back: a reorg across a cycle boundary returns the book to the previous supply.
         if not 0 <= supply < PEG_SIZE:
             raise LedgerError(f"supply {supply} is outside [0, {PEG_SIZE - 1}]")
-        old = self.supply
-        if supply > old:
-            self._deflate(old, supply)
-        elif supply < old:
-            self._inflate(supply, old)
-        if supply != old:
-            self._dirty.update(self.accounts)
-            self._vectors_dirty = True
-        self.cycle = cycle
-        self.supply = supply
-
-    def _deflate(self, low: int, high: int) -> None:
-        """Pool fractions in [low, high) become reserve, apportioned to accounts by liquid share."""
-        band = self.pool[low:high]
-        band_total = sum(band)
-        remaining_liquid = self.pool_total
-        for name, account in self.accounts.items():
-            liquid = account.liquid
-            if liquid == 0 or band_total == 0:
-                continue
-            # Sequential drain: each account takes its share of what is left, so the last one takes exactly
-            # the rest and the band empties per index.
-            amount = liquid * band_total // remaining_liquid
-            remaining_liquid -= liquid
-            if amount == 0:
-                continue
-            shares = _apportion(amount, band)
-            reserve = account.reserve  # the band is above the packed part: only the array grows
-            top = low - account.base
-            if len(reserve) < high - account.base:
-                reserve.extend([0] * (high - account.base - len(reserve)))
-                if len(reserve) > KEEP_MAX or (not account.base and len(reserve) >= PACK_FROM):
-                    self._untidy.add(name)
-            for j, share in enumerate(shares):
-                if share:
-                    value = reserve[top + j] + share
-                    if value > _SMALL_MAX:
-                        reserve = account.widen()
-                    reserve[top + j] = value
-                    band[j] -= share
-            band_total -= amount
-            account.reserve_total += amount
-            account.liquid -= amount
-        moved = sum(self.pool[low:high]) - band_total
-        self.pool[low:high] = band
-        self.pool_total -= moved
-        assert band_total == 0, "deflation band must empty"
-
-    def _inflate(self, low: int, high: int) -> None:
-        """Every account's reserve in [low, high) becomes liquid and joins the pool."""
-        pool = self.pool
-        gained = 0
-        for name, account in self.accounts.items():
-            if account.length <= low:
-                continue
-            if account.base > low:  # deeper than the array part: the slow path, the whole reserve unpacked
-                account.unpack()
-                self._untidy.add(name)
-            reserve, base = account.reserve, account.base
-            top = min(high, account.length)
-            freed = 0
-            for i in range(low, top):
-                v = reserve[i - base]
-                if v:
-                    pool[i] += v
-                    freed += v
-            del reserve[low - base:]
-            if base and len(reserve) < KEEP_MIN:
-                self._untidy.add(name)
-            if freed:
-                account.reserve_total -= freed
-                account.liquid += freed
-                gained += freed
-        self.pool_total += gained
+        return CycleUpdate(self, cycle, supply, progress)
 
     # -- memory -----------------------------------------------------------------------------------------
 
@@ -518,6 +458,146 @@ class Book:
                 problems.append(f"index {i}: accounts {reserves[i] + self.pool[i]} != book {self.book[i]}")
                 break
         return problems
+
+
+class CycleUpdate:
+    """Re-valuing every account at a new cycle's supply, in steps of a few thousand accounts, so that a book of a
+    million accounts never holds the reactor for long, and resumable after a crash from :meth:`progress`.
+
+    Only the band between the old and the new supply changes hands:
+
+    * deflation (the supply rises): the pool's fractions in the band become reserve, apportioned by liquid share
+      with a sequential drain: each account, in id order, takes ``liquid * band_left // liquid_left``, spread
+      over the band by RatioPart's rule, so the last one takes exactly the rest and the band empties per index;
+    * inflation (the supply falls): each account's reserve in the band returns to its liquid and to the pool.
+
+    Until :meth:`finish` the book's cycle, supply and pool are the old ones, the accounts before ``position`` are
+    re-valued and the rest are not; nothing else may touch the book meanwhile (the engine holds every other
+    operation back). :meth:`step` does not mark the accounts it changes for writing: its caller writes them with
+    :meth:`progress`, in one batch, so that the stored book always tells which accounts are done.
+    """
+
+    def __init__(self, book: Book, cycle: int, supply: int, progress: dict | None = None) -> None:
+        self.book = book
+        self.cycle = cycle
+        self.old = book.supply
+        self.new = supply
+        self.low, self.high = min(self.old, supply), max(self.old, supply)
+        self.names = list(book.accounts)  # id order, the order of the sequential drain
+        progress = progress or {}
+        self.position: int = progress.get("position", 0)
+        # Deflation: what is left of the band, in total, and the liquid of the accounts not yet done.
+        self.band: list[int] = progress.get("band", book.pool[self.low:self.high] if supply > self.old else [])
+        self.band_total: int = progress.get("band_total", sum(self.band))
+        self.remaining_liquid: int = progress.get("remaining_liquid", book.pool_total)
+        # Inflation: what the accounts done so far gave back, per band index.
+        self.gains: list[int] = progress.get("gains", [0] * (self.high - self.low) if supply < self.old else [])
+        if progress and (progress.get("cycle"), progress.get("old"), progress.get("new")) != (cycle, self.old, supply):
+            raise LedgerError(f"a stored cycle update ({progress.get('cycle')}: {progress.get('old')} -> "
+                              f"{progress.get('new')}) does not match the book (supply {self.old}) or the cycle")
+
+    @property
+    def moves(self) -> bool:
+        return self.new != self.old
+
+    @property
+    def done(self) -> bool:
+        return self.position >= len(self.names) or not self.moves
+
+    def progress(self) -> dict:
+        """Where the update is, as the store keeps it: enough to resume it exactly."""
+        return {"cycle": self.cycle, "old": self.old, "new": self.new, "position": self.position,
+                "band": list(self.band), "band_total": self.band_total, "remaining_liquid": self.remaining_liquid,
+                "gains": list(self.gains)}
+
+    def step(self, limit: int) -> list[str]:
+        """Re-value up to ``limit`` more accounts; the names of those changed."""
+        if not self.moves:
+            return []
+        names = self.names[self.position:self.position + limit]
+        self.position += len(names)
+        if self.new > self.old:
+            return self._deflate(names)
+        return self._inflate(names)
+
+    def _deflate(self, names: list[str]) -> list[str]:
+        book, low, high, band = self.book, self.low, self.high, self.band
+        changed = []
+        for name in names:
+            account = book.accounts[name]
+            liquid = account.liquid
+            if liquid == 0 or self.band_total == 0:
+                continue
+            amount = liquid * self.band_total // self.remaining_liquid
+            self.remaining_liquid -= liquid
+            if amount == 0:
+                continue
+            shares = _apportion(amount, band)
+            reserve = account.reserve  # the band is above the packed part: only the array grows
+            top = low - account.base
+            if len(reserve) < high - account.base:
+                reserve.extend([0] * (high - account.base - len(reserve)))
+                if len(reserve) > KEEP_MAX or (not account.base and len(reserve) >= PACK_FROM):
+                    book._untidy.add(name)
+            for j, share in enumerate(shares):
+                if share:
+                    value = reserve[top + j] + share
+                    if value > _SMALL_MAX:
+                        reserve = account.widen()
+                    reserve[top + j] = value
+                    band[j] -= share
+            self.band_total -= amount
+            account.reserve_total += amount
+            account.liquid -= amount
+            changed.append(name)
+        return changed
+
+    def _inflate(self, names: list[str]) -> list[str]:
+        book, low, high, gains = self.book, self.low, self.high, self.gains
+        changed = []
+        for name in names:
+            account = book.accounts[name]
+            if account.length <= low:
+                continue
+            if account.base > low:  # deeper than the array part: the slow path, the whole reserve unpacked
+                account.unpack()
+                book._untidy.add(name)
+            reserve, base = account.reserve, account.base
+            top = min(high, account.length)
+            freed = 0
+            for i in range(low, top):
+                v = reserve[i - base]
+                if v:
+                    gains[i - low] += v
+                    freed += v
+            del reserve[low - base:]
+            if base and len(reserve) < KEEP_MIN:
+                book._untidy.add(name)
+            if freed:
+                account.reserve_total -= freed
+                account.liquid += freed
+            changed.append(name)
+        return changed
+
+    def finish(self) -> None:
+        """After the last step: the pool takes the band's new shape, and the book its new cycle and supply."""
+        book = self.book
+        if self.position < len(self.names) and self.moves:
+            raise LedgerError(f"cycle update finished at account {self.position} of {len(self.names)}")
+        if self.new > self.old:
+            if self.band_total != 0:
+                raise LedgerError("deflation band must empty")
+            moved = sum(book.pool[self.low:self.high])
+            book.pool[self.low:self.high] = self.band
+            book.pool_total -= moved
+        elif self.new < self.old:
+            for j, gain in enumerate(self.gains):
+                book.pool[self.low + j] += gain
+            book.pool_total += sum(self.gains)
+        if self.moves:
+            book._vectors_dirty = True
+        book.cycle = self.cycle
+        book.supply = self.new
 
 
 def _check_amount(amount: int) -> None:

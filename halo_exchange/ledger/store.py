@@ -59,6 +59,7 @@ WITHDRAWAL = b"x"  # + ascii ID -> JSON withdrawal record
 BATCH = b"B"  # + ascii master ID -> JSON batch record (a payout or maintenance transaction the exchange signed)
 COIN = b"u"  # + txid + u32 n -> a coin record: an output the exchange can spend (or spent, kept for reorgs)
 PAYOUT_STATE = b"P"  # -> JSON: payout counters (maintenance costs not yet recovered)
+CYCLE_UPDATE = b"U"  # -> JSON: a cycle update under way (ledger/book.py CycleUpdate.progress), absent otherwise
 EXEC_RECORD = b"e"  # + 32-byte command hash -> JSON: a signed exec command that ran (its replay guard and outcome)
 
 Op = tuple[bytes, "bytes | None"]  # a put (value) or a delete (None)
@@ -545,6 +546,24 @@ class CoinCodec:
         return index
 
 
+class CycleUpdateCodec:
+    """A cycle update done in steps: each step's batch holds the accounts it re-valued and where it stopped, so a
+    restart resumes it exactly; the last step's batch deletes the record with the book's new cycle and supply."""
+
+    @staticmethod
+    def op(progress: dict) -> Op:
+        return (CYCLE_UPDATE, json.dumps(progress, sort_keys=True).encode())
+
+    @staticmethod
+    def delete_op() -> Op:
+        return (CYCLE_UPDATE, None)
+
+    @staticmethod
+    def load(store: ExchangeStore) -> dict | None:
+        raw = store.get(CYCLE_UPDATE)
+        return json.loads(raw) if raw else None
+
+
 class PayoutStateCodec:
     """Counters of the payout machinery: one JSON object."""
 
@@ -598,6 +617,7 @@ class LedgerState:
     batches: dict[str, Batch] = field(default_factory=dict)
     coins: CoinIndex = field(default_factory=CoinIndex)
     payout_state: dict = field(default_factory=lambda: {"debt": 0})
+    cycle_update: dict | None = None  # a cycle update a stop interrupted (its progress), to resume first
 
 
 def load_state(store: ExchangeStore, *, confirmations: int = DEFAULT_CONFIRMATIONS,
@@ -617,4 +637,5 @@ def load_state(store: ExchangeStore, *, confirmations: int = DEFAULT_CONFIRMATIO
         batches=BatchCodec.load(store),
         coins=CoinCodec.load(store),
         payout_state=PayoutStateCodec.load(store),
+        cycle_update=CycleUpdateCodec.load(store),
     )

@@ -282,6 +282,10 @@ class APIDispatcher:
             return self._system_call(method, params)
         if len(params) not in call.arity:
             return dump_response(xmlrpc.client.Fault(FAULT_INVALID_PARAMS, f"wrong arguments for {method}"))
+        idle = getattr(self._api.engine(), "idle", None)  # an engine: a cycle update in steps may be under way
+        waiting = idle() if idle is not None and call.name != "ShutDown" else None
+        if waiting is not None:  # a cycle update in steps: answered once it is over, never from a half-updated book
+            return waiting.addCallback(lambda _: self.handle(body))
         audited: tuple | None = params  # what the audit trail sees (not a wrong password's call)
         try:
             answer = self._run(call, params)

@@ -1,0 +1,141 @@
+"""A cycle update in steps (a book larger than the engine's ``cycle_chunk``): the same balances as an update made
+at once, nothing applied against a half re-valued book (calls and blocks wait for it, in order), and a stop in
+the middle resumed exactly from the exchange DB."""
+
+from __future__ import annotations
+
+import copy
+import random
+import xmlrpc.client
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from halo_exchange.chain.params import COIN
+from halo_exchange.ledger.book import Book
+from halo_exchange.peg import Fractions
+from tests.framework import EngineHarness
+
+CHUNK = 3
+
+
+def _book(seed: int, supply: int, accounts: int = 25) -> Book:
+    rng = random.Random(seed)
+    book = Book(1, supply)
+    for n in range(accounts):
+        book.credit(f"user{n:03d}", Fractions.std(rng.randrange(10**6, 10**13)))
+    for _ in range(accounts):
+        a, b = rng.sample(sorted(book.accounts), 2)
+        book.move_liquid(a, b, rng.randrange(book.account(a).liquid + 1) or 1) if book.account(a).liquid else None
+    return book
+
+
+def _balances(book: Book) -> dict:
+    return {name: (a.liquid, a.reserve_total, a.reserve_list()) for name, a in book.accounts.items()}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10**6), st.integers(60, 1190), st.integers(-3, 3), st.integers(1, 30))
+def test_an_update_in_steps_is_exactly_the_update_at_once(seed: int, supply: int, move: int, chunk: int) -> None:
+    at_once, stepped = _book(seed, supply), _book(seed, supply)
+    at_once.new_cycle(2, supply + move)
+    update = stepped.cycle_update(2, supply + move)
+    while not update.done:
+        update.step(chunk)
+    update.finish()
+    assert _balances(stepped) == _balances(at_once) and stepped.pool == at_once.pool
+    assert (stepped.pool_total, stepped.supply, stepped.cycle) == (at_once.pool_total, at_once.supply, 2)
+    assert stepped.check() == []
+
+
+def test_a_stopped_update_resumes_from_its_progress_exactly() -> None:
+    reference, book = _book(7, 500), _book(7, 500)
+    reference.new_cycle(2, 497)
+    update = book.cycle_update(2, 497)
+    update.step(10)
+    progress = copy.deepcopy(update.progress())
+    resumed = book.cycle_update(2, 497, progress)
+    while not resumed.done:
+        resumed.step(4)
+    resumed.finish()
+    assert _balances(book) == _balances(reference) and book.pool == reference.pool
+
+
+@pytest.fixture
+def harness(tmp_path):
+    with EngineHarness(tmp_path) as harness:
+        yield harness
+
+
+def _to_next_cycle_with_a_supply_change(harness: EngineHarness) -> tuple[int, str]:
+    """Mine up to the block before a cycle whose supply differs; return the height and hash of that next block
+    without handing it to the engine yet."""
+    interval = harness.node.params.peg_interval
+    engine = harness.engine
+    for _ in range(12):
+        harness.node.generate(interval - 1 - harness.node.reader.height() % interval, "deflate")
+        harness.sync()
+        harness.node.generate(1, "deflate")  # the first block of the next cycle
+        height = harness.node.reader.height()
+        peg = harness.node.reader.block_record(height).peg
+        if engine._effective(peg.supply) != engine.book.supply:
+            harness.skip_events()
+            return height, harness.node.reader.block_hash(height)[::-1].hex()
+        harness.sync()
+    raise AssertionError("the supply never moved")
+
+
+def _fund(harness: EngineHarness, users: int = 12) -> None:
+    harness.credit("whale", 500 * COIN)
+    for n in range(users):
+        harness.settle(harness.engine.trade("whale", (n + 1) * COIN, f"user{n:03d}"))
+
+
+def test_calls_and_blocks_wait_for_the_update_and_run_after_it_in_order(harness: EngineHarness) -> None:
+    _fund(harness)
+    engine = harness.engine
+    engine.cycle_chunk = CHUNK
+    height, block_hash = _to_next_cycle_with_a_supply_change(harness)
+    before = engine.balance("user003")
+    expected = copy.deepcopy(engine.book)
+    expected.new_cycle(height // harness.node.params.peg_interval,
+                       engine._effective(harness.node.reader.block_record(height).peg.supply))
+
+    connected = engine.block_connected(height, block_hash)
+    assert engine.updating() == {"cycle": expected.cycle, "old_supply": engine.book.supply,
+                                 "new_supply": expected.supply, "done": 0, "accounts": len(engine.book.accounts)}
+    trade = harness.api_call("Trade", "user003", "1000", "user004", "liquid", "")
+    balance = harness.api_call("GetBalance", "user003", "")
+    assert engine.balance("user003") == before  # nothing ran yet: the trade waits for the update
+    harness.clock.advance(0)
+    assert engine.updating() is None and connected.called
+    assert xmlrpc.client.loads(trade.result)[0][0] is True
+    liquid, reserve = expected.balance("user003")
+    assert xmlrpc.client.loads(balance.result)[0][0] == {"liquid": liquid - 1000, "reserve": reserve}
+    assert engine.book.check() == [] and harness.audit().ok
+
+
+def test_a_stop_in_the_middle_of_the_update_resumes_it_from_the_db(harness: EngineHarness) -> None:
+    """The process dies after some steps were written (the DB closed with later steps unwritten, as SIGKILL
+    leaves it): at the restart the update resumes from its last written step, and ends exactly where an
+    update without the stop ends."""
+    _fund(harness)
+    engine = harness.engine
+    engine.cycle_chunk = CHUNK
+    height, block_hash = _to_next_cycle_with_a_supply_change(harness)
+    expected = copy.deepcopy(engine.book)
+    expected.new_cycle(height // harness.node.params.peg_interval,
+                       engine._effective(harness.node.reader.block_record(height).peg.supply))
+
+    engine.block_connected(height, block_hash)
+    for _ in range(5):  # a few turns: some steps run and their batches are written
+        call = harness.clock.calls.pop(0)
+        call.func(*call.args, **call.kw)
+    assert 0 < engine.updating()["done"] < len(engine.book.accounts)
+    harness.reopen()  # the store is closed as a kill leaves it; a new engine loads it
+    assert harness.engine.updating() is not None  # resuming before anything else
+    harness.settle(harness.engine.catch_up())
+    assert harness.engine.updating() is None
+    assert _balances(harness.engine.book) == _balances(expected) and harness.engine.book.pool == expected.pool
+    assert harness.engine.book.check() == [] and harness.audit().ok
