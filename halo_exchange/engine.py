@@ -71,7 +71,9 @@ from halo_exchange.serialize import display_hex, from_display_hex
 log = logging.getLogger(__name__)
 
 EXCHANGE_BUFFER = 3
-CYCLE_CHUNK = 4000  # accounts re-valued a reactor turn in a book larger than this (~30 ms with their write)
+CYCLE_CHUNK = 4000  # accounts re-valued a reactor turn at most, in a book larger than this
+CYCLE_STEP_SECONDS = 0.008  # and no longer than this a turn (its write takes another: ~2-6 ms)
+CYCLE_SLICE = 250  # accounts between two looks at the clock
 TIDY_PER_TURN = 100  # accounts re-packed a reactor turn after a cycle update (~25 ms at supply 1198)
 
 
@@ -291,11 +293,20 @@ class ExchangeEngine:
         update = self._update
         if update is None or self.commit.failure is not None:
             return  # the DB failed: the service stops; a restart resumes the update from its last step
-        names = update.step(self.cycle_chunk)
+        # Up to cycle_chunk accounts, and no longer than CYCLE_STEP_SECONDS: the reactor serves between steps.
+        deadline = time.monotonic() + CYCLE_STEP_SECONDS
+        names: list[str] = []
+        done_before = update.position
+        while not update.done and update.position - done_before < self.cycle_chunk:
+            names += update.step(min(CYCLE_SLICE, self.cycle_chunk - (update.position - done_before)))
+            if time.monotonic() > deadline:
+                break
         ops = BookCodec.account_ops(self.book, names)
         if not update.done:
-            self.commit.submit(ops + [CycleUpdateCodec.op(update.progress())]).addErrback(lambda _: None)
-            self._call_later(0, self._update_step, network_supply)
+            written = self.commit.submit(ops + [CycleUpdateCodec.op(update.progress())])
+            # The next step once this one is written: a turn for the write, a turn for the step, the API's
+            # calls served between them.
+            written.addCallbacks(lambda _: self._call_later(0, self._update_step, network_supply), lambda _: None)
             return
         update.finish()
         self._update = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import gc
 import ipaddress
 import logging
 import queue
@@ -228,6 +229,9 @@ class ExchangeService:
                 liquid_limit=config.withdraw_liquid_limit, reserve_limit=config.withdraw_reserve_limit,
                 run_in_thread=deferToThread,
             )
+            # The book's million objects live as long as the process: moved out of the collector's sight, so that
+            # no full collection walks them (measured: one stalled the reactor ~40 ms at 50,000 accounts).
+            gc.freeze()
             # Submitting transactions and asking for their status (None where the node offers no services).
             self._engine.node = getattr(self, "node_services", None)
             # Memory runs ahead of the disk after a lost batch: stop answering from it at once.
