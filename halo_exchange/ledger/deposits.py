@@ -141,6 +141,14 @@ class DepositTracker:
     def owner_waiting(self, outpoint: OutPoint) -> str | None:
         return self._owners_waiting.get(outpoint)
 
+    def owners_waiting(self) -> dict[OutPoint, str]:
+        """Every owner named for an output whose block left the chain (a copy)."""
+        return dict(self._owners_waiting)
+
+    def applied_blocks(self) -> dict[int, tuple[bytes, int]]:
+        """(hash, time) of every block remembered as applied, by height (a copy)."""
+        return dict(self._applied)
+
     def restore(
         self,
         deposits: Iterable[Deposit],

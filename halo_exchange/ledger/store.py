@@ -295,6 +295,20 @@ class DepositCodec:
         return ops
 
     @classmethod
+    def full_ops(cls, tracker: DepositTracker) -> list[Op]:
+        """The writes that store the whole tracker (a rebuilt one: ``recover``), whatever its change record says."""
+        tracker.take_changes()
+        ops: list[Op] = [(cls.outpoint_key(DEPOSIT, outpoint), cls.pack_deposit(deposit))
+                         for outpoint, deposit in sorted(tracker.deposits.items())]
+        ops += [(cls.outpoint_key(OWNER_WAITING, outpoint), owner.encode("utf-8"))
+                for outpoint, owner in sorted(tracker.owners_waiting().items())]
+        for height, (block_hash, time) in sorted(tracker.applied_blocks().items()):
+            ops.append((APPLIED + struct.pack(">I", height), block_hash + pack_u32(time)))
+        height, time = tracker.tip
+        ops.append((TRACKER_TIP, pack_i64(height) + pack_u32(time)))
+        return ops
+
+    @classmethod
     def load(cls, store: ExchangeStore, tracker: DepositTracker) -> None:
         """Fill ``tracker`` with what the store kept (nothing for a new DB)."""
         deposits = [
