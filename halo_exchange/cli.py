@@ -2,7 +2,8 @@
 
 ``devnet`` runs the devnet node with exchange mode on (and its exchange API); ``node`` runs the follower node
 beside bitbayd, exchange mode on; ``audit`` checks the ledger
-against the chain; ``encrypt-wallet`` seals the exchange wallet's keys with a passphrase; ``peg`` inspects peg
+against the chain; ``recover`` rebuilds a lost exchange DB from the exchange's records; ``encrypt-wallet``
+seals the exchange wallet's keys with a passphrase; ``peg`` inspects peg
 data (split a value, decode a peglevel or pegdata string, apply the supply rule). Output is plain text for
 people; ``--json`` gives the peg facts to scripts.
 """
@@ -225,6 +226,8 @@ def _overview() -> None:
     print("  halo-exchange status --datadir DIR [--json]      what a running follower node is doing")
     print("  halo-exchange audit --datadir DIR                check the ledger against the chain (node stopped)")
     print("  halo-exchange encrypt-wallet --datadir DIR       seal the exchange wallet's keys (node stopped)")
+    print("  halo-exchange recover --datadir DIR --balances F --keys F [--deposits F] [--dry-run]")
+    print("                                                   rebuild a lost exchange DB (node stopped)")
     print("  halo-exchange peg split VALUE [--supply S ...]   liquid/reserve of a new amount")
     print("  halo-exchange peg level HEX                      decode a peglevel (v2, v1, legacy)")
     print("  halo-exchange peg pegdata BASE64                 decode a balance pegdata")
@@ -298,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="read the passphrase from the first line of this file instead of the terminal")
     encrypt.set_defaults(handler=None, run=_run_encrypt_wallet)
 
+    recover = commands.add_parser("recover", help="rebuild a lost exchange DB from the exchange's records of "
+                                                  "balances, keys and deposits (node stopped; docs/recovery.md)")
+    from halo_exchange import recover as recover_command
+
+    recover_command.add_arguments(recover)
+    recover.set_defaults(handler=None, run=recover_command.run)
+
     peg = commands.add_parser("peg", help="inspect peg arithmetic and peg data")
     peg_commands = peg.add_subparsers(dest="peg_command", required=True)
 
@@ -330,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _overview()
         return 0
-    if args.command in ("audit", "encrypt-wallet", "devnet", "node", "status"):
+    if args.command in ("audit", "encrypt-wallet", "devnet", "node", "status", "recover"):
         return args.run(args)
     try:
         facts = args.handler(args)
