@@ -164,7 +164,7 @@ def parse_balances(text: str, path: str) -> tuple[list[BalanceRecord], list[Prob
                 problems.append(Problem(path, line, f"user {user!r}: liquid + reserve exceeds 2^63 - 1"))
                 continue
             records.append(BalanceRecord(user, liquid, reserve, line))
-    if not rows and not problems:
+    if not records and not problems:
         problems.append(Problem(path, 0, "holds no balances"))
     return records, problems
 
