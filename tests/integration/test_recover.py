@@ -385,3 +385,27 @@ def test_a_lost_exchange_db_is_rebuilt_over_the_api(tmp_path, withdraw: bool) ->
         now = restored[user]
         paid_as_liquid = was["reserve"] - now["reserve"]
         assert paid_as_liquid > 0 and now["liquid"] == was["liquid"] + paid_as_liquid, (user, was, now)
+
+
+def test_a_running_node_is_refused_and_nothing_written(lost, tmp_path) -> None:
+    """With the node DB held by a running process, recover exits 2, says why, and writes nothing."""
+    _, _, (balances_csv, keys, deposits) = lost
+    held = plyvel.DB(str(tmp_path / "node" / "chain"), compression=None)
+    try:
+        result = _recover(tmp_path, balances_csv, keys, deposits)
+    finally:
+        held.close()
+    assert result.returncode == 2 and "is the node running" in result.stderr
+    assert not (tmp_path / "exchange").exists()
+
+
+def test_what_a_crashed_run_left_is_never_the_exchange_db(lost, tmp_path) -> None:
+    """A run killed before its rename leaves only ``exchange.recovering`` (the node never opens it); the next run
+    starts that over and puts the whole DB in place."""
+    _, balances, (balances_csv, keys, deposits) = lost
+    staging = tmp_path / "exchange.recovering"
+    staging.mkdir()
+    (staging / "half-written").write_text("a run killed mid-write")
+    result = _recover(tmp_path, balances_csv, keys, deposits)
+    assert result.returncode == 0, result.stderr
+    assert not staging.exists() and _reopened_balances(tmp_path) == balances
