@@ -34,7 +34,7 @@ from typing import Callable, TextIO
 
 from halo_exchange.chain.layout import KIND_NORMAL
 from halo_exchange.chain.reader import ChainView
-from halo_exchange.chain.script import script_to_address
+from halo_exchange.chain.script import address_to_script, script_to_address
 from halo_exchange.chain.tx import OutPoint
 from halo_exchange.commands import POOL
 from halo_exchange.config import CHAIN_SUBDIR, EXCHANGE_SUBDIR
@@ -220,6 +220,7 @@ class FoundOutput:
     value: int
     height: int
     fractions: Fractions
+    packed: bytes  # the fractions as the chain stores them: written again as they are, never repacked
 
 
 @dataclass
@@ -231,10 +232,12 @@ class Recovery:
     coins: CoinIndex
     wallet_records: dict[str, bytes]
     report: RecoveryReport
+    packed: dict[OutPoint, bytes] = field(default_factory=dict)  # each coin's fractions as the chain stores them
 
     def ops(self) -> list[Op]:
         """Every write of the new exchange DB (one batch)."""
-        ops = BookCodec.full_ops(self.book) + DepositCodec.full_ops(self.tracker) + CoinCodec.change_ops(self.coins)
+        ops = (BookCodec.full_ops(self.book) + DepositCodec.full_ops(self.tracker, self.packed)
+               + CoinCodec.change_ops(self.coins))
         ops += WalletCodec.key_ops(self.wallet_records)
         ops += [WatchCodec.address_op(address) for address in sorted(self.tracker.addresses)]
         return ops
@@ -244,20 +247,23 @@ def scan_exchange_outputs(view: ChainView, addresses: set[str],
                           progress: ScanProgress | None = None) -> list[FoundOutput]:
     """Every unspent output paying one of ``addresses``, ordered by outpoint. Coinbase and coinstake outputs
     are left out, as the deposit tracker leaves them out: they were never the exchange's deposits."""
+    # Matched by script: encoding every output's address in base58 would cost more than the rest of the scan.
     network = view.network()
+    address_of = {address_to_script(address, network): address for address in addresses}
     found: list[FoundOutput] = []
     done = 0
     for txid, n, record in view.iter_utxos():
         done += 1
         if progress is not None and done % 4096 == 0:
             progress.update(done, txid)
-        if record.kind != KIND_NORMAL or record.value <= 0:
+        address = address_of.get(record.script)
+        if address is None or record.kind != KIND_NORMAL or record.value <= 0:
             continue
-        address = script_to_address(record.script, network)
-        if address is None or address not in addresses:
-            continue
-        found.append(FoundOutput(OutPoint(txid, n), address, record.value, record.height,
-                                 view.fractions(txid, n, record.value)))
+        # Unpacked once for the book; the bytes themselves are what the new DB stores (a repack costs as much).
+        packed = view.packed_fractions(txid, n)
+        fractions = Fractions.from_value(record.value) if packed is None else Fractions.unpack(packed)
+        found.append(FoundOutput(OutPoint(txid, n), address, record.value, record.height, fractions,
+                                 packed or fractions.pack()))
     if progress is not None:
         progress.finish(done)
     return found
@@ -348,20 +354,23 @@ def plan_recovery(view: ChainView, keys: list[KeyRecord], balances: list[Balance
     coins = CoinIndex()
     found = scan_exchange_outputs(view, addresses, progress)
     registered: list[Deposit] = []
+    packed: dict[OutPoint, bytes] = {}
     named_users: set[str] = set()
     for output in found:
         owner = owner_of.get(output.outpoint, RECOVERY_ACCOUNT)
         if owner != RECOVERY_ACCOUNT:
             report.named += 1
             named_users.add(owner)
-        book.credit(owner, output.fractions)
+        liquid, reserve = book.credit(owner, output.fractions)
         registered.append(Deposit(output.outpoint.txid, output.outpoint.n, output.address, output.value,
                                   output.height, output.fractions, DepositState.REGISTERED, owner))
-        coins.add(Coin(output.outpoint, output.address, output.value, output.fractions, output.height, "deposit"))
+        coins.add(Coin(output.outpoint, output.address, output.value, output.fractions, output.height, "deposit",
+                       packed_fractions=output.packed))
+        packed[output.outpoint] = output.packed
         report.outputs += 1
         report.outputs_value += output.value
-        report.outputs_liquid += output.fractions.high(book.supply)
-        report.outputs_reserve += output.fractions.low(book.supply)
+        report.outputs_liquid += liquid
+        report.outputs_reserve += reserve
     report.named_users = len(named_users)
     # The exchange level with the chain's tip: a restarted engine catches up from here, not from the genesis.
     tracker.restore(registered, {}, {tip: (tip_hash, header.time)}, (tip, header.time))
@@ -408,7 +417,7 @@ def plan_recovery(view: ChainView, keys: list[KeyRecord], balances: list[Balance
     problems_found = book.check()
     if problems_found:  # every step above is a checked book operation: this would be a bug, never written
         raise HaloExchangeError("the rebuilt book breaks its invariants: " + "; ".join(problems_found))
-    return Recovery(book, tracker, coins, records, report)
+    return Recovery(book, tracker, coins, records, report, packed)
 
 
 # -- the exchange DB on disk -----------------------------------------------------------------------------------

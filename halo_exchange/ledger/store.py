@@ -254,7 +254,9 @@ class DepositCodec:
         return OutPoint(key[1:33], struct.unpack("<I", key[33:37])[0])
 
     @staticmethod
-    def pack_deposit(deposit: Deposit) -> bytes:
+    def pack_deposit(deposit: Deposit, packed_fractions: bytes | None = None) -> bytes:
+        """``packed_fractions``: the deposit's fractions already packed (as the chain stores them), to skip the
+        repack, most of what writing a deposit costs."""
         return (
             pack_bytes(deposit.address.encode("ascii"))
             + pack_i64(deposit.amount)
@@ -262,7 +264,7 @@ class DepositCodec:
             + pack_u8(_STATES.index(deposit.state))
             + pack_bytes((deposit.owner or "").encode("utf-8"))
             + pack_u8(deposit.owner is not None)
-            + deposit.fractions.pack()
+            + (packed_fractions or deposit.fractions.pack())
         )
 
     @staticmethod
@@ -295,10 +297,12 @@ class DepositCodec:
         return ops
 
     @classmethod
-    def full_ops(cls, tracker: DepositTracker) -> list[Op]:
-        """The writes that store the whole tracker (a rebuilt one: ``recover``), whatever its change record says."""
+    def full_ops(cls, tracker: DepositTracker, packed: dict[OutPoint, bytes] | None = None) -> list[Op]:
+        """The writes that store the whole tracker (a rebuilt one: ``recover``), whatever its change record says;
+        ``packed``: fractions already packed, by outpoint (see :meth:`pack_deposit`)."""
         tracker.take_changes()
-        ops: list[Op] = [(cls.outpoint_key(DEPOSIT, outpoint), cls.pack_deposit(deposit))
+        packed = packed or {}
+        ops: list[Op] = [(cls.outpoint_key(DEPOSIT, outpoint), cls.pack_deposit(deposit, packed.get(outpoint)))
                          for outpoint, deposit in sorted(tracker.deposits.items())]
         ops += [(cls.outpoint_key(OWNER_WAITING, outpoint), owner.encode("utf-8"))
                 for outpoint, owner in sorted(tracker.owners_waiting().items())]
