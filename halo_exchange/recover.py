@@ -165,6 +165,8 @@ class RecoveryReport:
     outputs_reserve: int = 0
     named: int = 0
     named_users: int = 0
+    waiting: int = 0
+    waiting_value: int = 0
     notices: list[str] = field(default_factory=list)
     users: list[UserOutcome] = field(default_factory=list)
     leftover_liquid: int = 0
@@ -186,8 +188,9 @@ class RecoveryReport:
             "halo-exchange recover",
             f"  chain: tip {self.tip}, cycle {self.cycle}, network supply {self.network_supply}; balances at the "
             f"exchange's supply {self.supply}",
-            f"  keys: {self.keys} imported; exchange outputs unspent: {self.outputs}, value {self.outputs_value} "
-            f"(liquid {self.outputs_liquid}, reserve {self.outputs_reserve})",
+            f"  keys: {self.keys} imported; exchange outputs counted: {self.outputs}, value {self.outputs_value} "
+            f"(liquid {self.outputs_liquid}, reserve {self.outputs_reserve}); deposits in waiting: {self.waiting}, "
+            f"value {self.waiting_value}",
             f"  deposits re-registered to their users: {self.named} (of {self.named_users} users); the rest "
             f"went to the pool",
         ]
@@ -348,32 +351,51 @@ def plan_recovery(view: ChainView, keys: list[KeyRecord], balances: list[Balance
     for balance in balances:
         book.open_account(balance.user)
 
+    # Every output found enters the deposit tracker as the chain shows it, owned by the user DEPOSITS.csv names;
+    # the tracker's own rules then say what would have been credited by now. What would not (fewer confirmations
+    # than the setting, a frozen output still locked) was in nobody's recorded balance either: it stays a
+    # deposit in waiting, credited to its named user when due, or to whoever Deposit names, like any new one.
     owner_of = {record.outpoint: record.user for record in deposits}
+    found = scan_exchange_outputs(view, addresses, progress)
     tracker = DepositTracker(confirmations)
     tracker.addresses = set(addresses)
+    # The exchange level with the chain's tip: a restarted engine catches up from here, not from the genesis.
+    tracker.restore(
+        [Deposit(o.outpoint.txid, o.outpoint.n, o.address, o.value, o.height, o.fractions, DepositState.SEEN,
+                 owner_of.get(o.outpoint)) for o in found],
+        {}, {tip: (tip_hash, header.time)}, (tip, header.time))
+    credits = tracker.reconsider().credits
+    unnamed = [d.outpoint for d in tracker.moving()
+               if d.state is DepositState.CONFIRMED and d.owner is None and tracker.due(d)]
+    credits += tracker.name(RECOVERY_ACCOUNT, unnamed).credits
+    packed_of = {o.outpoint: o.packed for o in found}
     coins = CoinIndex()
-    found = scan_exchange_outputs(view, addresses, progress)
-    registered: list[Deposit] = []
     packed: dict[OutPoint, bytes] = {}
     named_users: set[str] = set()
-    for output in found:
-        owner = owner_of.get(output.outpoint, RECOVERY_ACCOUNT)
+    for credit in credits:
+        deposit, owner = credit.deposit, credit.owner
         if owner != RECOVERY_ACCOUNT:
             report.named += 1
             named_users.add(owner)
-        liquid, reserve = book.credit(owner, output.fractions)
-        registered.append(Deposit(output.outpoint.txid, output.outpoint.n, output.address, output.value,
-                                  output.height, output.fractions, DepositState.REGISTERED, owner))
-        coins.add(Coin(output.outpoint, output.address, output.value, output.fractions, output.height, "deposit",
-                       packed_fractions=output.packed))
-        packed[output.outpoint] = output.packed
+        liquid, reserve = book.credit(owner, deposit.fractions)
+        coins.add(Coin(deposit.outpoint, deposit.address, deposit.amount, deposit.fractions, deposit.height,
+                       "deposit", packed_fractions=packed_of[deposit.outpoint]))
+        packed[deposit.outpoint] = packed_of[deposit.outpoint]
         report.outputs += 1
-        report.outputs_value += output.value
+        report.outputs_value += deposit.amount
         report.outputs_liquid += liquid
         report.outputs_reserve += reserve
     report.named_users = len(named_users)
-    # The exchange level with the chain's tip: a restarted engine catches up from here, not from the genesis.
-    tracker.restore(registered, {}, {tip: (tip_hash, header.time)}, (tip, header.time))
+    for deposit in tracker.moving():
+        packed[deposit.outpoint] = packed_of[deposit.outpoint]
+        report.waiting += 1
+        report.waiting_value += deposit.amount
+        why = "not due: frozen or a notary output" if deposit.state is DepositState.CONFIRMED else \
+            f"{max(tracker.depth(deposit), 0)} of {confirmations} confirmations"
+        owner = f"named for {deposit.owner!r}" if deposit.owner is not None else "not named"
+        report.notices.append(f"output {deposit.outpoint} of {deposit.amount} ({why}, {owner}) is a deposit in "
+                              "waiting, as it was before the loss: credited when due, in nobody's balance now. If it "
+                              "is the change of a recent payout, run recover again once it is confirmed")
 
     # What is no user's known deposit goes to the pool (the seed's "trade them to the exchange pool").
     if RECOVERY_ACCOUNT in book.accounts:

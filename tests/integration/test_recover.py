@@ -409,3 +409,47 @@ def test_what_a_crashed_run_left_is_never_the_exchange_db(lost, tmp_path) -> Non
     result = _recover(tmp_path, balances_csv, keys, deposits)
     assert result.returncode == 0, result.stderr
     assert not staging.exists() and _reopened_balances(tmp_path) == balances
+
+
+def test_deposits_not_yet_credited_wait_as_they_did(tmp_path) -> None:
+    """A deposit named but short of its confirmations, and a frozen one still locked, were in nobody's recorded
+    balance: recover leaves them deposits in waiting (the report counts them), and the restarted exchange credits
+    each to its named user when due, as it would have without the loss."""
+    exchange = Exchange(tmp_path)
+    exchange.deposit("alice", 10 * COIN)
+    harness, engine = exchange.harness, exchange.harness.engine
+
+    def named_deposit(user: str, send, amount: int, blocks: int) -> None:
+        wif, address = harness.settle(engine.generate_deposit_address())
+        exchange.wifs.append(wif)
+        txid = send(address, amount)
+        harness.generate(blocks)
+        outpoints = engine.deposits.outpoints_of(from_display_hex(txid))
+        harness.settle(engine.name_deposit(user, outpoints))
+        exchange.deposits += [(user, f"{o.txid_hex}:{o.n}") for o in outpoints]
+
+    named_deposit("alice", harness.node.send_frozen, 4 * COIN, CONFIRMATIONS + 1)
+    named_deposit("bobby", harness.node.send_to_address, 3 * COIN, 2)
+    recorded = {"alice": engine.balance("alice"), "bobby": (0, 0)}
+    assert sum(recorded["alice"]) == 10 * COIN and engine.balance("bobby") is None
+    balances_csv, keys, deposits = exchange.write_records(recorded)
+    harness.close()
+    shutil.rmtree(tmp_path / "exchange")
+
+    result = _recover(tmp_path, balances_csv, keys, deposits)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deposits in waiting: 2, value 700000000" in result.stdout
+    assert "2 of 7 confirmations, named for 'bobby'" in result.stdout
+    harness = EngineHarness(tmp_path, watch=False)
+    try:
+        engine = harness.engine
+        harness.settle(engine.catch_up())
+        assert {user: engine.balance(user) for user in recorded} == recorded
+        harness.generate(CONFIRMATIONS)
+        assert sum(engine.balance("bobby")) == 3 * COIN
+        harness.generate(harness.node.params.frozen_time // harness.node.params.block_spacing)
+        assert sum(engine.balance("alice")) == 14 * COIN
+        report = harness.audit()
+        assert report.ok, report.render()
+    finally:
+        harness.close()
