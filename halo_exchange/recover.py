@@ -5,14 +5,16 @@ The seed's procedure (its API notes, last section), automated, on a stopped node
 1. check every input first (:mod:`halo_exchange.recover_input`; then that each named deposit is an output of
    the chain paying one of the keys): any problem is reported with file and line, and nothing is written;
 2. rescan the node's unspent outputs for those paying the exchange's keys (progress on stderr);
-3. re-register each deposit named in DEPOSITS.csv to its user; everything else the exchange owns (unspent,
-   change included) is registered to an exchange-owned account, :data:`RECOVERY_ACCOUNT`, and traded into
-   the pool;
+3. put them through the deposit tracker's own rules: each deposit named in DEPOSITS.csv is registered to its
+   user; everything else the exchange owns (unspent, change included) is registered to an exchange-owned
+   account, :data:`RECOVERY_ACCOUNT`, and traded into the pool; what the exchange would not have credited yet
+   (too few confirmations, frozen) stays a deposit in waiting, as it was;
 4. trade the pool back to the users, in each style, so that each holds exactly its recorded liquid and reserve
    at the book's supply (the network's plus the exchange's buffer, as GetBalance reports): first every debit
    (a user whose re-registered deposits exceed the record pays the excess into the pool), then every credit
    from the pool. Where the pool cannot cover every credit of a style, each user of that style gets the same
    proportion of what is missing (pro rata, exact to the satoshi: a sequential drain in file order);
+   ``--cover-reserve-with-liquid`` pays reserve the chain no longer holds from leftover liquid;
 5. the new DB is written as one synced batch into ``<exchange>.recovering`` and renamed into place: a crash at
    any point leaves either no new DB or the whole of it.
 
@@ -70,6 +72,8 @@ from halo_exchange.recover_input import (
 # The exchange-owned account the funds that are no user's known deposit are registered to before they go to the
 # pool. A control character starts it, so no user name can be it (the API refuses unprintable names).
 RECOVERY_ACCOUNT = "\x00recovered"
+
+MAX_NOTICES = 50  # notices shown in the report (every short user is always listed)
 
 # Exit codes (docs/recovery.md).
 EXIT_OK, EXIT_INPUT, EXIT_CANNOT_OPEN, EXIT_SHORT = 0, 1, 2, 3
@@ -194,7 +198,9 @@ class RecoveryReport:
             f"  deposits re-registered to their users: {self.named} (of {self.named_users} users); the rest "
             f"went to the pool",
         ]
-        lines += [f"  notice: {notice}" for notice in self.notices]
+        lines += [f"  notice: {notice}" for notice in self.notices[:MAX_NOTICES]]
+        if len(self.notices) > MAX_NOTICES:
+            lines.append(f"  ... and {len(self.notices) - MAX_NOTICES} more notices like these")
         exact = len(self.users) - len(short) - len(covered)
         lines.append(f"  users: {len(self.users)} in the balances file, {exact} restored exactly, "
                      + (f"{len(covered)} restored in value (reserve paid as liquid), " if covered else "")

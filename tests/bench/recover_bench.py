@@ -42,8 +42,10 @@ def _build(root: Path, users: int) -> tuple[Path, list[str]]:
     node.generate(25)
     node.close()
     db = plyvel.DB(str(datadir / "chain"), create_if_missing=False, compression=None)
-    tip, tip_hash = layout.decode_tip(db.get(layout.TIP))
+    _, tip_hash = layout.decode_tip(db.get(layout.TIP))
     supply = layout.BlockRecord.unpack(db.get(layout.block_key(tip_hash))).peg.supply + EXCHANGE_BUFFER
+    # The deposits sit in block 1: confirmed many times over at the tip, so all of them count.
+    height, block_hash = 1, db.get(layout.height_key(1))
     foreign = [address_to_script(PrivateKey.from_int(900_000 + i).public_key().address(DEVNET)) for i in range(16)]
     wifs, deposits, values = [], [], []
     with db.write_batch() as batch:
@@ -56,9 +58,9 @@ def _build(root: Path, users: int) -> tuple[Path, list[str]]:
             outputs += [TxOut(10**7 + j, foreign[(u + j) % len(foreign)]) for j in range(FOREIGN_PER_USER)]
             tx = Transaction(1, 1_700_000_000, (TxIn(OutPoint(u.to_bytes(32, "little"), 0)),), tuple(outputs))
             txid = tx.hash
-            batch.put(layout.tx_key(txid), layout.TxRecord(tip, tip_hash, 1 + u, tx.serialize()).pack())
+            batch.put(layout.tx_key(txid), layout.TxRecord(height, block_hash, 1 + u, tx.serialize()).pack())
             for n, out in enumerate(outputs):
-                batch.put(layout.utxo_key(txid, n), layout.UtxoRecord(out.value, out.script_pubkey, tip,
+                batch.put(layout.utxo_key(txid, n), layout.UtxoRecord(out.value, out.script_pubkey, height,
                                                                       1_700_000_000).pack())
                 batch.put(layout.fractions_key(txid, n), Fractions.std(out.value).pack())
             deposits.append(f"user{u:05d},{OutPoint(txid, 0).txid_hex}:0")
