@@ -517,8 +517,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
     """``halo-exchange recover``: exit 0 every user restored (exactly, or in value with
-    ``--cover-reserve-with-liquid``), 1 input refused (nothing written), 2 a DB cannot be opened (node running?),
-    3 the funds do not cover the records (written only with ``--accept-short``)."""
+    ``--cover-reserve-with-liquid``), 1 input refused (nothing written), 2 a DB cannot be opened (node running?)
+    or written, 3 the funds do not cover the records (written only with ``--accept-short``)."""
     import plyvel
 
     from halo_exchange.chain.reader import ChainReader
@@ -591,7 +591,14 @@ def run(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
                           "files and keys; where only reserve is short, --cover-reserve-with-liquid pays it in "
                           "liquid; to write this recovery as it stands, run again with --accept-short")
     else:
-        moved = write_exchange_db(exchange_path, recovery.ops())
+        try:
+            moved = write_exchange_db(exchange_path, recovery.ops())
+        except (plyvel.Error, OSError, HaloExchangeError) as exc:
+            # Before the rename nothing is in place; the rename itself is atomic. Say where things stand.
+            print(f"recover: writing the new exchange DB failed: {exc}. {exchange_path} is "
+                  + ("in place" if exchange_path.exists() else "absent")
+                  + "; whatever was there before is unchanged or moved aside. Run recover again.", file=err)
+            return EXIT_CANNOT_OPEN
         report.outcome = f"written to {exchange_path}" + (f" (the DB that was there is now {moved})" if moved
                                                           else "")
         report.outcome += "; run `halo-exchange audit`, then start the node"
