@@ -12,8 +12,8 @@ The seed's procedure (its API notes, last section), automated, on a stopped node
 4. trade the pool back to the users, in each style, so that each holds exactly its recorded liquid and reserve
    at the book's supply (the network's plus the exchange's buffer, as GetBalance reports): first every debit
    (a user whose re-registered deposits exceed the record pays the excess into the pool), then every credit
-   from the pool. Where the pool cannot cover every credit of a style, each user of that style gets the same
-   proportion of what is missing (pro rata, exact to the satoshi: a sequential drain in file order);
+   from the pool. Where what is held in a style cannot cover every record, each user gets the same proportion
+   of its record (pro rata, exact to the satoshi: a sequential drain in file order), named deposits or not;
    ``--cover-reserve-with-liquid`` pays reserve the chain no longer holds from leftover liquid;
 5. the new DB is written as one synced batch into ``<exchange>.recovering`` and renamed into place: a crash at
    any point leaves either no new DB or the whole of it.
@@ -38,7 +38,7 @@ from halo_exchange.chain.layout import KIND_NORMAL
 from halo_exchange.chain.reader import ChainView
 from halo_exchange.chain.script import address_to_script, script_to_address
 from halo_exchange.chain.tx import OutPoint
-from halo_exchange.commands import POOL
+from halo_exchange.commands import EXCHANGE, POOL
 from halo_exchange.config import CHAIN_SUBDIR, EXCHANGE_SUBDIR
 from halo_exchange.engine import EXCHANGE_BUFFER
 from halo_exchange.errors import HaloExchangeError
@@ -70,8 +70,9 @@ from halo_exchange.recover_input import (
 )
 
 # The exchange-owned account the funds that are no user's known deposit are registered to before they go to the
-# pool. A control character starts it, so no user name can be it (the API refuses unprintable names).
-RECOVERY_ACCOUNT = "\x00recovered"
+# pool: "exchange", a name the API reserves (no user can have it), printable (GetDeposits shows it as the owner,
+# and XML cannot carry a control character), and what it means.
+RECOVERY_ACCOUNT = EXCHANGE
 
 MAX_NOTICES = 50  # notices shown in the report (every short user is always listed)
 
@@ -413,23 +414,25 @@ def plan_recovery(view: ChainView, keys: list[KeyRecord], balances: list[Balance
         book.close_account(RECOVERY_ACCOUNT)
     book.open_account(POOL)
 
-    # Debits before credits (as the API asks of one-sided trades): what a user's deposits bring beyond the
-    # record goes to the pool, then the pool pays each user what the record lacks.
-    for balance in balances:
-        liquid, reserve = book.balance(balance.user)
-        if liquid > balance.liquid:
-            book.move_liquid(balance.user, POOL, liquid - balance.liquid)
-        if reserve > balance.reserve:
-            book.move_reserve(balance.user, POOL, reserve - balance.reserve)
-    needs_liquid = [max(b.liquid - book.balance(b.user)[0], 0) for b in balances]
-    needs_reserve = [max(b.reserve - book.balance(b.user)[1], 0) for b in balances]
+    # Each user's allotment of each style is its record when the funds cover every record, else the same
+    # proportion of every record. The allotments add up to everything held, in the pool and in the users' own
+    # registered deposits alike: so the deposits file decides which deposits show as whose, never a balance.
+    # Then debits before credits (as the API asks of one-sided trades): what a user's deposits hold beyond its
+    # allotment goes to the pool, and the pool pays each user what its deposits lack.
     pool_liquid, pool_reserve = book.balance(POOL)
-    for balance, liquid, reserve in zip(balances, share_out(pool_liquid, needs_liquid),
-                                        share_out(pool_reserve, needs_reserve)):
-        if liquid:
-            book.move_liquid(POOL, balance.user, liquid)
-        if reserve:
-            book.move_reserve(POOL, balance.user, reserve)
+    held = [book.balance(b.user) for b in balances]
+    allot_liquid = share_out(pool_liquid + sum(h[0] for h in held), [b.liquid for b in balances])
+    allot_reserve = share_out(pool_reserve + sum(h[1] for h in held), [b.reserve for b in balances])
+    for balance, (liquid, reserve), want_liquid, want_reserve in zip(balances, held, allot_liquid, allot_reserve):
+        if liquid > want_liquid:
+            book.move_liquid(balance.user, POOL, liquid - want_liquid)
+        if reserve > want_reserve:
+            book.move_reserve(balance.user, POOL, reserve - want_reserve)
+    for balance, (liquid, reserve), want_liquid, want_reserve in zip(balances, held, allot_liquid, allot_reserve):
+        if liquid < want_liquid:
+            book.move_liquid(POOL, balance.user, want_liquid - liquid)
+        if reserve < want_reserve:
+            book.move_reserve(POOL, balance.user, want_reserve - reserve)
     paid = [0] * len(balances)
     if cover_reserve_with_liquid:
         missing = [max(b.reserve - book.balance(b.user)[1], 0) for b in balances]

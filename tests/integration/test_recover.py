@@ -181,8 +181,9 @@ def test_dry_run_writes_nothing(lost, tmp_path) -> None:
 
 
 def test_balances_beyond_the_funds_report_users_short(lost, tmp_path) -> None:
-    """Records claiming more than the chain holds: exit 3 and each short user named with the shortfall, nothing
-    written; with --accept-short the pro-rata recovery is written (exit 3 still) and audit passes."""
+    """Records claiming more than the chain holds: exit 3 and each short user named with the shortfall (every user
+    bears the same proportion, named deposits or not), nothing written; with --accept-short the pro-rata
+    recovery is written (exit 3 still) and audit passes."""
     _, balances, (balances_csv, keys, deposits) = lost
     inflated = dict(balances, carol=(balances["carol"][0] + 5 * COIN, balances["carol"][1]))
     lines = [f"{user},{liquid},{reserve}" for user, (liquid, reserve) in inflated.items()]
@@ -190,7 +191,13 @@ def test_balances_beyond_the_funds_report_users_short(lost, tmp_path) -> None:
     result = _recover(tmp_path, balances_csv, keys, deposits)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "SHORT: 'carol'" in result.stdout and "nothing written" in result.stdout
+    assert result.stdout.count("SHORT:") == 3  # the loss is shared in proportion to every record
     assert not (tmp_path / "exchange").exists()
+    without = _recover(tmp_path, balances_csv, keys)  # whose deposits were named changes nobody's share
+
+    def shortfalls(stdout: str) -> list[str]:
+        return [line for line in stdout.splitlines() if "SHORT:" in line]
+    assert shortfalls(without.stdout) == shortfalls(result.stdout)
 
     result = _recover(tmp_path, balances_csv, keys, deposits, "--accept-short")
     assert result.returncode == 3 and "written to" in result.stdout, result.stdout + result.stderr
@@ -345,6 +352,7 @@ def test_a_lost_exchange_db_is_rebuilt_over_the_api(tmp_path, withdraw: bool) ->
         mine(20, "deflate")
         supply = node.getpeginfo()["peg"]
         recorded = {user: api.GetBalance(user, "") for user in E2E_USERS}
+        named = {key: record["name"] for key, record in api.GetDeposits("", "").items() if record["name"]}
         node.stop()
         assert process.wait(timeout=30) == 0
     assert supply > 0 and all(balance["reserve"] > 0 for balance in recorded.values())
@@ -356,12 +364,15 @@ def test_a_lost_exchange_db_is_rebuilt_over_the_api(tmp_path, withdraw: bool) ->
     balances_csv.write_text("user,liquid,reserve\n" + "".join(
         f"{user},{b['liquid']},{b['reserve']}\n" for user, b in recorded.items()))
     keys_txt.write_text("\n".join(wifs) + "\n")
-    command = ("recover", "--datadir", str(datadir), "--balances", str(balances_csv), "--keys", str(keys_txt))
+    deposits_csv = records / "deposits.csv"
+    deposits_csv.write_text("user,txid:n\n" + "".join(f"{user},{key}\n" for key, user in named.items()))
+    command = ("recover", "--datadir", str(datadir), "--balances", str(balances_csv), "--keys", str(keys_txt),
+               "--deposits", str(deposits_csv))
     result = run_cli(*command, timeout=120)
     if withdraw:
         assert result.returncode == 3, result.stdout + result.stderr
-        assert "0 restored exactly" in result.stdout and "nothing written" in result.stdout
-        assert result.stdout.count("liquid short 0 (") == 4 and result.stdout.count("SHORT:") == 4
+        assert "0 restored exactly" in result.stdout and "nothing written" in result.stdout, result.stdout
+        assert result.stdout.count("liquid short 0 (") == 4 and result.stdout.count("SHORT:") == 4, result.stdout
         assert not (datadir / "exchange").exists()
         result = run_cli(*command, "--cover-reserve-with-liquid", timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -376,8 +387,15 @@ def test_a_lost_exchange_db_is_rebuilt_over_the_api(tmp_path, withdraw: bool) ->
         api = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{api_port}")
         wait_until(lambda: api.StartExchange("") is True)
         restored = {user: api.GetBalance(user, "") for user in E2E_USERS}
+        deposits_now = api.GetDeposits("", "")
         node.stop()
         assert process.wait(timeout=30) == 0
+    # Each original deposit the chain still holds unspent is registered to its user again.
+    spent = {line.split()[2] for line in result.stdout.splitlines() if "is spent: not re-registered" in line}
+    assert len(named) == len(E2E_USERS) and (spent != set()) == withdraw
+    for key, user in named.items():
+        if key not in spent:
+            assert deposits_now[key]["name"] == user and deposits_now[key]["status"] == "registered"
     if not withdraw:
         assert restored == recorded
         return
