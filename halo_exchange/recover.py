@@ -81,7 +81,7 @@ EXIT_OK, EXIT_INPUT, EXIT_CANNOT_OPEN, EXIT_SHORT = 0, 1, 2, 3
 
 
 class RecoveryRefused(HaloExchangeError):
-    """``recover`` will not run as asked (an exchange DB with data and no ``--force``); nothing was written."""
+    """``recover`` cannot rebuild from this chain (it holds no block); nothing was written."""
 
 
 # -- progress ---------------------------------------------------------------------------------------------------
@@ -108,7 +108,8 @@ class ScanProgress:
             return
         self.last = now
         elapsed = now - self.start
-        fraction = max(int.from_bytes(txid[:4], "little"), 1) / 2**32  # stored (internal) order: key order
+        # Keys compare bytewise, so the txid's first stored byte is the most significant: big-endian.
+        fraction = max(int.from_bytes(txid[:4], "big"), 1) / 2**32
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = elapsed * (1 - fraction) / fraction
         self.stream.write(f"rescan: {fraction:6.1%} of the UTXO set, {done:,} outputs read, {rate:,.0f}/s, "
@@ -515,7 +516,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "more liquid and less reserve than recorded)")
     parser.add_argument("--accept-short", action="store_true",
                         help="write the recovery even when the funds found cannot restore every user "
-                             "(each short user gets the same proportion of what is missing)")
+                             "(each user gets the same proportion of its record)")
 
 
 def run(args: argparse.Namespace, stderr: TextIO | None = None) -> int:

@@ -155,10 +155,10 @@ def test_progress_shows_rate_and_eta_only_for_long_scans() -> None:
     now = [0.0]
     stream = io.StringIO()
     progress = ScanProgress(stream, clock=lambda: now[0])
-    progress.update(1000, (2**30).to_bytes(4, "little") + bytes(28))
+    progress.update(1000, (2**30).to_bytes(4, "big") + bytes(28))
     assert stream.getvalue() == ""  # under a second: quiet
     now[0] = 2.0
-    progress.update(50_000, (2**31).to_bytes(4, "little") + bytes(28))  # half the key space in 2 s
+    progress.update(50_000, (2**31).to_bytes(4, "big") + bytes(28))  # half the key space in 2 s
     line = stream.getvalue()
     assert "50.0% of the UTXO set" in line and "25,000/s" in line and "ETA 2 s" in line
     progress.finish(100_000)
