@@ -73,6 +73,8 @@ KEYS = [
     Key("max_connections", "exchange", 256, "8", 8, "many", ("0",), False),
     Key("withdraw_liquid_limit", "exchange", 300, "100", 100, "lots", ("0", "301"), False),
     Key("withdraw_reserve_limit", "exchange", 45, "10", 10, "few", ("0", "46"), False),
+    Key("operator_socket", "exchange", None, "/run/halo/exchange.sock", Path("/run/halo/exchange.sock"), None, (),
+        False),
 ]
 BY_NAME = {key.name: key for key in KEYS}
 
