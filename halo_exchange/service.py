@@ -28,11 +28,13 @@ from twisted.python.failure import Failure
 
 from halo_exchange.config import ExchangeConfig
 from halo_exchange.engine import ExchangeEngine
-from halo_exchange.errors import HaloExchangeError, public_error
+from halo_exchange.errors import HaloExchangeError, OperatorError, public_error
 from halo_exchange.files import make_private_dir
 from halo_exchange.ledger.store import ExchangeStore
 from halo_exchange.ledger.wallet import WalletState
 from halo_exchange.logs import bridge_twisted_logging
+from halo_exchange.operator import OperatorServer
+from halo_exchange.status import collect
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,8 @@ def _start_failure(exc: Exception, config: ExchangeConfig) -> str | None:
         if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
             return f"port {exc.port} in use: --api-port"
         return f"cannot listen on {exc.interface or config.api_host}:{exc.port} ({error}): --api-host, --api-port"
+    if isinstance(exc, OperatorError):
+        return str(exc)  # it names the socket and the setting that moves it
     if "lock" in str(exc).lower() and "temporarily unavailable" in str(exc):
         return f"the exchange DB {config.exchange_dir} is in use by another process"
     return None
@@ -154,6 +158,12 @@ class ExchangeService:
         # The node's NodeServices (submit a transaction, ask its status), as on_node_start hands them over;
         # None until then, or from a node that offers none.
         self.node_services: Any = None
+        self.reader: Any = None  # the node's ChainReader, from on_node_start (the status report reads the tip)
+        self.api: Any = None  # the ExchangeAPI once it listens
+        # The operator channel (halo_exchange/operator.py), served once exchange mode runs; other features add
+        # their commands with self.operator.register(name, handler), before or after the start.
+        self.operator = OperatorServer(config.operator_socket_path)
+        self.operator.register("status", lambda args: collect(self))
 
     # -- node hooks (node thread: hand over and return) -------------------------------------------------
 
@@ -161,6 +171,7 @@ class ExchangeService:
         from twisted.internet import reactor
 
         self.node_services = services
+        self.reader = reader
         ensure_reactor_running(self.config.switch_interval)
         self.state = ServiceState.STARTING
         reactor.callFromThread(self._open, reader)
@@ -253,6 +264,7 @@ class ExchangeService:
                 if not _is_loopback(config.api_host):
                     log.warning("the exchange API listens on %s, beyond this machine: its password and the deposit "
                                 "keys travel unencrypted; keep it behind a firewall or a TLS proxy", config.api_host)
+            self.operator.start()
             log.info("exchange mode running on %s (cycle %d)", config.exchange_dir, self._engine.cycle)
             if self._engine.wallet.state is WalletState.LOCKED:
                 log.warning("the exchange wallet is encrypted and locked: ExchangePassword(passphrase, passw) "
@@ -310,6 +322,7 @@ class ExchangeService:
 
     def _close(self) -> Any:
         """Stop listening (never the reactor), write what is pending, close the exchange DB."""
+        self.operator.stop()
         stopped = self._listening.stopListening() if self._listening is not None else None
         self._listening = None
         if self._engine is not None:
