@@ -290,7 +290,7 @@ def _run_status(args: argparse.Namespace) -> int:
     follower's status file, print; 0 healthy, 1 degraded, 2 not reachable."""
     from halo_exchange.errors import OperatorError, OperatorUnreachable, UnknownOperatorCommand
     from halo_exchange.operator import ask
-    from halo_exchange.status import assess, render
+    from halo_exchange.status import UNREACHABLE, assess, render
     from node_hooks.follower.status_file import STATUS_FILE_NAME, read_status
 
     socket_path = args.socket or _socket_of(args.datadir)
@@ -303,10 +303,10 @@ def _run_status(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"reachable": False, "problem": str(exc), "socket": str(socket_path)}, indent=2))
         print(f"halo-exchange status: not reachable: {exc}", file=sys.stderr)
-        return 2
+        return UNREACHABLE
     except OperatorError as exc:
         print(f"halo-exchange status: {exc}", file=sys.stderr)
-        return 2
+        return UNREACHABLE
     report["reachable"] = True
     if status_file.exists():
         record, problem = read_status(status_file)
@@ -320,7 +320,7 @@ def _run_status(args: argparse.Namespace) -> int:
             execs = None
         except OperatorError as exc:
             print(f"halo-exchange status: {exc}", file=sys.stderr)
-            return 2
+            return UNREACHABLE
     code, problems = assess(report)
     if args.json:
         report["health"] = {"code": code, "problems": problems}

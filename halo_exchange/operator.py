@@ -35,10 +35,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from halo_exchange.errors import (
     HaloExchangeError,
@@ -127,8 +129,11 @@ def bind_socket(path: Path) -> socket.socket:
     return listener
 
 
+@implementer(IHalfCloseableProtocol)
 class _Session(LineOnlyReceiver, TimeoutMixin):
-    """One connection: one request line, one answer line, then close."""
+    """One connection: one request line, one answer line, then close. A client may close its sending side after
+    the request (``nc -U``, ``socat`` at the end of their input): the answer still comes, and a request
+    without its final newline counts as complete then."""
 
     delimiter = b"\n"
 
@@ -144,6 +149,18 @@ class _Session(LineOnlyReceiver, TimeoutMixin):
     def connectionLost(self, reason: object = None) -> None:  # noqa: N802
         self.setTimeout(None)
         self._answered = True  # a handler that answers after the client left has nobody to tell
+
+    def readConnectionLost(self) -> None:  # noqa: N802 (IHalfCloseableProtocol: the client sent its EOF)
+        if self._asked:
+            return  # the answer is on its way
+        rest, self._buffer = self._buffer, b""
+        if rest.strip():
+            self.lineReceived(rest)
+        else:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:  # noqa: N802 (IHalfCloseableProtocol: the client is gone)
+        self.transport.loseConnection()
 
     def timeoutConnection(self) -> None:  # noqa: N802
         self._answer({"ok": False, "error": f"no answer within {self._server.timeout:g} s"})

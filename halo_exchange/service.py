@@ -222,6 +222,11 @@ class ExchangeService:
             raise ServiceError(f"the exchange is {self.state.value}")
         return self._engine
 
+    @property
+    def loaded_engine(self) -> ExchangeEngine | None:
+        """The engine once loaded, also after a failure (for reports: its memory may then be ahead of the disk)."""
+        return self._engine
+
     def _with_engine(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(self.engine, *args)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from halo_exchange import __version__
 from halo_exchange.commands import POOL, RESERVED_NAMES
@@ -27,6 +27,10 @@ from halo_exchange.ledger.deposits import DepositState
 from halo_exchange.ledger.wallet import WalletState
 from halo_exchange.ledger.withdrawals import ESCROW_PREFIX, BatchState, WithdrawalState
 from halo_exchange.serialize import display_hex
+
+if TYPE_CHECKING:  # the service imports this module to register its `status` command
+    from halo_exchange.chain.reader import ChainReader
+    from halo_exchange.service import ExchangeService
 
 HEALTHY, DEGRADED, UNREACHABLE = 0, 1, 2  # the exit codes of `halo-exchange status`
 
@@ -39,7 +43,7 @@ def _by_state(states: Iterable[Any], names: Iterable[Any]) -> dict[str, int]:
     return {name.value: counts.get(name.value, 0) for name in names}
 
 
-def node_facts(reader: Any) -> dict[str, Any] | None:
+def node_facts(reader: ChainReader) -> dict[str, Any] | None:
     """The chain tip and the peg cycle, from one snapshot of the node's DB (None before any block)."""
     with reader.snapshot() as view:
         tip = view.tip()
@@ -62,20 +66,19 @@ def node_facts(reader: Any) -> dict[str, Any] | None:
     }
 
 
-def exchange_state(service: Any) -> str:
+def exchange_state(service: ExchangeService) -> str:
     """running, paused (StartExchange(0), or not started yet), starting, failed, closed or stopped."""
     state = service.state.value
-    api = getattr(service, "api", None)
-    if state == "running" and api is not None and not api.started:
+    if state == "running" and service.api is not None and not service.api.started:
         return "paused"
     return state
 
 
-def collect(service: Any, now: float | None = None) -> dict[str, Any]:
+def collect(service: ExchangeService, now: float | None = None) -> dict[str, Any]:
     """The report of one :class:`~halo_exchange.service.ExchangeService` (on the reactor thread)."""
     now = time.time() if now is None else now
-    engine = service._engine if service.state.value == "running" or service.state.value == "failed" else None
-    reader = getattr(service, "reader", None)
+    engine = service.loaded_engine
+    reader = service.reader
     report: dict[str, Any] = {
         "version": __version__,
         "pid": os.getpid(),
@@ -87,7 +90,7 @@ def collect(service: Any, now: float | None = None) -> dict[str, Any]:
         },
         "book": None, "deposits": None, "withdrawals": None, "batches": None,
     }
-    api = getattr(service, "api", None)
+    api = service.api
     report["api"] = {
         "address": f"{service.config.api_host}:{service.api_port}" if api is not None else None,
         "calls": dict(sorted(api.call_counts.items())) if api is not None else {},

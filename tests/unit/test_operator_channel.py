@@ -141,6 +141,28 @@ def test_bad_requests_get_an_error_line_never_a_traceback(tmp_path, reactor_thre
         call_in_reactor(server.stop)
 
 
+def test_a_client_that_closes_its_sending_side_still_gets_its_answer(tmp_path, reactor_thread) -> None:
+    """`printf '{"command": ...}' | nc -U SOCKET`: the request, no newline, then EOF on the client's side; the
+    answer comes all the same. A connection closed with nothing sent is simply closed."""
+    path = tmp_path / "exchange.sock"
+    server = _serve(path)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(10)
+            client.connect(str(path))
+            client.sendall(b'{"command": "echo", "args": {"x": 1}}')
+            client.shutdown(socket.SHUT_WR)
+            assert json.loads(client.makefile("rb").readline()) == {"ok": True, "result": {"you said": {"x": 1}}}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(10)
+            client.connect(str(path))
+            client.shutdown(socket.SHUT_WR)
+            assert client.recv(100) == b""
+        assert ask(path, "echo") == {"you said": {}}
+    finally:
+        call_in_reactor(server.stop)
+
+
 def test_a_client_that_never_finishes_its_request_is_timed_out(tmp_path, reactor_thread) -> None:
     """A connection that sends half a request gets an error answer after the timeout, and is closed."""
     path = tmp_path / "exchange.sock"
