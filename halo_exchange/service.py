@@ -10,6 +10,9 @@ reactor runs or after it stopped (DESIGN.md §7).
 :class:`ExchangeService` is the node hook of exchange mode. Its lifecycle is an explicit state machine:
 ``STOPPED → STARTING → RUNNING → CLOSED``, or ``FAILED`` when a write to the exchange DB fails (memory is then
 ahead of the disk, so it stops applying events; a restart catches up from the store and the chain).
+Once running it also serves the operator channel (:mod:`halo_exchange.operator`, ``<datadir>/exchange.sock``)
+with its ``status`` command (:mod:`halo_exchange.status`); the socket stays up after a failure, so that the
+operator can read why, and goes at the close.
 """
 
 from __future__ import annotations

@@ -1,19 +1,22 @@
 """`halo-exchange status` against a running `halo-exchange devnet` process: the figures it shows are the ones the
-exchange API answers, in text and JSON; its exit code says healthy (0), degraded (1) or not reachable (2)."""
+exchange API answers, in text and JSON; its exit code says healthy (0), degraded (1) or not reachable (2). And the
+node's side of the operator socket: a stale one is replaced, one another process serves stops the start."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import socket
 import stat
+import subprocess
 import xmlrpc.client
 from pathlib import Path
 
 import pytest
 
 from halo_exchange.chain.params import COIN
-from tests.framework import address_of, free_port, run_cli, running_devnet, wait_until
+from tests.framework import address_of, free_port, run_cli, running_devnet, spawn_python, wait_until
 
 PASSPHRASE = "correct horse battery"
 
@@ -140,3 +143,28 @@ def test_a_locked_wallet_with_a_withdrawal_waiting_is_degraded_and_a_killed_node
         assert code == 0 and re.search(r"^  wallet +unlocked$", out, re.M)
         node.stop()
         assert process.wait(timeout=30) == 0
+
+
+def test_a_node_whose_operator_socket_another_process_serves_exits_2_with_one_line(tmp_path) -> None:
+    """`operator_socket` naming a socket a live process answers on: exchange mode cannot start, so the node stops,
+    its last line naming the socket and the setting; that process's socket is left alone."""
+    taken = tmp_path / "taken.sock"
+    datadir = tmp_path / "devnet"
+    datadir.mkdir(mode=0o700)
+    (datadir / "halo-exchange.conf").write_text(f"[exchange]\noperator_socket = {taken}\n")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+        other.bind(str(taken))
+        other.listen()
+        process = spawn_python("-m", "halo_exchange.cli", "devnet", "--datadir", str(datadir), "--rpc-port",
+                               str(free_port()), "--api-port", str(free_port()), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+        try:
+            _, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert process.returncode == 2, err
+        assert err.strip().splitlines()[-1] == (f"another process answers on the operator socket {taken}: "
+                                                "set operator_socket")
+        assert stat.S_ISSOCK(os.lstat(taken).st_mode)
