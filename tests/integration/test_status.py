@@ -16,7 +16,16 @@ from pathlib import Path
 import pytest
 
 from halo_exchange.chain.params import COIN
-from tests.framework import address_of, free_port, run_cli, running_devnet, spawn_python, wait_until
+from halo_exchange.operator import ask
+from tests.framework import (
+    ServiceHarness,
+    address_of,
+    free_port,
+    run_cli,
+    running_devnet,
+    spawn_python,
+    wait_until,
+)
 
 PASSPHRASE = "correct horse battery"
 
@@ -168,3 +177,19 @@ def test_a_node_whose_operator_socket_another_process_serves_exits_2_with_one_li
         assert err.strip().splitlines()[-1] == (f"another process answers on the operator socket {taken}: "
                                                 "set operator_socket")
         assert stat.S_ISSOCK(os.lstat(taken).st_mode)
+
+
+def test_exchange_mode_without_an_api_still_reports_and_its_socket_goes_with_it(tmp_path, reactor_thread) -> None:
+    """A node hosting exchange mode with no API port: the operator socket answers (state running, the API off,
+    the tip as the node has it) while the node runs, and is gone once it stops."""
+    exchange = ServiceHarness(tmp_path, api_port=None)
+    socket_path = exchange.service.config.operator_socket_path
+    try:
+        exchange.generate(3)
+        report = ask(socket_path, "status")
+        assert report["exchange"]["state"] == "running" and report["exchange"]["users"] == 0
+        assert report["api"] == {"address": None, "calls": {}}
+        assert report["node"]["height"] == exchange.node.reader.height() == 3
+    finally:
+        exchange.close()
+    assert not socket_path.exists()
