@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import time
 from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
@@ -119,14 +120,17 @@ class GroupCommit:
     leave the DB inconsistent, so every later submission fails too until the engine is reloaded from the store.
     """
 
-    def __init__(self, store: ExchangeStore, call_later: Callable[..., object]) -> None:
+    def __init__(self, store: ExchangeStore, call_later: Callable[..., object],
+                 clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._call_later = call_later
+        self._clock = clock
         self._ops: list[Op] = []
         self._waiting: list[Deferred] = []
         self.failure: Exception | None = None
         self.on_failure: Callable[[Exception], object] | None = None  # told once, when the first batch fails
         self.batches_written = 0
+        self.last_write: float | None = None  # wall-clock time of the last batch written (the operator's status)
 
     def submit(self, ops: Sequence[Op]) -> Deferred:
         done: Deferred = Deferred()
@@ -163,6 +167,7 @@ class GroupCommit:
                 done.errback(StoreError(f"write failed: {exc}"))
             return
         self.batches_written += 1
+        self.last_write = self._clock()
         for done in waiting:
             done.callback(None)
 
