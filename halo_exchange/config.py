@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping
 
 from halo_exchange.chain.params import DEVNET
 from halo_exchange.errors import HaloExchangeError
+from halo_exchange.execsig import parse_public_key, public_key_hex
 from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, MAX_CONFIRMATIONS, MIN_CONFIRMATIONS
 
 
@@ -40,6 +41,7 @@ class ConfigError(HaloExchangeError, ValueError):
 CONFIG_FILE_NAME = "halo-exchange.conf"  # looked for in the data dir when --config is not given
 DEFAULT_DATADIR = Path("data") / "devnet"
 CHAIN_SUBDIR, EXCHANGE_SUBDIR = "chain", "exchange"  # the node's DB and the plugin's DB, inside the data dir
+OPERATOR_SOCKET_NAME = "exchange.sock"  # the operator channel's socket, inside the data dir
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MASK = "***"
 
@@ -102,6 +104,14 @@ def _optional_port(text: str) -> int | None:
     return None if text.lower() in ("", "none") else _int(text)  # none: no listener at all
 
 
+def _exec_pubkey(text: str) -> str | None:
+    """The exec hook's public key, checked now (a malformed key stops the start, not the first call), kept
+    in the uncompressed hex form the original installs."""
+    if text.lower() in ("", "none"):
+        return None
+    return public_key_hex(parse_public_key(text))  # ExecKeyError is a ValueError: the key is named with it
+
+
 def _log_level(text: str) -> str:
     if text.upper() not in LOG_LEVELS:
         raise ValueError(f"not one of {', '.join(LOG_LEVELS)}")
@@ -151,10 +161,24 @@ class ExchangeConfig:
     # Outstanding withdrawal requests (accepted, not yet paid or refunded) per style.
     withdraw_liquid_limit: int = _setting(300, _int, _between(1, 300))
     withdraw_reserve_limit: int = _setting(45, _int, _between(1, 45))
+    # The signed exec hook API(command): the hex public key whose signatures it runs; None: the call answers False.
+    exec_pubkey: str | None = _setting(None, _exec_pubkey)
+    # The operator channel's Unix socket (halo_exchange/operator.py); None: <datadir>/exchange.sock.
+    operator_socket: Path | None = _setting(None, _optional_path)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exchange_dir", Path(self.exchange_dir))  # a str from code is welcome too
         _validate(self)
+
+    @property
+    def datadir(self) -> Path:
+        """The node's data dir: the one the exchange DB is in."""
+        return self.exchange_dir.parent
+
+    @property
+    def operator_socket_path(self) -> Path:
+        """Where the operator socket is: ``operator_socket``, or ``exchange.sock`` in the node's data dir."""
+        return self.operator_socket or self.datadir / OPERATOR_SOCKET_NAME
 
 
 @dataclass(frozen=True)

@@ -250,11 +250,12 @@ class EngineHarness(_ReplayHarness):
 
 
 def exchange_service(dispatcher: HookDispatcher, datadir: str | Path, *, api_host: str = "127.0.0.1",
-                     api_port: int | None = 0):
+                     api_port: int | None = 0, exec_pubkey: str | None = None):
     """Exchange mode registered on ``dispatcher`` as a node's configuration turns it on: the service, not yet
-    started (the node's start starts it). ``api_port`` 0: a free port; None: no API."""
+    started (the node's start starts it). ``api_port`` 0: a free port; None: no API. ``exec_pubkey``: the
+    signed exec hook's key (None: API(command) answers False)."""
     return enable_exchange_mode(dispatcher, ExchangeConfig(exchange_dir=Path(datadir), api_host=api_host,
-                                                           api_port=api_port))
+                                                           api_port=api_port, exec_pubkey=exec_pubkey))
 
 
 class ServiceHarness(Harness):
@@ -265,9 +266,10 @@ class ServiceHarness(Harness):
     ShutDown does not stop the node here: it is counted in ``stops``.
     """
 
-    def __init__(self, tmp_path: str | Path, *, api_host: str = "127.0.0.1", api_port: int | None = 0) -> None:
+    def __init__(self, tmp_path: str | Path, *, api_host: str = "127.0.0.1", api_port: int | None = 0,
+                 exec_pubkey: str | None = None) -> None:
         super().__init__(tmp_path)
-        self.api_host, self.api_port = api_host, api_port
+        self.api_host, self.api_port, self.exec_pubkey = api_host, api_port, exec_pubkey
         self.stops = 0
         self.open()
 
@@ -275,7 +277,7 @@ class ServiceHarness(Harness):
         """Start the node with exchange mode on; return once the engine and the API are up."""
         dispatcher = HookDispatcher()
         self.service = exchange_service(dispatcher, self.tmp_path / "exchange", api_host=self.api_host,
-                                        api_port=self.api_port)
+                                        api_port=self.api_port, exec_pubkey=self.exec_pubkey)
         self.service.shutdown = self._count_stop
         self.node = DevNode(self.tmp_path / "node", dispatcher=dispatcher)
         self.node.start()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import time
 from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
@@ -57,6 +58,7 @@ WITHDRAWAL = b"x"  # + ascii ID -> JSON withdrawal record
 BATCH = b"B"  # + ascii master ID -> JSON batch record (a payout or maintenance transaction the exchange signed)
 COIN = b"u"  # + txid + u32 n -> a coin record: an output the exchange can spend (or spent, kept for reorgs)
 PAYOUT_STATE = b"P"  # -> JSON: payout counters (maintenance costs not yet recovered)
+EXEC_RECORD = b"e"  # + 32-byte command hash -> JSON: a signed exec command that ran (its replay guard and outcome)
 
 Op = tuple[bytes, "bytes | None"]  # a put (value) or a delete (None)
 
@@ -118,14 +120,17 @@ class GroupCommit:
     leave the DB inconsistent, so every later submission fails too until the engine is reloaded from the store.
     """
 
-    def __init__(self, store: ExchangeStore, call_later: Callable[..., object]) -> None:
+    def __init__(self, store: ExchangeStore, call_later: Callable[..., object],
+                 clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._call_later = call_later
+        self._clock = clock
         self._ops: list[Op] = []
         self._waiting: list[Deferred] = []
         self.failure: Exception | None = None
         self.on_failure: Callable[[Exception], object] | None = None  # told once, when the first batch fails
         self.batches_written = 0
+        self.last_write: float | None = None  # wall-clock time of the last batch written (the operator's status)
 
     def submit(self, ops: Sequence[Op]) -> Deferred:
         done: Deferred = Deferred()
@@ -162,6 +167,7 @@ class GroupCommit:
                 done.errback(StoreError(f"write failed: {exc}"))
             return
         self.batches_written += 1
+        self.last_write = self._clock()
         for done in waiting:
             done.callback(None)
 
@@ -306,10 +312,10 @@ class DepositCodec:
                          for outpoint, deposit in sorted(tracker.deposits.items())]
         ops += [(cls.outpoint_key(OWNER_WAITING, outpoint), owner.encode("utf-8"))
                 for outpoint, owner in sorted(tracker.owners_waiting().items())]
-        for height, (block_hash, time) in sorted(tracker.applied_blocks().items()):
-            ops.append((APPLIED + struct.pack(">I", height), block_hash + pack_u32(time)))
-        height, time = tracker.tip
-        ops.append((TRACKER_TIP, pack_i64(height) + pack_u32(time)))
+        for height, (block_hash, block_time) in sorted(tracker.applied_blocks().items()):
+            ops.append((APPLIED + struct.pack(">I", height), block_hash + pack_u32(block_time)))
+        tip_height, tip_time = tracker.tip
+        ops.append((TRACKER_TIP, pack_i64(tip_height) + pack_u32(tip_time)))
         return ops
 
     @classmethod
@@ -518,6 +524,31 @@ class PayoutStateCodec:
     def load(store: ExchangeStore) -> dict:
         raw = store.get(PAYOUT_STATE)
         return json.loads(raw) if raw else {"debt": 0}
+
+
+class ExecRecordCodec:
+    """The exec hook's durable log: one record per signed command whose signature verified, keyed by its hash
+    (``txhash`` of the source). The key's presence is the replay guard; the value says how the command ended."""
+
+    @staticmethod
+    def key(command_hash: str) -> bytes:
+        return EXEC_RECORD + bytes.fromhex(command_hash)
+
+    @classmethod
+    def op(cls, command_hash: str, record: dict) -> Op:
+        return (cls.key(command_hash), json.dumps(record, sort_keys=True).encode())
+
+    @classmethod
+    def get(cls, store: ExchangeStore, command_hash: str) -> dict | None:
+        raw = store.get(cls.key(command_hash))
+        return None if raw is None else json.loads(raw)
+
+    @staticmethod
+    def load(store: ExchangeStore) -> list[dict]:
+        """Every record, each with its ``hash``, oldest first."""
+        records = [{**json.loads(value), "hash": key[len(EXEC_RECORD):].hex()}
+                   for key, value in store.iterator(EXEC_RECORD)]
+        return sorted(records, key=lambda record: (record.get("time", 0), record["hash"]))
 
 
 @dataclass
