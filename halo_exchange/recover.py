@@ -605,7 +605,8 @@ def run(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
             return EXIT_CANNOT_OPEN
         report.outcome = f"written to {exchange_path}" + (f" (the DB that was there is now {moved})" if moved
                                                           else "")
-        report.outcome += "; run `halo-exchange audit`, then start the node"
+        report.outcome += ("; run `halo-exchange audit`, then start the node (with a new exec_pubkey if the signed "
+                           "exec hook is configured: the replay guard was in the lost DB)")
     print(report.render())
     return EXIT_SHORT if short else EXIT_OK
 
