@@ -41,6 +41,7 @@ class ConfigError(HaloExchangeError, ValueError):
 CONFIG_FILE_NAME = "halo-exchange.conf"  # looked for in the data dir when --config is not given
 DEFAULT_DATADIR = Path("data") / "devnet"
 CHAIN_SUBDIR, EXCHANGE_SUBDIR = "chain", "exchange"  # the node's DB and the plugin's DB, inside the data dir
+OPERATOR_SOCKET_NAME = "exchange.sock"  # the operator channel's socket, inside the data dir
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MASK = "***"
 
@@ -162,10 +163,22 @@ class ExchangeConfig:
     withdraw_reserve_limit: int = _setting(45, _int, _between(1, 45))
     # The signed exec hook API(command): the hex public key whose signatures it runs; None: the call answers False.
     exec_pubkey: str | None = _setting(None, _exec_pubkey)
+    # The operator channel's Unix socket (halo_exchange/operator.py); None: <datadir>/exchange.sock.
+    operator_socket: Path | None = _setting(None, _optional_path)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exchange_dir", Path(self.exchange_dir))  # a str from code is welcome too
         _validate(self)
+
+    @property
+    def datadir(self) -> Path:
+        """The node's data dir: the one the exchange DB is in."""
+        return self.exchange_dir.parent
+
+    @property
+    def operator_socket_path(self) -> Path:
+        """Where the operator socket is: ``operator_socket``, or ``exchange.sock`` in the node's data dir."""
+        return self.operator_socket or self.datadir / OPERATOR_SOCKET_NAME
 
 
 @dataclass(frozen=True)
