@@ -106,6 +106,8 @@ def collect(service: ExchangeService, now: float | None = None) -> dict[str, Any
         "wallet": engine.wallet.state.value,
         "wallet_locked": engine.wallet.state is WalletState.LOCKED,
         "users": users,
+        # A cycle update in steps under way (balance calls wait for it); None when none.
+        "cycle_update": engine.updating(),
         "last_write": {
             "batches": commit.batches_written,
             "time": commit.last_write,
@@ -216,6 +218,11 @@ def render(report: dict[str, Any], execs: list[dict[str, Any]] | None | bool = F
             ("cycle", f"{exchange['cycle']} (effective supply {exchange['effective_supply']})"),
             ("last write", f"batch {last['batches']}, {_ago(last['time'], now)}"),
         ]
+        update = exchange.get("cycle_update")
+        if update:
+            rows.append(("cycle update", f"to cycle {update['cycle']}, supply {update['old_supply']} -> "
+                                         f"{update['new_supply']}: {update['done']} of {update['accounts']} accounts "
+                                         "(balance calls wait for it)"))
     sections.append(("Exchange", rows))
     book = report.get("book")
     if book is not None:
