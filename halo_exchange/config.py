@@ -161,6 +161,8 @@ class ExchangeConfig:
     # Outstanding withdrawal requests (accepted, not yet paid or refunded) per style.
     withdraw_liquid_limit: int = _setting(300, _int, _between(1, 300))
     withdraw_reserve_limit: int = _setting(45, _int, _between(1, 45))
+    # A cycle update of a larger book runs in steps of at most this many accounts (and 8 ms), the API served between.
+    cycle_step_accounts: int = _setting(4000, _int, _positive)
     # The signed exec hook API(command): the hex public key whose signatures it runs; None: the call answers False.
     exec_pubkey: str | None = _setting(None, _exec_pubkey)
     # The operator channel's Unix socket (halo_exchange/operator.py); None: <datadir>/exchange.sock.

@@ -261,6 +261,7 @@ class ExchangeService:
                 self._store, reader, reactor.callLater, confirmations=config.confirmations,
                 liquid_limit=config.withdraw_liquid_limit, reserve_limit=config.withdraw_reserve_limit,
                 run_in_thread=deferToThread,
+                cycle_chunk=config.cycle_step_accounts,
             )
             # The book's million objects live as long as the process: moved out of the collector's sight, so that
             # no full collection walks them (measured: one stalled the reactor ~40 ms at 50,000 accounts).
