@@ -130,7 +130,8 @@ class ExchangeEngine:
         self.extra_ops: list[Op] = []
         # The node's services (submit a transaction, ask for its status); None where no node offers them.
         self.node: Any = None
-        self.payouts = PayoutDesk(self, run_in_thread or (lambda fn, *args: maybeDeferred(fn, *args)))
+        self._run_in_thread = run_in_thread or (lambda fn, *args: maybeDeferred(fn, *args))
+        self.payouts = PayoutDesk(self, self._run_in_thread)
         self.deposits.is_change = self._is_change
         if not self.coins.coins and any(d.state is DepositState.REGISTERED for d in self.deposits.deposits.values()):
             self._index_registered_deposits()
@@ -301,13 +302,16 @@ class ExchangeEngine:
             names += update.step(min(CYCLE_SLICE, self.cycle_chunk - (update.position - done_before)))
             if time.monotonic() > deadline:
                 break
-        ops = BookCodec.account_ops(self.book, names)
         if not update.done:
-            written = self.commit.submit(ops + [CycleUpdateCodec.op(update.progress())])
-            # The next step once this one is written: a turn for the write, a turn for the step, the API's
-            # calls served between them.
-            written.addCallbacks(lambda _: self._call_later(0, self._update_step, network_supply), lambda _: None)
+            # Packed and written off the reactor (LevelDB lets go of the GIL while it writes): nothing else
+            # touches these accounts until the next step, which begins once this batch is on disk.
+            book, progress, store = self.book, update.progress(), self.store
+            written = self._run_in_thread(
+                lambda: store.write(BookCodec.account_ops(book, names) + [CycleUpdateCodec.op(progress)]))
+            written.addCallbacks(lambda _: self._update_written(network_supply),
+                                 lambda failure: self.commit.failed(failure.value, len(names) + 1))
             return
+        ops = BookCodec.account_ops(self.book, names)
         update.finish()
         self._update = None
         self._cycle_changed(update, network_supply, time.monotonic() - self._update_began)
@@ -315,6 +319,10 @@ class ExchangeEngine:
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:  # in the order they came; the first may start another update: the rest wait again
             waiter.callback(None)
+
+    def _update_written(self, network_supply: int | None) -> None:
+        self.commit.wrote()
+        self._call_later(0, self._update_step, network_supply)
 
     def _cycle_changed(self, update: CycleUpdate, network_supply: int | None, seconds: float | None = None) -> None:
         self._settle_escrows()

@@ -180,17 +180,26 @@ class GroupCommit:
         try:
             self._store.write(ops)
         except Exception as exc:  # every caller of this batch learns it failed
-            log.error("exchange DB write of %d ops failed: %s", len(ops), exc)
-            self.failure = exc
-            if self.on_failure is not None:
-                self.on_failure(exc)
+            self.failed(exc, len(ops))
             for done in waiting:
                 done.errback(StoreError(f"write failed: {exc}"))
             return
-        self.batches_written += 1
-        self.last_write = self._clock()
+        self.wrote()
         for done in waiting:
             done.callback(None)
+
+    def wrote(self) -> None:
+        """A batch reached the disk (this one's, or one written apart: a cycle update's step)."""
+        self.batches_written += 1
+        self.last_write = self._clock()
+
+    def failed(self, exc: Exception, ops: int) -> None:
+        """A batch could not be written (this one's, or one written apart): no later one may be."""
+        log.error("exchange DB write of %d ops failed: %s", ops, exc)
+        if self.failure is None:
+            self.failure = exc
+            if self.on_failure is not None:
+                self.on_failure(exc)
 
 
 class BookCodec:

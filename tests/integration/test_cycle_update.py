@@ -129,7 +129,7 @@ def test_a_stop_in_the_middle_of_the_update_resumes_it_from_the_db(harness: Engi
                        engine._effective(harness.node.reader.block_record(height).peg.supply))
 
     engine.block_connected(height, block_hash)
-    for _ in range(5):  # a few turns: some steps run and their batches are written
+    for _ in range(2):  # two turns: two steps run and their batches are written
         call = harness.clock.calls.pop(0)
         call.func(*call.args, **call.kw)
     assert 0 < engine.updating()["done"] < len(engine.book.accounts)
