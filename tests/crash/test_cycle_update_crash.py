@@ -46,7 +46,7 @@ def _prepare(datadir: Path, api_port: int) -> int:
         wait_until(lambda: api.GetCycle("") == 0)
         assert api.StartExchange("", 1) is True
         wif, _ = api.GenerateDepositAddress("")
-        txid = node.sendtoaddress(address_of(wif), 5000 * COIN)
+        txid = node.sendtoaddress(address_of(wif), str(5000 * COIN))  # past int32: a string of digits
         node.generate(1)
         wait_until(lambda: any(key.startswith(txid) for key in api.GetSpendable("", "")))
         assert api.Deposit("whale", [txid], "") is True
