@@ -32,7 +32,7 @@ from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, Deposit, Deposi
 from halo_exchange.ledger.wallet import ExchangeWallet, KdfParams
 from halo_exchange.ledger.withdrawals import Batch, BatchKind, BatchState, Withdrawal, WithdrawalState
 from halo_exchange.peg.fractions import PEG_SIZE, Fractions
-from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32
+from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32, pack_u64
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ WITHDRAWAL = b"x"  # + ascii ID -> JSON withdrawal record
 BATCH = b"B"  # + ascii master ID -> JSON batch record (a payout or maintenance transaction the exchange signed)
 COIN = b"u"  # + txid + u32 n -> a coin record: an output the exchange can spend (or spent, kept for reorgs)
 PAYOUT_STATE = b"P"  # -> JSON: payout counters (maintenance costs not yet recovered)
+SEQUENCE = b"n"  # -> u64 number of the last batch written (the backup journal numbers batches the same way)
 
 Op = tuple[bytes, "bytes | None"]  # a put (value) or a delete (None)
 
@@ -68,8 +69,16 @@ class StoreError(HaloExchangeError):
     """The exchange DB cannot be opened or written (wrong schema, I/O failure)."""
 
 
+Mirror = Callable[[int, "list[Op]"], None]
+
+
 class ExchangeStore:
-    """The plugin's LevelDB with its schema version checked on open."""
+    """The plugin's LevelDB with its schema version checked on open.
+
+    Every batch gets the next number of :attr:`sequence`, written in the batch itself (key ``SEQUENCE``), so
+    the DB always says how many batches it holds; a continuous backup (``mirror``) receives each batch with
+    its number once the batch is durable here, and numbers its journal the same way.
+    """
 
     def __init__(self, path: str) -> None:
         self.db = plyvel.DB(path, create_if_missing=True, compression=None)
@@ -83,6 +92,11 @@ class ExchangeStore:
             self.db.close()
             raise StoreError(f"{path} has exchange DB schema {int.from_bytes(raw, 'little')}, "
                              f"this code reads {SCHEMA_VERSION}")
+        raw_sequence = self.db.get(SEQUENCE)
+        self.sequence = 0 if raw_sequence is None else int.from_bytes(raw_sequence, "little")
+        # Told (number, ops) after each batch is on disk here, before anyone is answered: the continuous
+        # backup. An exception from it fails the write as the DB's own failure would (backup_failure = stop).
+        self.mirror: Mirror | None = None
 
     def close(self) -> None:
         if not self.db.closed:
@@ -95,13 +109,19 @@ class ExchangeStore:
         return self.db.iterator(prefix=prefix)
 
     def write(self, ops: Iterable[Op]) -> None:
-        """Apply ``ops`` in order as one atomic, synced batch."""
+        """Apply ``ops`` in order as one atomic, synced batch, numbered; then hand it to the mirror."""
+        sequence = self.sequence + 1
+        batch_ops = list(ops)
+        batch_ops.append((SEQUENCE, pack_u64(sequence)))
         with self.db.write_batch(transaction=True, sync=True) as batch:
-            for key, value in ops:
+            for key, value in batch_ops:
                 if value is None:
                     batch.delete(key)
                 else:
                     batch.put(key, value)
+        self.sequence = sequence
+        if self.mirror is not None:
+            self.mirror(sequence, batch_ops)
 
 
 class GroupCommit:
