@@ -2,7 +2,8 @@
 
 ``devnet`` runs the devnet node with exchange mode on (and its exchange API); ``node`` runs the follower node
 beside bitbayd, exchange mode on; ``audit`` checks the ledger
-against the chain; ``encrypt-wallet`` seals the exchange wallet's keys with a passphrase; ``peg`` inspects peg
+against the chain; ``encrypt-wallet`` seals the exchange wallet's keys with a passphrase; ``backup`` and
+``restore`` copy the exchange DB of a stopped node and rebuild it from a backup (docs/backup.md); ``peg`` inspects peg
 data (split a value, decode a peglevel or pegdata string, apply the supply rule). Output is plain text for
 people; ``--json`` gives the peg facts to scripts.
 """
@@ -197,6 +198,68 @@ def _run_encrypt_wallet(args: argparse.Namespace) -> int:
     return 0
 
 
+RUNNING = ("the node is running on {datadir}: stop it first, or keep a continuous backup with backup_dir "
+           "(--backup-dir), which needs no stop (docs/backup.md)")
+
+
+def _node_running(datadir: Path) -> bool:
+    from node_hooks.preflight import StartupRefused, check_datadir_free
+
+    try:
+        check_datadir_free(datadir)
+    except StartupRefused:
+        return True
+    return False
+
+
+def _run_backup(args: argparse.Namespace) -> int:
+    """``halo-exchange backup --to DIR``: a consistent copy of a stopped node's exchange DB; 0 done, 1 refused,
+    2 cannot open."""
+    from halo_exchange.backup.restore import backup_stopped, chain_identity_of
+
+    exchange_path = args.datadir / EXCHANGE_SUBDIR
+    if _node_running(args.datadir):
+        print(RUNNING.format(datadir=args.datadir), file=sys.stderr)
+        return 1
+    if not (exchange_path / "CURRENT").exists():
+        print(f"no exchange DB in {args.datadir}", file=sys.stderr)
+        return 2
+    try:
+        identity = chain_identity_of(args.datadir / CHAIN_SUBDIR)
+        if identity is None:
+            print(f"no chain in {args.datadir}: the backup cannot name its chain", file=sys.stderr)
+            return 2
+        done = backup_stopped(exchange_path, args.to, identity)
+    except HaloExchangeError as exc:
+        print(f"no backup: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"no backup: {exc}", file=sys.stderr)
+        return 2
+    print(f"backed up the exchange DB at batch {done['sequence']} to {done['to']}: {done['keys']} keys, "
+          f"{done['bytes']} bytes in {done['seconds']:.2f} s")
+    return 0
+
+
+def _run_restore(args: argparse.Namespace) -> int:
+    """``halo-exchange restore --from DIR``: rebuild the exchange DB of a stopped node; 0 done, 1 refused."""
+    from halo_exchange.backup.restore import chain_identity_of, restore
+
+    if _node_running(args.datadir):
+        print(f"the node is running on {args.datadir}: stop it before restoring", file=sys.stderr)
+        return 1
+    try:
+        identity = chain_identity_of(args.datadir / CHAIN_SUBDIR)
+        if identity is None:
+            print(f"note: no chain in {args.datadir} yet: the backup's chain cannot be checked")
+        done = restore(args.source, args.datadir / EXCHANGE_SUBDIR, identity, force=args.force)
+    except (HaloExchangeError, OSError) as exc:
+        print(f"not restored: {exc}", file=sys.stderr)
+        return 1
+    print(done.render())
+    return 0
+
+
 def _print_text(facts: Any, indent: str = "") -> None:
     if isinstance(facts, dict):
         for key, value in facts.items():
@@ -225,6 +288,8 @@ def _overview() -> None:
     print("  halo-exchange status --datadir DIR [--json]      what a running follower node is doing")
     print("  halo-exchange audit --datadir DIR                check the ledger against the chain (node stopped)")
     print("  halo-exchange encrypt-wallet --datadir DIR       seal the exchange wallet's keys (node stopped)")
+    print("  halo-exchange backup --to DIR --datadir DIR      copy the exchange DB (node stopped; docs/backup.md)")
+    print("  halo-exchange restore --from DIR --datadir DIR   rebuild the exchange DB from a backup (node stopped)")
     print("  halo-exchange peg split VALUE [--supply S ...]   liquid/reserve of a new amount")
     print("  halo-exchange peg level HEX                      decode a peglevel (v2, v1, legacy)")
     print("  halo-exchange peg pegdata BASE64                 decode a balance pegdata")
@@ -233,7 +298,7 @@ def _overview() -> None:
     print()
     print(f"The exchange API listens on {ExchangeConfig.api_host}:{ExchangeConfig.api_port} inside `devnet` and "
           "`node` (docs/api.md). Coming with their issues:")
-    print("the exec hook and operator tools, backup/restore. `make test` runs the suite; `make bench` benchmarks.")
+    print("the exec hook and operator tools. `make test` runs the suite; `make bench` benchmarks.")
 
 
 def _run_status(args: argparse.Namespace) -> int:
@@ -298,6 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="read the passphrase from the first line of this file instead of the terminal")
     encrypt.set_defaults(handler=None, run=_run_encrypt_wallet)
 
+    backup = commands.add_parser("backup", help="a consistent copy of the exchange DB (node stopped)")
+    backup.add_argument("--to", type=Path, required=True, help="a new (or empty) directory for the copy")
+    backup.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
+    backup.set_defaults(handler=None, run=_run_backup)
+
+    restore = commands.add_parser("restore", help="rebuild the exchange DB from a backup (node stopped)")
+    restore.add_argument("--from", dest="source", type=Path, required=True,
+                         help="the backup directory (backup_dir, or a copy made by backup --to)")
+    restore.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
+    restore.add_argument("--force", action="store_true",
+                         help="move an existing exchange DB aside (DATADIR/exchange.before-restore-TIME) and restore")
+    restore.set_defaults(handler=None, run=_run_restore)
+
     peg = commands.add_parser("peg", help="inspect peg arithmetic and peg data")
     peg_commands = peg.add_subparsers(dest="peg_command", required=True)
 
@@ -330,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _overview()
         return 0
-    if args.command in ("audit", "encrypt-wallet", "devnet", "node", "status"):
+    if args.command in ("audit", "encrypt-wallet", "devnet", "node", "status", "backup", "restore"):
         return args.run(args)
     try:
         facts = args.handler(args)

@@ -102,6 +102,19 @@ def _optional_port(text: str) -> int | None:
     return None if text.lower() in ("", "none") else _int(text)  # none: no listener at all
 
 
+BACKUP_FAILURES = ("stop", "degrade")
+
+
+def _optional_dir(text: str) -> Path | None:
+    return None if text.lower() in ("", "none") else Path(text)  # none: turns off a directory a file set
+
+
+def _backup_failure(text: str) -> str:
+    if text.lower() not in BACKUP_FAILURES:
+        raise ValueError(f"not one of {', '.join(BACKUP_FAILURES)}")
+    return text.lower()
+
+
 def _log_level(text: str) -> str:
     if text.upper() not in LOG_LEVELS:
         raise ValueError(f"not one of {', '.join(LOG_LEVELS)}")
@@ -151,9 +164,16 @@ class ExchangeConfig:
     # Outstanding withdrawal requests (accepted, not yet paid or refunded) per style.
     withdraw_liquid_limit: int = _setting(300, _int, _between(1, 300))
     withdraw_reserve_limit: int = _setting(45, _int, _between(1, 45))
+    # Continuous backup (docs/backup.md): off without a directory.
+    backup_dir: Path | None = _setting(None, _optional_dir)
+    backup_failure: str = _setting("stop", _backup_failure)  # stop exchange mode, or degrade: run on, say it
+    backup_snapshot_interval: float = _setting(3600.0, _float, _positive)
+    backup_journal_mb: int = _setting(64, _int, _positive)  # journal written since a snapshot that starts one
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exchange_dir", Path(self.exchange_dir))  # a str from code is welcome too
+        if self.backup_dir is not None:
+            object.__setattr__(self, "backup_dir", Path(self.backup_dir))
         _validate(self)
 
 

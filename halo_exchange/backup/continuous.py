@@ -362,3 +362,17 @@ class ContinuousBackup:
         waiting: Deferred = Deferred()
         pending.addBoth(lambda result: (waiting.callback(None), result)[1])
         return waiting
+
+
+def start_backup(config: Any, store: ExchangeStore, reader: Any, call_later: Callable[..., Any],
+                 run_in_thread: Callable[..., Deferred]) -> ContinuousBackup | None:
+    """The continuous backup an ExchangeConfig asks for, opened on ``store`` (None without ``backup_dir``).
+    Called on the reactor thread at start-up, before the engine writes anything."""
+    if config.backup_dir is None:
+        return None
+    backup = ContinuousBackup(config.backup_dir, store, ChainIdentity.of(reader), policy=config.backup_failure,
+                              snapshot_interval=config.backup_snapshot_interval,
+                              journal_limit=config.backup_journal_mb << 20, call_later=call_later,
+                              run_in_thread=run_in_thread)
+    backup.open()
+    return backup

@@ -205,3 +205,17 @@ def restore(from_dir: Path, exchange_dir: Path, identity: ChainIdentity | None, 
     journal_mod.fsync_dir(exchange_dir.parent)
     return Restored(sequence, snapshot_sequence, len(replay.records), keys, [str(d) for d in replay.damage], moved,
                     time.monotonic() - started)
+
+
+def chain_identity_of(chain_dir: Path) -> ChainIdentity | None:
+    """The identity of the chain a stopped node holds in ``chain_dir`` (None: no chain there yet). Opens the
+    node DB briefly: only for a process that holds no handle on it (the CLI, the node stopped)."""
+    from halo_exchange.chain.reader import ChainReader
+
+    if not (chain_dir / "CURRENT").exists():
+        return None
+    db = plyvel.DB(str(chain_dir), create_if_missing=False, compression=None)
+    try:
+        return ChainIdentity.of(ChainReader(db))
+    finally:
+        db.close()

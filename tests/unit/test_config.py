@@ -73,6 +73,10 @@ KEYS = [
     Key("max_connections", "exchange", 256, "8", 8, "many", ("0",), False),
     Key("withdraw_liquid_limit", "exchange", 300, "100", 100, "lots", ("0", "301"), False),
     Key("withdraw_reserve_limit", "exchange", 45, "10", 10, "few", ("0", "46"), False),
+    Key("backup_dir", "exchange", None, "/srv/halo-backup", Path("/srv/halo-backup"), None, (), True),
+    Key("backup_failure", "exchange", "stop", "Degrade", "degrade", "sometimes", (), False),
+    Key("backup_snapshot_interval", "exchange", 3600.0, "60", 60.0, "hourly", ("0",), False),
+    Key("backup_journal_mb", "exchange", 64, "8", 8, "big", ("0",), False),
 ]
 BY_NAME = {key.name: key for key in KEYS}
 
