@@ -14,7 +14,8 @@ In the manner of Bitcoin Core's ``test_framework`` (DESIGN.md §8). One family o
 Each has ``generate(n, vote)``, which returns once the exchange applied every block, ``sync()`` for events the
 node produced otherwise (``invalidate_block``), and ``credit(owner, amount)``. Beside them: the assertions
 :func:`assert_refused` and :func:`assert_raises_fault`, :func:`wait_until`, and the process helpers
-:func:`free_port`, :func:`running_devnet`, :func:`spawn_python`, :func:`run_python`, :func:`run_cli`.
+:func:`free_port`, :func:`running_devnet`, :func:`spawn_python`, :func:`run_python`, :func:`run_cli`, and
+:func:`small_filesystem` with :func:`fill` for a disk that is full for real.
 
 Building the engine, the exchange service and a hooked DevNode, feeding them block events, naming deposits
 and the API's in-process dispatcher happen only here, so that when those interfaces change, this module is
@@ -517,6 +518,40 @@ def exchange_lag(datadir: Path) -> int:
         return ChainReader(chain_db).height() - applied
     finally:
         chain_db.close()
+
+
+# -- small filesystems (a full disk, for real) --------------------------------------------------------------
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str = "8m") -> Iterator[Path]:
+    """A size-limited tmpfs mounted on ``path`` for the block, unmounted in any case; skips where it cannot be
+    made (not root, or mounting not allowed in this container)."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("a small filesystem for a node or exchange DB needs root (mount -t tmpfs); not root here")
+    path.mkdir(parents=True, exist_ok=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a {size} tmpfs here: {made.stderr.strip() or made.returncode}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(path: Path, leave: int) -> Path:
+    """A file taking all the free space of ``path``'s filesystem but ``leave`` bytes."""
+    stats = os.statvfs(path)
+    free = stats.f_bavail * stats.f_frsize
+    filler = path / "filler"
+    with open(filler, "wb") as out:
+        remaining = max(0, free - leave)
+        chunk = b"\0" * (1 << 20)
+        while remaining > 0:
+            remaining -= out.write(chunk[:min(len(chunk), remaining)])
+    return filler
 
 
 # -- chain DBs --------------------------------------------------------------------------------------------------

@@ -1,11 +1,15 @@
 """Continuous backup of the exchange DB: every committed batch journaled before its callers are answered.
 
 :class:`ContinuousBackup` is the exchange store's ``mirror``: ``ExchangeStore.write`` hands it each batch,
-numbered, right after the batch is durable in the DB and before :class:`GroupCommit` fires the Deferreds of
-the calls that caused it. It appends the batch to the journal and ``fdatasync``\\ s it, so an acknowledged
-operation is in the backup too (RPO zero). Snapshots bound the journal: periodically (and once the journal has
-grown past a limit) a plyvel snapshot of the DB is written in a thread, off the reactor; the journal starts a
-new segment at the same moment, and once the snapshot file is whole, older segments and snapshots are deleted.
+numbered, just before writing it to the DB (and so before :class:`GroupCommit` answers the calls that caused
+it). It appends the batch to the journal and ``fdatasync``\\ s it, so an acknowledged operation is in the
+backup too (RPO zero). Backup first: a batch the backup refuses is written nowhere, so under ``stop`` the
+calls answered with that failure did not happen; a kill between the two writes leaves the backup one
+unanswered batch ahead of the DB, which the next start drops.
+
+Snapshots bound the journal: periodically (and once the journal has grown past a limit) a plyvel snapshot of
+the DB is written in a thread, off the reactor; the journal starts a new segment at the same moment, and once
+the snapshot file is whole, older segments and snapshots are deleted.
 
 The backup's lifecycle is an explicit state machine:
 
@@ -125,10 +129,15 @@ class ContinuousBackup:
             prepare_directory(self.directory, self.identity, SCHEMA_VERSION)
             primary = self.store.sequence
             held = self._held_sequence()
-            if held is not None and held > primary:
+            if held is not None and held > primary + 1:
                 raise BackupError(f"the backup holds batches up to {held}, the exchange DB only up to {primary}: "
                                   "the DB is older than its backup (restored from elsewhere?); restore from this "
                                   "backup, or point backup_dir at an empty directory")
+            if held == primary + 1:
+                # Journaled, then the node stopped before the DB wrote it: never answered, so dropped (the
+                # snapshot below prunes the segment holding it).
+                log.warning("backup: batch %d is in the journal but not in the exchange DB (the node stopped "
+                            "between the two writes; nobody was answered): dropped", held)
             if held != primary:
                 why = "empty" if held is None else f"at batch {held}"
                 log.info("backup in %s is %s, the exchange DB at batch %d: taking a snapshot first",

@@ -77,7 +77,7 @@ class ExchangeStore:
 
     Every batch gets the next number of :attr:`sequence`, written in the batch itself (key ``SEQUENCE``), so
     the DB always says how many batches it holds; a continuous backup (``mirror``) receives each batch with
-    its number once the batch is durable here, and numbers its journal the same way.
+    its number just before it is written here, and numbers its journal the same way.
     """
 
     def __init__(self, path: str) -> None:
@@ -94,8 +94,8 @@ class ExchangeStore:
                              f"this code reads {SCHEMA_VERSION}")
         raw_sequence = self.db.get(SEQUENCE)
         self.sequence = 0 if raw_sequence is None else int.from_bytes(raw_sequence, "little")
-        # Told (number, ops) after each batch is on disk here, before anyone is answered: the continuous
-        # backup. An exception from it fails the write as the DB's own failure would (backup_failure = stop).
+        # Told (number, ops) of each batch just before it is written here: the continuous backup. An
+        # exception from it fails the write as the DB's own failure would (backup_failure = stop).
         self.mirror: Mirror | None = None
 
     def close(self) -> None:
@@ -109,10 +109,15 @@ class ExchangeStore:
         return self.db.iterator(prefix=prefix)
 
     def write(self, ops: Iterable[Op]) -> None:
-        """Apply ``ops`` in order as one atomic, synced batch, numbered; then hand it to the mirror."""
+        """Apply ``ops`` in order as one atomic, synced batch, numbered; the mirror has it first."""
         sequence = self.sequence + 1
         batch_ops = list(ops)
         batch_ops.append((SEQUENCE, pack_u64(sequence)))
+        if self.mirror is not None:
+            # The backup first: a batch it refuses is written nowhere, so a call answered with that failure
+            # did not happen. A kill between the two leaves the backup one unanswered batch ahead, which the
+            # next start drops (docs/backup.md).
+            self.mirror(sequence, batch_ops)
         with self.db.write_batch(transaction=True, sync=True) as batch:
             for key, value in batch_ops:
                 if value is None:
@@ -120,8 +125,6 @@ class ExchangeStore:
                 else:
                     batch.put(key, value)
         self.sequence = sequence
-        if self.mirror is not None:
-            self.mirror(sequence, batch_ops)
 
 
 class GroupCommit:
