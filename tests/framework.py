@@ -251,24 +251,27 @@ class EngineHarness(_ReplayHarness):
 
 
 def exchange_service(dispatcher: HookDispatcher, datadir: str | Path, *, api_host: str = "127.0.0.1",
-                     api_port: int | None = 0):
+                     api_port: int | None = 0, **settings: Any):
     """Exchange mode registered on ``dispatcher`` as a node's configuration turns it on: the service, not yet
-    started (the node's start starts it). ``api_port`` 0: a free port; None: no API."""
+    started (the node's start starts it). ``api_port`` 0: a free port; None: no API. ``settings``: more
+    ExchangeConfig keys (``backup_dir=...``)."""
     return enable_exchange_mode(dispatcher, ExchangeConfig(exchange_dir=Path(datadir), api_host=api_host,
-                                                           api_port=api_port))
+                                                           api_port=api_port, **settings))
 
 
 class ServiceHarness(Harness):
     """A devnet node with exchange mode on: the service on the reactor thread, node events through the hooks,
     the XML-RPC API on a free loopback port and ``api`` a stdlib client of it (None with ``api_port=None``).
 
-    Needs the reactor thread (the ``reactor_thread`` fixture; outside pytest the node's start starts it).
+    ``settings`` are more ExchangeConfig keys (``backup_dir=...``). Needs the reactor thread (the
+    ``reactor_thread`` fixture; outside pytest the node's start starts it).
     ShutDown does not stop the node here: it is counted in ``stops``.
     """
 
-    def __init__(self, tmp_path: str | Path, *, api_host: str = "127.0.0.1", api_port: int | None = 0) -> None:
+    def __init__(self, tmp_path: str | Path, *, api_host: str = "127.0.0.1", api_port: int | None = 0,
+                 **settings: Any) -> None:
         super().__init__(tmp_path)
-        self.api_host, self.api_port = api_host, api_port
+        self.api_host, self.api_port, self.settings = api_host, api_port, settings
         self.stops = 0
         self.open()
 
@@ -276,7 +279,7 @@ class ServiceHarness(Harness):
         """Start the node with exchange mode on; return once the engine and the API are up."""
         dispatcher = HookDispatcher()
         self.service = exchange_service(dispatcher, self.tmp_path / "exchange", api_host=self.api_host,
-                                        api_port=self.api_port)
+                                        api_port=self.api_port, **self.settings)
         self.service.shutdown = self._count_stop
         self.node = DevNode(self.tmp_path / "node", dispatcher=dispatcher)
         self.node.start()
