@@ -104,6 +104,7 @@ class ContinuousBackup:
         self._journal: JournalWriter | None = None
         self._snapshotting: Deferred | None = None  # fires when the snapshot being written is done
         self._closing = False
+        self._healing = False  # a snapshot under way will make a DEGRADED backup whole again
         self._timer: Any = None
         self._reminder: Any = None
 
@@ -204,7 +205,8 @@ class ContinuousBackup:
             if self.state is BackupState.FAILED:
                 raise BackupError(f"the backup failed: {self.error}") from exc
             return
-        self.last_sequence = sequence
+        if not self._healing:
+            self.last_sequence = sequence
         if self._journal.bytes_written >= self.journal_limit and self._snapshotting is None:
             self.snapshot()
 
@@ -221,10 +223,13 @@ class ContinuousBackup:
                 self._move(BackupState.FAILED)
             return
         first = self.state is not BackupState.DEGRADED
+        self._healing = False
         if self.state is not BackupState.CLOSED:
             self._move(BackupState.DEGRADED)
         if first:
-            self._remind()
+            # After the write in progress (a snapshot now would be taken before its batch, which the journal
+            # has just refused): said, and a heal tried, at the end of this turn, then every minute.
+            self._reminder = self._call_later(0, self._remind)
 
     def _remind(self) -> None:
         """Under ``degrade``: say it loudly every minute, and try to heal with a fresh snapshot."""
@@ -277,8 +282,8 @@ class ContinuousBackup:
         if previous is not None and previous is not self._journal:
             previous.close()
         self._journal = journal
-        if healing:
-            self.last_sequence = None  # nothing complete until the snapshot file is
+        # While healing, last_sequence stays what the old snapshot and segments hold, until this one is whole.
+        self._healing = healing
 
         def write() -> tuple[Path, int, int]:
             with view.iterator() as items:
@@ -294,6 +299,7 @@ class ContinuousBackup:
                      time.monotonic() - started)
             self._snapshot_done(sequence)
             if healing and self._journal is journal and self.state is BackupState.DEGRADED:
+                self._healing = False
                 self.last_sequence = journal.next_sequence - 1
                 self.error = None
                 self._move(BackupState.CURRENT)
@@ -322,6 +328,7 @@ class ContinuousBackup:
         if self._closing:
             return
         if healing:
+            self._healing = False
             self.error = f"snapshot: {public_error(exc)}"
             if self._journal is not None:
                 self._journal.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import stat
 from pathlib import Path
 
@@ -258,3 +259,64 @@ def test_backup_of_a_stopped_db_is_a_whole_snapshot(tmp_path) -> None:
     assert number == 3 and dict(items) == _contents(tmp_path / "exchange")
     with pytest.raises(RestoreRefused, match="not an empty directory"):
         backup_stopped(tmp_path / "exchange", tmp_path / "copy", DEVNET)
+
+
+def test_full_backup_dir_stop_refuses_the_batch_and_degrade_heals_with_a_snapshot(tmp_path) -> None:
+    """A real full disk under the backup (a 1 MiB tmpfs): under stop the batch is written nowhere and the
+    backup is FAILED; under degrade the DB goes on, the backup is DEGRADED, and once space is back the
+    minute's retry takes a snapshot and the backup is CURRENT again, restoring the DB key for key."""
+    from tests.framework import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "backup", "1m"):
+        store, backup, _ = _backed_store(tmp_path)
+        filler = fill(tmp_path / "backup", 0)
+        with pytest.raises(BackupError, match="No space left on device"):
+            store.write([(b"k", b"v" * 5000)])
+        assert store.get(b"k") is None and store.sequence == 0  # the refused batch happened nowhere
+        assert backup.state is BackupState.FAILED and "No space left" in backup.status()["error"]
+        backup.close()
+        store.close()
+        filler.unlink()
+        shutil.rmtree(tmp_path / "exchange")
+        for entry in (tmp_path / "backup").iterdir():
+            entry.unlink()
+
+        store, backup, clock = _backed_store(tmp_path, "degrade")
+        store.write([(b"before", b"v")])
+        filler = fill(tmp_path / "backup", 0)
+        for i in range(5):
+            store.write([(b"k%d" % i, b"v" * 5000)])  # answered: the DB has them, the backup does not
+        assert store.sequence == 6 and backup.state is BackupState.DEGRADED
+        status = backup.status()
+        assert status["last_sequence"] == 1 and status["primary_sequence"] == 6 and status["error"]
+        clock.advance(60)  # the retry fails too: still full
+        assert backup.state is BackupState.DEGRADED
+        filler.unlink()
+        clock.advance(60)
+        assert backup.state is BackupState.CURRENT and backup.status()["error"] is None
+        store.write([(b"after", b"v")])
+        assert backup.status()["last_sequence"] == store.sequence == 7
+        backup.close()
+        store.close()
+
+
+def test_restore_after_heal_equals_the_db(tmp_path) -> None:
+    """A backup healed after a full disk restores the DB key for key (the batches it missed are in the
+    healing snapshot)."""
+    from tests.framework import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "backup", "1m"):
+        store, backup, clock = _backed_store(tmp_path, "degrade")
+        filler = fill(tmp_path / "backup", 0)
+        for i in range(3):
+            store.write([(b"k%d" % i, b"v" * 5000)])
+        assert backup.state is BackupState.DEGRADED
+        filler.unlink()
+        clock.advance(60)
+        store.write([(b"after", b"v")])
+        assert backup.state is BackupState.CURRENT
+        backup.close()
+        store.close()
+        restored = restore(tmp_path / "backup", tmp_path / "restored", DEVNET)
+        assert restored.sequence == 4
+        assert _contents(tmp_path / "restored") == _contents(tmp_path / "exchange")
