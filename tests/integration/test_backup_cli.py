@@ -1,0 +1,66 @@
+"""``halo-exchange backup`` and ``restore`` as an operator runs them, and the backup status a running exchange
+reports: refusals while the node runs, a copy of a stopped node, a restore that moves the old DB aside, and a
+backup of another chain refused."""
+
+from __future__ import annotations
+
+import json
+import xmlrpc.client
+from pathlib import Path
+
+from halo_exchange.chain.params import COIN
+from halo_exchange.config import EXCHANGE_SUBDIR
+from tests.framework import ServiceHarness, address_of, free_port, run_cli, running_devnet, wait_until
+
+
+def test_backup_status_of_a_running_exchange(tmp_path, reactor_thread) -> None:
+    """With backup_dir the service reports a current backup level with the DB; without, it reports off."""
+    with ServiceHarness(tmp_path / "on", backup_dir=tmp_path / "backup") as exchange:
+        exchange.credit("alice", COIN)
+        assert exchange.api.Trade("alice", 5, "bobby", "liquid", "") is True
+        status = exchange.service.backup_status()
+        assert status["state"] == "current" and status["dir"] == str(tmp_path / "backup")
+        assert status["last_sequence"] == status["primary_sequence"] > 0 and status["error"] is None
+        assert status["last_snapshot_sequence"] is not None and status["policy"] == "stop"
+    with ServiceHarness(tmp_path / "off") as exchange:
+        assert exchange.service.backup_status()["state"] == "off"
+
+
+def test_backup_and_restore_commands(tmp_path: Path) -> None:
+    datadir, continuous = tmp_path / "devnet", tmp_path / "continuous"
+    port, api_port = free_port(), free_port()
+    with running_devnet(datadir, port, api_port, ["--backup-dir", str(continuous)]) as (process, node):
+        api = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{api_port}")
+        wait_until(lambda: api.GetCycle("") == 0)
+        api.StartExchange("")
+        wif, _ = api.GenerateDepositAddress("")
+        node.sendtoaddress(address_of(wif), COIN)
+        node.generate(1)
+        # Neither command touches a running node's DB.
+        refused = run_cli("backup", "--to", str(tmp_path / "copy"), "--datadir", str(datadir))
+        assert refused.returncode == 1 and "the node is running" in refused.stderr, refused.stderr
+        assert not (tmp_path / "copy").exists()
+        refused = run_cli("restore", "--from", str(continuous), "--datadir", str(datadir), "--force")
+        assert refused.returncode == 1 and "the node is running" in refused.stderr, refused.stderr
+        node.stop()
+        assert process.wait(timeout=30) == 0
+
+    copied = run_cli("backup", "--to", str(tmp_path / "copy"), "--datadir", str(datadir))
+    assert copied.returncode == 0 and "backed up the exchange DB at batch" in copied.stdout, copied.stderr
+
+    refused = run_cli("restore", "--from", str(tmp_path / "copy"), "--datadir", str(datadir))
+    assert refused.returncode == 1 and "--force" in refused.stderr, refused.stderr
+    restored = run_cli("restore", "--from", str(tmp_path / "copy"), "--datadir", str(datadir), "--force")
+    assert restored.returncode == 0, restored.stderr
+    assert "0 batches replayed" in restored.stdout and "exchange.before-restore-" in restored.stdout
+    [aside] = [p for p in datadir.iterdir() if p.name.startswith(f"{EXCHANGE_SUBDIR}.before-restore-")]
+    assert (aside / "CURRENT").exists()  # kept, never deleted
+    audit = run_cli("audit", "--datadir", str(datadir))
+    assert audit.returncode == 0 and "result: OK" in audit.stdout, audit.stdout
+
+    manifest = tmp_path / "copy" / "manifest.json"
+    record = json.loads(manifest.read_text())
+    record["network"] = "testnet"
+    manifest.write_text(json.dumps(record))
+    refused = run_cli("restore", "--from", str(tmp_path / "copy"), "--datadir", str(datadir), "--force")
+    assert refused.returncode == 1 and "another chain" in refused.stderr, refused.stderr
