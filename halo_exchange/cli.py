@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from halo_exchange import __version__
+from halo_exchange import __version__, exec_tools
 from halo_exchange.config import CHAIN_SUBDIR, CONFIG_FILE_NAME, EXCHANGE_SUBDIR, DevnodeConfig, ExchangeConfig
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.files import private_umask
@@ -290,6 +290,8 @@ def _overview() -> None:
     print("  halo-exchange encrypt-wallet --datadir DIR       seal the exchange wallet's keys (node stopped)")
     print("  halo-exchange backup --to DIR --datadir DIR      copy the exchange DB (node stopped; docs/backup.md)")
     print("  halo-exchange restore --from DIR --datadir DIR   rebuild the exchange DB from a backup (node stopped)")
+    print("  halo-exchange exec-keygen --out KEYFILE          a key pair for the signed exec hook API(command)")
+    print("  halo-exchange sign-exec FILE --key KEYFILE       sign a command for API(command) (docs/exec.md)")
     print("  halo-exchange peg split VALUE [--supply S ...]   liquid/reserve of a new amount")
     print("  halo-exchange peg level HEX                      decode a peglevel (v2, v1, legacy)")
     print("  halo-exchange peg pegdata BASE64                 decode a balance pegdata")
@@ -297,8 +299,7 @@ def _overview() -> None:
     print("Add --json to the peg tools for machine-readable output.")
     print()
     print(f"The exchange API listens on {ExchangeConfig.api_host}:{ExchangeConfig.api_port} inside `devnet` and "
-          "`node` (docs/api.md). Coming with their issues:")
-    print("the exec hook and operator tools. `make test` runs the suite; `make bench` benchmarks.")
+          "`node` (docs/api.md). `make test` runs the suite; `make bench` benchmarks.")
 
 
 def _run_status(args: argparse.Namespace) -> int:
@@ -376,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="move an existing exchange DB aside (DATADIR/exchange.before-restore-TIME) and restore")
     restore.set_defaults(handler=None, run=_run_restore)
 
+    exec_tools.add_commands(commands)
+
     peg = commands.add_parser("peg", help="inspect peg arithmetic and peg data")
     peg_commands = peg.add_subparsers(dest="peg_command", required=True)
 
@@ -408,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _overview()
         return 0
-    if args.command in ("audit", "encrypt-wallet", "devnet", "node", "status", "backup", "restore"):
+    if getattr(args, "run", None) is not None:
         return args.run(args)
     try:
         facts = args.handler(args)

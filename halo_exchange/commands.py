@@ -38,6 +38,9 @@ UNKNOWN_USER = "Unknown user"
 FLAG_VALUES = (0, 1, "0", "1")  # (False == 0 and True == 1 are in it too)
 BAD_START = "start must be 1 (start) or 0 (stop)."
 BAD_ISRUNNING = "isrunning must be 1 (ask whether the exchange is started and loaded) or 0."
+# API(command), the signed exec hook (halo-behaviour §4).
+SENT_PREVIOUSLY = "Command sent previously"
+SIGNATURE_FAILED = "Signature failed"
 BAD_CLEAR = "clear must be 0 (look) or 1 (look, then forget a finished record)."
 BAD_ADDRESS_FILTER = "Address must be text ('' for every address)."
 

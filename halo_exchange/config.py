@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping
 
 from halo_exchange.chain.params import DEVNET
 from halo_exchange.errors import HaloExchangeError
+from halo_exchange.execsig import parse_public_key, public_key_hex
 from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, MAX_CONFIRMATIONS, MIN_CONFIRMATIONS
 
 
@@ -102,6 +103,14 @@ def _optional_port(text: str) -> int | None:
     return None if text.lower() in ("", "none") else _int(text)  # none: no listener at all
 
 
+def _exec_pubkey(text: str) -> str | None:
+    """The exec hook's public key, checked now (a malformed key stops the start, not the first call), kept
+    in the uncompressed hex form the original installs."""
+    if text.lower() in ("", "none"):
+        return None
+    return public_key_hex(parse_public_key(text))  # ExecKeyError is a ValueError: the key is named with it
+
+
 BACKUP_FAILURES = ("stop", "degrade")
 
 
@@ -164,6 +173,8 @@ class ExchangeConfig:
     # Outstanding withdrawal requests (accepted, not yet paid or refunded) per style.
     withdraw_liquid_limit: int = _setting(300, _int, _between(1, 300))
     withdraw_reserve_limit: int = _setting(45, _int, _between(1, 45))
+    # The signed exec hook API(command): the hex public key whose signatures it runs; None: the call answers False.
+    exec_pubkey: str | None = _setting(None, _exec_pubkey)
     # Continuous backup (docs/backup.md): off without a directory.
     backup_dir: Path | None = _setting(None, _optional_dir)
     backup_failure: str = _setting("stop", _backup_failure)  # stop exchange mode, or degrade: run on, say it

@@ -39,6 +39,7 @@ from halo_exchange.ledger.store import (
     CoinCodec,
     DepositCodec,
     ExchangeStore,
+    ExecRecordCodec,
     GroupCommit,
     Op,
     PayoutStateCodec,
@@ -460,7 +461,20 @@ class ExchangeEngine:
             self._apply(self.deposits.reconsider())
         return self._persist(True, SettingsCodec.ops(settings))
 
+    def record_exec(self, command_hash: str, record: dict) -> Deferred:
+        """Keep the exec hook's record of a signed command (its replay guard and outcome), durable before the
+        Deferred fires."""
+        return self._persist(True, [ExecRecordCodec.op(command_hash, record)])
+
     # -- what the API reads ----------------------------------------------------------------------------------
+
+    def exec_record(self, command_hash: str) -> dict | None:
+        """The exec hook's record of the command with this hash, or None if it never ran."""
+        return ExecRecordCodec.get(self.store, command_hash)
+
+    def exec_records(self) -> list[dict]:
+        """Every exec record, oldest first (a few a day: read from the DB when asked)."""
+        return ExecRecordCodec.load(self.store)
 
     def pending_writes(self) -> Deferred | None:
         """A Deferred that fires once the writes waiting for this turn's batch are on disk, or None if none

@@ -260,7 +260,7 @@ class ExchangeService:
                 self.api = ExchangeAPI(lambda: self._engine if self.state is ServiceState.RUNNING else None,
                                        lambda: self.shutdown(),
                                        failed=lambda: self.failure_reason if self.state is ServiceState.FAILED
-                                       else None)
+                                       else None, exec_pubkey=config.exec_pubkey)
                 limits = HTTPLimits(max_body=config.max_body, max_head=config.max_head,
                                     idle_timeout=config.idle_timeout, max_connections=config.max_connections)
                 self._listening = reactor.listenTCP(self.api_port, make_factory(self.api, limits),

@@ -251,12 +251,13 @@ class EngineHarness(_ReplayHarness):
 
 
 def exchange_service(dispatcher: HookDispatcher, datadir: str | Path, *, api_host: str = "127.0.0.1",
-                     api_port: int | None = 0, **settings: Any):
+                     api_port: int | None = 0, exec_pubkey: str | None = None, **settings: Any):
     """Exchange mode registered on ``dispatcher`` as a node's configuration turns it on: the service, not yet
-    started (the node's start starts it). ``api_port`` 0: a free port; None: no API. ``settings``: more
-    ExchangeConfig keys (``backup_dir=...``)."""
+    started (the node's start starts it). ``api_port`` 0: a free port; None: no API. ``exec_pubkey``: the
+    signed exec hook's key (None: API(command) answers False). ``settings``: more ExchangeConfig keys
+    (``backup_dir=...``)."""
     return enable_exchange_mode(dispatcher, ExchangeConfig(exchange_dir=Path(datadir), api_host=api_host,
-                                                           api_port=api_port, **settings))
+                                                           api_port=api_port, exec_pubkey=exec_pubkey, **settings))
 
 
 class ServiceHarness(Harness):
@@ -269,9 +270,10 @@ class ServiceHarness(Harness):
     """
 
     def __init__(self, tmp_path: str | Path, *, api_host: str = "127.0.0.1", api_port: int | None = 0,
-                 **settings: Any) -> None:
+                 exec_pubkey: str | None = None, **settings: Any) -> None:
         super().__init__(tmp_path)
-        self.api_host, self.api_port, self.settings = api_host, api_port, settings
+        self.api_host, self.api_port, self.exec_pubkey = api_host, api_port, exec_pubkey
+        self.settings = settings
         self.stops = 0
         self.open()
 
@@ -279,7 +281,7 @@ class ServiceHarness(Harness):
         """Start the node with exchange mode on; return once the engine and the API are up."""
         dispatcher = HookDispatcher()
         self.service = exchange_service(dispatcher, self.tmp_path / "exchange", api_host=self.api_host,
-                                        api_port=self.api_port, **self.settings)
+                                        api_port=self.api_port, exec_pubkey=self.exec_pubkey, **self.settings)
         self.service.shutdown = self._count_stop
         self.node = DevNode(self.tmp_path / "node", dispatcher=dispatcher)
         self.node.start()

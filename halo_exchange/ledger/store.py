@@ -57,6 +57,7 @@ WITHDRAWAL = b"x"  # + ascii ID -> JSON withdrawal record
 BATCH = b"B"  # + ascii master ID -> JSON batch record (a payout or maintenance transaction the exchange signed)
 COIN = b"u"  # + txid + u32 n -> a coin record: an output the exchange can spend (or spent, kept for reorgs)
 PAYOUT_STATE = b"P"  # -> JSON: payout counters (maintenance costs not yet recovered)
+EXEC_RECORD = b"e"  # + 32-byte command hash -> JSON: a signed exec command that ran (its replay guard and outcome)
 SEQUENCE = b"n"  # -> u64 number of the last batch written (the backup journal numbers batches the same way)
 
 Op = tuple[bytes, "bytes | None"]  # a put (value) or a delete (None)
@@ -523,6 +524,31 @@ class PayoutStateCodec:
     def load(store: ExchangeStore) -> dict:
         raw = store.get(PAYOUT_STATE)
         return json.loads(raw) if raw else {"debt": 0}
+
+
+class ExecRecordCodec:
+    """The exec hook's durable log: one record per signed command whose signature verified, keyed by its hash
+    (``txhash`` of the source). The key's presence is the replay guard; the value says how the command ended."""
+
+    @staticmethod
+    def key(command_hash: str) -> bytes:
+        return EXEC_RECORD + bytes.fromhex(command_hash)
+
+    @classmethod
+    def op(cls, command_hash: str, record: dict) -> Op:
+        return (cls.key(command_hash), json.dumps(record, sort_keys=True).encode())
+
+    @classmethod
+    def get(cls, store: ExchangeStore, command_hash: str) -> dict | None:
+        raw = store.get(cls.key(command_hash))
+        return None if raw is None else json.loads(raw)
+
+    @staticmethod
+    def load(store: ExchangeStore) -> list[dict]:
+        """Every record, each with its ``hash``, oldest first."""
+        records = [{**json.loads(value), "hash": key[len(EXEC_RECORD):].hex()}
+                   for key, value in store.iterator(EXEC_RECORD)]
+        return sorted(records, key=lambda record: (record.get("time", 0), record["hash"]))
 
 
 @dataclass

@@ -9,8 +9,8 @@ change state come only once durable; there are no hidden parameters; tracebacks 
 
 Each call is declared with :func:`~halo_exchange.rpc.dispatch.api_call`, which states what the dispatcher
 checks first (password, started, loaded) and the shape of its refusals; a body raises
-:class:`~halo_exchange.errors.CommandRefused` to refuse. Served here: 14 of the original's 15 calls (API,
-the signed exec hook, arrives with its own issue), and one addition, GetSettings, which reads the settings back.
+:class:`~halo_exchange.errors.CommandRefused` to refuse. Served here: the original's 15 calls (API, the signed
+exec hook, is :mod:`halo_exchange.rpc.execapi`'s), and one addition, GetSettings, which reads the settings back.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ from halo_exchange.ledger.deposits import MAX_CONFIRMATIONS, MIN_CONFIRMATIONS
 from halo_exchange.ledger.withdrawals import MIN_ABOVE_COMMISSION, Withdrawal
 from halo_exchange.payouts import commission_setting
 from halo_exchange.rpc import views
-from halo_exchange.rpc.dispatch import STOPPED, APIDispatcher, api_call, declared_calls
+from halo_exchange.rpc.dispatch import NOT_LOADED, STOPPED, APIDispatcher, api_call, declared_calls
+from halo_exchange.rpc.execapi import ExecHook
 from halo_exchange.rpc.http import HTTPLimits, XMLRPCFactory
 from halo_exchange.serialize import from_display_hex
 
@@ -137,8 +138,9 @@ class ExchangeAPI:
     """The calls, on the reactor thread. ``engine`` returns the running engine or None while not loaded."""
 
     def __init__(self, engine: Callable[[], ExchangeEngine | None], shutdown: Callable[[], None],
-                 failed: Callable[[], str | None] = lambda: None) -> None:
+                 failed: Callable[[], str | None] = lambda: None, exec_pubkey: str | None = None) -> None:
         self.engine = engine
+        self.exec_hook = ExecHook(exec_pubkey)
         self.failed = failed  # why exchange mode stopped (the service is FAILED), or None
         self._shutdown = shutdown
         # The API is built once the engine has loaded. The password known then, and after every change, is
@@ -353,6 +355,18 @@ class ExchangeAPI:
         original: an addition."""
         return views.settings(engine.settings, commission_setting(engine.settings), engine.deposits.confirmations,
                               engine.liquid_limit, engine.reserve_limit)
+
+    @api_call(password=False, loaded=False)
+    def API(self, engine: ExchangeEngine | None, command: Any) -> Any:  # noqa: N802 (the original's name)
+        """API(command) -> what the signed command sets ``result`` to (True by default), its traceback text if
+        it raised, "Signature failed", or "Command sent previously" (for good: replays are refused after a
+        restart too); False when no exec public key is installed. ``command`` is {'exec': Python source,
+        'sig': base64 DER signature of txhash(source)}. No API password: the signature authenticates it."""
+        if not self.exec_hook.enabled:
+            return False
+        if engine is None:
+            raise CommandRefused(NOT_LOADED)
+        return self.exec_hook.call(self, engine, command)
 
 
 CALLS = declared_calls(ExchangeAPI)

@@ -14,14 +14,18 @@ from typing import Any, Callable
 from xml.parsers import expat
 
 _INT32 = range(-(2**31), 2**31)
+_INT64 = range(-(2**63), 2**63)
 
 
 class I8Marshaller(xmlrpc.client.Marshaller):
-    """The stdlib marshaller, except that integers outside int32 are written as ``<i8>`` instead of failing."""
+    """The stdlib marshaller, except that integers outside int32 are written as ``<i8>`` instead of failing
+    (beyond int64, which no ``<i8>`` holds, it fails as the stdlib does)."""
 
     dispatch = dict(xmlrpc.client.Marshaller.dispatch)
 
     def dump_long(self, value: int, write: Callable[[str], Any]) -> None:
+        if value not in _INT64:
+            raise OverflowError("int exceeds XML-RPC limits")
         tag = "int" if value in _INT32 else "i8"
         write(f"<value><{tag}>{int(value)}</{tag}></value>\n")
 

@@ -10,8 +10,8 @@ documented shape here: the bare answer, or ``[answer, ""]`` for the calls that a
 
 The dispatcher also keeps the **audit trail** of administrative calls in the log (logger
 ``halo_exchange.admin``): StartExchange on/off, SetPassword, ExchangePassword, ExchangeSettings (the fields
-given), ShutDown and Withdraw requests, each with its outcome; failed password attempts, at most one line a
-minute with a count. Passwords and passphrases are never logged.
+given), ShutDown, Withdraw requests and signed exec commands (API, by hash), each with its outcome; failed
+password attempts, at most one line a minute with a count. Passwords and passphrases are never logged.
 
 Transport faults: a body that is not a call -32700, an unknown method -32601, a wrong argument count -32602,
 anything unexpected -32603 "internal error" (logged with its traceback, never sent).
@@ -29,9 +29,10 @@ from typing import Any, Callable, Protocol
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from halo_exchange.commands import check_user_name
+from halo_exchange.commands import SENT_PREVIOUSLY, SIGNATURE_FAILED, check_user_name
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import CommandRefused, public_error
+from halo_exchange.execsig import txhash
 from halo_exchange.ledger.store import StoreError
 from halo_exchange.rpc.codec import NotACall, dump_response, parse_call
 from halo_exchange.rpc.http import REQUEST_PEER
@@ -49,11 +50,6 @@ INCORRECT_PASSWORD = "Incorrect Password"
 STOPPED = "Exchange is stopped."
 NOT_LOADED = "Exchange is not loaded yet."
 PASSWORD_PARAMETER = "passw"
-# Calls of the original that are not served (yet): system.methodHelp says so rather than answering ''.
-NOT_SERVED = {
-    "API": "API(command): the original's signed exec hook. Not served by this exchange yet: a call answers "
-           "Fault -32601 (method not found).",
-}
 PASSWORD_FAILURE_WINDOW = 60.0  # seconds: at most one "failed password" line per window
 BACKOFF_FREE_FAILURES = 5  # wrong passwords a peer may send before it backs off
 BACKOFF_FIRST = 0.25  # seconds of the first back-off, doubled with each failure after it ...
@@ -146,6 +142,16 @@ def audit_line(name: str, params: tuple, answer: Any) -> str | None:
             changed["exchangeaccounts"] = f"{len(changed['exchangeaccounts'])} accounts"
         described = ", ".join(f"{field}={value!r}" for field, value in changed.items()) or "no fields"
         return f"ExchangeSettings {described}: {outcome}"
+    if name == "API":
+        command = _given(params, 0, None)
+        source = command.get("exec") if isinstance(command, dict) else None
+        named = f"command {txhash(source)}" if isinstance(source, str) else "a malformed command"
+        if answer is False:
+            return f"API {named}: refused, the exec hook is off (no exec_pubkey)"
+        if isinstance(answer, str) and (answer in (SENT_PREVIOUSLY, SIGNATURE_FAILED)
+                                        or answer.startswith(SIGNATURE_FAILED)):
+            return f"API {named}: refused: {answer!r}"
+        return f"API {named}: ran (the exec log has its outcome)"
     if name == "Withdraw":
         user, amount, address = (_given(params, i, "") for i in range(3))
         style, client_id = _given(params, 3, "liquid"), _given(params, 5, "")
@@ -160,6 +166,7 @@ class CallSpec:
     """What the dispatcher checks before a call's body runs, and how its refusals are shaped."""
 
     pair: bool = False  # answers [value, ""]: the password and every refusal take that shape too
+    password: bool = True  # asks for the API password (API(command) does not: its signature authenticates it)
     loaded: bool = True  # needs the engine: "Exchange is not loaded yet." otherwise
     started: bool = False  # needs StartExchange: "Exchange is stopped." otherwise (checked before loaded)
     names: tuple[str, ...] = ()  # user-name parameters checked before the exchange's state
@@ -253,14 +260,14 @@ class APIDispatcher:
 
     def _help(self, name: Any) -> str:
         """system.methodHelp(name) -> the text of a call: its positional arguments, answer and checks. '' for
-        a name that is not a call; for the original's calls not served here, why."""
+        a name that is not a call."""
         call = self._calls.get(name) if isinstance(name, str) else None
         if call is not None:
             return inspect.getdoc(call.body) or ""
         system = self._system.get(name) if isinstance(name, str) else None
         if system is not None:
             return inspect.getdoc(system) or ""
-        return NOT_SERVED.get(name, "") if isinstance(name, str) else ""
+        return ""
 
     def handle(self, body: bytes) -> bytes | Deferred:
         try:
@@ -292,6 +299,26 @@ class APIDispatcher:
     def _run(self, call: _Call, params: tuple) -> Any:
         """The declared checks in the original's order, then the body."""
         api, spec = self._api, call.spec
+        if spec.password:
+            self._check_password(call, params)
+        failed = getattr(api, "failed", None)  # optional: an API without a service never fails this way
+        reason = failed() if failed is not None else None
+        if reason is not None and call.name != "ShutDown":
+            raise exchange_failed(reason)
+        for position in call.name_positions:
+            check_user_name(params[position])
+        engine = api.engine()
+        if spec.started and not api.started:
+            raise CommandRefused(STOPPED)
+        if spec.loaded and engine is None:
+            if spec.bare_not_loaded:
+                return NOT_LOADED
+            raise CommandRefused(NOT_LOADED)
+        return call.body(engine, *params)
+
+    def _check_password(self, call: _Call, params: tuple) -> None:
+        """The password gate, with its per-peer back-off: raises _WrongPassword with the call's answer."""
+        api = self._api
         password = call.password_default
         if call.password_at is not None and call.password_at < len(params):
             password = params[call.password_at]
@@ -307,20 +334,6 @@ class APIDispatcher:
             if misplaced is None:  # a password one place early is a client's slip, not a guess
                 self._password_failures.failed(call.name)
             raise _WrongPassword(call.shape(misplaced or INCORRECT_PASSWORD))
-        failed = getattr(api, "failed", None)  # optional: an API without a service never fails this way
-        reason = failed() if failed is not None else None
-        if reason is not None and call.name != "ShutDown":
-            raise exchange_failed(reason)
-        for position in call.name_positions:
-            check_user_name(params[position])
-        engine = api.engine()
-        if spec.started and not api.started:
-            raise CommandRefused(STOPPED)
-        if spec.loaded and engine is None:
-            if spec.bare_not_loaded:
-                return NOT_LOADED
-            raise CommandRefused(NOT_LOADED)
-        return call.body(engine, *params)
 
     @staticmethod
     def _misplaced_password(call: _Call, params: tuple) -> str | None:

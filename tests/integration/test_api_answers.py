@@ -154,11 +154,11 @@ def test_big_amounts_are_sent_as_digit_strings(exchange: ServiceHarness) -> None
 
 def test_method_help_tells_the_behaviour(exchange: ServiceHarness) -> None:
     """system.methodHelp: every listed call has its text, which states what the call does now (Withdraw is
-    paid; the order of its checks; the positional password); API says it is not served."""
+    paid; the order of its checks; the positional password); API is the signed exec hook."""
     api = exchange.api
     for name in api.system.listMethods():
         assert api.system.methodHelp(name).startswith(name + "("), name
-    assert "Not served" in api.system.methodHelp("API")
+    assert "Signature failed" in api.system.methodHelp("API")
     withdraw = api.system.methodHelp("Withdraw")
     assert "batch transaction pays" in withdraw and "user, style, amount" in withdraw
     assert "before passw" in api.system.methodHelp("Trade") and "before passw" in api.system.methodHelp("CheckWithdraw")
