@@ -172,14 +172,21 @@ class ContinuousBackup:
         return JournalWriter(self.directory, first)
 
     def _held_sequence(self) -> int | None:
-        """The last batch the backup directory holds (None: nothing, not even a snapshot)."""
-        held = journal_mod.last_sequence(self.directory)
+        """The last batch a restore from the backup directory would reach: its newest snapshot and the
+        journal's batches after it, without a gap (None: no snapshot, so nothing restorable)."""
+        for stale in self.directory.glob(".*.tmp"):  # a snapshot or manifest cut short by a stop
+            stale.unlink()
         taken = snapshots(self.directory)
-        if taken:
-            self.last_snapshot_sequence = taken[-1][0]
-            self.last_snapshot_time = taken[-1][1].stat().st_mtime
-            held = max(held or 0, taken[-1][0])
-        return held
+        if not taken:
+            return None
+        sequence, path = taken[-1]
+        self.last_snapshot_sequence, self.last_snapshot_time = sequence, path.stat().st_mtime
+        try:
+            found = journal_mod.replay(self.directory, sequence, decode=False)
+        except BackupError as exc:  # batches missing (a degraded run): restorable only up to the gap
+            log.warning("backup: %s", exc)
+            return sequence
+        return found.records[-1].sequence if found.records else sequence
 
     def _snapshot_now(self) -> None:
         """A snapshot written on this thread (start-up only: nothing is answered until it is done)."""

@@ -151,8 +151,9 @@ class Damage:
         return f"{self.segment.name} at byte {self.offset}: {self.reason}"
 
 
-def read_segment(path: Path, damage: list[Damage]) -> Iterator[Record]:
-    """The records of one segment in order; the first bad one ends it and is added to ``damage``."""
+def read_segment(path: Path, damage: list[Damage], decode: bool = True) -> Iterator[Record]:
+    """The records of one segment in order; the first bad one ends it and is added to ``damage``. Without
+    ``decode`` the records' ops are left out (checked by their CRC only): for counting."""
     data = path.read_bytes()
     at, end = 0, len(data)
     while at < end:
@@ -168,19 +169,8 @@ def read_segment(path: Path, damage: list[Damage]) -> Iterator[Record]:
         if zlib.crc32(payload, zlib.crc32(data[at:at + 12])) != crc:
             damage.append(Damage(path, at, f"CRC mismatch (a record claiming batch {sequence})"))
             return
-        yield Record(sequence, decode_ops(payload))
+        yield Record(sequence, decode_ops(payload) if decode else [])
         at += HEADER.size + length
-
-
-def last_sequence(directory: Path) -> int | None:
-    """The number of the last whole record of the newest non-empty segment (None: no record at all)."""
-    for _, path in reversed(segments(directory)):
-        last = None
-        for record in read_segment(path, []):
-            last = record.sequence
-        if last is not None:
-            return last
-    return None
 
 
 @dataclass
@@ -191,7 +181,7 @@ class Replay:
     damage: list[Damage]
 
 
-def replay(directory: Path, after: int) -> Replay:
+def replay(directory: Path, after: int, decode: bool = True) -> Replay:
     """Every journal record after batch ``after`` (a snapshot's), in order, each exactly the next number.
 
     A damaged record ends its segment (reported in ``damage``); what follows must still continue the
@@ -201,7 +191,7 @@ def replay(directory: Path, after: int) -> Replay:
     damage: list[Damage] = []
     expected = after + 1
     for _, path in segments(directory):
-        for record in read_segment(path, damage):
+        for record in read_segment(path, damage, decode):
             if record.sequence <= after:
                 continue
             if record.sequence != expected:
