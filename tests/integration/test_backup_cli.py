@@ -8,6 +8,8 @@ import json
 import xmlrpc.client
 from pathlib import Path
 
+import plyvel
+
 from halo_exchange.chain.params import COIN
 from halo_exchange.config import EXCHANGE_SUBDIR
 from tests.framework import ServiceHarness, address_of, free_port, run_cli, running_devnet, wait_until
@@ -64,3 +66,31 @@ def test_backup_and_restore_commands(tmp_path: Path) -> None:
     manifest.write_text(json.dumps(record))
     refused = run_cli("restore", "--from", str(tmp_path / "copy"), "--datadir", str(datadir), "--force")
     assert refused.returncode == 1 and "another chain" in refused.stderr, refused.stderr
+
+
+def test_backup_of_a_running_exchange_through_its_own_store(tmp_path, reactor_thread) -> None:
+    """``backup_running``: the running exchange copies itself (view between two batches, file written in a
+    thread); the copy restores to exactly the DB as it was, and trading went on meanwhile."""
+    from twisted.internet.threads import deferToThread
+
+    from halo_exchange.backup.restore import backup_running, restore
+    from halo_exchange.backup.snapshot import ChainIdentity
+
+    with ServiceHarness(tmp_path / "node") as exchange:
+        exchange.credit("alice", COIN)
+        identity = exchange.service.call(lambda engine: ChainIdentity.of(engine.reader))
+
+        def copy(engine):
+            contents = dict(engine.store.db.iterator())  # what the copy must hold: the DB at this moment
+            return backup_running(engine.store, tmp_path / "copy", identity, deferToThread).addCallback(
+                lambda answer: (answer, contents))
+
+        answer, contents = exchange.service.call(copy)
+        assert exchange.api.Trade("alice", 5, "bobby", "liquid", "") is True
+    assert answer["keys"] == len(contents)
+    restore(tmp_path / "copy", tmp_path / "restored", identity)
+    db = plyvel.DB(str(tmp_path / "restored"))
+    try:
+        assert dict(db.iterator()) == contents
+    finally:
+        db.close()
