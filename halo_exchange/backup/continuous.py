@@ -105,6 +105,7 @@ class ContinuousBackup:
         self._snapshotting: Deferred | None = None  # fires when the snapshot being written is done
         self._closing = False
         self._healing = False  # a snapshot under way will make a DEGRADED backup whole again
+        self._soon = False  # a snapshot is asked for at the end of this turn (the journal reached its limit)
         self._timer: Any = None
         self._reminder: Any = None
 
@@ -214,8 +215,10 @@ class ContinuousBackup:
             return
         if not self._healing:
             self.last_sequence = sequence
-        if self._journal.bytes_written >= self.journal_limit and self._snapshotting is None:
-            self.snapshot()
+        if self._journal.bytes_written >= self.journal_limit and self._snapshotting is None and not self._soon:
+            # Not now: this batch is journaled but not yet in the DB, so a view taken now would miss it.
+            self._soon = True
+            self._call_later(0, self._snapshot_soon)
 
     def _failed(self, exc: BaseException, what: str) -> None:
         self.error = f"{what}: {public_error(exc)}"
@@ -252,6 +255,10 @@ class ContinuousBackup:
 
     # -- snapshots -----------------------------------------------------------------------------------------
 
+    def _snapshot_soon(self) -> None:
+        self._soon = False
+        self.snapshot()
+
     def _schedule_snapshot(self) -> None:
         if self.snapshot_interval > 0 and not self._closing:
             self._timer = self._call_later(self.snapshot_interval, self._periodic)
@@ -264,8 +271,9 @@ class ContinuousBackup:
 
     def snapshot(self) -> Deferred:
         """Take a snapshot now: the DB's view and a new journal segment on this (the reactor) thread, the file
-        written in a thread. Fires with the snapshot's batch number once the file is whole (or with None if
-        it could not be written; the error is logged and kept in the status)."""
+        written in a thread. Call it between batches (never from inside ``record``). Fires with the snapshot's
+        batch number once the file is whole (or with None if it could not be written; the error is logged and
+        kept in the status)."""
         if self._snapshotting is not None:
             return self._snapshotting
         if self.state not in (BackupState.CURRENT, BackupState.DEGRADED) or self._closing:

@@ -10,22 +10,41 @@ from pathlib import Path
 
 import plyvel
 
+from halo_exchange.backup.restore import backup_running, restore
+from halo_exchange.backup.snapshot import ChainIdentity
 from halo_exchange.chain.params import COIN
 from halo_exchange.config import EXCHANGE_SUBDIR
 from tests.framework import ServiceHarness, address_of, free_port, run_cli, running_devnet, wait_until
 
 
 def test_backup_status_of_a_running_exchange(tmp_path, reactor_thread) -> None:
-    """With backup_dir the service reports a current backup level with the DB; without, it reports off."""
-    with ServiceHarness(tmp_path / "on", backup_dir=tmp_path / "backup") as exchange:
+    """With backup_dir the service reports a current backup level with the DB, snapshots taken in a thread
+    while trading goes on, and the backup restores the DB key for key after the stop; without, it reports off."""
+    with ServiceHarness(tmp_path / "on", backup_dir=tmp_path / "backup", backup_snapshot_interval=0.2) as exchange:
         exchange.credit("alice", COIN)
-        assert exchange.api.Trade("alice", 5, "bobby", "liquid", "") is True
+        first = exchange.service.backup_status()["last_snapshot_sequence"]
+        for _ in range(20):
+            assert exchange.api.Trade("alice", 5, "bobby", "liquid", "") is True
+        wait_until(lambda: exchange.service.backup_status()["last_snapshot_sequence"] > first)
+        for _ in range(20):
+            assert exchange.api.Trade("alice", 5, "bobby", "liquid", "") is True
         status = exchange.service.backup_status()
         assert status["state"] == "current" and status["dir"] == str(tmp_path / "backup")
         assert status["last_sequence"] == status["primary_sequence"] > 0 and status["error"] is None
-        assert status["last_snapshot_sequence"] is not None and status["policy"] == "stop"
+        assert status["last_snapshot_time"] > 0 and status["policy"] == "stop"
+    assert exchange.service.backup_status()["state"] == "closed"
+    restore(tmp_path / "backup", tmp_path / "restored", None)
+    assert _contents(tmp_path / "restored") == _contents(tmp_path / "on" / "exchange")
     with ServiceHarness(tmp_path / "off") as exchange:
         assert exchange.service.backup_status()["state"] == "off"
+
+
+def _contents(path: Path) -> dict[bytes, bytes]:
+    db = plyvel.DB(str(path), create_if_missing=False)
+    try:
+        return dict(db.iterator())
+    finally:
+        db.close()
 
 
 def test_backup_and_restore_commands(tmp_path: Path) -> None:
@@ -73,8 +92,6 @@ def test_backup_of_a_running_exchange_through_its_own_store(tmp_path, reactor_th
     thread); the copy restores to exactly the DB as it was, and trading went on meanwhile."""
     from twisted.internet.threads import deferToThread
 
-    from halo_exchange.backup.restore import backup_running, restore
-    from halo_exchange.backup.snapshot import ChainIdentity
 
     with ServiceHarness(tmp_path / "node") as exchange:
         exchange.credit("alice", COIN)
@@ -89,8 +106,4 @@ def test_backup_of_a_running_exchange_through_its_own_store(tmp_path, reactor_th
         assert exchange.api.Trade("alice", 5, "bobby", "liquid", "") is True
     assert answer["keys"] == len(contents)
     restore(tmp_path / "copy", tmp_path / "restored", identity)
-    db = plyvel.DB(str(tmp_path / "restored"))
-    try:
-        assert dict(db.iterator()) == contents
-    finally:
-        db.close()
+    assert _contents(tmp_path / "restored") == contents

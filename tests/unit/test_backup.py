@@ -346,3 +346,21 @@ def test_start_up_sees_a_gap_in_the_journal_as_behind(tmp_path) -> None:
     restored = restore(tmp_path / "backup", tmp_path / "restored", DEVNET)
     assert restored.sequence == 11 and restored.damage == []
     assert _contents(tmp_path / "restored") == _contents(tmp_path / "exchange")
+
+
+def test_a_journal_past_its_limit_starts_a_snapshot(tmp_path) -> None:
+    """backup_journal_mb: once that much journal is written since the last snapshot, the next batch starts
+    one, and the older segments go."""
+    store, clock = ExchangeStore(str(tmp_path / "exchange")), Clock()
+    backup = ContinuousBackup(tmp_path / "backup", store, DEVNET, journal_limit=4000, call_later=clock.callLater,
+                              run_in_thread=_in_thread)
+    backup.open()
+    for i in range(10):
+        store.write([(b"k%d" % i, b"v" * 1000)])
+        clock.advance(0)  # the end of the reactor turn
+    assert backup.status()["last_snapshot_sequence"] == 8  # batches 1-4 fill the first segment, 5-8 the next
+    assert [first for first, _ in journal.segments(tmp_path / "backup")] == [9]
+    backup.close()
+    store.close()
+    restore(tmp_path / "backup", tmp_path / "restored", DEVNET)
+    assert _contents(tmp_path / "restored") == _contents(tmp_path / "exchange")
