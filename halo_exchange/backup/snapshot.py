@@ -15,6 +15,7 @@ newer schema.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import struct
@@ -27,6 +28,8 @@ from typing import Any, Callable, Iterable, Iterator
 from halo_exchange.backup.journal import fsync_dir
 from halo_exchange.errors import BackupError
 from halo_exchange.files import make_private_dir
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"HXSNAP1\n"
 END = 0xFFFFFFFF
@@ -97,6 +100,9 @@ def manifest_identity(manifest: dict) -> ChainIdentity:
 def prepare_directory(directory: Path, identity: ChainIdentity, schema: int) -> None:
     """Make ``directory`` a backup directory of this chain (mode 0700), or BackupError if it is another's."""
     make_private_dir(directory)
+    if directory.stat().st_mode & 0o077:  # made by someone else beforehand: say so, leave it to the operator
+        log.warning("the backup directory %s is open to other users (mode %o): chmod 700 it", directory,
+                    directory.stat().st_mode & 0o777)
     manifest = read_manifest(directory)
     if manifest is None:
         write_manifest(directory, identity, schema)
