@@ -219,3 +219,13 @@ def chain_identity_of(chain_dir: Path) -> ChainIdentity | None:
         return ChainIdentity.of(ChainReader(db))
     finally:
         db.close()
+
+
+def backup_command(engine: Any, args: dict, run_in_thread: Callable[..., Deferred]) -> Deferred:
+    """The operator channel's ``backup`` command on a running exchange: ``args["to"]`` an absolute path of a
+    new or empty directory. Fires with what was written (as :func:`backup_stopped`); a refusal raises
+    RestoreRefused, whose text the operator reads."""
+    to = args.get("to") if isinstance(args, dict) else None
+    if not isinstance(to, str) or not Path(to).is_absolute():
+        raise RestoreRefused("backup needs {\"to\": an absolute directory path}")
+    return backup_running(engine.store, Path(to), ChainIdentity.of(engine.reader), run_in_thread)

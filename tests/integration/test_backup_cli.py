@@ -9,11 +9,13 @@ import xmlrpc.client
 from pathlib import Path
 
 import plyvel
+import pytest
 
-from halo_exchange.backup.restore import backup_running, restore
+from halo_exchange.backup.restore import backup_command, restore
 from halo_exchange.backup.snapshot import ChainIdentity
 from halo_exchange.chain.params import COIN
 from halo_exchange.config import EXCHANGE_SUBDIR
+from halo_exchange.errors import RestoreRefused
 from tests.framework import ServiceHarness, address_of, free_port, run_cli, running_devnet, wait_until
 
 
@@ -88,8 +90,8 @@ def test_backup_and_restore_commands(tmp_path: Path) -> None:
 
 
 def test_backup_of_a_running_exchange_through_its_own_store(tmp_path, reactor_thread) -> None:
-    """``backup_running``: the running exchange copies itself (view between two batches, file written in a
-    thread); the copy restores to exactly the DB as it was, and trading went on meanwhile."""
+    """``backup_command`` (``backup_running``): the running exchange copies itself (view between two batches,
+    file written in a thread); the copy restores to exactly the DB as it was, and trading went on meanwhile."""
     from twisted.internet.threads import deferToThread
 
 
@@ -99,10 +101,14 @@ def test_backup_of_a_running_exchange_through_its_own_store(tmp_path, reactor_th
 
         def copy(engine):
             contents = dict(engine.store.db.iterator())  # what the copy must hold: the DB at this moment
-            return backup_running(engine.store, tmp_path / "copy", identity, deferToThread).addCallback(
+            return backup_command(engine, {"to": str(tmp_path / "copy")}, deferToThread).addCallback(
                 lambda answer: (answer, contents))
 
         answer, contents = exchange.service.call(copy)
+        with pytest.raises(RestoreRefused, match="not an empty directory"):
+            exchange.service.call(backup_command, {"to": str(tmp_path / "copy")}, deferToThread)
+        with pytest.raises(RestoreRefused, match="absolute"):
+            exchange.service.call(backup_command, {"to": "relative"}, deferToThread)
         assert exchange.api.Trade("alice", 5, "bobby", "liquid", "") is True
     assert answer["keys"] == len(contents)
     restore(tmp_path / "copy", tmp_path / "restored", identity)
