@@ -9,7 +9,9 @@ reactor runs or after it stopped (DESIGN.md §7).
 
 :class:`ExchangeService` is the node hook of exchange mode. Its lifecycle is an explicit state machine:
 ``STOPPED → STARTING → RUNNING → CLOSED``, or ``FAILED`` when a write to the exchange DB fails (memory is then
-ahead of the disk, so it stops applying events; a restart catches up from the store and the chain).
+ahead of the disk, so it stops applying events; a restart catches up from the store and the chain). With
+``backup_dir`` it opens the continuous backup (:mod:`halo_exchange.backup.continuous`) before the engine, and
+a backup that cannot be written under ``backup_failure = stop`` fails exchange mode like a failed DB write.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ class GroupCommit:
         try:
             self._store.write(ops)
         except Exception as exc:  # every caller of this batch learns it failed
-            log.error("exchange DB write of %d ops failed: %s", len(ops), exc)
+            log.error("exchange DB batch of %d ops not written: %s", len(ops), exc)  # the DB's failure or the backup's
             self.failure = exc
             if self.on_failure is not None:
                 self.on_failure(exc)
