@@ -3,6 +3,8 @@
 * Durable Trade calls per second over XML-RPC with the backup on and off, 1 and 8 client processes, measured
   as ``api_bench`` does (the same client loop), both exchanges live in this process and the runs interleaved
   so that drift on the machine hits both alike; the note gives on/off.
+* Trade-sized batches written by the store alone, backup on and off: the cost of the journal's sync without
+  the API (whose figures swing with whatever else the machine runs).
 * Restore of an exchange DB of 100,000 accounts, built directly through the store's codecs (each account a
   liquid share and 50 reserve fractions, the shape a mainnet supply gives): the snapshot written (what
   ``halo-exchange backup`` does), the restore from that snapshot alone, and the restore from it plus 10,000
@@ -60,6 +62,36 @@ def _throughput(runs: int) -> list[tuple[str, float, str]]:
             on.close()
             off.close()
     return rows
+
+
+def _store_writes(runs: int, batches: int = 1000) -> list[tuple[str, float, str]]:
+    """Trade-sized batches (two accounts and the scalars) written one after another by ``ExchangeStore.write``,
+    with the backup journaling them and without: the sync the backup adds, without the API around it."""
+    from twisted.internet.defer import maybeDeferred
+    from twisted.internet.task import Clock
+
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(runs):
+            for name in ("off", "on"):
+                store = ExchangeStore(str(Path(tmp) / f"{name}{run}"))
+                continuous = None
+                if name == "on":
+                    continuous = ContinuousBackup(Path(tmp) / f"backup{run}", store, IDENTITY,
+                                                  call_later=Clock().callLater,
+                                                  run_in_thread=lambda fn, *args: maybeDeferred(fn, *args))
+                    continuous.open()
+                ops = [(b"a" + bytes([i]), b"v" * 420) for i in range(2)] + [(b"s", b"x" * 22)]
+                start = time.perf_counter()
+                for _ in range(batches):
+                    store.write(ops)
+                rates[name].append(batches / (time.perf_counter() - start))
+                if continuous is not None:
+                    continuous.close()
+                store.close()
+    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+    return [("store batches, backup off", off, "batches/s, one synced LevelDB write each"),
+            ("store batches, backup on", on, f"batches/s, journal fdatasync first; on/off {on / off:.2f}")]
 
 
 def build_db(path: Path, users: int = USERS, seed: int = 16) -> int:
@@ -141,7 +173,7 @@ def _restore_times(runs: int) -> list[tuple[str, float, str]]:
 
 
 def run(runs: int = 3) -> list[tuple[str, float, str]]:
-    return _throughput(runs) + _restore_times(runs)
+    return _throughput(runs) + _store_writes(runs) + _restore_times(runs)
 
 
 if __name__ == "__main__":
