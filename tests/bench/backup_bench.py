@@ -4,7 +4,8 @@
   as ``api_bench`` does (the same client loop), both exchanges live in this process and the runs interleaved
   so that drift on the machine hits both alike; the note gives on/off.
 * Trade-sized batches written by the store alone, backup on and off: the cost of the journal's sync without
-  the API (whose figures swing with whatever else the machine runs).
+  the API (whose figures swing with whatever else the machine runs); and the two syncs journal-first against
+  overlapped, the measurement behind the order docs/backup.md explains.
 * Restore of an exchange DB of 100,000 accounts, built directly through the store's codecs (each account a
   liquid share and 50 reserve fractions, the shape a mainnet supply gives): the snapshot written (what
   ``halo-exchange backup`` does), the restore from that snapshot alone, and the restore from it plus 10,000
@@ -94,6 +95,40 @@ def _store_writes(runs: int, batches: int = 1000) -> list[tuple[str, float, str]
             ("store batches, backup on", on, f"batches/s, journal fdatasync first; on/off {on / off:.2f}")]
 
 
+def _sync_orders(runs: int, batches: int = 1000) -> list[tuple[str, float, str]]:
+    """The design choice in docs/backup.md: the journal synced before the DB's write (what the backup does)
+    against the two syncs overlapped (the journal's in a thread while LevelDB syncs), raw files, no codecs."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import plyvel
+
+    rates: dict[str, list[float]] = {"sequential": [], "overlapped": []}
+    record = b"r" * 900
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as syncer:
+        for run in range(runs):
+            for name in ("sequential", "overlapped"):
+                db = plyvel.DB(str(Path(tmp) / f"{name}{run}"), create_if_missing=True, compression=None)
+                fd = os.open(Path(tmp) / f"{name}{run}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                start = time.perf_counter()
+                for i in range(batches):
+                    os.write(fd, record)
+                    pending = syncer.submit(os.fdatasync, fd) if name == "overlapped" else None
+                    if pending is None:
+                        os.fdatasync(fd)
+                    with db.write_batch(transaction=True, sync=True) as batch:
+                        batch.put(b"k%d" % (i % 50), record)
+                    if pending is not None:
+                        pending.result()
+                rates[name].append(batches / (time.perf_counter() - start))
+                os.close(fd)
+                db.close()
+    sequential, overlapped = statistics.median(rates["sequential"]), statistics.median(rates["overlapped"])
+    return [("two syncs, journal first", sequential, "batches/s (what the backup does)"),
+            ("two syncs, overlapped", overlapped, f"batches/s (not used: docs/backup.md); "
+                                                   f"{overlapped / sequential:.2f}x")]
+
+
 def build_db(path: Path, users: int = USERS, seed: int = 16) -> int:
     """An exchange DB of ``users`` accounts written through the store's codecs; its batch number."""
     rng = random.Random(seed)
@@ -173,7 +208,7 @@ def _restore_times(runs: int) -> list[tuple[str, float, str]]:
 
 
 def run(runs: int = 3) -> list[tuple[str, float, str]]:
-    return _throughput(runs) + _store_writes(runs) + _restore_times(runs)
+    return _throughput(runs) + _store_writes(runs) + _sync_orders(runs) + _restore_times(runs)
 
 
 if __name__ == "__main__":
