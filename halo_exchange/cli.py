@@ -365,14 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
     encrypt.set_defaults(handler=None, run=_run_encrypt_wallet)
 
     backup = commands.add_parser("backup", help="a consistent copy of the exchange DB (node stopped)")
-    backup.add_argument("--to", type=Path, required=True, help="a new (or empty) directory for the copy")
-    backup.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
+    backup.add_argument("--to", type=Path, required=True, metavar="DIR", help="a new (or empty) directory for the copy")
+    backup.add_argument("--datadir", type=Path, required=True, metavar="DIR", help="the node's data directory")
     backup.set_defaults(handler=None, run=_run_backup)
 
     restore = commands.add_parser("restore", help="rebuild the exchange DB from a backup (node stopped)")
-    restore.add_argument("--from", dest="source", type=Path, required=True,
+    restore.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR",
                          help="the backup directory (backup_dir, or a copy made by backup --to)")
-    restore.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
+    restore.add_argument("--datadir", type=Path, required=True, metavar="DIR", help="the node's data directory")
     restore.add_argument("--force", action="store_true",
                          help="move an existing exchange DB aside (DATADIR/exchange.before-restore-TIME) and restore")
     restore.set_defaults(handler=None, run=_run_restore)
