@@ -1,11 +1,12 @@
 """The ``halo-exchange`` command: operator tools over the package.
 
 ``devnet`` runs the devnet node with exchange mode on (and its exchange API); ``node`` runs the follower node
-beside bitbayd, exchange mode on; ``audit`` checks the ledger
-against the chain; ``encrypt-wallet`` seals the exchange wallet's keys with a passphrase; ``backup`` and
-``restore`` copy the exchange DB of a stopped node and rebuild it from a backup (docs/backup.md); ``peg`` inspects peg
-data (split a value, decode a peglevel or pegdata string, apply the supply rule). Output is plain text for
-people; ``--json`` gives the peg facts to scripts.
+beside bitbayd, exchange mode on; ``status`` asks a running node's operator socket what it and its exchange
+are doing (halo_exchange/status.py); ``audit`` checks the ledger against the chain; ``recover`` rebuilds a lost
+exchange DB from the exchange's records; ``backup`` copies the exchange DB and ``restore`` rebuilds it from a
+backup (docs/backup.md); ``encrypt-wallet`` seals the exchange wallet's keys with a passphrase; ``peg``
+inspects peg data (split a value, decode a peglevel or pegdata string, apply the supply rule). Output is plain
+text for people; ``--json`` gives the facts to scripts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from halo_exchange import __version__, exec_tools
-from halo_exchange.config import CHAIN_SUBDIR, CONFIG_FILE_NAME, EXCHANGE_SUBDIR, DevnodeConfig, ExchangeConfig
+from halo_exchange.config import (
+    CHAIN_SUBDIR,
+    CONFIG_FILE_NAME,
+    DEFAULT_DATADIR,
+    EXCHANGE_SUBDIR,
+    DevnodeConfig,
+    ExchangeConfig,
+)
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.files import private_umask
 from halo_exchange.peg import PEG_SIZE, Fractions, PegData, PegLevel, next_supply_index
@@ -285,9 +293,13 @@ def _overview() -> None:
           f"{DevnodeConfig.rpc_port}; settings in")
     print(f"                                                   DIR/{CONFIG_FILE_NAME} or --config FILE)")
     print("  halo-exchange node --datadir DIR --bitbayd URL  follow bitbayd with exchange mode (docs/follower.md)")
-    print("  halo-exchange status --datadir DIR [--json]      what a running follower node is doing")
+    print("  halo-exchange status [--datadir DIR] [--json]    what a running node and its exchange are doing")
+    print("                                                   (asks DIR/exchange.sock; exit 0 healthy, 1 degraded,")
+    print("                                                   2 not reachable; --execs lists exec commands)")
     print("  halo-exchange audit --datadir DIR                check the ledger against the chain (node stopped)")
     print("  halo-exchange encrypt-wallet --datadir DIR       seal the exchange wallet's keys (node stopped)")
+    print("  halo-exchange recover --datadir DIR --balances F --keys F [--deposits F] [--dry-run]")
+    print("                                                   rebuild a lost exchange DB (node stopped)")
     print("  halo-exchange backup --to DIR --datadir DIR      copy the exchange DB (node stopped; docs/backup.md)")
     print("  halo-exchange restore --from DIR --datadir DIR   rebuild the exchange DB from a backup (node stopped)")
     print("  halo-exchange exec-keygen --out KEYFILE          a key pair for the signed exec hook API(command)")
@@ -299,12 +311,30 @@ def _overview() -> None:
     print("Add --json to the peg tools for machine-readable output.")
     print()
     print(f"The exchange API listens on {ExchangeConfig.api_host}:{ExchangeConfig.api_port} inside `devnet` and "
-          "`node` (docs/api.md). `make test` runs the suite; `make bench` benchmarks.")
+          "`node` (docs/api.md). docs/operator-guide.md: install, run, monitor. `make test` runs the suite;")
+    print("`make bench` benchmarks.")
 
 
-def _run_status(args: argparse.Namespace) -> int:
-    """``halo-exchange status``: the status file a running ``halo-exchange node`` keeps in its data dir (read
-    without opening its databases). The exchange's own figures arrive with the operator tools' issue."""
+def _socket_of(datadir: Path) -> Path:
+    """The operator socket of the node on ``datadir``: its config file's ``operator_socket``, else
+    ``DATADIR/exchange.sock`` (a config file the node could not have started with is no reason to look
+    elsewhere)."""
+    from halo_exchange.config import ConfigError, read_config_file
+
+    config_file = datadir / CONFIG_FILE_NAME
+    if config_file.is_file():
+        try:
+            configured = read_config_file(config_file, ("exchange",)).get("operator_socket")
+        except ConfigError:
+            configured = None
+        if configured is not None:
+            return configured
+    return ExchangeConfig(exchange_dir=datadir / EXCHANGE_SUBDIR).operator_socket_path
+
+
+def _run_follower_file_status(args: argparse.Namespace) -> int:
+    """What a follower's status file says, for a node whose exchange does not answer: 0 following, 1 syncing
+    or degraded, 2 not running."""
     from node_hooks.follower.status_file import STATUS_FILE_NAME, read_status
 
     record, problem = read_status(args.datadir / STATUS_FILE_NAME)
@@ -322,6 +352,55 @@ def _run_status(args: argparse.Namespace) -> int:
     if problem:
         return 2
     return 0 if record is not None and record.get("state") == "following" else 1
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    """``halo-exchange status``: ask the running node's operator socket (no database is opened), merge a
+    follower's status file, print; 0 healthy, 1 degraded, 2 not reachable."""
+    from halo_exchange.errors import OperatorError, OperatorUnreachable, UnknownOperatorCommand
+    from halo_exchange.operator import ask
+    from halo_exchange.status import UNREACHABLE, assess, render
+    from node_hooks.follower.status_file import STATUS_FILE_NAME, read_status
+
+    socket_path = args.socket or _socket_of(args.datadir)
+    status_file = args.datadir / STATUS_FILE_NAME
+    try:
+        report = ask(socket_path, "status")
+    except OperatorUnreachable as exc:
+        if args.socket is None and status_file.exists():
+            return _run_follower_file_status(args)  # a follower without its exchange: what its file says
+        if args.json:
+            print(json.dumps({"reachable": False, "problem": str(exc), "socket": str(socket_path)}, indent=2))
+        print(f"halo-exchange status: not reachable: {exc}", file=sys.stderr)
+        return UNREACHABLE
+    except OperatorError as exc:
+        print(f"halo-exchange status: {exc}", file=sys.stderr)
+        return UNREACHABLE
+    report["reachable"] = True
+    if status_file.exists():
+        record, problem = read_status(status_file)
+        report.update(running=not problem, problem=problem, status=record)
+    execs: list | None | bool = False
+    if args.execs:
+        try:
+            answer = ask(socket_path, "execs")
+            execs = answer.get("records", []) if isinstance(answer, dict) else list(answer or [])
+        except UnknownOperatorCommand:
+            execs = None
+        except OperatorError as exc:
+            print(f"halo-exchange status: {exc}", file=sys.stderr)
+            return UNREACHABLE
+    code, problems = assess(report)
+    if args.json:
+        report["health"] = {"code": code, "problems": problems}
+        if execs is not False:
+            report["execs"] = execs
+        print(json.dumps(report, indent=2, sort_keys=True))
+        if execs is None:
+            print("this exchange has no exec log", file=sys.stderr)
+    else:
+        print(render(report, execs))
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,10 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
     follower_main.add_arguments(node)
     node.set_defaults(handler=None, run=follower_main.start)
 
-    status = commands.add_parser("status", help="what a running follower node is doing (exit 0 following, 1 "
-                                                 "syncing or degraded, 2 not running)")
-    status.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
-    status.add_argument("--json", action="store_true", help="print JSON")
+    status = commands.add_parser("status", help="what a running node and its exchange are doing (exit 0 healthy, "
+                                                 "1 degraded, 2 not reachable)")
+    status.add_argument("--datadir", type=Path, default=DEFAULT_DATADIR,
+                        help=f"the node's data directory (default: {DEFAULT_DATADIR})")
+    status.add_argument("--socket", type=Path, help="the operator socket (default: operator_socket in the data "
+                                                    "dir's config file, else DATADIR/exchange.sock)")
+    status.add_argument("--json", action="store_true", help="print JSON, for monitoring")
+    status.add_argument("--execs", action="store_true", help="also list the signed exec commands received")
     status.set_defaults(handler=None, run=_run_status)
 
     audit = commands.add_parser("audit", help="check every ledger invariant (node stopped); exit 1 on a violation")
@@ -363,6 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
     encrypt.add_argument("--passphrase-file", type=Path,
                          help="read the passphrase from the first line of this file instead of the terminal")
     encrypt.set_defaults(handler=None, run=_run_encrypt_wallet)
+
+    recover = commands.add_parser("recover", help="rebuild a lost exchange DB from the exchange's records of "
+                                                  "balances, keys and deposits (node stopped; docs/recovery.md)")
+    from halo_exchange import recover as recover_command
+
+    recover_command.add_arguments(recover)
+    recover.set_defaults(handler=None, run=recover_command.run)
 
     backup = commands.add_parser("backup", help="a consistent copy of the exchange DB (node stopped)")
     backup.add_argument("--to", type=Path, required=True, metavar="DIR", help="a new (or empty) directory for the copy")

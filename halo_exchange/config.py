@@ -41,6 +41,7 @@ class ConfigError(HaloExchangeError, ValueError):
 CONFIG_FILE_NAME = "halo-exchange.conf"  # looked for in the data dir when --config is not given
 DEFAULT_DATADIR = Path("data") / "devnet"
 CHAIN_SUBDIR, EXCHANGE_SUBDIR = "chain", "exchange"  # the node's DB and the plugin's DB, inside the data dir
+OPERATOR_SOCKET_NAME = "exchange.sock"  # the operator channel's socket, inside the data dir
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MASK = "***"
 
@@ -175,6 +176,8 @@ class ExchangeConfig:
     withdraw_reserve_limit: int = _setting(45, _int, _between(1, 45))
     # The signed exec hook API(command): the hex public key whose signatures it runs; None: the call answers False.
     exec_pubkey: str | None = _setting(None, _exec_pubkey)
+    # The operator channel's Unix socket (halo_exchange/operator.py); None: <datadir>/exchange.sock.
+    operator_socket: Path | None = _setting(None, _optional_path)
     # Continuous backup (docs/backup.md): off without a directory.
     backup_dir: Path | None = _setting(None, _optional_dir)
     backup_failure: str = _setting("stop", _backup_failure)  # stop exchange mode, or degrade: run on, say it
@@ -186,6 +189,16 @@ class ExchangeConfig:
         if self.backup_dir is not None:
             object.__setattr__(self, "backup_dir", Path(self.backup_dir))
         _validate(self)
+
+    @property
+    def datadir(self) -> Path:
+        """The node's data dir: the one the exchange DB is in."""
+        return self.exchange_dir.parent
+
+    @property
+    def operator_socket_path(self) -> Path:
+        """Where the operator socket is: ``operator_socket``, or ``exchange.sock`` in the node's data dir."""
+        return self.operator_socket or self.datadir / OPERATOR_SOCKET_NAME
 
 
 @dataclass(frozen=True)

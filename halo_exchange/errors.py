@@ -55,6 +55,25 @@ class CommandRefused(HaloExchangeError):
         self.answer: str | bool = message if answer is None else answer
 
 
+class OperatorError(HaloExchangeError):
+    """The operator channel (the exchange's local socket, ``<datadir>/exchange.sock``) could not serve a request."""
+
+
+class OperatorUnreachable(OperatorError):
+    """Nobody answers on the operator socket: the node is not running on that data dir, or it is still starting,
+    or the socket is another's. Check the node's log, the ``--datadir`` (or ``--socket``) given, and that you run
+    as the node's user (the socket is 0600)."""
+
+
+class OperatorRefused(OperatorError):
+    """The exchange answered the request with an error (an unknown command, bad arguments, or "internal error",
+    whose details are in the node's log); the message is the exchange's."""
+
+
+class UnknownOperatorCommand(OperatorRefused):
+    """The exchange does not serve that operator command (an older version, or a feature it was built without)."""
+
+
 def public_error(error: BaseException) -> str:
     """An error's message without file paths (an API answer names the cause, never where the files are)."""
     text = re.sub(r"(?<![\w.])/[^\s:,;()'\"]+", "<path>", str(error)).strip()

@@ -9,9 +9,13 @@ reactor runs or after it stopped (DESIGN.md §7).
 
 :class:`ExchangeService` is the node hook of exchange mode. Its lifecycle is an explicit state machine:
 ``STOPPED → STARTING → RUNNING → CLOSED``, or ``FAILED`` when a write to the exchange DB fails (memory is then
-ahead of the disk, so it stops applying events; a restart catches up from the store and the chain). With
-``backup_dir`` it opens the continuous backup (:mod:`halo_exchange.backup.continuous`) before the engine, and
-a backup that cannot be written under ``backup_failure = stop`` fails exchange mode like a failed DB write.
+ahead of the disk, so it stops applying events; a restart catches up from the store and the chain).
+Once running it also serves the operator channel (:mod:`halo_exchange.operator`, ``<datadir>/exchange.sock``)
+with its ``status`` command (:mod:`halo_exchange.status`); the socket stays up after a failure, so that the
+operator can read why, and goes at the close.
+With ``backup_dir`` it opens the continuous backup (:mod:`halo_exchange.backup.continuous`) before the
+engine, and a backup that cannot be written under ``backup_failure = stop`` fails exchange mode like a failed
+DB write; the operator channel's ``backup`` command copies the running exchange's DB.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ from twisted.python.failure import Failure
 from halo_exchange.backup.continuous import ContinuousBackup, off_status, start_backup
 from halo_exchange.config import ExchangeConfig
 from halo_exchange.engine import ExchangeEngine
-from halo_exchange.errors import BackupError, HaloExchangeError, public_error
+from halo_exchange.errors import BackupError, HaloExchangeError, OperatorError, public_error
 from halo_exchange.files import make_private_dir
 from halo_exchange.ledger.store import ExchangeStore
 from halo_exchange.ledger.wallet import WalletState
 from halo_exchange.logs import bridge_twisted_logging
+from halo_exchange.operator import OperatorServer
+from halo_exchange.status import collect
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +127,8 @@ def _start_failure(exc: Exception, config: ExchangeConfig) -> str | None:
         if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
             return f"port {exc.port} in use: --api-port"
         return f"cannot listen on {exc.interface or config.api_host}:{exc.port} ({error}): --api-host, --api-port"
+    if isinstance(exc, OperatorError):
+        return str(exc)  # it names the socket and the setting that moves it
     if isinstance(exc, BackupError):
         return f"the backup in {config.backup_dir}: {exc}; fix it (docs/backup.md) or set backup_failure = degrade"
     if "lock" in str(exc).lower() and "temporarily unavailable" in str(exc):
@@ -160,6 +168,13 @@ class ExchangeService:
         # The node's NodeServices (submit a transaction, ask its status), as on_node_start hands them over;
         # None until then, or from a node that offers none.
         self.node_services: Any = None
+        self.reader: Any = None  # the node's ChainReader, from on_node_start (the status report reads the tip)
+        self.api: Any = None  # the ExchangeAPI once it listens
+        # The operator channel (halo_exchange/operator.py), served once exchange mode runs; other features add
+        # their commands with self.operator.register(name, handler), before or after the start.
+        self.operator = OperatorServer(config.operator_socket_path)
+        self.operator.register("status", lambda args: collect(self))
+        self.operator.register("execs", self._exec_log)
 
     # -- node hooks (node thread: hand over and return) -------------------------------------------------
 
@@ -167,6 +182,7 @@ class ExchangeService:
         from twisted.internet import reactor
 
         self.node_services = services
+        self.reader = reader
         ensure_reactor_running(self.config.switch_interval)
         self.state = ServiceState.STARTING
         reactor.callFromThread(self._open, reader)
@@ -226,6 +242,24 @@ class ExchangeService:
             raise ServiceError(f"the exchange is {self.state.value}")
         return self._engine
 
+    @property
+    def loaded_engine(self) -> ExchangeEngine | None:
+        """The engine once loaded, also after a failure (for reports: its memory may then be ahead of the disk)."""
+        return self._engine
+
+    def _exec_log(self, args: dict) -> dict:
+        """The operator command ``execs``: the signed exec commands' records, newest last (``limit``, 50)."""
+        engine = self._engine
+        if engine is None:
+            raise ServiceError(f"the exchange is {self.state.value}: its exec log is not loaded")
+        api = getattr(self, "api", None)
+        records = api.exec_hook.records(engine) if api is not None else engine.exec_records()
+        limit = args.get("limit", 50)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ServiceError("limit must be a whole number of records, at least 1")
+        return {"records": records[-limit:], "total": len(records),
+                "enabled": bool(api is not None and api.exec_hook.enabled)}
+
     def _with_engine(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(self.engine, *args)
 
@@ -272,6 +306,7 @@ class ExchangeService:
                 if not _is_loopback(config.api_host):
                     log.warning("the exchange API listens on %s, beyond this machine: its password and the deposit "
                                 "keys travel unencrypted; keep it behind a firewall or a TLS proxy", config.api_host)
+            self.operator.start()
             log.info("exchange mode running on %s (cycle %d)", config.exchange_dir, self._engine.cycle)
             if self._backup is not None and self._engine.wallet.state is WalletState.PLAIN:
                 log.warning("the exchange wallet is not encrypted, so its deposit keys are in the backup in %s "
@@ -332,6 +367,7 @@ class ExchangeService:
 
     def _close(self) -> Any:
         """Stop listening (never the reactor), write what is pending, close the exchange DB."""
+        self.operator.stop()
         stopped = self._listening.stopListening() if self._listening is not None else None
         self._listening = None
         if self._engine is not None:

@@ -161,6 +161,11 @@ class ChainView:
         raw = self._get(layout.fractions_key(txid, n))
         return None if raw is None else Fractions.unpack(raw)
 
+    def packed_fractions(self, txid: bytes, n: int) -> bytes | None:
+        """The output's fractions exactly as stored (``CFractions::Pack`` bytes), or None when none are: for a
+        reader that keeps them as they are (``recover`` stores them again without a repack)."""
+        return self._get(layout.fractions_key(txid, n))
+
     def output(self, txid: bytes, n: int) -> OutputInfo | None:
         """An output of a transaction in the active chain (spent or unspent), with its fractions."""
         found = self.transaction(txid)

@@ -141,6 +141,14 @@ class DepositTracker:
     def owner_waiting(self, outpoint: OutPoint) -> str | None:
         return self._owners_waiting.get(outpoint)
 
+    def owners_waiting(self) -> dict[OutPoint, str]:
+        """Every owner named for an output whose block left the chain (a copy)."""
+        return dict(self._owners_waiting)
+
+    def applied_blocks(self) -> dict[int, tuple[bytes, int]]:
+        """(hash, time) of every block remembered as applied, by height (a copy)."""
+        return dict(self._applied)
+
     def restore(
         self,
         deposits: Iterable[Deposit],
@@ -304,6 +312,11 @@ class DepositTracker:
         return [d for d in self.deposits.values()
                 if d.state is DepositState.REGISTERED and view.utxo(d.txid, d.n) is not None]
 
+    def due(self, deposit: Deposit) -> bool:
+        """Whether nothing but an owner and its confirmations stands between ``deposit`` and its credit: it is no
+        C-notary output and its lock time (a frozen output's) has passed at the tip."""
+        return not deposit.fractions.flags & NOTARY_C and deposit.lock_time < self._tip_time
+
     def frozen_total(self) -> int:
         """Value of confirmed-or-seen deposits still locked at the tip (the exchange's ``frozen`` figure)."""
         return sum(
@@ -325,12 +338,7 @@ class DepositTracker:
             if deposit.state is DepositState.SEEN and self.depth(deposit) >= self.confirmations:
                 deposit.state = DepositState.CONFIRMED
                 self._changed.add(deposit.outpoint)
-            if (
-                deposit.state is DepositState.CONFIRMED
-                and deposit.owner is not None
-                and not deposit.fractions.flags & NOTARY_C
-                and deposit.lock_time < self._tip_time
-            ):
+            if deposit.state is DepositState.CONFIRMED and deposit.owner is not None and self.due(deposit):
                 deposit.state = DepositState.REGISTERED
                 self._track(deposit)
                 self._changed.add(deposit.outpoint)

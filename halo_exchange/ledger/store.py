@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import time
 from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
@@ -142,14 +143,17 @@ class GroupCommit:
     leave the DB inconsistent, so every later submission fails too until the engine is reloaded from the store.
     """
 
-    def __init__(self, store: ExchangeStore, call_later: Callable[..., object]) -> None:
+    def __init__(self, store: ExchangeStore, call_later: Callable[..., object],
+                 clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._call_later = call_later
+        self._clock = clock
         self._ops: list[Op] = []
         self._waiting: list[Deferred] = []
         self.failure: Exception | None = None
         self.on_failure: Callable[[Exception], object] | None = None  # told once, when the first batch fails
         self.batches_written = 0
+        self.last_write: float | None = None  # wall-clock time of the last batch written (the operator's status)
 
     def submit(self, ops: Sequence[Op]) -> Deferred:
         done: Deferred = Deferred()
@@ -186,6 +190,7 @@ class GroupCommit:
                 done.errback(StoreError(f"write failed: {exc}"))
             return
         self.batches_written += 1
+        self.last_write = self._clock()
         for done in waiting:
             done.callback(None)
 
@@ -278,7 +283,9 @@ class DepositCodec:
         return OutPoint(key[1:33], struct.unpack("<I", key[33:37])[0])
 
     @staticmethod
-    def pack_deposit(deposit: Deposit) -> bytes:
+    def pack_deposit(deposit: Deposit, packed_fractions: bytes | None = None) -> bytes:
+        """``packed_fractions``: the deposit's fractions already packed (as the chain stores them), to skip the
+        repack, most of what writing a deposit costs."""
         return (
             pack_bytes(deposit.address.encode("ascii"))
             + pack_i64(deposit.amount)
@@ -286,7 +293,7 @@ class DepositCodec:
             + pack_u8(_STATES.index(deposit.state))
             + pack_bytes((deposit.owner or "").encode("utf-8"))
             + pack_u8(deposit.owner is not None)
-            + deposit.fractions.pack()
+            + (packed_fractions or deposit.fractions.pack())
         )
 
     @staticmethod
@@ -316,6 +323,22 @@ class DepositCodec:
             ops.append((key, None if applied is None else applied[0] + pack_u32(applied[1])))
         height, time = tracker.tip
         ops.append((TRACKER_TIP, pack_i64(height) + pack_u32(time)))
+        return ops
+
+    @classmethod
+    def full_ops(cls, tracker: DepositTracker, packed: dict[OutPoint, bytes] | None = None) -> list[Op]:
+        """The writes that store the whole tracker (a rebuilt one: ``recover``), whatever its change record says;
+        ``packed``: fractions already packed, by outpoint (see :meth:`pack_deposit`)."""
+        tracker.take_changes()
+        packed = packed or {}
+        ops: list[Op] = [(cls.outpoint_key(DEPOSIT, outpoint), cls.pack_deposit(deposit, packed.get(outpoint)))
+                         for outpoint, deposit in sorted(tracker.deposits.items())]
+        ops += [(cls.outpoint_key(OWNER_WAITING, outpoint), owner.encode("utf-8"))
+                for outpoint, owner in sorted(tracker.owners_waiting().items())]
+        for height, (block_hash, block_time) in sorted(tracker.applied_blocks().items()):
+            ops.append((APPLIED + struct.pack(">I", height), block_hash + pack_u32(block_time)))
+        tip_height, tip_time = tracker.tip
+        ops.append((TRACKER_TIP, pack_i64(tip_height) + pack_u32(tip_time)))
         return ops
 
     @classmethod

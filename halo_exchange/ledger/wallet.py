@@ -144,6 +144,18 @@ class ExchangeWallet:
             self._records[address] = record
             return key, address, record
 
+    def import_key(self, key: PrivateKey) -> tuple[str, bytes]:
+        """Hold a key the exchange made earlier (``recover`` re-imports the WIFs it handed out): (its address,
+        the record that stores it). Only a plain wallet imports: sealing needs the passphrase, and
+        ``encrypt-wallet`` seals every key afterwards."""
+        address = key.public_key().address(self.network)
+        with self._lock:
+            if self._meta is not None:
+                raise WalletError("keys are imported into a plain wallet only; encrypt it afterwards")
+            record = bytes([_PLAIN]) + key.to_bytes()
+            self._records[address] = record
+            return address, record
+
     def private_key(self, address: str) -> PrivateKey:
         with self._lock:
             record = self._records.get(address)

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import math
 import os
+from collections import Counter
 from typing import Any, Callable
 
 from halo_exchange.chain.keys import is_valid_address
@@ -148,6 +149,7 @@ class ExchangeAPI:
         loaded = engine()
         self._password_gate = PasswordGate(loaded.setting("password") if loaded else None)
         self.started = False
+        self.call_counts: Counter[str] = Counter()  # requests per method, counted by the dispatcher serving it
 
     def password_matches(self, password: Any, verify: bool = True) -> bool:
         engine = self.engine()
@@ -425,4 +427,6 @@ def _is_spendable_change(engine: ExchangeEngine, txid: bytes, n: int | None) -> 
 
 def make_factory(api: ExchangeAPI, limits: HTTPLimits | None = None) -> XMLRPCFactory:
     """The listening factory of the exchange API."""
-    return XMLRPCFactory(APIDispatcher(api).handle, limits)
+    dispatcher = APIDispatcher(api)
+    api.call_counts = dispatcher.call_counts  # the same Counter: the operator's status reads it from the API
+    return XMLRPCFactory(dispatcher.handle, limits)

@@ -19,6 +19,7 @@ anything unexpected -32603 "internal error" (logged with its traceback, never se
 
 from __future__ import annotations
 
+import collections
 import inspect
 import logging
 import time
@@ -253,6 +254,8 @@ class APIDispatcher:
             "system.listMethods": self._list_methods,
             "system.methodHelp": self._help,
         }
+        # Requests per method served (the operator's status); only known names, so garbage cannot grow it.
+        self.call_counts: collections.Counter[str] = collections.Counter()
 
     def _list_methods(self) -> list[str]:
         """system.listMethods() -> the names of the calls served, sorted."""
@@ -278,6 +281,8 @@ class APIDispatcher:
         except Exception:
             return dump_response(xmlrpc.client.Fault(FAULT_PARSE_ERROR, "request is not a valid XML-RPC call"))
         call = self._calls.get(method) if isinstance(method, str) else None
+        if call is not None or (isinstance(method, str) and method in self._system):
+            self.call_counts[method] += 1
         if call is None:
             return self._system_call(method, params)
         if len(params) not in call.arity:

@@ -133,6 +133,11 @@ def test_full_disk_during_trade_load_stops_cleanly_and_loses_nothing(tmp_path) -
                 _assert_clear_fault(refused.value)
             assert process.poll() is None, "the node must keep running with exchange mode stopped"
             assert node.getblockcount() == 7
+            # The operator's status says so too: exchange mode failed, and why (exit code 1, degraded).
+            status = run_cli("status", "--datadir", str(datadir))
+            assert status.returncode == 1, status
+            assert re.search(r"^  state +failed: .*No space left on device", status.stdout, re.M), status.stdout
+            assert "degraded: exchange mode failed" in status.stdout
             node.stop()
             assert process.wait(timeout=30) == 0
         text = log.read_text()

@@ -119,7 +119,7 @@ def test_transport_faults_and_limits(exchange: ServiceHarness, monkeypatch) -> N
         api.GetBalance()
     assert fault.value.faultCode == FAULT_INVALID_PARAMS
     assert api.system.listMethods() == sorted(CALLS + ["system.listMethods", "system.methodHelp"])
-    assert len(CALLS) == 15  # 14 of the original's 15 (API is not served yet), and GetSettings
+    assert len(CALLS) == 16  # the original's 15, and GetSettings
     assert "user1 pays user2" in api.system.methodHelp("Trade")
     monkeypatch.setattr(type(exchange.service.api), "GetCycle", api_call()(lambda self, engine, passw="": 1 // 0))
     exchange.close()

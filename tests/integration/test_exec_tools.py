@@ -39,6 +39,10 @@ def _sign(tmp_path: Path, key_file: Path, source: str, *nonce: str) -> Path:
     return command_file
 
 
+def command_source(command_file: Path) -> str:
+    return json.loads(command_file.read_text())["exec"]
+
+
 def _send(command_file: Path, api_port: int) -> subprocess.CompletedProcess:
     return run_python("contrib/exec_client.py", str(command_file), "--url", f"http://127.0.0.1:{api_port}")
 
@@ -60,6 +64,8 @@ def test_keygen_sign_and_send_run_a_command_once_even_across_a_restart(tmp_path)
         assert (sent.returncode, sent.stdout) == (0, "0\n"), sent.stderr
         replay = _send(command, api_port)
         assert (replay.returncode, replay.stdout) == (1, "Command sent previously\n")
+        listed = json.loads(run_cli("status", "--datadir", str(datadir), "--execs", "--json").stdout)["execs"]
+        assert [(r["state"], r["outcome"], r["source"]) for r in listed] == [("done", "0", command_source(command))]
         node.stop()
         assert process.wait(timeout=30) == 0
     with running_devnet(datadir, free_port(), api_port) as (process, node):
@@ -102,6 +108,11 @@ def test_a_command_cut_short_by_sigkill_is_never_run_again(tmp_path) -> None:
         wait_until(lambda: api.GetCycle("") == 0)
         assert _send(command, api_port).stdout == "Command sent previously\n"
         assert not marker.exists()
+        listed = run_cli("status", "--datadir", str(datadir), "--execs", "--json")
+        (record,) = json.loads(listed.stdout)["execs"]
+        assert record["state"] == "interrupted" and "time.sleep(120)" in record["source"]
+        text = run_cli("status", "--datadir", str(datadir), "--execs").stdout
+        assert "Execs" in text and "interrupted" in text
         node.stop()
         assert process.wait(timeout=30) == 0
 

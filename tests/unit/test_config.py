@@ -77,6 +77,8 @@ KEYS = [
     Key("exec_pubkey", "exchange", None, "034f355bdcb7cc0af728ef3cceb9615d90684bb5b2ca5f859ab0f0b704075871aa",
         "044f355bdcb7cc0af728ef3cceb9615d90684bb5b2ca5f859ab0f0b704075871aa385b6b1b8ead809ca67454d9683fcf2ba03456d6"
         "fe2c4abe2b07f0fbdbb2f1c1", "04zz", (), True),
+    Key("operator_socket", "exchange", None, "/run/halo/exchange.sock", Path("/run/halo/exchange.sock"), None, (),
+        False),
     Key("backup_dir", "exchange", None, "/srv/halo-backup", Path("/srv/halo-backup"), None, (), True),
     Key("backup_failure", "exchange", "stop", "Degrade", "degrade", "sometimes", (), False),
     Key("backup_snapshot_interval", "exchange", 3600.0, "60", 60.0, "hourly", ("0",), False),

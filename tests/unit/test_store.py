@@ -175,3 +175,28 @@ def test_coin_records_round_trip_with_lock_and_spend() -> None:
     assert back.packed_fractions == coin.packed_fractions == fractions.pack()
     back.lock = None
     assert CoinCodec.unpack(coin.outpoint, CoinCodec.pack(back)).lock is None
+
+
+def test_a_whole_deposit_tracker_written_at_once_reloads_identically(tmp_path) -> None:
+    """DepositCodec.full_ops (recover writes a rebuilt tracker whole): deposits in every state, the waiting owners,
+    the applied block and the tip all come back; pre-packed fractions are stored as given."""
+    from halo_exchange.chain.tx import OutPoint
+    from halo_exchange.ledger.deposits import Deposit, DepositState, DepositTracker
+    from halo_exchange.ledger.store import DepositCodec
+    from halo_exchange.peg.fractions import Fractions
+
+    tracker = DepositTracker()
+    deposits = [Deposit(bytes([i]) * 32, i, f"addr{i}", 10**8 * (i + 1), 5 + i, Fractions.std(10**8 * (i + 1)),
+                        state, owner) for i, (state, owner) in enumerate(
+                            [(DepositState.SEEN, None), (DepositState.CONFIRMED, "bobby"),
+                             (DepositState.REGISTERED, "alice")])]
+    waiting = {OutPoint(b"\x09" * 32, 1): "carol"}
+    tracker.restore(deposits, waiting, {40: (b"\x07" * 32, 1234)}, (40, 1234))
+    packed = {deposits[2].outpoint: deposits[2].fractions.pack()}
+    store = ExchangeStore(str(tmp_path / "x"))
+    store.write(DepositCodec.full_ops(tracker, packed))
+    again = DepositTracker()
+    DepositCodec.load(store, again)
+    store.close()
+    assert again.deposits == tracker.deposits and again.owners_waiting() == waiting
+    assert again.applied_blocks() == {40: (b"\x07" * 32, 1234)} and again.tip == (40, 1234)

@@ -100,3 +100,21 @@ def test_encrypt_needs_a_passphrase_and_happens_once(tmp_path) -> None:
     with pytest.raises(WalletError, match="already"):
         wallet.encrypt("pw")
     store.close()
+
+
+def test_an_imported_key_signs_for_its_address_after_a_reload(tmp_path) -> None:
+    """recover's import: a key made earlier goes into a plain wallet under its own address and reloads to the
+    same key; an encrypted wallet refuses imports (sealing needs the passphrase; encrypt-wallet comes after)."""
+    from halo_exchange.chain.keys import PrivateKey
+
+    store = ExchangeStore(str(tmp_path / "x"))
+    key = PrivateKey.generate()
+    address, record = _reload(store).import_key(key)
+    assert address == key.public_key().address(DEVNET)
+    _write_key(store, address, record)
+    assert _reload(store).private_key(address) == key
+    store.close()
+    sealed = ExchangeWallet({}, None, DEVNET, FAST)
+    sealed.encrypt("pass phrase")
+    with pytest.raises(WalletError, match="plain wallet only"):
+        sealed.import_key(PrivateKey.generate())
