@@ -206,10 +206,6 @@ def _run_encrypt_wallet(args: argparse.Namespace) -> int:
     return 0
 
 
-RUNNING = ("the node is running on {datadir}: stop it first, or keep a continuous backup with backup_dir "
-           "(--backup-dir), which needs no stop (docs/backup.md)")
-
-
 def _node_running(datadir: Path) -> bool:
     from node_hooks.preflight import StartupRefused, check_datadir_free
 
@@ -221,14 +217,13 @@ def _node_running(datadir: Path) -> bool:
 
 
 def _run_backup(args: argparse.Namespace) -> int:
-    """``halo-exchange backup --to DIR``: a consistent copy of a stopped node's exchange DB; 0 done, 1 refused,
-    2 cannot open."""
+    """``halo-exchange backup --to DIR``: a consistent copy of the exchange DB, made by the running node or, the
+    node stopped, from its DB; 0 done, 1 refused, 2 cannot open."""
     from halo_exchange.backup.restore import backup_stopped, chain_identity_of
 
     exchange_path = args.datadir / EXCHANGE_SUBDIR
     if _node_running(args.datadir):
-        print(RUNNING.format(datadir=args.datadir), file=sys.stderr)
-        return 1
+        return _backup_through_node(args)
     if not (exchange_path / "CURRENT").exists():
         print(f"no exchange DB in {args.datadir}", file=sys.stderr)
         return 2
@@ -244,9 +239,28 @@ def _run_backup(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"no backup: {exc}", file=sys.stderr)
         return 2
-    print(f"backed up the exchange DB at batch {done['sequence']} to {done['to']}: {done['keys']} keys, "
-          f"{done['bytes']} bytes in {done['seconds']:.2f} s")
+    _print_backup(done, "the stopped node")
     return 0
+
+
+def _backup_through_node(args: argparse.Namespace) -> int:
+    """``backup`` of a running node: asked of the node over its operator socket (its DB is never opened by a
+    second process); the node takes the view between two batches and writes the copy in a thread."""
+    from halo_exchange.errors import OperatorError
+    from halo_exchange.operator import ask
+
+    try:
+        done = ask(_socket_of(args.datadir), "backup", {"to": str(args.to.resolve())}, timeout=600)
+    except OperatorError as exc:
+        print(f"the node is running on {args.datadir} and made no copy: {exc}", file=sys.stderr)
+        return 1
+    _print_backup(done, "the running node")
+    return 0
+
+
+def _print_backup(done: dict, source: str) -> None:
+    print(f"backed up the exchange DB of {source} at batch {done['sequence']} to {done['to']}: {done['keys']} "
+          f"keys, {done['bytes']} bytes in {done['seconds']:.2f} s")
 
 
 def _run_restore(args: argparse.Namespace) -> int:
@@ -300,7 +314,7 @@ def _overview() -> None:
     print("  halo-exchange encrypt-wallet --datadir DIR       seal the exchange wallet's keys (node stopped)")
     print("  halo-exchange recover --datadir DIR --balances F --keys F [--deposits F] [--dry-run]")
     print("                                                   rebuild a lost exchange DB (node stopped)")
-    print("  halo-exchange backup --to DIR --datadir DIR      copy the exchange DB (node stopped; docs/backup.md)")
+    print("  halo-exchange backup --to DIR --datadir DIR      copy the exchange DB (docs/backup.md)")
     print("  halo-exchange restore --from DIR --datadir DIR   rebuild the exchange DB from a backup (node stopped)")
     print("  halo-exchange exec-keygen --out KEYFILE          a key pair for the signed exec hook API(command)")
     print("  halo-exchange sign-exec FILE --key KEYFILE       sign a command for API(command) (docs/exec.md)")
@@ -454,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     recover_command.add_arguments(recover)
     recover.set_defaults(handler=None, run=recover_command.run)
 
-    backup = commands.add_parser("backup", help="a consistent copy of the exchange DB (node stopped)")
+    backup = commands.add_parser("backup", help="a consistent copy of the exchange DB (running or stopped node)")
     backup.add_argument("--to", type=Path, required=True, metavar="DIR", help="a new (or empty) directory for the copy")
     backup.add_argument("--datadir", type=Path, required=True, metavar="DIR", help="the node's data directory")
     backup.set_defaults(handler=None, run=_run_backup)

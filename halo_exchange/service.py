@@ -33,6 +33,7 @@ from twisted.internet.defer import maybeDeferred, succeed
 from twisted.python.failure import Failure
 
 from halo_exchange.backup.continuous import ContinuousBackup, off_status, start_backup
+from halo_exchange.backup.restore import backup_command
 from halo_exchange.config import ExchangeConfig
 from halo_exchange.engine import ExchangeEngine
 from halo_exchange.errors import BackupError, HaloExchangeError, OperatorError, public_error
@@ -175,6 +176,7 @@ class ExchangeService:
         self.operator = OperatorServer(config.operator_socket_path)
         self.operator.register("status", lambda args: collect(self))
         self.operator.register("execs", self._exec_log)
+        self.operator.register("backup", self._backup_command)
 
     # -- node hooks (node thread: hand over and return) -------------------------------------------------
 
@@ -246,6 +248,13 @@ class ExchangeService:
     def loaded_engine(self) -> ExchangeEngine | None:
         """The engine once loaded, also after a failure (for reports: its memory may then be ahead of the disk)."""
         return self._engine
+
+    def _backup_command(self, args: dict) -> Any:
+        """The operator command ``backup``: a consistent copy of the running exchange's DB in ``args["to"]``
+        (``halo-exchange backup`` on a running node; docs/backup.md)."""
+        from twisted.internet.threads import deferToThread
+
+        return backup_command(self.engine, args, deferToThread)
 
     def _exec_log(self, args: dict) -> dict:
         """The operator command ``execs``: the signed exec commands' records, newest last (``limit``, 50)."""

@@ -1,6 +1,6 @@
 """``halo-exchange backup`` and ``restore`` as an operator runs them, and the backup status a running exchange
-reports: refusals while the node runs, a copy of a stopped node, a restore that moves the old DB aside, and a
-backup of another chain refused."""
+reports: a copy made by a running node (over its operator socket) and one of a stopped node, restore refused
+while the node runs, a restore that moves the old DB aside, and a backup of another chain refused."""
 
 from __future__ import annotations
 
@@ -59,17 +59,20 @@ def test_backup_and_restore_commands(tmp_path: Path) -> None:
         wif, _ = api.GenerateDepositAddress("")
         node.sendtoaddress(address_of(wif), COIN)
         node.generate(1)
-        # Neither command touches a running node's DB.
+        # A running node makes the copy itself (asked over its operator socket; its DB is never opened twice).
+        copied = run_cli("backup", "--to", str(tmp_path / "copy"), "--datadir", str(datadir))
+        assert copied.returncode == 0, copied.stderr
+        assert "backed up the exchange DB of the running node at batch" in copied.stdout, copied.stdout
         refused = run_cli("backup", "--to", str(tmp_path / "copy"), "--datadir", str(datadir))
-        assert refused.returncode == 1 and "the node is running" in refused.stderr, refused.stderr
-        assert not (tmp_path / "copy").exists()
+        assert refused.returncode == 1 and "not an empty directory" in refused.stderr, refused.stderr
+        # Restore never touches a running node's DB.
         refused = run_cli("restore", "--from", str(continuous), "--datadir", str(datadir), "--force")
         assert refused.returncode == 1 and "the node is running" in refused.stderr, refused.stderr
         node.stop()
         assert process.wait(timeout=30) == 0
 
-    copied = run_cli("backup", "--to", str(tmp_path / "copy"), "--datadir", str(datadir))
-    assert copied.returncode == 0 and "backed up the exchange DB at batch" in copied.stdout, copied.stderr
+    copied = run_cli("backup", "--to", str(tmp_path / "stopped"), "--datadir", str(datadir))
+    assert copied.returncode == 0 and "of the stopped node at batch" in copied.stdout, copied.stderr
 
     refused = run_cli("restore", "--from", str(tmp_path / "copy"), "--datadir", str(datadir))
     assert refused.returncode == 1 and "--force" in refused.stderr, refused.stderr
