@@ -6,9 +6,10 @@ nearly filled by a filler file), and four clients trade over XML-RPC until the j
 batch. Under ``stop``: every later call answers Fault -32000 naming the backup and the cause, the log says
 BACKUP FAILED, the node keeps running and stops cleanly, and no trade answered with the fault happened (the
 backup is written before the DB). Under ``degrade``: trades go on being answered True, the log says BACKUP
-DEGRADED. Then, with space freed and the node restarted: under ``stop`` the backup already holds what the DB
-holds (the refused batch was written nowhere) and journals on; under ``degrade`` the start finds the backup
-behind and takes a fresh snapshot first. Either way a restore from it equals the DB key for key, and
+DEGRADED. Either way ``halo-exchange status`` shows the backup failed or degraded, with the cause. Then, with
+space freed and the node restarted: under ``stop`` the backup already holds what the DB holds (the refused
+batch was written nowhere) and journals on; under ``degrade`` the start finds the backup behind and takes a
+fresh snapshot first. Either way a restore from it equals the DB key for key, and
 ``halo-exchange audit`` is clean.
 
 Mounting needs root and a kernel that allows it: elsewhere the tests skip and say why.
@@ -17,6 +18,7 @@ Mounting needs root and a kernel that allows it: elsewhere the tests skip and sa
 from __future__ import annotations
 
 import http.client
+import json
 import shutil
 import threading
 import xmlrpc.client
@@ -100,6 +102,15 @@ def _contents(path: Path) -> dict[bytes, bytes]:
         db.close()
 
 
+def _assert_status(datadir: Path, state: str) -> None:
+    """``halo-exchange status`` shows the backup in ``state``, with its cause, as a problem (exit 1)."""
+    shown = run_cli("status", "--datadir", str(datadir))
+    assert shown.returncode == 1, shown.stdout + shown.stderr
+    assert f"backup {state} (" in shown.stdout and "No space left on device" in shown.stdout, shown.stdout
+    report = json.loads(run_cli("status", "--datadir", str(datadir), "--json").stdout)
+    assert report["backup"]["state"] == state and report["backup"]["primary_sequence"] > 0, report["backup"]
+
+
 def _configure(datadir: Path, policy: str) -> None:
     datadir.mkdir(parents=True, exist_ok=True)
     (datadir / "halo-exchange.conf").write_text(f"[exchange]\nbackup_failure = {policy}\n")
@@ -127,6 +138,7 @@ def test_full_backup_dir_under_stop_stops_exchange_mode_and_nothing_refused_happ
                 assert "backup" in fault.faultString and "No space left on device" in fault.faultString, fault
                 assert "/tmp" not in fault.faultString, fault
             assert process.poll() is None, "the node keeps running with exchange mode stopped"
+            _assert_status(datadir, "failed")
             node.stop()
             assert process.wait(timeout=30) == 0
             log = process.stderr.read()
@@ -166,6 +178,7 @@ def test_full_backup_dir_under_degrade_keeps_trading_and_says_so(tmp_path) -> No
             acknowledged, faults = _trade(url, 600)
             assert faults == [] and acknowledged == {payee: 600 for payee in PAYEES}
             assert _held(api) == acknowledged
+            _assert_status(datadir, "degraded")
             node.stop()
             assert process.wait(timeout=30) == 0
             log = process.stderr.read()

@@ -59,6 +59,8 @@ def test_backup_and_restore_commands(tmp_path: Path) -> None:
         wif, _ = api.GenerateDepositAddress("")
         node.sendtoaddress(address_of(wif), COIN)
         node.generate(1)
+        shown = run_cli("status", "--datadir", str(datadir))
+        assert "Backup" in shown.stdout and "current" in shown.stdout, shown.stdout
         # A running node makes the copy itself (asked over its operator socket; its DB is never opened twice).
         copied = run_cli("backup", "--to", str(tmp_path / "copy"), "--datadir", str(datadir))
         assert copied.returncode == 0, copied.stderr
