@@ -219,6 +219,8 @@ def _node_running(datadir: Path) -> bool:
 def _run_backup(args: argparse.Namespace) -> int:
     """``halo-exchange backup --to DIR``: a consistent copy of the exchange DB, made by the running node or, the
     node stopped, from its DB; 0 done, 1 refused, 2 cannot open."""
+    import plyvel
+
     from halo_exchange.backup.restore import backup_stopped, chain_identity_of
 
     exchange_path = args.datadir / EXCHANGE_SUBDIR
@@ -236,7 +238,7 @@ def _run_backup(args: argparse.Namespace) -> int:
     except HaloExchangeError as exc:
         print(f"no backup: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
+    except (OSError, plyvel.Error) as exc:  # plyvel.Error: a DB that cannot be opened (damaged, in use)
         print(f"no backup: {exc}", file=sys.stderr)
         return 2
     _print_backup(done, "the stopped node")
@@ -265,6 +267,8 @@ def _print_backup(done: dict, source: str) -> None:
 
 def _run_restore(args: argparse.Namespace) -> int:
     """``halo-exchange restore --from DIR``: rebuild the exchange DB of a stopped node; 0 done, 1 refused."""
+    import plyvel
+
     from halo_exchange.backup.restore import chain_identity_of, restore
 
     if _node_running(args.datadir):
@@ -275,7 +279,7 @@ def _run_restore(args: argparse.Namespace) -> int:
         if identity is None:
             print(f"note: no chain in {args.datadir} yet: the backup's chain cannot be checked")
         done = restore(args.source, args.datadir / EXCHANGE_SUBDIR, identity, force=args.force)
-    except (HaloExchangeError, OSError) as exc:
+    except (HaloExchangeError, OSError, plyvel.Error) as exc:
         print(f"not restored: {exc}", file=sys.stderr)
         return 1
     print(done.render())
