@@ -130,8 +130,7 @@ def check_backup(from_dir: Path, identity: ChainIdentity | None) -> dict:
     if identity is not None:
         problem = manifest_identity(manifest).differs(identity)
         if problem:
-            raise RestoreRefused(f"the backup is of another chain: {problem.replace(' of this node', '')} "
-                                 "(this node's); refusing to restore it here")
+            raise RestoreRefused(f"the backup is of another chain: {problem}; refusing to restore it here")
     return manifest
 
 

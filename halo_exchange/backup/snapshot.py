@@ -68,12 +68,13 @@ class ChainIdentity:
         genesis = reader.block_hash(0)
         return cls(reader.params().network, genesis.hex() if genesis else None)
 
-    def differs(self, other: "ChainIdentity") -> str | None:
-        """Why ``other`` is another chain, or None when nothing known tells them apart."""
-        if self.network and other.network and self.network != other.network:
-            return f"network {other.network}, not {self.network}"
-        if self.genesis and other.genesis and self.genesis != other.genesis:
-            return f"genesis block {other.genesis[:16]}..., not {self.genesis[:16]}..."
+    def differs(self, node: "ChainIdentity") -> str | None:
+        """Why this identity (a backup's) is of another chain than ``node``'s, or None when nothing known tells
+        them apart."""
+        if self.network and node.network and self.network != node.network:
+            return f"the backup's network is {self.network}, this node's {node.network}"
+        if self.genesis and node.genesis and self.genesis != node.genesis:
+            return f"the backup's genesis block is {self.genesis[:16]}..., this node's {node.genesis[:16]}..."
         return None
 
 
@@ -109,8 +110,8 @@ def prepare_directory(directory: Path, identity: ChainIdentity, schema: int) -> 
         return
     problem = manifest_identity(manifest).differs(identity)
     if problem:
-        raise BackupError(f"the backup directory holds a backup of another chain ({problem} of this node); "
-                          "point backup_dir at an empty directory")
+        raise BackupError(f"the backup directory holds a backup of another chain ({problem}); point backup_dir "
+                          "at an empty directory")
     if manifest.get("schema", 0) > schema:
         raise BackupError(f"the backup directory holds exchange DB schema {manifest['schema']}, newer than this "
                           f"code's {schema}")

@@ -171,9 +171,9 @@ def test_restore_refusals(tmp_path) -> None:
     store.write([(b"k", b"v")])
     backup.close()
     store.close()
-    with pytest.raises(RestoreRefused, match="another chain: network testnet"):
+    with pytest.raises(RestoreRefused, match="another chain: the backup's network is devnet, this node's testnet"):
         restore(tmp_path / "backup", tmp_path / "restored", ChainIdentity("testnet", None))
-    with pytest.raises(RestoreRefused, match="another chain: genesis block"):
+    with pytest.raises(RestoreRefused, match="another chain: the backup's genesis block is abab"):
         restore(tmp_path / "backup", tmp_path / "restored", ChainIdentity("devnet", "cd" * 32))
     with pytest.raises(RestoreRefused, match="an exchange DB exists"):
         restore(tmp_path / "backup", tmp_path / "exchange", DEVNET)
