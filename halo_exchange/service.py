@@ -131,7 +131,7 @@ def _start_failure(exc: Exception, config: ExchangeConfig) -> str | None:
     if isinstance(exc, OperatorError):
         return str(exc)  # it names the socket and the setting that moves it
     if isinstance(exc, BackupError):
-        return f"the backup in {config.backup_dir}: {exc}; fix it (docs/backup.md) or set backup_failure = degrade"
+        return f"the backup in {config.backup_dir} cannot be used: {exc} (docs/backup.md)"
     if "lock" in str(exc).lower() and "temporarily unavailable" in str(exc):
         return f"the exchange DB {config.exchange_dir} is in use by another process"
     return None

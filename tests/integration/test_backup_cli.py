@@ -118,3 +118,18 @@ def test_backup_of_a_running_exchange_through_its_own_store(tmp_path, reactor_th
     assert answer["keys"] == len(contents)
     restore(tmp_path / "copy", tmp_path / "restored", identity)
     assert _contents(tmp_path / "restored") == contents
+
+
+def test_a_backup_dir_of_another_chain_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    """Exchange mode does not start on a backup directory holding another chain's backup (backup_failure =
+    stop): the node exits 2, its last line naming the backup and the cause, no traceback."""
+    backup = tmp_path / "backup"
+    backup.mkdir(mode=0o700)
+    (backup / "manifest.json").write_text(json.dumps({"format": 1, "network": "testnet", "genesis": None,
+                                                      "schema": 1}))
+    result = run_cli("devnet", "--datadir", str(tmp_path / "d"), "--rpc-port", str(free_port()), "--api-port",
+                     str(free_port()), "--backup-dir", str(backup), timeout=30)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "the backup in" in last and "another chain" in last and "testnet" in last, last
+    assert "Traceback" not in result.stderr
