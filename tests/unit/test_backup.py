@@ -199,6 +199,9 @@ def test_start_up_catches_a_lagging_backup_up_and_refuses_one_ahead(tmp_path) ->
     store.close()
     store, backup, _ = _backed_store(tmp_path)
     assert backup.status()["last_snapshot_sequence"] == 2 == backup.status()["last_sequence"]
+    # The files that held the older state are gone (after encrypt-wallet: the keys in the clear).
+    assert [sequence for sequence, _ in snapshots(tmp_path / "backup")] == [2]
+    assert [first for first, _ in journal.segments(tmp_path / "backup")] == [3]
     backup.close()
     store.close()
     restore(tmp_path / "backup", tmp_path / "older", DEVNET)
