@@ -3,9 +3,10 @@
 ``devnet`` runs the devnet node with exchange mode on (and its exchange API); ``node`` runs the follower node
 beside bitbayd, exchange mode on; ``status`` asks a running node's operator socket what it and its exchange
 are doing (halo_exchange/status.py); ``audit`` checks the ledger against the chain; ``recover`` rebuilds a lost
-exchange DB from the exchange's records; ``encrypt-wallet`` seals the exchange wallet's keys with a passphrase;
-``peg`` inspects peg data (split a value, decode a peglevel or pegdata string, apply the supply rule). Output is
-plain text for people; ``--json`` gives the facts to scripts.
+exchange DB from the exchange's records; ``backup`` copies the exchange DB and ``restore`` rebuilds it from a
+backup (docs/backup.md); ``encrypt-wallet`` seals the exchange wallet's keys with a passphrase; ``peg``
+inspects peg data (split a value, decode a peglevel or pegdata string, apply the supply rule). Output is plain
+text for people; ``--json`` gives the facts to scripts.
 """
 
 from __future__ import annotations
@@ -205,6 +206,86 @@ def _run_encrypt_wallet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_running(datadir: Path) -> bool:
+    from node_hooks.preflight import StartupRefused, check_datadir_free
+
+    try:
+        check_datadir_free(datadir)
+    except StartupRefused:
+        return True
+    return False
+
+
+def _run_backup(args: argparse.Namespace) -> int:
+    """``halo-exchange backup --to DIR``: a consistent copy of the exchange DB, made by the running node or, the
+    node stopped, from its DB; 0 done, 1 refused, 2 cannot open."""
+    import plyvel
+
+    from halo_exchange.backup.restore import backup_stopped, chain_identity_of
+
+    exchange_path = args.datadir / EXCHANGE_SUBDIR
+    if _node_running(args.datadir):
+        return _backup_through_node(args)
+    if not (exchange_path / "CURRENT").exists():
+        print(f"no exchange DB in {args.datadir}", file=sys.stderr)
+        return 2
+    try:
+        identity = chain_identity_of(args.datadir / CHAIN_SUBDIR)
+        if identity is None:
+            print(f"no chain in {args.datadir}: the backup cannot name its chain", file=sys.stderr)
+            return 2
+        done = backup_stopped(exchange_path, args.to, identity)
+    except HaloExchangeError as exc:
+        print(f"no backup: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, plyvel.Error) as exc:  # plyvel.Error: a DB that cannot be opened (damaged, in use)
+        print(f"no backup: {exc}", file=sys.stderr)
+        return 2
+    _print_backup(done, "the stopped node")
+    return 0
+
+
+def _backup_through_node(args: argparse.Namespace) -> int:
+    """``backup`` of a running node: asked of the node over its operator socket (its DB is never opened by a
+    second process); the node takes the view between two batches and writes the copy in a thread."""
+    from halo_exchange.errors import OperatorError
+    from halo_exchange.operator import ask
+
+    try:
+        done = ask(_socket_of(args.datadir), "backup", {"to": str(args.to.resolve())}, timeout=600)
+    except OperatorError as exc:
+        print(f"the node is running on {args.datadir} and made no copy: {exc}", file=sys.stderr)
+        return 1
+    _print_backup(done, "the running node")
+    return 0
+
+
+def _print_backup(done: dict, source: str) -> None:
+    print(f"backed up the exchange DB of {source} at batch {done['sequence']} to {done['to']}: {done['keys']} "
+          f"keys, {done['bytes']} bytes in {done['seconds']:.2f} s")
+
+
+def _run_restore(args: argparse.Namespace) -> int:
+    """``halo-exchange restore --from DIR``: rebuild the exchange DB of a stopped node; 0 done, 1 refused."""
+    import plyvel
+
+    from halo_exchange.backup.restore import chain_identity_of, restore
+
+    if _node_running(args.datadir):
+        print(f"the node is running on {args.datadir}: stop it before restoring", file=sys.stderr)
+        return 1
+    try:
+        identity = chain_identity_of(args.datadir / CHAIN_SUBDIR)
+        if identity is None:
+            print(f"note: no chain in {args.datadir} yet: the backup's chain cannot be checked")
+        done = restore(args.source, args.datadir / EXCHANGE_SUBDIR, identity, force=args.force)
+    except (HaloExchangeError, OSError, plyvel.Error) as exc:
+        print(f"not restored: {exc}", file=sys.stderr)
+        return 1
+    print(done.render())
+    return 0
+
+
 def _print_text(facts: Any, indent: str = "") -> None:
     if isinstance(facts, dict):
         for key, value in facts.items():
@@ -237,6 +318,8 @@ def _overview() -> None:
     print("  halo-exchange encrypt-wallet --datadir DIR       seal the exchange wallet's keys (node stopped)")
     print("  halo-exchange recover --datadir DIR --balances F --keys F [--deposits F] [--dry-run]")
     print("                                                   rebuild a lost exchange DB (node stopped)")
+    print("  halo-exchange backup --to DIR --datadir DIR      copy the exchange DB (docs/backup.md)")
+    print("  halo-exchange restore --from DIR --datadir DIR   rebuild the exchange DB from a backup (node stopped)")
     print("  halo-exchange exec-keygen --out KEYFILE          a key pair for the signed exec hook API(command)")
     print("  halo-exchange sign-exec FILE --key KEYFILE       sign a command for API(command) (docs/exec.md)")
     print("  halo-exchange peg split VALUE [--supply S ...]   liquid/reserve of a new amount")
@@ -246,8 +329,7 @@ def _overview() -> None:
     print("Add --json to the peg tools for machine-readable output.")
     print()
     print(f"The exchange API listens on {ExchangeConfig.api_host}:{ExchangeConfig.api_port} inside `devnet` and "
-          "`node` (docs/api.md). Coming with their issues:")
-    print("backup/restore. docs/operator-guide.md: install, run, monitor. `make test` runs the suite;")
+          "`node` (docs/api.md). docs/operator-guide.md: install, run, monitor. `make test` runs the suite;")
     print("`make bench` benchmarks.")
 
 
@@ -389,6 +471,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     recover_command.add_arguments(recover)
     recover.set_defaults(handler=None, run=recover_command.run)
+
+    backup = commands.add_parser("backup", help="a consistent copy of the exchange DB (running or stopped node)")
+    backup.add_argument("--to", type=Path, required=True, metavar="DIR", help="a new (or empty) directory for the copy")
+    backup.add_argument("--datadir", type=Path, required=True, metavar="DIR", help="the node's data directory")
+    backup.set_defaults(handler=None, run=_run_backup)
+
+    restore = commands.add_parser("restore", help="rebuild the exchange DB from a backup (node stopped)")
+    restore.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR",
+                         help="the backup directory (backup_dir, or a copy made by backup --to)")
+    restore.add_argument("--datadir", type=Path, required=True, metavar="DIR", help="the node's data directory")
+    restore.add_argument("--force", action="store_true",
+                         help="move an existing exchange DB aside (DATADIR/exchange.before-restore-TIME) and restore")
+    restore.set_defaults(handler=None, run=_run_restore)
 
     exec_tools.add_commands(commands)
 

@@ -112,6 +112,19 @@ def _exec_pubkey(text: str) -> str | None:
     return public_key_hex(parse_public_key(text))  # ExecKeyError is a ValueError: the key is named with it
 
 
+BACKUP_FAILURES = ("stop", "degrade")
+
+
+def _optional_dir(text: str) -> Path | None:
+    return None if text.lower() in ("", "none") else Path(text)  # none: turns off a directory a file set
+
+
+def _backup_failure(text: str) -> str:
+    if text.lower() not in BACKUP_FAILURES:
+        raise ValueError(f"not one of {', '.join(BACKUP_FAILURES)}")
+    return text.lower()
+
+
 def _log_level(text: str) -> str:
     if text.upper() not in LOG_LEVELS:
         raise ValueError(f"not one of {', '.join(LOG_LEVELS)}")
@@ -167,9 +180,16 @@ class ExchangeConfig:
     exec_pubkey: str | None = _setting(None, _exec_pubkey)
     # The operator channel's Unix socket (halo_exchange/operator.py); None: <datadir>/exchange.sock.
     operator_socket: Path | None = _setting(None, _optional_path)
+    # Continuous backup (docs/backup.md): off without a directory.
+    backup_dir: Path | None = _setting(None, _optional_dir)
+    backup_failure: str = _setting("stop", _backup_failure)  # stop exchange mode, or degrade: run on, say it
+    backup_snapshot_interval: float = _setting(3600.0, _float, _positive)
+    backup_journal_mb: int = _setting(64, _int, _positive)  # journal written since a snapshot that starts one
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exchange_dir", Path(self.exchange_dir))  # a str from code is welcome too
+        if self.backup_dir is not None:
+            object.__setattr__(self, "backup_dir", Path(self.backup_dir))
         _validate(self)
 
     @property

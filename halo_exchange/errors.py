@@ -78,3 +78,13 @@ def public_error(error: BaseException) -> str:
     """An error's message without file paths (an API answer names the cause, never where the files are)."""
     text = re.sub(r"(?<![\w.])/[^\s:,;()'\"]+", "<path>", str(error)).strip()
     return text or type(error).__name__
+
+
+class BackupError(HaloExchangeError):
+    """The backup cannot be written or read: its directory is full, read-only or damaged, or holds another
+    chain's backup. The message names the cause; docs/backup.md says what to do for each."""
+
+
+class RestoreRefused(BackupError):
+    """``halo-exchange restore`` (or ``backup``) refused before changing anything: the node is running, the
+    target exists, the backup is of another chain or a newer schema, or its journal misses batches."""

@@ -13,6 +13,9 @@ ahead of the disk, so it stops applying events; a restart catches up from the st
 Once running it also serves the operator channel (:mod:`halo_exchange.operator`, ``<datadir>/exchange.sock``)
 with its ``status`` command (:mod:`halo_exchange.status`); the socket stays up after a failure, so that the
 operator can read why, and goes at the close.
+With ``backup_dir`` it opens the continuous backup (:mod:`halo_exchange.backup.continuous`) before the
+engine, and a backup that cannot be written under ``backup_failure = stop`` fails exchange mode like a failed
+DB write; the operator channel's ``backup`` command copies the running exchange's DB.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ import sys
 import threading
 from typing import Any, Callable
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import maybeDeferred, succeed
 from twisted.python.failure import Failure
 
+from halo_exchange.backup.continuous import ContinuousBackup, off_status, start_backup
+from halo_exchange.backup.restore import backup_command
 from halo_exchange.config import ExchangeConfig
 from halo_exchange.engine import ExchangeEngine
-from halo_exchange.errors import HaloExchangeError, OperatorError, public_error
+from halo_exchange.errors import BackupError, HaloExchangeError, OperatorError, public_error
 from halo_exchange.files import make_private_dir
 from halo_exchange.ledger.store import ExchangeStore
 from halo_exchange.ledger.wallet import WalletState
@@ -126,6 +131,8 @@ def _start_failure(exc: Exception, config: ExchangeConfig) -> str | None:
         return f"cannot listen on {exc.interface or config.api_host}:{exc.port} ({error}): --api-host, --api-port"
     if isinstance(exc, OperatorError):
         return str(exc)  # it names the socket and the setting that moves it
+    if isinstance(exc, BackupError):
+        return f"the backup in {config.backup_dir} cannot be used: {exc} (docs/backup.md)"
     if "lock" in str(exc).lower() and "temporarily unavailable" in str(exc):
         return f"the exchange DB {config.exchange_dir} is in use by another process"
     return None
@@ -159,6 +166,7 @@ class ExchangeService:
         self.state = ServiceState.STOPPED
         self._store: ExchangeStore | None = None
         self._engine: ExchangeEngine | None = None
+        self._backup: ContinuousBackup | None = None  # with backup_dir: docs/backup.md
         # The node's NodeServices (submit a transaction, ask its status), as on_node_start hands them over;
         # None until then, or from a node that offers none.
         self.node_services: Any = None
@@ -169,6 +177,7 @@ class ExchangeService:
         self.operator = OperatorServer(config.operator_socket_path)
         self.operator.register("status", lambda args: collect(self))
         self.operator.register("execs", self._exec_log)
+        self.operator.register("backup", self._backup_command)
 
     # -- node hooks (node thread: hand over and return) -------------------------------------------------
 
@@ -219,6 +228,15 @@ class ExchangeService:
         """Run ``fn(engine, *args)`` on the reactor thread and return its (durable) answer."""
         return call_in_reactor(self._with_engine, fn, *args, timeout=self.config.bridge_timeout)
 
+    def backup_status(self) -> dict:
+        """The continuous backup as the status command shows it: state (off, starting, current, degraded,
+        failed, closed), dir, last_sequence (the last batch it holds), primary_sequence (the DB's),
+        last_snapshot_time (Unix seconds), last_snapshot_sequence, error, policy. Reads plain attributes the
+        reactor thread sets, so any thread may ask."""
+        if self._backup is None:
+            return off_status(self.config.backup_dir)
+        return self._backup.status()
+
     # -- reactor thread -----------------------------------------------------------------------------------
 
     @property
@@ -231,6 +249,13 @@ class ExchangeService:
     def loaded_engine(self) -> ExchangeEngine | None:
         """The engine once loaded, also after a failure (for reports: its memory may then be ahead of the disk)."""
         return self._engine
+
+    def _backup_command(self, args: dict) -> Any:
+        """The operator command ``backup``: a consistent copy of the running exchange's DB in ``args["to"]``
+        (``halo-exchange backup`` on a running node; docs/backup.md)."""
+        from twisted.internet.threads import deferToThread
+
+        return backup_command(self.engine, args, deferToThread)
 
     def _exec_log(self, args: dict) -> dict:
         """The operator command ``execs``: the signed exec commands' records, newest last (``limit``, 50)."""
@@ -257,6 +282,9 @@ class ExchangeService:
             self._store = ExchangeStore(str(config.exchange_dir))
             from twisted.internet.threads import deferToThread
 
+            # Before the engine writes anything: every batch from now on reaches the backup before its answer.
+            self._backup = start_backup(config, self._store, reader, reactor.callLater, deferToThread)
+
             self._engine = ExchangeEngine(
                 self._store, reader, reactor.callLater, confirmations=config.confirmations,
                 liquid_limit=config.withdraw_liquid_limit, reserve_limit=config.withdraw_reserve_limit,
@@ -269,7 +297,8 @@ class ExchangeService:
             # Submitting transactions and asking for their status (None where the node offers no services).
             self._engine.node = getattr(self, "node_services", None)
             # Memory runs ahead of the disk after a lost batch: stop answering from it at once.
-            self._engine.commit.on_failure = lambda exc: self._fail("a write to the exchange DB", error=exc)
+            self._engine.commit.on_failure = lambda exc: self._fail(
+                "a write to the backup" if isinstance(exc, BackupError) else "a write to the exchange DB", error=exc)
             self.state = ServiceState.RUNNING
             caught_up = self._engine.catch_up()
             caught_up.addCallback(lambda _: self._engine.start_payouts() if self._engine is not None else None)
@@ -293,6 +322,9 @@ class ExchangeService:
                                 "keys travel unencrypted; keep it behind a firewall or a TLS proxy", config.api_host)
             self.operator.start()
             log.info("exchange mode running on %s (cycle %d)", config.exchange_dir, self._engine.cycle)
+            if self._backup is not None and self._engine.wallet.state is WalletState.PLAIN:
+                log.warning("the exchange wallet is not encrypted, so its deposit keys are in the backup in %s "
+                            "in the clear too: halo-exchange encrypt-wallet seals them in both", config.backup_dir)
             if self._engine.wallet.state is WalletState.LOCKED:
                 log.warning("the exchange wallet is encrypted and locked: ExchangePassword(passphrase, passw) "
                             "unlocks it; until then no deposit address is made and no withdrawal is signed")
@@ -354,9 +386,13 @@ class ExchangeService:
         self._listening = None
         if self._engine is not None:
             self._engine.commit.flush_now()
+        # A snapshot being written in a thread reads the DB: the store closes only once it is done.
+        closing = self._backup.close() if self._backup is not None else succeed(None)
+        return closing.addCallback(lambda _: self._close_store()).addCallback(lambda _: stopped)
+
+    def _close_store(self) -> None:
         if self._store is not None:
             self._store.close()
         self._engine = None
         self.state = ServiceState.CLOSED
         log.info("exchange mode closed")
-        return stopped

@@ -95,6 +95,7 @@ def collect(service: ExchangeService, now: float | None = None) -> dict[str, Any
         "address": f"{service.config.api_host}:{service.api_port}" if api is not None else None,
         "calls": dict(sorted(api.call_counts.items())) if api is not None else {},
     }
+    report["backup"] = service.backup_status()  # docs/backup.md; shown after a failure too
     if engine is None:
         return report
     book = engine.book
@@ -147,6 +148,11 @@ def assess(report: dict[str, Any]) -> tuple[int, list[str]]:
     if exchange.get("wallet_locked") and waiting:
         problems.append(f"the wallet is locked while {waiting} withdrawal(s) wait: ExchangePassword(passphrase, "
                         "passw) unlocks it")
+    backup = report.get("backup") or {}
+    if backup.get("state") in ("degraded", "failed"):
+        problems.append(f"backup {backup['state']} ({backup.get('error')}): the backup in {backup.get('dir')} "
+                        f"holds batches up to {backup.get('last_sequence')}, the exchange DB "
+                        f"{backup.get('primary_sequence')}; fix that directory (docs/backup.md)")
     if "status" in report:  # a follower's sync state, merged from its status file
         record = report["status"] or {}
         if report.get("problem"):
@@ -241,6 +247,14 @@ def render(report: dict[str, Any], execs: list[dict[str, Any]] | None | bool = F
         ("address", api.get("address") or "off (no API port)"),
         ("calls", ", ".join(f"{name} {count}" for name, count in calls.items()) or "none yet"),
     ]))
+    backup = report.get("backup")
+    if backup is not None and backup["state"] != "off":  # with backup_dir only (--json always tells)
+        sections.append(("Backup", [
+            ("state", backup["state"] + (f": {backup['error']}" if backup.get("error") else "")),
+            ("dir", str(backup["dir"])),
+            ("batches", f"{backup['last_sequence']} of the exchange DB's {backup['primary_sequence']}"),
+            ("last snapshot", f"batch {backup['last_snapshot_sequence']}, {_ago(backup['last_snapshot_time'], now)}"),
+        ]))
     if execs is not False:
         if execs is None:
             rows = [("", "this exchange has no exec log")]

@@ -41,6 +41,8 @@ def add_exchange_flags(flag: Callable[..., Any], log_level_default: str) -> None
     flag("--exec-pubkey", metavar="HEX", help="public key (hex SEC1) whose signed commands the API(command) exec "
                                               "hook runs; `halo-exchange exec-keygen` makes a key pair (default: "
                                               "none, API answers False)")
+    flag("--backup-dir", metavar="DIR", help="journal every committed exchange batch to DIR before answering, "
+                                             "with periodic snapshots (default: no backup; docs/backup.md)")
     flag("--log-level", metavar="LEVEL", help=f"DEBUG, INFO, WARNING or ERROR (default: {log_level_default})")
 
 

@@ -14,7 +14,8 @@ In the manner of Bitcoin Core's ``test_framework`` (DESIGN.md §8). One family o
 Each has ``generate(n, vote)``, which returns once the exchange applied every block, ``sync()`` for events the
 node produced otherwise (``invalidate_block``), and ``credit(owner, amount)``. Beside them: the assertions
 :func:`assert_refused` and :func:`assert_raises_fault`, :func:`wait_until`, and the process helpers
-:func:`free_port`, :func:`running_devnet`, :func:`spawn_python`, :func:`run_python`, :func:`run_cli`.
+:func:`free_port`, :func:`running_devnet`, :func:`spawn_python`, :func:`run_python`, :func:`run_cli`, and
+:func:`small_filesystem` with :func:`fill` for a disk that is full for real.
 
 Building the engine, the exchange service and a hooked DevNode, feeding them block events, naming deposits
 and the API's in-process dispatcher happen only here, so that when those interfaces change, this module is
@@ -250,26 +251,29 @@ class EngineHarness(_ReplayHarness):
 
 
 def exchange_service(dispatcher: HookDispatcher, datadir: str | Path, *, api_host: str = "127.0.0.1",
-                     api_port: int | None = 0, exec_pubkey: str | None = None):
+                     api_port: int | None = 0, exec_pubkey: str | None = None, **settings: Any):
     """Exchange mode registered on ``dispatcher`` as a node's configuration turns it on: the service, not yet
     started (the node's start starts it). ``api_port`` 0: a free port; None: no API. ``exec_pubkey``: the
-    signed exec hook's key (None: API(command) answers False)."""
+    signed exec hook's key (None: API(command) answers False). ``settings``: more ExchangeConfig keys
+    (``backup_dir=...``)."""
     return enable_exchange_mode(dispatcher, ExchangeConfig(exchange_dir=Path(datadir), api_host=api_host,
-                                                           api_port=api_port, exec_pubkey=exec_pubkey))
+                                                           api_port=api_port, exec_pubkey=exec_pubkey, **settings))
 
 
 class ServiceHarness(Harness):
     """A devnet node with exchange mode on: the service on the reactor thread, node events through the hooks,
     the XML-RPC API on a free loopback port and ``api`` a stdlib client of it (None with ``api_port=None``).
 
-    Needs the reactor thread (the ``reactor_thread`` fixture; outside pytest the node's start starts it).
+    ``settings`` are more ExchangeConfig keys (``backup_dir=...``). Needs the reactor thread (the
+    ``reactor_thread`` fixture; outside pytest the node's start starts it).
     ShutDown does not stop the node here: it is counted in ``stops``.
     """
 
     def __init__(self, tmp_path: str | Path, *, api_host: str = "127.0.0.1", api_port: int | None = 0,
-                 exec_pubkey: str | None = None) -> None:
+                 exec_pubkey: str | None = None, **settings: Any) -> None:
         super().__init__(tmp_path)
         self.api_host, self.api_port, self.exec_pubkey = api_host, api_port, exec_pubkey
+        self.settings = settings
         self.stops = 0
         self.open()
 
@@ -277,7 +281,7 @@ class ServiceHarness(Harness):
         """Start the node with exchange mode on; return once the engine and the API are up."""
         dispatcher = HookDispatcher()
         self.service = exchange_service(dispatcher, self.tmp_path / "exchange", api_host=self.api_host,
-                                        api_port=self.api_port, exec_pubkey=self.exec_pubkey)
+                                        api_port=self.api_port, exec_pubkey=self.exec_pubkey, **self.settings)
         self.service.shutdown = self._count_stop
         self.node = DevNode(self.tmp_path / "node", dispatcher=dispatcher)
         self.node.start()
@@ -519,6 +523,40 @@ def exchange_lag(datadir: Path) -> int:
         return ChainReader(chain_db).height() - applied
     finally:
         chain_db.close()
+
+
+# -- small filesystems (a full disk, for real) --------------------------------------------------------------
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str = "8m") -> Iterator[Path]:
+    """A size-limited tmpfs mounted on ``path`` for the block, unmounted in any case; skips where it cannot be
+    made (not root, or mounting not allowed in this container)."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("a small filesystem for a node or exchange DB needs root (mount -t tmpfs); not root here")
+    path.mkdir(parents=True, exist_ok=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a {size} tmpfs here: {made.stderr.strip() or made.returncode}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(path: Path, leave: int) -> Path:
+    """A file taking all the free space of ``path``'s filesystem but ``leave`` bytes."""
+    stats = os.statvfs(path)
+    free = stats.f_bavail * stats.f_frsize
+    filler = path / "filler"
+    with open(filler, "wb") as out:
+        remaining = max(0, free - leave)
+        chunk = b"\0" * (1 << 20)
+        while remaining > 0:
+            remaining -= out.write(chunk[:min(len(chunk), remaining)])
+    return filler
 
 
 # -- chain DBs --------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import json
 import logging
 import struct
 import sys
+import threading
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, Deposit, Deposi
 from halo_exchange.ledger.wallet import ExchangeWallet, KdfParams
 from halo_exchange.ledger.withdrawals import Batch, BatchKind, BatchState, Withdrawal, WithdrawalState
 from halo_exchange.peg.fractions import PEG_SIZE, Fractions
-from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32
+from halo_exchange.serialize import ByteReader, pack_bytes, pack_i64, pack_u8, pack_u32, pack_u64
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ COIN = b"u"  # + txid + u32 n -> a coin record: an output the exchange can spend
 PAYOUT_STATE = b"P"  # -> JSON: payout counters (maintenance costs not yet recovered)
 CYCLE_UPDATE = b"U"  # -> JSON: a cycle update under way (ledger/book.py CycleUpdate.progress), absent otherwise
 EXEC_RECORD = b"e"  # + 32-byte command hash -> JSON: a signed exec command that ran (its replay guard and outcome)
+SEQUENCE = b"n"  # -> u64 number of the last batch written (the backup journal numbers batches the same way)
 
 Op = tuple[bytes, "bytes | None"]  # a put (value) or a delete (None)
 
@@ -76,11 +78,27 @@ class StoreError(HaloExchangeError):
     """The exchange DB cannot be opened or written (wrong schema, I/O failure)."""
 
 
+Mirror = Callable[[int, "list[Op]"], None]
+
+
 class ExchangeStore:
-    """The plugin's LevelDB with its schema version checked on open."""
+    """The plugin's LevelDB with its schema version checked on open.
+
+    Every batch gets the next number of :attr:`sequence`, written in the batch itself (key ``SEQUENCE``), so
+    the DB always says how many batches it holds; a continuous backup (``mirror``) receives each batch with
+    its number just before it is written here, and numbers its journal the same way.
+    """
 
     def __init__(self, path: str) -> None:
         self.db = plyvel.DB(path, create_if_missing=True, compression=None)
+        raw_sequence = self.db.get(SEQUENCE)
+        self.sequence = 0 if raw_sequence is None else int.from_bytes(raw_sequence, "little")
+        # Told (number, ops) of each batch just before it is written here: the continuous backup. An
+        # exception from it fails the write as the DB's own failure would (backup_failure = stop).
+        self.mirror: Mirror | None = None
+        # Batches come from the reactor thread and from a cycle update's writer (a thread): one at a time, so
+        # that numbers, the mirror's journal and the DB agree on their order.
+        self._writing = threading.Lock()
         raw = self.db.get(SCHEMA)
         if raw is None:
             if next(self.db.iterator(include_value=False), None) is not None:
@@ -118,13 +136,23 @@ class ExchangeStore:
         return self.db.iterator(prefix=prefix)
 
     def write(self, ops: Iterable[Op]) -> None:
-        """Apply ``ops`` in order as one atomic, synced batch."""
-        with self.db.write_batch(transaction=True, sync=True) as batch:
-            for key, value in ops:
-                if value is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, value)
+        """Apply ``ops`` in order as one atomic, synced batch, numbered; the mirror has it first."""
+        batch_ops = list(ops)
+        with self._writing:
+            sequence = self.sequence + 1
+            batch_ops.append((SEQUENCE, pack_u64(sequence)))
+            if self.mirror is not None:
+                # The backup first: a batch it refuses is written nowhere, so a call answered with that failure
+                # did not happen. A kill between the two leaves the backup one unanswered batch ahead, which the
+                # next start drops (docs/backup.md).
+                self.mirror(sequence, batch_ops)
+            with self.db.write_batch(transaction=True, sync=True) as batch:
+                for key, value in batch_ops:
+                    if value is None:
+                        batch.delete(key)
+                    else:
+                        batch.put(key, value)
+            self.sequence = sequence
 
 
 class GroupCommit:
@@ -195,7 +223,7 @@ class GroupCommit:
 
     def failed(self, exc: Exception, ops: int) -> None:
         """A batch could not be written (this one's, or one written apart): no later one may be."""
-        log.error("exchange DB write of %d ops failed: %s", ops, exc)
+        log.error("exchange DB batch of %d ops not written: %s", ops, exc)  # the DB's failure or the backup's
         if self.failure is None:
             self.failure = exc
             if self.on_failure is not None:

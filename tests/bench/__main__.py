@@ -8,6 +8,7 @@ import sys
 
 from tests.bench import (
     api_bench,
+    backup_bench,
     book_bench,
     devnode_bench,
     follower_bench,
@@ -24,7 +25,7 @@ def main() -> int:
     print(f"{'operation':<32} {'figure':>14}  unit and note (ops/s unless stated)")
     print("-" * 74)
     rows = (peg_bench.run(runs) + devnode_bench.run(runs) + payout_bench.run(runs) + payout_stall_bench.run(runs)
-            + book_bench.run(3) + recover_bench.run(3) + api_bench.run(3)
+            + book_bench.run(3) + recover_bench.run(3) + api_bench.run(3) + backup_bench.run(3)
             # Last: builds (or copies from .bench-cache/) a devnet chain, syncs it 3 times (FOLLOWER_BENCH_BLOCKS).
             + follower_bench.run(3))
     for name, rate, note in rows:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
 import re
 import subprocess
 import threading
@@ -36,41 +35,19 @@ from halo_exchange.chain.params import COIN
 from halo_exchange.config import CHAIN_SUBDIR, EXCHANGE_SUBDIR
 from halo_exchange.rpc.dispatch import FAULT_EXCHANGE_FAILED
 from node_hooks.devnode.rpc import FAULT_NODE_STOPPED
-from tests.framework import address_of, free_port, run_cli, spawn_python, wait_for_control_rpc, wait_until
+from tests.framework import (
+    address_of,
+    fill,
+    free_port,
+    run_cli,
+    small_filesystem,
+    spawn_python,
+    wait_for_control_rpc,
+    wait_until,
+)
 
 CLIENTS = 4
-TMPFS_SIZE = "8m"
 LEFT_FREE = 256 * 1024  # bytes the filler leaves to the exchange DB: a few hundred trades
-
-
-@contextlib.contextmanager
-def small_filesystem(path: Path) -> Iterator[Path]:
-    """A size-limited tmpfs mounted on ``path`` for the block, unmounted in any case; skips where it cannot be
-    made (not root, or mounting not allowed in this container)."""
-    if os.geteuid() != 0:
-        pytest.skip("a small filesystem for a node or exchange DB needs root (mount -t tmpfs); not root here")
-    path.mkdir(parents=True, exist_ok=True)
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a {TMPFS_SIZE} tmpfs here: {made.stderr.strip() or made.returncode}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-def fill(path: Path, leave: int) -> Path:
-    """A file taking all the free space of ``path``'s filesystem but ``leave`` bytes."""
-    stats = os.statvfs(path)
-    free = stats.f_bavail * stats.f_frsize
-    filler = path / "filler"
-    with open(filler, "wb") as out:
-        remaining = max(0, free - leave)
-        chunk = b"\0" * (1 << 20)
-        while remaining > 0:
-            remaining -= out.write(chunk[:min(len(chunk), remaining)])
-    return filler
 
 
 @contextlib.contextmanager

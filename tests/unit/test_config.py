@@ -80,6 +80,10 @@ KEYS = [
         "fe2c4abe2b07f0fbdbb2f1c1", "04zz", (), True),
     Key("operator_socket", "exchange", None, "/run/halo/exchange.sock", Path("/run/halo/exchange.sock"), None, (),
         False),
+    Key("backup_dir", "exchange", None, "/srv/halo-backup", Path("/srv/halo-backup"), None, (), True),
+    Key("backup_failure", "exchange", "stop", "Degrade", "degrade", "sometimes", (), False),
+    Key("backup_snapshot_interval", "exchange", 3600.0, "60", 60.0, "hourly", ("0",), False),
+    Key("backup_journal_mb", "exchange", 64, "8", 8, "big", ("0",), False),
 ]
 BY_NAME = {key.name: key for key in KEYS}
 
