@@ -327,11 +327,11 @@ class ExchangeEngine:
     def _cycle_changed(self, update: CycleUpdate, network_supply: int | None, seconds: float | None = None) -> None:
         self._settle_escrows()
         self._tidy_later()
-        took = f" in {seconds:.2f} s" if seconds is not None else ""
+        took = f", in steps: {seconds:.2f} s" if seconds is not None else ""
         network = f"network supply {network_supply} + buffer {self.buffer}" if network_supply is not None else (
-            f"buffer {self.buffer}")
-        log.info("cycle %d: %d accounts re-valued at effective supply %d (%s)%s", update.cycle, len(update.names),
-                 update.new, network, took)
+            f"buffer {self.buffer}")  # a resumed update: the network's supply is not at hand
+        log.info("cycle %d: balances re-valued at effective supply %d (%s), %d accounts%s", update.cycle, update.new,
+                 network, len(update.names), took)
 
     def _tidy_later(self) -> None:
         """Re-pack the reserves a cycle update left out of shape, ``TIDY_PER_TURN`` accounts a reactor turn, so
