@@ -16,6 +16,7 @@ from tests.bench import (
     payout_stall_bench,
     peg_bench,
     recover_bench,
+    scale_bench,
 )
 
 
@@ -26,6 +27,8 @@ def main() -> int:
     print("-" * 74)
     rows = (peg_bench.run(runs) + devnode_bench.run(runs) + payout_bench.run(runs) + payout_stall_bench.run(runs)
             + book_bench.run(3) + recover_bench.run(3) + api_bench.run(3) + backup_bench.run(3)
+            # A million users in a devnet process (SCALE_USERS): cold start, memory, the reactor in a cycle update.
+            + scale_bench.run()
             # Last: builds (or copies from .bench-cache/) a devnet chain, syncs it 3 times (FOLLOWER_BENCH_BLOCKS).
             + follower_bench.run(3))
     for name, rate, note in rows:
