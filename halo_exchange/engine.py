@@ -46,6 +46,7 @@ from halo_exchange.ledger.store import (
     Op,
     PayoutStateCodec,
     SettingsCodec,
+    StoreError,
     WalletCodec,
     WatchCodec,
     WithdrawalCodec,
@@ -106,6 +107,8 @@ class ExchangeEngine:
         self._update: CycleUpdate | None = None  # a cycle update under way (in steps)
         self._update_began = 0.0
         self._waiting: list[Deferred] = []  # what waits for it to finish
+        self._update_writing: Deferred | None = None  # a step's write in flight (in a thread)
+        self._stopping = False
         state = load_state(store, confirmations=confirmations)
         book = state.book
         if book is None:
@@ -292,37 +295,64 @@ class ExchangeEngine:
         """One step of the update under way, written with where it stopped (the last one with the book's new
         cycle and supply); then the next step, or the waiting work."""
         update = self._update
-        if update is None or self.commit.failure is not None:
-            return  # the DB failed: the service stops; a restart resumes the update from its last step
-        # Up to cycle_chunk accounts, and no longer than CYCLE_STEP_SECONDS: the reactor serves between steps.
-        deadline = time.monotonic() + CYCLE_STEP_SECONDS
-        names: list[str] = []
-        done_before = update.position
-        while not update.done and update.position - done_before < self.cycle_chunk:
-            names += update.step(min(CYCLE_SLICE, self.cycle_chunk - (update.position - done_before)))
-            if time.monotonic() > deadline:
-                break
-        if not update.done:
+        if update is None or self.commit.failure is not None or self._stopping:
+            return  # failed or stopping: a restart resumes the update from its last written step
+        try:
+            # Up to cycle_chunk accounts, and no longer than CYCLE_STEP_SECONDS: the reactor serves between steps.
+            deadline = time.monotonic() + CYCLE_STEP_SECONDS
+            names: list[str] = []
+            done_before = update.position
+            while not update.done and update.position - done_before < self.cycle_chunk:
+                names += update.step(min(CYCLE_SLICE, self.cycle_chunk - (update.position - done_before)))
+                if time.monotonic() > deadline:
+                    break
+            if update.done:
+                # The last step's accounts are written once, as the escrow settlement leaves them, with the
+                # book's new cycle, supply and pool, in the batch that deletes the update's record.
+                self.book.mark_changed(names)
+                update.finish()
+                self._update = None
+                self._cycle_changed(update, network_supply, time.monotonic() - self._update_began)
+        except Exception as exc:  # a bug, or a damaged record: stop here rather than go on from a half-updated book
+            log.exception("cycle %d: the update failed at account %d", update.cycle, update.position)
+            self._update_failed(exc)
+            return
+        if self._update is not None:
             # Packed and written off the reactor (LevelDB lets go of the GIL while it writes): nothing else
             # touches these accounts until the next step, which begins once this batch is on disk.
             book, progress, store = self.book, update.progress(), self.store
             written = self._run_in_thread(
                 lambda: store.write(BookCodec.account_ops(book, names) + [CycleUpdateCodec.op(progress)]))
+            self._update_writing = written
             written.addCallbacks(lambda _: self._update_written(network_supply),
-                                 lambda failure: self.commit.failed(failure.value, len(names) + 1))
+                                 lambda failure: self._update_failed(failure.value))
             return
-        ops = BookCodec.account_ops(self.book, names)
-        update.finish()
-        self._update = None
-        self._cycle_changed(update, network_supply, time.monotonic() - self._update_began)
-        self._persist(None, ops + [CycleUpdateCodec.delete_op()]).addErrback(lambda _: None)
+        self._persist(None, [CycleUpdateCodec.delete_op()]).addErrback(lambda _: None)
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:  # in the order they came; the first may start another update: the rest wait again
             waiter.callback(None)
 
     def _update_written(self, network_supply: int | None) -> None:
+        self._update_writing = None
         self.commit.wrote()
-        self._call_later(0, self._update_step, network_supply)
+        if not self._stopping:
+            self._call_later(0, self._update_step, network_supply)
+
+    def _update_failed(self, exc: BaseException) -> None:
+        """A step could not be made or written: exchange mode stops (the DB keeps the last written step, from
+        which a restart resumes), and what waited for the update is answered with the failure. The update stays
+        marked as under way, so nothing touches the half-updated book meanwhile."""
+        self._update_writing = None
+        self.commit.failed(exc if isinstance(exc, Exception) else RuntimeError(str(exc)), 0)
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            waiter.errback(StoreError(f"the cycle update failed: {exc}"))
+
+    def stop_updates(self) -> Deferred | None:
+        """No further step of an update under way (the node stops: the next start resumes it); the write of the
+        step in flight, to wait for before the DB closes, or None."""
+        self._stopping = True
+        return self._update_writing
 
     def _cycle_changed(self, update: CycleUpdate, network_supply: int | None, seconds: float | None = None) -> None:
         self._settle_escrows()

@@ -33,7 +33,7 @@ from __future__ import annotations
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from halo_exchange.commands import is_whole
 from halo_exchange.errors import HaloExchangeError
@@ -169,6 +169,13 @@ class Book:
         # whose reserve an operation needed lately, kept whole (oldest first).
         self._untidy: set[str] = set()
         self._hot: OrderedDict[str, None] = OrderedDict()
+        # A cycle update in steps under way: until it finishes nothing else may change the book.
+        self.updating: CycleUpdate | None = None
+
+    def _not_updating(self) -> None:
+        if self.updating is not None:
+            raise LedgerError(f"a cycle update is under way (to cycle {self.updating.cycle}): the book cannot "
+                              "change until it has finished")
 
     # -- change tracking ----------------------------------------------------------------------------
 
@@ -198,6 +205,7 @@ class Book:
 
     def close_account(self, name: str) -> None:
         """Remove an empty account (a paid or refunded withdrawal escrow); one holding anything stays."""
+        self._not_updating()
         account = self.accounts.get(name)
         if account is None or account.liquid or any(account.reserve) or any(account.reserve_list()):
             return
@@ -230,6 +238,7 @@ class Book:
     def credit(self, name: str, fractions: Fractions) -> tuple[int, int]:
         """Add coins to an account (a deposit): the fractions below the supply join its reserve, the rest
         joins the pool and its liquid. Returns the (liquid, reserve) credited."""
+        self._not_updating()
         values = fractions.to_list()
         if any(v < 0 for v in values):
             raise LedgerError("cannot credit negative fractions")
@@ -276,6 +285,7 @@ class Book:
         Unlike every other operation this may leave the account, or a pool index, negative: the coins are
         gone whatever the account holds now. ``check()`` then reports it, and so does ``audit``.
         """
+        self._not_updating()
         values = fractions.to_list()
         s = self.supply
         account = self.open_account(name)
@@ -304,6 +314,7 @@ class Book:
 
     def debit_liquid(self, name: str, amount: int) -> Fractions:
         """Take ``amount`` of liquid out of the book (a withdrawal): a slice of the pool's shape."""
+        self._not_updating()
         account = self.account(name)
         _check_amount(amount)
         if amount > account.liquid:
@@ -321,6 +332,7 @@ class Book:
 
     def debit_reserve(self, name: str, amount: int) -> Fractions:
         """Take ``amount`` of reserve out of the book: a proportional slice of the account's own reserve."""
+        self._not_updating()
         account = self.account(name)
         taken = self._reserve_slice(account, amount)
         self._remove_reserve(name, account, taken)
@@ -349,6 +361,7 @@ class Book:
 
     def move_liquid(self, src: str, dst: str, amount: int) -> None:
         """Move liquid between accounts: within a cycle both hold the pool's shape, so only shares move."""
+        self._not_updating()
         _check_amount(amount)
         source = self.account(src)
         if amount > source.liquid:
@@ -362,6 +375,7 @@ class Book:
 
     def move_reserve(self, src: str, dst: str, amount: int) -> None:
         """Move a proportional slice of ``src``'s reserve fractions to ``dst``."""
+        self._not_updating()
         source = self.account(src)
         taken = self._reserve_slice(source, amount)
         if src == dst:
@@ -386,12 +400,19 @@ class Book:
         """Every account is to be written (after a cycle update made at once)."""
         self._dirty.update(self.accounts)
 
+    def mark_changed(self, names: Iterable[str]) -> None:
+        """These accounts are to be written (the last step of a cycle update in steps)."""
+        self._dirty.update(names)
+
     def cycle_update(self, cycle: int, supply: int, progress: dict | None = None) -> CycleUpdate:
         """A cycle update to run in steps (:class:`CycleUpdate`); ``progress``: where a stopped one was."""
         # A cycle may go back: a reorg across a cycle boundary returns the book to the previous supply.
         if not 0 <= supply < PEG_SIZE:
             raise LedgerError(f"supply {supply} is outside [0, {PEG_SIZE - 1}]")
-        return CycleUpdate(self, cycle, supply, progress)
+        self._not_updating()
+        update = CycleUpdate(self, cycle, supply, progress)
+        self.updating = update
+        return update
 
     # -- memory -----------------------------------------------------------------------------------------
 
@@ -598,6 +619,7 @@ class CycleUpdate:
             book._vectors_dirty = True
         book.cycle = self.cycle
         book.supply = self.new
+        book.updating = None
 
 
 def _check_amount(amount: int) -> None:

@@ -20,6 +20,7 @@ anything unexpected -32603 "internal error" (logged with its traceback, never se
 from __future__ import annotations
 
 import collections
+import contextvars
 import inspect
 import logging
 import time
@@ -273,6 +274,10 @@ class APIDispatcher:
         return ""
 
     def handle(self, body: bytes) -> bytes | Deferred:
+        return self._handle(body, first=True)
+
+    def _handle(self, body: bytes, first: bool) -> bytes | Deferred:
+        """``first``: False when the call comes back after waiting for a cycle update (counted already)."""
         try:
             params, method = parse_call(body)
         except NotACall as refused:
@@ -281,16 +286,22 @@ class APIDispatcher:
         except Exception:
             return dump_response(xmlrpc.client.Fault(FAULT_PARSE_ERROR, "request is not a valid XML-RPC call"))
         call = self._calls.get(method) if isinstance(method, str) else None
-        if call is not None or (isinstance(method, str) and method in self._system):
+        if first and (call is not None or (isinstance(method, str) and method in self._system)):
             self.call_counts[method] += 1
         if call is None:
             return self._system_call(method, params)
         if len(params) not in call.arity:
             return dump_response(xmlrpc.client.Fault(FAULT_INVALID_PARAMS, f"wrong arguments for {method}"))
         idle = getattr(self._api.engine(), "idle", None)  # an engine: a cycle update in steps may be under way
-        waiting = idle() if idle is not None and call.name != "ShutDown" else None
+        failed = getattr(self._api, "failed", None)
+        waiting = None
+        if idle is not None and call.name != "ShutDown" and not (failed is not None and failed()):
+            waiting = idle()
         if waiting is not None:  # a cycle update in steps: answered once it is over, never from a half-updated book
-            return waiting.addCallback(lambda _: self.handle(body))
+            # Run again in this request's context: its peer (the password and signature back-off) goes with it.
+            context = contextvars.copy_context()
+            return waiting.addCallbacks(lambda _: context.run(self._handle, body, False),
+                                        lambda failure: dump_response(self._failure(call, failure, params)))
         audited: tuple | None = params  # what the audit trail sees (not a wrong password's call)
         try:
             answer = self._run(call, params)

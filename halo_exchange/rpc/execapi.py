@@ -70,7 +70,9 @@ class ExchangeFacade:
         self._engine = engine
 
     def _call(self, body: Callable[..., Any], *args: Any) -> Deferred:
-        return maybeDeferred(body, self._engine, *args)
+        # After any cycle update under way, as every API call: a command's later calls (in callbacks) would
+        # otherwise reach a half re-valued book.
+        return maybeDeferred(self._engine.when_idle, body, self._engine, *args)
 
     def trade(self, user1: str, amount: int, user2: str, style: str = "liquid") -> Deferred:
         """Trade(user1, amount, user2, style): True once durable."""
@@ -82,7 +84,8 @@ class ExchangeFacade:
 
     def users(self) -> Deferred:
         """The names of the users (accounts the API can name), sorted."""
-        return succeed(sorted(name for name in self._engine.book.accounts if not name.startswith(ESCROW_PREFIX)))
+        return maybeDeferred(self._engine.when_idle, lambda: sorted(
+            name for name in self._engine.book.accounts if not name.startswith(ESCROW_PREFIX)))
 
     def deposit(self, name: str, txids: Any) -> Deferred:
         """Deposit(name, txids): True once durable."""
@@ -117,7 +120,7 @@ class ExchangeFacade:
 
     def cycle(self) -> Deferred:
         """GetCycle()."""
-        return succeed(self._engine.cycle)
+        return maybeDeferred(self._engine.when_idle, lambda: self._engine.cycle)
 
     def pause(self) -> Deferred:
         """StartExchange(0): calls that change balances answer "Exchange is stopped." until resume()."""

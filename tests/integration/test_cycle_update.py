@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from halo_exchange.chain.params import COIN
-from halo_exchange.ledger.book import Book
+from halo_exchange.ledger.book import Book, LedgerError
 from halo_exchange.peg import Fractions
 from tests.framework import EngineHarness
 
@@ -55,6 +55,9 @@ def test_a_stopped_update_resumes_from_its_progress_exactly() -> None:
     update = book.cycle_update(2, 497)
     update.step(10)
     progress = copy.deepcopy(update.progress())
+    with pytest.raises(LedgerError, match="a cycle update is under way"):
+        book.move_liquid("user001", "user002", 1)  # nothing changes a book in the middle of an update
+    book.updating = None  # as the book loads from the DB after a stop
     resumed = book.cycle_update(2, 497, progress)
     while not resumed.done:
         resumed.step(4)
@@ -139,3 +142,24 @@ def test_a_stop_in_the_middle_of_the_update_resumes_it_from_the_db(harness: Engi
     assert harness.engine.updating() is None
     assert _balances(harness.engine.book) == _balances(expected) and harness.engine.book.pool == expected.pool
     assert harness.engine.book.check() == [] and harness.audit().ok
+
+
+def test_the_escrow_settlement_of_the_last_step_is_what_reaches_the_disk(harness: EngineHarness) -> None:
+    """A withdrawal waiting in escrow (its account the newest, so re-valued in the last step) has the part a
+    deflation moved into reserve settled back to its user at the update's end: the DB holds the settled
+    balances, not those the last step computed before the settlement."""
+    _fund(harness)
+    engine = harness.engine
+    engine.cycle_chunk = CHUNK
+    height, block_hash = _to_next_cycle_with_a_supply_change(harness)
+    harness.settle(engine.request_withdrawal("user011", 5 * COIN, harness.node.get_new_address()))
+    escrow = next(name for name in engine.book.accounts if name.startswith("\x00withdraw:"))
+    assert list(engine.book.accounts)[-1] == escrow  # the newest: re-valued in the last step
+    before_update = engine.balance(escrow)
+    harness.settle(engine.block_connected(height, block_hash))
+    assert engine.updating() is None and engine.book.check() == []
+    assert engine.balance(escrow) != before_update or engine.balance("user011")[1] > 0  # the settlement moved
+    before = _balances(engine.book)
+    harness.reopen()
+    assert _balances(harness.engine.book) == before and harness.engine.book.check() == []
+    assert harness.audit().ok
