@@ -129,6 +129,16 @@ def _run_audit(args: argparse.Namespace) -> int:
             if state.book is None:
                 print("the exchange DB holds no book yet: nothing to audit")
                 return 0
+            progress = state.cycle_update
+            if progress is not None:
+                # A stop cut a cycle update short: the DB is sound but half re-valued. Finish the update in
+                # memory, as the next start will, and audit the result (nothing is written here).
+                update = state.book.cycle_update(progress["cycle"], progress["new"], progress)
+                while not update.done:
+                    update.step(10_000)
+                update.finish()
+                print(f"a cycle update to cycle {update.cycle} was under way ({progress['position']} of "
+                      f"{len(update.names)} accounts done): audited as the next start will finish it")
             report = audit(state.book, state.deposits, ChainReader(chain_db), state.coins, state.batches,
                            state.payout_state.get("debt", 0))
         finally:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from halo_exchange.chain.params import COIN
 from halo_exchange.ledger.book import Book, LedgerError
 from halo_exchange.peg import Fractions
+from node_hooks.devnode.node import DevNode
 from tests.framework import EngineHarness
 
 CHUNK = 3
@@ -163,3 +164,28 @@ def test_the_escrow_settlement_of_the_last_step_is_what_reaches_the_disk(harness
     harness.reopen()
     assert _balances(harness.engine.book) == before and harness.engine.book.check() == []
     assert harness.audit().ok
+
+
+def test_audit_of_a_db_stopped_in_the_middle_of_an_update_checks_it_as_the_next_start_finishes_it(
+        harness: EngineHarness) -> None:
+    """`halo-exchange audit` on a stopped node whose exchange DB holds a half-done update (sound, resumable)
+    finishes the update in memory and reports a clean ledger, saying so; it writes nothing."""
+    from tests.framework import run_cli
+
+    _fund(harness)
+    engine = harness.engine
+    engine.cycle_chunk = CHUNK
+    height, block_hash = _to_next_cycle_with_a_supply_change(harness)
+    engine.block_connected(height, block_hash)
+    for _ in range(2):
+        call = harness.clock.calls.pop(0)
+        call.func(*call.args, **call.kw)
+    assert 0 < engine.updating()["done"] < len(engine.book.accounts)
+    harness.close()
+    audited = run_cli("audit", "--datadir", str(harness.tmp_path), "--chain-db",
+                      str(harness.tmp_path / "node" / "chain"), "--exchange-db", str(harness.tmp_path / "exchange"))
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    assert "was under way" in audited.stdout
+    harness.node = DevNode(harness.tmp_path / "node")  # the fixture closes it again
+    harness.start_engine()
+    assert harness.engine.updating() is not None  # the DB still holds the half-done update: audit wrote nothing
