@@ -30,7 +30,7 @@ import sys
 import threading
 from typing import Any, Callable
 
-from twisted.internet.defer import maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
 from halo_exchange.backup.continuous import ContinuousBackup, off_status, start_backup
@@ -167,6 +167,7 @@ class ExchangeService:
         self._store: ExchangeStore | None = None
         self._engine: ExchangeEngine | None = None
         self._backup: ContinuousBackup | None = None  # with backup_dir: docs/backup.md
+        self._threads: set[Deferred] = set()  # work in threads not finished (see _in_thread)
         # The node's NodeServices (submit a transaction, ask its status), as on_node_start hands them over;
         # None until then, or from a node that offers none.
         self.node_services: Any = None
@@ -253,9 +254,7 @@ class ExchangeService:
     def _backup_command(self, args: dict) -> Any:
         """The operator command ``backup``: a consistent copy of the running exchange's DB in ``args["to"]``
         (``halo-exchange backup`` on a running node; docs/backup.md)."""
-        from twisted.internet.threads import deferToThread
-
-        return backup_command(self.engine, args, deferToThread)
+        return backup_command(self.engine, args, self._in_thread)
 
     def _exec_log(self, args: dict) -> dict:
         """The operator command ``execs``: the signed exec commands' records, newest last (``limit``, 50)."""
@@ -280,15 +279,15 @@ class ExchangeService:
         try:
             make_private_dir(config.exchange_dir)
             self._store = ExchangeStore(str(config.exchange_dir))
-            from twisted.internet.threads import deferToThread
 
             # Before the engine writes anything: every batch from now on reaches the backup before its answer.
-            self._backup = start_backup(config, self._store, reader, reactor.callLater, deferToThread)
+            self._backup = start_backup(config, self._store, reader, reactor.callLater, self._in_thread,
+                                        reactor.callFromThread)
 
             self._engine = ExchangeEngine(
                 self._store, reader, reactor.callLater, confirmations=config.confirmations,
                 liquid_limit=config.withdraw_liquid_limit, reserve_limit=config.withdraw_reserve_limit,
-                run_in_thread=deferToThread,
+                run_in_thread=self._in_thread,
                 cycle_chunk=config.cycle_step_accounts,
             )
             # The book's million objects live as long as the process: moved out of the collector's sight, so that
@@ -379,18 +378,38 @@ class ExchangeService:
         else:
             log.exception("exchange mode stopped after %s failed; restart the node to reload from the store", what)
 
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Deferred:
+        """``deferToThread``, remembered until done: work in threads (a cycle update's step write, a snapshot,
+        a copy for the operator, a payout build) reads or writes the DB, which closes only once all of it is
+        over (closing LevelDB under a thread that uses it can crash the process)."""
+        from twisted.internet.threads import deferToThread
+
+        done = deferToThread(fn, *args)
+        self._threads.add(done)
+
+        def forget(result: Any) -> Any:
+            self._threads.discard(done)
+            return result
+
+        return done.addBoth(forget)
+
     def _close(self) -> Any:
         """Stop listening (never the reactor), write what is pending, close the exchange DB."""
         self.operator.stop()
         stopped = self._listening.stopListening() if self._listening is not None else None
         self._listening = None
         if self._engine is not None:
+            self._engine.stop_updates()  # a cycle update under way stops at its last written step
             self._engine.commit.flush_now()
         # A snapshot being written in a thread reads the DB: the store closes only once it is done.
         closing = self._backup.close() if self._backup is not None else succeed(None)
-        return closing.addCallback(lambda _: self._close_store()).addCallback(lambda _: stopped)
+        in_flight = DeferredList(list(self._threads), consumeErrors=True)
+        return (closing.addCallback(lambda _: in_flight).addCallback(lambda _: self._close_store())
+                .addCallback(lambda _: stopped))
 
     def _close_store(self) -> None:
+        if self._engine is not None:
+            self._engine.commit.flush_now()  # what the work in threads handed back meanwhile
         if self._store is not None:
             self._store.close()
         self._engine = None

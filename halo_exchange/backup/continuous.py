@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
+from twisted.python.threadable import isInIOThread
 
 from halo_exchange.backup import journal as journal_mod
 from halo_exchange.backup.journal import JournalWriter, Op
@@ -78,13 +79,15 @@ class ContinuousBackup:
     """The continuous backup of one exchange store into ``directory``.
 
     ``call_later`` is the reactor's (``callLater``), ``run_in_thread`` Twisted's ``deferToThread``;
-    ``snapshot_interval`` seconds between snapshots, ``journal_limit`` journal bytes that start one sooner.
+    ``call_from_thread`` the reactor's ``callFromThread``, for what :meth:`record` asks for when a batch comes from
+    a thread (a cycle update's step); ``snapshot_interval`` seconds between snapshots, ``journal_limit`` journal
+    bytes that start one sooner.
     """
 
     def __init__(self, directory: Path, store: ExchangeStore, identity: ChainIdentity, *, policy: str = STOP,
                  snapshot_interval: float = 3600.0, journal_limit: int = 64 << 20,
                  call_later: Callable[..., Any], run_in_thread: Callable[..., Deferred],
-                 clock: Callable[[], float] = time.time) -> None:
+                 call_from_thread: Callable[..., Any] | None = None, clock: Callable[[], float] = time.time) -> None:
         if policy not in (STOP, DEGRADE):
             raise ValueError(f"backup_failure must be {STOP} or {DEGRADE}, not {policy!r}")
         self.directory = Path(directory)
@@ -94,6 +97,7 @@ class ContinuousBackup:
         self.snapshot_interval = snapshot_interval
         self.journal_limit = journal_limit
         self._call_later = call_later
+        self._call_from_thread = call_from_thread
         self._run_in_thread = run_in_thread
         self._clock = clock
         self.state = BackupState.STARTING
@@ -218,7 +222,7 @@ class ContinuousBackup:
         if self._journal.bytes_written >= self.journal_limit and self._snapshotting is None and not self._soon:
             # Not now: this batch is journaled but not yet in the DB, so a view taken now would miss it.
             self._soon = True
-            self._call_later(0, self._snapshot_soon)
+            self._later(self._snapshot_soon)
 
     def _failed(self, exc: BaseException, what: str) -> None:
         self.error = f"{what}: {public_error(exc)}"
@@ -239,7 +243,15 @@ class ContinuousBackup:
         if first:
             # After the write in progress (a snapshot now would be taken before its batch, which the journal
             # has just refused): said, and a heal tried, at the end of this turn, then every minute.
-            self._reminder = self._call_later(0, self._remind)
+            self._later(self._remind)
+
+    def _later(self, fn: Callable[[], Any]) -> None:
+        """``fn`` on the reactor thread at the next turn, also when asked from a writer thread (record() runs in
+        the thread of the batch: the reactor's, or a cycle update's writer)."""
+        if self._call_from_thread is not None and not isInIOThread():
+            self._call_from_thread(self._call_later, 0, fn)
+        else:
+            self._call_later(0, fn)
 
     def _remind(self) -> None:
         """Under ``degrade``: say it loudly every minute, and try to heal with a fresh snapshot."""
@@ -278,6 +290,12 @@ class ContinuousBackup:
             return self._snapshotting
         if self.state not in (BackupState.CURRENT, BackupState.DEGRADED) or self._closing:
             return succeed(None)
+        # No batch is written while the view is taken and the journal switches segments: a batch from a writer
+        # thread could otherwise land in the old segment after the view (and be deleted with it).
+        with self.store.exclusive():
+            return self._snapshot_locked()
+
+    def _snapshot_locked(self) -> Deferred:
         sequence = self.store.sequence
         healing = self.state is BackupState.DEGRADED
         if not healing and sequence == self.last_snapshot_sequence:
@@ -396,7 +414,8 @@ class ContinuousBackup:
 
 
 def start_backup(config: Any, store: ExchangeStore, reader: Any, call_later: Callable[..., Any],
-                 run_in_thread: Callable[..., Deferred]) -> ContinuousBackup | None:
+                 run_in_thread: Callable[..., Deferred],
+                 call_from_thread: Callable[..., Any] | None = None) -> ContinuousBackup | None:
     """The continuous backup an ExchangeConfig asks for, opened on ``store`` (None without ``backup_dir``).
     Called on the reactor thread at start-up, before the engine writes anything."""
     if config.backup_dir is None:
@@ -404,6 +423,6 @@ def start_backup(config: Any, store: ExchangeStore, reader: Any, call_later: Cal
     backup = ContinuousBackup(config.backup_dir, store, ChainIdentity.of(reader), policy=config.backup_failure,
                               snapshot_interval=config.backup_snapshot_interval,
                               journal_limit=config.backup_journal_mb << 20, call_later=call_later,
-                              run_in_thread=run_in_thread)
+                              run_in_thread=run_in_thread, call_from_thread=call_from_thread)
     backup.open()
     return backup

@@ -23,7 +23,7 @@ import threading
 import time
 from array import array
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import plyvel
 from twisted.internet.defer import Deferred
@@ -98,7 +98,7 @@ class ExchangeStore:
         self.mirror: Mirror | None = None
         # Batches come from the reactor thread and from a cycle update's writer (a thread): one at a time, so
         # that numbers, the mirror's journal and the DB agree on their order.
-        self._writing = threading.Lock()
+        self._writing = threading.RLock()
         raw = self.db.get(SCHEMA)
         if raw is None:
             if next(self.db.iterator(include_value=False), None) is not None:
@@ -126,8 +126,14 @@ class ExchangeStore:
                  len(ops) - 1)
 
     def close(self) -> None:
-        if not self.db.closed:
-            self.db.close()
+        with self._writing:  # never under a batch being written (a cycle update writes from a thread)
+            if not self.db.closed:
+                self.db.close()
+
+    def exclusive(self) -> Any:
+        """A context in which no batch is being written, nor begins: for what must see the DB, its sequence and
+        the mirror agree (the backup's snapshot switches journal segments in one)."""
+        return self._writing
 
     def get(self, key: bytes) -> bytes | None:
         return self.db.get(key)
