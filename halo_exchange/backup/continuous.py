@@ -131,6 +131,7 @@ class ContinuousBackup:
         ``stop`` a failure raises (exchange mode does not start); under ``degrade`` it leaves the backup
         DEGRADED."""
         self.store.mirror = self.record
+        self.store.mirror_abort = self.abort
         try:
             prepare_directory(self.directory, self.identity, SCHEMA_VERSION)
             primary = self.store.sequence
@@ -223,6 +224,22 @@ class ContinuousBackup:
             # Not now: this batch is journaled but not yet in the DB, so a view taken now would miss it.
             self._soon = True
             self._later(self._snapshot_soon)
+
+    def abort(self, sequence: int) -> None:
+        """The store's mirror_abort: batch ``sequence``, journaled, was refused by the DB (its callers are told it
+        was not made): cancel it in the journal, so that no restore makes it."""
+        if self._journal is None or self._journal.next_sequence != sequence + 1:
+            return  # not journaled (degraded, or the journal refused it first)
+        try:
+            self._journal.abort(sequence)
+        except (OSError, BackupError) as exc:
+            log.error("the backup journal holds batch %d, which the exchange DB refused, and could not cancel it "
+                      "(%s): a restore from this backup would make it; take a fresh backup once the disk is "
+                      "fixed", sequence, public_error(exc))
+            self._failed(exc, f"cancelling batch {sequence}")
+            return
+        if not self._healing:
+            self.last_sequence = sequence - 1
 
     def _failed(self, exc: BaseException, what: str) -> None:
         self.error = f"{what}: {public_error(exc)}"

@@ -9,6 +9,10 @@ A segment is ``journal-<first sequence, 20 digits>.log``. The writer appends one
 whole segments older than a snapshot can be deleted) and at each start of the node. Sequence numbers are the
 exchange DB's own batch numbers (``SEQUENCE`` in the store), so the two sides can always be compared.
 
+An **abort** record (the payload ``ABORT``, which no ops payload can be: its first byte is no op kind) carries the
+number of the batch just before it and cancels that batch: the journal had it, then the DB refused it (an I/O
+error, a full disk), and its callers were told it was not made; a restore must not make it.
+
 Reading stops at the first record that is incomplete or fails its CRC: in the last segment that is the torn
 tail of a write the process did not finish (reported, and ignored: its batch was never acknowledged).
 """
@@ -73,8 +77,11 @@ def decode_ops(payload: bytes) -> list[Op]:
     return ops
 
 
-def encode_record(sequence: int, ops: Sequence[Op]) -> bytes:
-    payload = encode_ops(ops)
+ABORT = b"\xffabort"  # the payload of an abort record
+
+
+def encode_record(sequence: int, ops: Sequence[Op], payload: bytes | None = None) -> bytes:
+    payload = encode_ops(ops) if payload is None else payload
     head = struct.pack("<QI", sequence, len(payload))
     return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
 
@@ -127,6 +134,21 @@ class JournalWriter:
         os.fdatasync(self._fd)
         self.next_sequence = sequence + 1
 
+    def abort(self, sequence: int) -> None:
+        """Cancel batch ``sequence``, the last one appended (the DB refused it), durably; its number is then free
+        for the next batch."""
+        if self._fd is None:
+            raise BackupError(f"journal segment {self.path.name} is closed")
+        if sequence != self.next_sequence - 1:
+            raise BackupError(f"journal can cancel only batch {self.next_sequence - 1}, was asked {sequence}")
+        record = memoryview(encode_record(sequence, (), ABORT))
+        while record:
+            written = os.write(self._fd, record)
+            record = record[written:]
+            self.bytes_written += written
+        os.fdatasync(self._fd)
+        self.next_sequence = sequence
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
@@ -137,6 +159,7 @@ class JournalWriter:
 class Record:
     sequence: int
     ops: list[Op]
+    aborted: bool = False  # an abort record: it cancels the batch of the same number before it
 
 
 @dataclass
@@ -169,7 +192,10 @@ def read_segment(path: Path, damage: list[Damage], decode: bool = True) -> Itera
         if zlib.crc32(payload, zlib.crc32(data[at:at + 12])) != crc:
             damage.append(Damage(path, at, f"CRC mismatch (a record claiming batch {sequence})"))
             return
-        yield Record(sequence, decode_ops(payload) if decode else [])
+        if payload == ABORT:
+            yield Record(sequence, [], aborted=True)
+        else:
+            yield Record(sequence, decode_ops(payload) if decode else [])
         at += HEADER.size + length
 
 
@@ -192,6 +218,11 @@ def replay(directory: Path, after: int, decode: bool = True) -> Replay:
     expected = after + 1
     for _, path in segments(directory):
         for record in read_segment(path, damage, decode):
+            if record.aborted:  # the batch before it never reached the DB: not replayed
+                if records and records[-1].sequence == record.sequence:
+                    records.pop()
+                    expected = record.sequence
+                continue
             if record.sequence <= after:
                 continue
             if record.sequence != expected:

@@ -96,6 +96,8 @@ class ExchangeStore:
         # Told (number, ops) of each batch just before it is written here: the continuous backup. An
         # exception from it fails the write as the DB's own failure would (backup_failure = stop).
         self.mirror: Mirror | None = None
+        # Told the number of a batch the mirror had and the DB then refused, so that the backup cancels it.
+        self.mirror_abort: Callable[[int], None] | None = None
         # Batches come from the reactor thread and from a cycle update's writer (a thread): one at a time, so
         # that numbers, the mirror's journal and the DB agree on their order.
         self._writing = threading.RLock()
@@ -152,12 +154,17 @@ class ExchangeStore:
                 # did not happen. A kill between the two leaves the backup one unanswered batch ahead, which the
                 # next start drops (docs/backup.md).
                 self.mirror(sequence, batch_ops)
-            with self.db.write_batch(transaction=True, sync=True) as batch:
-                for key, value in batch_ops:
-                    if value is None:
-                        batch.delete(key)
-                    else:
-                        batch.put(key, value)
+            try:
+                with self.db.write_batch(transaction=True, sync=True) as batch:
+                    for key, value in batch_ops:
+                        if value is None:
+                            batch.delete(key)
+                        else:
+                            batch.put(key, value)
+            except Exception:
+                if self.mirror is not None and self.mirror_abort is not None:
+                    self.mirror_abort(sequence)  # its callers hear it was not made: nor will a restore make it
+                raise
             self.sequence = sequence
 
 

@@ -15,6 +15,7 @@ import plyvel
 import pytest
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
 from halo_exchange.backup import journal
 from halo_exchange.backup.continuous import BackupState, ContinuousBackup
@@ -22,6 +23,7 @@ from halo_exchange.backup.restore import backup_stopped, restore
 from halo_exchange.backup.snapshot import MANIFEST, ChainIdentity, read_snapshot, snapshots
 from halo_exchange.errors import BackupError, RestoreRefused
 from halo_exchange.ledger.store import SEQUENCE, ExchangeStore, GroupCommit
+from tests.framework import fill, small_filesystem
 
 DEVNET = ChainIdentity("devnet", "ab" * 32)
 
@@ -367,3 +369,35 @@ def test_a_journal_past_its_limit_starts_a_snapshot(tmp_path) -> None:
     store.close()
     restore(tmp_path / "backup", tmp_path / "restored", DEVNET)
     assert _contents(tmp_path / "restored") == _contents(tmp_path / "exchange")
+
+
+def test_a_batch_the_db_refused_after_the_journal_took_it_is_cancelled_and_never_restored(tmp_path) -> None:
+    """The journal has a batch, then the DB refuses it (a full disk under the exchange DB only: its callers
+    hear it was not made): an abort record cancels it, so a restore, after the DB's disk is lost, does not
+    make it either."""
+    with small_filesystem(tmp_path / "exchange", "4m") as exchange_dir:
+        store, backup, clock = _backed_store(tmp_path)
+        commit = GroupCommit(store, clock.callLater)
+        commit.submit([(b"kept", b"1")])
+        clock.advance(0)
+        fill(exchange_dir, 64 * 1024)
+        refused, n = None, 0
+        while refused is None and n < 1000:
+            n += 1
+            done = commit.submit([(b"big%d" % n, os.urandom(32 * 1024))])
+            clock.advance(0)
+            if isinstance(done.result, Failure):
+                refused = done
+        assert refused is not None, "the disk never filled"
+        refused.addErrback(lambda _: None)
+        written = store.sequence  # the last batch the DB took
+        assert backup.status()["last_sequence"] == written
+        replayed = journal.replay(tmp_path / "backup", 0)
+        assert replayed.records[-1].sequence == written
+        assert all(key != b"big%d" % n for record in replayed.records for key, _ in record.ops)
+        backup.close()
+        store.close()
+    restored = restore(tmp_path / "backup", tmp_path / "restored", DEVNET)
+    assert restored.sequence == written
+    contents = _contents(tmp_path / "restored")
+    assert contents[b"kept"] == b"1" and b"big%d" % n not in contents and b"big%d" % (n - 1) in contents
