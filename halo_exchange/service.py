@@ -28,6 +28,7 @@ import logging
 import queue
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
@@ -120,6 +121,21 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: assume it reaches beyond this machine
 
 
+def _refuse_a_half_swapped_db(exchange_dir: Path) -> None:
+    """Refuse to start on a missing exchange DB when a recover or a restore left its work beside it: they build
+    the new DB aside and swap it in with two renames, and a crash between them leaves no DB where one belongs.
+    Starting would make an empty one and serve from it."""
+    if (exchange_dir / "CURRENT").exists():
+        return
+    parent, name = exchange_dir.parent, exchange_dir.name
+    left = sorted(path.name for pattern in (f"{name}.recovering", f".{name}.restoring", f"{name}.before-*")
+                  for path in parent.glob(pattern))
+    if left:
+        raise ServiceError(f"no exchange DB in {exchange_dir}, but {', '.join(left)} beside it: a recover or restore "
+                           "was cut short. Run it again (or move the DB you want back into place); the node does "
+                           "not start on an empty exchange DB meanwhile")
+
+
 def _start_failure(exc: Exception, config: ExchangeConfig) -> str | None:
     """One line for a start-up failure an operator can fix (a busy API port, a DB in use); None for others."""
     from twisted.internet.error import CannotListenError
@@ -129,8 +145,8 @@ def _start_failure(exc: Exception, config: ExchangeConfig) -> str | None:
         if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
             return f"port {exc.port} in use: --api-port"
         return f"cannot listen on {exc.interface or config.api_host}:{exc.port} ({error}): --api-host, --api-port"
-    if isinstance(exc, OperatorError):
-        return str(exc)  # it names the socket and the setting that moves it
+    if isinstance(exc, (OperatorError, ServiceError)):
+        return str(exc)  # it names the socket and the setting that moves it, or what was left half done
     if isinstance(exc, BackupError):
         return f"the backup in {config.backup_dir} cannot be used: {exc} (docs/backup.md)"
     if "lock" in str(exc).lower() and "temporarily unavailable" in str(exc):
@@ -277,6 +293,7 @@ class ExchangeService:
 
         config = self.config
         try:
+            _refuse_a_half_swapped_db(config.exchange_dir)
             make_private_dir(config.exchange_dir)
             self._store = ExchangeStore(str(config.exchange_dir))
 

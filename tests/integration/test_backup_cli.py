@@ -133,3 +133,21 @@ def test_a_backup_dir_of_another_chain_stops_the_start_with_one_line(tmp_path: P
     last = result.stderr.strip().splitlines()[-1]
     assert "the backup in" in last and "another chain" in last and "testnet" in last, last
     assert "Traceback" not in result.stderr
+
+
+def test_a_node_refuses_to_start_on_an_exchange_db_a_cut_short_restore_left_missing(tmp_path) -> None:
+    """A restore or recover swaps the new DB in with two renames: killed between them, the DB is missing and
+    the old one sits beside it. The node then refuses to start (it would serve from a new, empty DB)."""
+    import subprocess
+
+    from tests.framework import free_port, spawn_python
+
+    datadir = tmp_path / "devnet"
+    (datadir / "exchange.before-restore-20261201-120000").mkdir(parents=True)
+    process = spawn_python("-m", "halo_exchange.cli", "devnet", "--datadir", str(datadir), "--rpc-port",
+                           str(free_port()), "--api-port", str(free_port()), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "exchange.before-restore-20261201-120000 beside it" in err and "Traceback" not in err
+    assert not (datadir / "exchange" / "CURRENT").exists()
