@@ -361,7 +361,8 @@ class Book:
 
     def move_liquid(self, src: str, dst: str, amount: int) -> None:
         """Move liquid between accounts: within a cycle both hold the pool's shape, so only shares move."""
-        self._not_updating()
+        if self.updating is not None:  # the hot path: the check inline
+            self._not_updating()
         _check_amount(amount)
         source = self.account(src)
         if amount > source.liquid:
