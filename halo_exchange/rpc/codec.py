@@ -32,11 +32,22 @@ class I8Marshaller(xmlrpc.client.Marshaller):
     dispatch[int] = dump_long
 
 
-def dump_response(value: tuple | xmlrpc.client.Fault) -> bytes:
-    """A methodResponse body (a one-value tuple or a Fault), with ``<i8>`` for large integers."""
+def _dump_response(value: tuple | xmlrpc.client.Fault) -> bytes:
     body = I8Marshaller("utf-8", allow_none=False).dumps(value)
     text = "<?xml version='1.0'?>\n<methodResponse>\n" + body + "</methodResponse>\n"
     return text.encode("utf-8", "xmlcharrefreplace")
+
+
+# The answer of every successful change (Trade, Deposit, SetPassword, ...): made once, byte for byte what the
+# marshaller writes, since building it cost ~8 µs of each such call.
+TRUE_RESPONSE = _dump_response((True,))
+
+
+def dump_response(value: tuple | xmlrpc.client.Fault) -> bytes:
+    """A methodResponse body (a one-value tuple or a Fault), with ``<i8>`` for large integers."""
+    if type(value) is tuple and len(value) == 1 and value[0] is True:
+        return TRUE_RESPONSE
+    return _dump_response(value)
 
 
 # -- requests ---------------------------------------------------------------------------------------------
