@@ -93,6 +93,7 @@ class ExchangeEngine:
         self.buffer = buffer
         self.liquid_limit, self.reserve_limit = liquid_limit, reserve_limit
         self.commit = GroupCommit(store, call_later)
+        self.commit.collect = self._change_ops
         state = load_state(store, confirmations=confirmations)
         book = state.book
         if book is None:
@@ -137,11 +138,16 @@ class ExchangeEngine:
                                     deposit.height, "deposit"))
 
     def _persist(self, answer: object, extra: Iterable[Op] = ()) -> Deferred:
-        ops = (BookCodec.change_ops(self.book) + DepositCodec.change_ops(self.deposits) + self._payout_ops()
-               + list(extra))
-        done = self.commit.submit(ops)
+        """``answer`` once everything changed so far (and ``extra``) is on disk: the batch of this turn writes
+        the change records as they are when it is flushed (:meth:`_change_ops`)."""
+        done = self.commit.submit(list(extra))
         done.addCallback(lambda _: answer)
         return done
+
+    def _change_ops(self) -> list[Op]:
+        """The writes that bring the store level with memory (consumes the change records); the group
+        commit calls it once per batch."""
+        return BookCodec.change_ops(self.book) + DepositCodec.change_ops(self.deposits) + self._payout_ops()
 
     def _payout_ops(self) -> list[Op]:
         ops: list[Op] = []
