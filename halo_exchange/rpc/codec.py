@@ -61,8 +61,17 @@ _PARAM = re.compile(
 _CALL_TAIL = re.compile(r"[ \t\n]*</params>[ \t\n]*</methodCall>[ \t\n]*")
 _INTEGER = re.compile(r"[-+]?[0-9]+")
 # Text the fast path leaves to expat: characters XML forbids, an entity other than the five predefined ones,
-# and the sequence "]]>" (not allowed in character data).
-_NOT_PLAIN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|&(?!(?:amp|lt|gt|quot|apos);)|\]\]>")
+# and the sequence "]]>" (not allowed in character data). Two searches, the second only when the text holds a
+# "&" or "]]>": one search with the three alternatives cost ~4 µs of a call, a character class alone ~1 µs.
+_FORBIDDEN_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_ODD_MARKUP = re.compile(r"&(?!(?:amp|lt|gt|quot|apos);)|\]\]>")
+
+
+def _plain(text: str) -> bool:
+    """No carriage return, no character XML forbids, no entity but the five predefined ones, no "]]>"."""
+    if "\r" in text or _FORBIDDEN_CHARACTER.search(text):
+        return False
+    return not (("&" in text or "]]>" in text) and _ODD_MARKUP.search(text))
 
 
 def _text(raw: str) -> str:
@@ -79,9 +88,6 @@ class NotACall(ValueError):
     """A body refused before or while it is parsed, with the reason the fault carries (docs/api.md)."""
 
 
-_DTD_MARKERS = (b"<!DOCTYPE", b"<!ENTITY")
-
-
 def parse_call(body: bytes) -> tuple[tuple, str]:
     """``xmlrpc.client.loads(body, use_builtin_types=True)`` for a ``<methodCall>``, with a fast path for the
     common shape, and three refusals (:class:`NotACall`) the stdlib does not make: a document type or entity
@@ -95,13 +101,13 @@ def parse_call(body: bytes) -> tuple[tuple, str]:
     structs, other types, carriage returns, other encodings, unusual entities) goes to the stdlib parser,
     which also raises for malformed input. Both paths give the same answer; a property test holds them to it.
     """
-    if any(marker in body for marker in _DTD_MARKERS):
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
         raise NotACall("document type and entity declarations are refused")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is not None and "\r" not in text and not _NOT_PLAIN.search(text):
+    if text is not None and _plain(text):
         parsed = _parse_plain(text)
         if parsed is not None:
             return parsed
