@@ -107,9 +107,13 @@ def run(runs: int = 3, client_counts: tuple[int, ...] = (1, 8),
                 baseline_url = f"http://127.0.0.1:{int(baseline_proc.stdout.readline())}/"
                 for clients in client_counts:
                     ours_runs, base_runs = [], []
+                    commit = exchange.service.loaded_engine.commit
+                    batches = commit.batches_written
                     for _ in range(runs):  # interleaved, so that drift on the machine hits both alike
                         ours_runs.append(_clients(url, clients, None))
                         base_runs.append(_clients(baseline_url, clients, baseline_proc.pid))
+                    batches = commit.batches_written - batches  # (an int read across threads: a count)
+                    per_batch = sum(r.calls_per_second for r in ours_runs) * SECONDS_PER_RUN / max(batches, 1)
                     ours = statistics.median(r.calls_per_second for r in ours_runs)
                     base = statistics.median(r.calls_per_second for r in base_runs)
                     rows.append((f"API Trade, {clients} client(s)", ours, "calls/s, durable (group commit)"))
@@ -121,7 +125,8 @@ def run(runs: int = 3, client_counts: tuple[int, ...] = (1, 8),
                             server = statistics.median(r.server_cpu_us for r in measured)
                             client = statistics.median(r.client_cpu_us for r in measured)
                             rows.append((f"{name} CPU/call, 8 clients", server + client,
-                                         f"us: server {server:.0f} + clients {client:.0f}"))
+                                         f"us: server {server:.0f} + clients {client:.0f}"
+                                         + (f"; {per_batch:.1f} calls per synced batch" if name == "API" else "")))
             finally:
                 baseline_proc.kill()
                 baseline_proc.wait()
@@ -170,16 +175,21 @@ def profile(clients: int = 8, top: int = 40) -> None:
             url = f"http://127.0.0.1:{exchange.service.api_port}/"
             exchange.credit("trader00", 10**13)
             profiler = cProfile.Profile()
+            commit = exchange.service.loaded_engine.commit
+            batches = commit.batches_written
             threads.blockingCallFromThread(reactor, profiler.enable)
             measured = _clients(url, clients, None)
             threads.blockingCallFromThread(reactor, profiler.disable)
+            batches = commit.batches_written - batches
         finally:
             exchange.close()
     calls = measured.calls_per_second * SECONDS_PER_RUN
     stats = pstats.Stats(profiler)
     total = sum(entry[2] for entry in stats.stats.values())  # own time of every function
-    print(f"{calls:,.0f} calls profiled ({measured.calls_per_second:,.0f}/s under cProfile); "
-          f"own time in the reactor thread {total / calls * 1e6:.0f} us per call")
+    print(f"{calls:,.0f} calls profiled ({measured.calls_per_second:,.0f}/s under cProfile, "
+          f"{calls / max(batches, 1):.1f} calls per synced batch); "
+          f"own time in the reactor thread {total / calls * 1e6:.0f} us per call (wall clock: poll and the "
+          "synced write include waiting)")
     print(f"{'us/call':>8} {'ncalls/call':>11}  function")
     rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
     for (path, line, name), (_, ncalls, own, _cumulative, _) in rows:
