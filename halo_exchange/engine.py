@@ -2,8 +2,9 @@
 
 It runs on the reactor thread and nowhere else. Each chain event (a block connected or disconnected) and each
 command (a trade, naming a deposit, a new deposit address) changes the book and the deposits in memory, then
-hands exactly the changed keys to :class:`~halo_exchange.ledger.store.GroupCommit`; the Deferred it returns
-fires with the command's answer only once that batch is on disk. What a command may say is checked by
+submits to :class:`~halo_exchange.ledger.store.GroupCommit`, which writes exactly the changed keys (read from
+the change records once per batch, as it flushes); the Deferred it returns fires with the command's answer
+only once that batch is on disk. What a command may say is checked by
 :mod:`halo_exchange.commands`; what needs the ledger (an unknown payer, a balance too small, a limit reached)
 is checked here. Either refusal is raised before anything changes, as
 :class:`~halo_exchange.errors.CommandRefused` carrying the API's documented string. The XML-RPC shapes of
