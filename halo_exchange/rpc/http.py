@@ -201,7 +201,10 @@ class XMLRPCChannel(Protocol, TimeoutMixin):
         # An answer is one write; without this, a "100 Continue" followed by the answer could wait for the
         # client's delayed ACK (Nagle's algorithm).
         self.transport.setTcpNoDelay(True)
-        self._direct = isinstance(self.transport, tcp.Connection)
+        # Straight writes need a TCP transport whose buffer _send can see (FileDescriptor's attributes, checked
+        # here so that a Twisted that renames them only turns the shortcut off).
+        self._direct = isinstance(self.transport, tcp.Connection) and all(
+            hasattr(self.transport, name) for name in ("dataBuffer", "offset", "_tempDataLen", "writeSomeData"))
         self._peer = getattr(self.transport.getPeer(), "host", None)
         self.transport.registerProducer(self, True)
         self.setTimeout(self._limits.idle_timeout)
