@@ -2,9 +2,8 @@
 
 It runs on the reactor thread and nowhere else. Each chain event (a block connected or disconnected) and each
 command (a trade, naming a deposit, a new deposit address) changes the book and the deposits in memory, then
-submits to :class:`~halo_exchange.ledger.store.GroupCommit`, which writes exactly the changed keys (read from
-the change records once per batch, as it flushes); the Deferred it returns fires with the command's answer
-only once that batch is on disk. What a command may say is checked by
+hands exactly the changed keys to :class:`~halo_exchange.ledger.store.GroupCommit`; the Deferred it returns
+fires with the command's answer only once that batch is on disk. What a command may say is checked by
 :mod:`halo_exchange.commands`; what needs the ledger (an unknown payer, a balance too small, a limit reached)
 is checked here. Either refusal is raised before anything changes, as
 :class:`~halo_exchange.errors.CommandRefused` carrying the API's documented string. The XML-RPC shapes of
@@ -94,7 +93,6 @@ class ExchangeEngine:
         self.buffer = buffer
         self.liquid_limit, self.reserve_limit = liquid_limit, reserve_limit
         self.commit = GroupCommit(store, call_later)
-        self.commit.collect = self._change_ops
         state = load_state(store, confirmations=confirmations)
         book = state.book
         if book is None:
@@ -139,16 +137,11 @@ class ExchangeEngine:
                                     deposit.height, "deposit"))
 
     def _persist(self, answer: object, extra: Iterable[Op] = ()) -> Deferred:
-        """``answer`` once everything changed so far (and ``extra``) is on disk: the batch of this turn writes
-        the change records as they are when it is flushed (:meth:`_change_ops`)."""
-        done = self.commit.submit(list(extra))
+        ops = (BookCodec.change_ops(self.book) + DepositCodec.change_ops(self.deposits) + self._payout_ops()
+               + list(extra))
+        done = self.commit.submit(ops)
         done.addCallback(lambda _: answer)
         return done
-
-    def _change_ops(self) -> list[Op]:
-        """The writes that bring the store level with memory (consumes the change records); the group
-        commit calls it once per batch."""
-        return BookCodec.change_ops(self.book) + DepositCodec.change_ops(self.deposits) + self._payout_ops()
 
     def _payout_ops(self) -> list[Op]:
         ops: list[Op] = []

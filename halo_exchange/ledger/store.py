@@ -129,10 +129,6 @@ class GroupCommit:
         self._waiting: list[Deferred] = []
         self.failure: Exception | None = None
         self.on_failure: Callable[[Exception], object] | None = None  # told once, when the first batch fails
-        # Called as a batch is flushed: the ops of what changed in memory since the last batch (the engine's
-        # change records), appended to the ops submitted. Reading them once per batch, not once per call,
-        # packs a record changed by several calls of a turn (the payer's account, the book's scalars) once.
-        self.collect: Callable[[], list[Op]] | None = None
         self.batches_written = 0
         self.last_write: float | None = None  # wall-clock time of the last batch written (the operator's status)
 
@@ -161,8 +157,6 @@ class GroupCommit:
         ops, waiting = self._ops, self._waiting
         self._ops, self._waiting = [], []
         try:
-            if self.collect is not None:
-                ops += self.collect()
             self._store.write(ops)
         except Exception as exc:  # every caller of this batch learns it failed
             log.error("exchange DB write of %d ops failed: %s", len(ops), exc)
