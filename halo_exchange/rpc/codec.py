@@ -32,11 +32,22 @@ class I8Marshaller(xmlrpc.client.Marshaller):
     dispatch[int] = dump_long
 
 
-def dump_response(value: tuple | xmlrpc.client.Fault) -> bytes:
-    """A methodResponse body (a one-value tuple or a Fault), with ``<i8>`` for large integers."""
+def _dump_response(value: tuple | xmlrpc.client.Fault) -> bytes:
     body = I8Marshaller("utf-8", allow_none=False).dumps(value)
     text = "<?xml version='1.0'?>\n<methodResponse>\n" + body + "</methodResponse>\n"
     return text.encode("utf-8", "xmlcharrefreplace")
+
+
+# The answer of every successful change (Trade, Deposit, SetPassword, ...): made once, byte for byte what the
+# marshaller writes, since building it cost ~8 µs of each such call.
+TRUE_RESPONSE = _dump_response((True,))
+
+
+def dump_response(value: tuple | xmlrpc.client.Fault) -> bytes:
+    """A methodResponse body (a one-value tuple or a Fault), with ``<i8>`` for large integers."""
+    if type(value) is tuple and len(value) == 1 and value[0] is True:
+        return TRUE_RESPONSE
+    return _dump_response(value)
 
 
 # -- requests ---------------------------------------------------------------------------------------------
@@ -50,8 +61,17 @@ _PARAM = re.compile(
 _CALL_TAIL = re.compile(r"[ \t\n]*</params>[ \t\n]*</methodCall>[ \t\n]*")
 _INTEGER = re.compile(r"[-+]?[0-9]+")
 # Text the fast path leaves to expat: characters XML forbids, an entity other than the five predefined ones,
-# and the sequence "]]>" (not allowed in character data).
-_NOT_PLAIN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|&(?!(?:amp|lt|gt|quot|apos);)|\]\]>")
+# and the sequence "]]>" (not allowed in character data). Two searches, the second only when the text holds a
+# "&" or "]]>": one search with the three alternatives cost ~4 µs of a call, a character class alone ~1 µs.
+_FORBIDDEN_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_ODD_MARKUP = re.compile(r"&(?!(?:amp|lt|gt|quot|apos);)|\]\]>")
+
+
+def _plain(text: str) -> bool:
+    """No carriage return, no character XML forbids, no entity but the five predefined ones, no "]]>"."""
+    if "\r" in text or _FORBIDDEN_CHARACTER.search(text):
+        return False
+    return not (("&" in text or "]]>" in text) and _ODD_MARKUP.search(text))
 
 
 def _text(raw: str) -> str:
@@ -68,9 +88,6 @@ class NotACall(ValueError):
     """A body refused before or while it is parsed, with the reason the fault carries (docs/api.md)."""
 
 
-_DTD_MARKERS = (b"<!DOCTYPE", b"<!ENTITY")
-
-
 def parse_call(body: bytes) -> tuple[tuple, str]:
     """``xmlrpc.client.loads(body, use_builtin_types=True)`` for a ``<methodCall>``, with a fast path for the
     common shape, and three refusals (:class:`NotACall`) the stdlib does not make: a document type or entity
@@ -84,13 +101,13 @@ def parse_call(body: bytes) -> tuple[tuple, str]:
     structs, other types, carriage returns, other encodings, unusual entities) goes to the stdlib parser,
     which also raises for malformed input. Both paths give the same answer; a property test holds them to it.
     """
-    if any(marker in body for marker in _DTD_MARKERS):
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
         raise NotACall("document type and entity declarations are refused")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is not None and "\r" not in text and not _NOT_PLAIN.search(text):
+    if text is not None and _plain(text):
         parsed = _parse_plain(text)
         if parsed is not None:
             return parsed

@@ -92,7 +92,8 @@ def _clients(url: str, count: int, server_pid: int | None) -> Run:
     return Run(answered / SECONDS_PER_RUN, server_cpu / answered * 1e6, client_cpu / answered * 1e6)
 
 
-def run(runs: int = 3) -> list[tuple[str, float, str]]:
+def run(runs: int = 3, client_counts: tuple[int, ...] = (1, 8),
+        latency: bool = True) -> list[tuple[str, float, str]]:
     rows: list[tuple[str, float, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         exchange = ServiceHarness(tmp)
@@ -104,11 +105,15 @@ def run(runs: int = 3) -> list[tuple[str, float, str]]:
             baseline_proc = subprocess.Popen([sys.executable, "-c", BASELINE], stdout=subprocess.PIPE, text=True)
             try:
                 baseline_url = f"http://127.0.0.1:{int(baseline_proc.stdout.readline())}/"
-                for clients in (1, 8):
+                for clients in client_counts:
                     ours_runs, base_runs = [], []
+                    commit = exchange.service.loaded_engine.commit
+                    batches = commit.batches_written
                     for _ in range(runs):  # interleaved, so that drift on the machine hits both alike
                         ours_runs.append(_clients(url, clients, None))
                         base_runs.append(_clients(baseline_url, clients, baseline_proc.pid))
+                    batches = commit.batches_written - batches  # (an int read across threads: a count)
+                    per_batch = sum(r.calls_per_second for r in ours_runs) * SECONDS_PER_RUN / max(batches, 1)
                     ours = statistics.median(r.calls_per_second for r in ours_runs)
                     base = statistics.median(r.calls_per_second for r in base_runs)
                     rows.append((f"API Trade, {clients} client(s)", ours, "calls/s, durable (group commit)"))
@@ -120,11 +125,14 @@ def run(runs: int = 3) -> list[tuple[str, float, str]]:
                             server = statistics.median(r.server_cpu_us for r in measured)
                             client = statistics.median(r.client_cpu_us for r in measured)
                             rows.append((f"{name} CPU/call, 8 clients", server + client,
-                                         f"us: server {server:.0f} + clients {client:.0f}"))
+                                         f"us: server {server:.0f} + clients {client:.0f}"
+                                         + (f"; {per_batch:.1f} calls per synced batch" if name == "API" else "")))
             finally:
                 baseline_proc.kill()
                 baseline_proc.wait()
 
+            if not latency:
+                return rows
             # GetBalance latency while the node connects blocks without pause.
             stop = threading.Event()
 
@@ -150,3 +158,64 @@ def run(runs: int = 3) -> list[tuple[str, float, str]]:
         finally:
             exchange.close()
     return rows
+
+
+def profile(clients: int = 8, top: int = 40) -> None:
+    """Where the server's time goes: cProfile on the reactor thread (the only thread serving the API) while
+    ``clients`` processes call Trade for one run; prints the functions by own time, in µs per answered call.
+    cProfile slows small functions more than large ones: read the ranking, not the absolute figures."""
+    import cProfile
+    import pstats
+
+    from twisted.internet import reactor, threads
+
+    with tempfile.TemporaryDirectory() as tmp:
+        exchange = ServiceHarness(tmp)
+        try:
+            url = f"http://127.0.0.1:{exchange.service.api_port}/"
+            exchange.credit("trader00", 10**13)
+            profiler = cProfile.Profile()
+            commit = exchange.service.loaded_engine.commit
+            batches = commit.batches_written
+            threads.blockingCallFromThread(reactor, profiler.enable)
+            measured = _clients(url, clients, None)
+            threads.blockingCallFromThread(reactor, profiler.disable)
+            batches = commit.batches_written - batches
+        finally:
+            exchange.close()
+    calls = measured.calls_per_second * SECONDS_PER_RUN
+    stats = pstats.Stats(profiler)
+    total = sum(entry[2] for entry in stats.stats.values())  # own time of every function
+    print(f"{calls:,.0f} calls profiled ({measured.calls_per_second:,.0f}/s under cProfile, "
+          f"{calls / max(batches, 1):.1f} calls per synced batch); "
+          f"own time in the reactor thread {total / calls * 1e6:.0f} us per call (wall clock: poll and the "
+          "synced write include waiting)")
+    print(f"{'us/call':>8} {'ncalls/call':>11}  function")
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    for (path, line, name), (_, ncalls, own, _cumulative, _) in rows:
+        print(f"{own / calls * 1e6:8.1f} {ncalls / calls:11.2f}  {name} ({Path(path).name}:{line})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.bench.api_bench [--runs N] [--profile]``: this benchmark alone (``make bench`` runs
+    them all), or the profile of the server's reactor thread under 8 clients."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3, help="paired runs per client count (default 3)")
+    parser.add_argument("--profile", action="store_true", help="profile the reactor thread under 8 clients")
+    parser.add_argument("--only8", action="store_true", help="8 clients only, no GetBalance latency")
+    args = parser.parse_args(argv)
+    if args.profile:
+        profile()
+        sys.stdout.flush()
+        os._exit(0)
+    for name, figure, note in run(args.runs, (8,) if args.only8 else (1, 8), not args.only8):
+        print(f"{name:<32} {figure:>14,.0f}  {note}" if figure >= 100 else f"{name:<32} {figure:>14.3f}  {note}")
+    # As in ``make bench``: the reactor thread cannot be stopped and restarted, so just exit.
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,12 +9,14 @@ import pytest
 from halo_exchange.errors import CommandRefused
 from halo_exchange.rpc.api import CALLS, ExchangeAPI, PasswordGate, _parse_commission, parse_amount
 from halo_exchange.rpc.dispatch import (
+    AUDITED_CALLS,
     FAULT_INTERNAL,
     INCORRECT_PASSWORD,
     NOT_LOADED,
     STOPPED,
     APIDispatcher,
     api_call,
+    audit_line,
     declared_calls,
 )
 
@@ -237,3 +239,10 @@ def test_a_peer_sending_wrong_passwords_backs_off_without_running_scrypt(monkeyp
     now[0] += dispatch.BACKOFF_FORGET + 1  # failures are forgotten a minute after the last one
     assert [call(f"again{i}") for i in range(6)] == [INCORRECT_PASSWORD] * 6 and len(hashes) == 16
     assert [call("x", peer=None) for _ in range(10)] == [INCORRECT_PASSWORD] * 10  # in-process: no peer
+
+
+def test_the_audited_calls_are_those_audit_line_describes() -> None:
+    """The dispatcher skips audit_line() for calls outside AUDITED_CALLS (it ran for every Trade): the set must
+    name every declared call that audit_line() writes a line for, and only those."""
+    described = {name for name in declared_calls(ExchangeAPI) if audit_line(name, (), "refused") is not None}
+    assert described == AUDITED_CALLS

@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from halo_exchange.rpc.http import ChannelState, HTTPLimits, XMLRPCFactory
+from halo_exchange.rpc.http import HEAD_CACHE_SIZE, ChannelState, HTTPLimits, XMLRPCFactory
 
 
 def _request(body: bytes = b"<call/>", path: bytes = b"/RPC2", version: bytes = b"HTTP/1.1",
@@ -290,3 +290,45 @@ def test_empty_lines_do_not_keep_an_idle_connection_open() -> None:
         channel.clock.advance(30)
         channel.send(b"\r\n")
     assert channel.closed
+
+
+def test_parsed_heads_are_shared_by_the_connections_and_refused_heads_never_kept() -> None:
+    """The head cache (one per listener) changes nothing a client sees: the same head read twice, by two
+    connections, frames each body; a head refused once is refused again; a flood of distinct heads only
+    empties the cache now and then."""
+    factory = XMLRPCFactory(lambda body: b"ok:" + body)
+    channels = []
+    for _ in range(2):
+        channel = factory.buildProtocol(None)
+        transport = TCPStringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(_request(b"same") + _request(b"same"))
+        channels.append(transport.value())
+    assert channels[0] == channels[1] and channels[0].count(b"ok:same") == 2
+    for _ in range(2):
+        channel = factory.buildProtocol(None)
+        transport = TCPStringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(_request(b"x", path=b"/admin"))
+        assert _status_lines(transport.value()) == [b"HTTP/1.1 404 Not Found"] and transport.disconnecting
+    channel = factory.buildProtocol(None)
+    channel.makeConnection(TCPStringTransport())
+    for n in range(HEAD_CACHE_SIZE * 2):
+        channel.dataReceived(_request(b"b" * (n % 300 + 1), headers=b"X-N: %d\r\n" % n))
+    assert 0 < len(factory._heads) <= HEAD_CACHE_SIZE
+
+
+def test_after_a_long_call_the_idle_window_starts_at_the_answer() -> None:
+    """The idle timer runs on through a call (it is re-armed if it fires meanwhile): the connection stays
+    open however long the disk takes, and closes one idle window after the answer."""
+    answer: Deferred = Deferred()
+    channel = Channel(lambda body: answer, HTTPLimits(idle_timeout=5))
+    channel.send(_request())
+    channel.clock.advance(12)
+    assert not channel.closed
+    answer.callback(b"done")
+    assert channel.output().endswith(b"done")
+    channel.clock.advance(4.9)
+    assert not channel.closed
+    channel.clock.advance(0.1)
+    assert channel.closed and channel.output() == b""
