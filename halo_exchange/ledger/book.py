@@ -361,18 +361,27 @@ class Book:
 
     def move_liquid(self, src: str, dst: str, amount: int) -> None:
         """Move liquid between accounts: within a cycle both hold the pool's shape, so only shares move."""
-        if self.updating is not None:  # the hot path: the check inline
+        # The hot path of the whole exchange: its checks inline (each function call here cost ~5 % of a trade).
+        if self.updating is not None:
             self._not_updating()
-        _check_amount(amount)
-        source = self.account(src)
+        if amount.__class__ is not int or amount < 0:  # not a bool either: its class is bool
+            _check_amount(amount)
+        accounts = self.accounts
+        source = accounts.get(src)
+        if source is None:
+            raise LedgerError(f"unknown account {src!r}")
         if amount > source.liquid:
             raise InsufficientFunds(f"{src} has {source.liquid} liquid, {amount} asked")
         if src == dst:
             return
-        target = self.open_account(dst)
+        target = accounts.get(dst)
+        if target is None:
+            target = self.open_account(dst)
         source.liquid -= amount
         target.liquid += amount
-        self._dirty.update((src, dst))
+        dirty = self._dirty
+        dirty.add(src)
+        dirty.add(dst)
 
     def move_reserve(self, src: str, dst: str, amount: int) -> None:
         """Move a proportional slice of ``src``'s reserve fractions to ``dst``."""
