@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from halo_exchange.chain.params import COIN
 from halo_exchange.ledger.book import Book, LedgerError
+from halo_exchange.ledger.store import ExchangeStore
 from halo_exchange.peg import Fractions
 from node_hooks.devnode.node import DevNode
 from tests.framework import EngineHarness
@@ -189,3 +190,83 @@ def test_audit_of_a_db_stopped_in_the_middle_of_an_update_checks_it_as_the_next_
     harness.node = DevNode(harness.tmp_path / "node")  # the fixture closes it again
     harness.start_engine()
     assert harness.engine.updating() is not None  # the DB still holds the half-done update: audit wrote nothing
+
+
+def test_a_step_that_cannot_be_written_stops_the_update_and_answers_what_waited(harness: EngineHarness) -> None:
+    """The DB goes away in the middle of an update (closed under it): the step's write fails, the commit is
+    failed for good, and a call waiting for the update is answered with the failure instead of hanging; the
+    book stays marked as updating, so nothing touches it."""
+    _fund(harness)
+    engine = harness.engine
+    engine.cycle_chunk = CHUNK
+    height, block_hash = _to_next_cycle_with_a_supply_change(harness)
+    engine.block_connected(height, block_hash)
+    waiting = harness.api_call("GetBalance", "user003", "")
+    harness.store.close()
+    harness.clock.advance(0)
+    assert engine.commit.failure is not None
+    assert waiting.called  # answered, not hanging
+    with pytest.raises(xmlrpc.client.Fault):
+        xmlrpc.client.loads(waiting.result)
+    assert engine.book.updating is not None
+    with pytest.raises(LedgerError, match="a cycle update is under way"):
+        engine.book.move_liquid("user003", "user004", 1)
+    harness.store = ExchangeStore(str(harness.tmp_path / "exchange"))  # the fixture closes it
+
+
+def test_calls_that_waited_for_the_update_keep_their_peer_for_the_password_back_off(harness: EngineHarness) -> None:
+    """Wrong passwords sent during an update are checked after it as coming from their peer: that peer backs
+    off (its later guesses are not even checked), and each call is counted once."""
+    from halo_exchange.rpc.http import REQUEST_PEER
+
+    _fund(harness)
+    engine = harness.engine
+    assert harness.api_call("SetPassword", "s3cret", "") is not None
+    harness.clock.advance(0)
+    engine.cycle_chunk = CHUNK
+    height, block_hash = _to_next_cycle_with_a_supply_change(harness)
+    engine.block_connected(height, block_hash)
+    token = REQUEST_PEER.set("192.0.2.7")
+    try:
+        guesses = [harness.api_call("GetCycle", f"guess{n}") for n in range(7)]
+    finally:
+        REQUEST_PEER.reset(token)
+    assert not any(guess.called for guess in guesses)  # all wait for the update
+    harness.clock.advance(0)
+    assert all(xmlrpc.client.loads(guess.result)[0][0] == "Incorrect Password" for guess in guesses)
+    dispatcher = harness._dispatcher
+    assert dispatcher._backoff.backing_off("192.0.2.7")
+    assert dispatcher.call_counts["GetCycle"] == 7
+
+
+def test_a_signed_commands_operations_wait_for_an_update_that_began_after_it_was_accepted(
+        harness: EngineHarness) -> None:
+    """An exec command accepted just before a cycle update runs once its record is written, inside the update:
+    its trade waits for the update like an API call, then applies to the re-valued book."""
+    import hashlib
+
+    from ecdsa import SECP256k1, SigningKey
+
+    from halo_exchange.execsig import public_key_hex, sign_command
+    from halo_exchange.rpc.api import ExchangeAPI
+    from halo_exchange.rpc.dispatch import APIDispatcher
+
+    key = SigningKey.from_string(b"\x11" * 32, curve=SECP256k1, hashfunc=hashlib.sha256)
+    api = ExchangeAPI(lambda: harness.engine, lambda: None, exec_pubkey=public_key_hex(key.get_verifying_key()))
+    api.started = True
+    dispatcher = APIDispatcher(api)
+    _fund(harness)
+    engine = harness.engine
+    engine.cycle_chunk = CHUNK
+    height, block_hash = _to_next_cycle_with_a_supply_change(harness)
+    command = sign_command("result = exchange.trade('user003', 1000, 'user004')", key)
+    answer = dispatcher.handle(xmlrpc.client.dumps((command,), "API").encode())  # accepted: its record is queued
+    engine.block_connected(height, block_hash)  # the update begins in the same turn
+    expected = copy.deepcopy(engine.book)
+    expected.updating = None
+    expected.new_cycle(height // harness.node.params.peg_interval,
+                       engine._effective(harness.node.reader.block_record(height).peg.supply))
+    expected.move_liquid("user003", "user004", 1000)
+    harness.clock.advance(0)
+    assert xmlrpc.client.loads(answer.result)[0][0] is True
+    assert _balances(engine.book) == _balances(expected) and engine.book.check() == []
