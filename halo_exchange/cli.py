@@ -4,7 +4,8 @@
 beside bitbayd, exchange mode on; ``status`` asks a running node's operator socket what it and its exchange
 are doing (halo_exchange/status.py); ``audit`` checks the ledger against the chain; ``recover`` rebuilds a lost
 exchange DB from the exchange's records; ``backup`` copies the exchange DB and ``restore`` rebuilds it from a
-backup (docs/backup.md); ``encrypt-wallet`` seals the exchange wallet's keys with a passphrase; ``peg``
+backup (docs/backup.md); ``encrypt-wallet`` seals the exchange wallet's keys with a passphrase; ``exec-keygen``
+and ``sign-exec`` make an exec key pair and sign a command for ``API(command)`` (docs/exec.md); ``peg``
 inspects peg data (split a value, decode a peglevel or pegdata string, apply the supply rule). Output is plain
 text for people; ``--json`` gives the facts to scripts.
 """
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
-from halo_exchange import __version__, exec_tools
+from halo_exchange import __version__
 from halo_exchange.config import (
     CHAIN_SUBDIR,
     CONFIG_FILE_NAME,
@@ -27,8 +29,20 @@ from halo_exchange.config import (
     ExchangeConfig,
 )
 from halo_exchange.errors import HaloExchangeError
+from halo_exchange.execsig import (
+    ExecKeyError,
+    new_private_key,
+    private_key_text,
+    public_key_hex,
+    read_private_key,
+    sign_command,
+    txhash,
+)
 from halo_exchange.files import private_umask
 from halo_exchange.peg import PEG_SIZE, Fractions, PegData, PegLevel, next_supply_index
+
+if TYPE_CHECKING:
+    from halo_exchange.recover_input import BalanceRecord, DepositRecord, KeyRecord, Problem
 
 
 class InvalidInput(Exception):
@@ -431,6 +445,194 @@ def _run_status(args: argparse.Namespace) -> int:
     return code
 
 
+def _add_recover_arguments(parser: argparse.ArgumentParser) -> None:
+    """``recover``'s arguments (docs/recovery.md); the planning and the writing are halo_exchange/recover.py's."""
+    parser.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
+    parser.add_argument("--chain-db", type=Path, help="node chain DB (default: DATADIR/chain)")
+    parser.add_argument("--exchange-db", type=Path, help="exchange DB to rebuild (default: DATADIR/exchange)")
+    parser.add_argument("--balances", type=Path, required=True, help="CSV of user,liquid,reserve (satoshis)")
+    parser.add_argument("--keys", type=Path, required=True, help="the exchange's WIF private keys, one a line")
+    parser.add_argument("--deposits", type=Path, help="CSV of user,txid:n: the users' original deposits")
+    parser.add_argument("--dry-run", action="store_true", help="print the report, write nothing")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an exchange DB that holds data (it is moved aside, never deleted)")
+    parser.add_argument("--cover-reserve-with-liquid", action="store_true",
+                        help="pay reserve the chain no longer holds from leftover liquid (users whole in value, "
+                             "more liquid and less reserve than recorded)")
+    parser.add_argument("--accept-short", action="store_true",
+                        help="write the recovery even when the funds found cannot restore every user "
+                             "(each user gets the same proportion of its record)")
+
+
+def run_recover(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
+    """``halo-exchange recover``: exit 0 every user restored (exactly, or in value with
+    ``--cover-reserve-with-liquid``), 1 input refused (nothing written), 2 a DB cannot be opened (node running?)
+    or written, 3 the funds do not cover the records (written only with ``--accept-short``)."""
+    import plyvel
+
+    from halo_exchange.chain.reader import ChainReader
+    from halo_exchange.recover import (
+        EXIT_CANNOT_OPEN,
+        EXIT_INPUT,
+        EXIT_OK,
+        EXIT_SHORT,
+        RecoveryInputError,
+        ScanProgress,
+        exchange_db_has_data,
+        plan_recovery,
+        write_exchange_db,
+    )
+    from halo_exchange.recover_input import check_deposits, parse_balances, parse_deposits, parse_keys, read_text
+
+    err = stderr or sys.stderr
+    chain_path = args.chain_db or args.datadir / CHAIN_SUBDIR
+    exchange_path = args.exchange_db or args.datadir / EXCHANGE_SUBDIR
+    if not (chain_path / "CURRENT").exists():
+        print(f"no node chain data at {chain_path}", file=err)
+        return EXIT_CANNOT_OPEN
+
+    problems: list[Problem] = []
+    balances: list[BalanceRecord] = []
+    deposits: list[DepositRecord] = []
+    text = read_text(args.balances, problems)
+    if text is not None:
+        balances, found = parse_balances(text, str(args.balances))
+        problems += found
+    if args.deposits is not None:
+        text = read_text(args.deposits, problems)
+        if text is not None:
+            deposits, found = parse_deposits(text, str(args.deposits))
+            problems += found + check_deposits(deposits, balances, str(args.deposits))
+    keys_text = read_text(args.keys, problems)
+
+    try:
+        chain_db = plyvel.DB(str(chain_path), create_if_missing=False, compression=None)
+    except (plyvel.Error, OSError) as exc:
+        print(f"cannot open the node DB {chain_path} (is the node running?): {exc}", file=err)
+        return EXIT_CANNOT_OPEN
+    try:
+        reader = ChainReader(chain_db)
+        with reader.snapshot() as view:
+            keys: list[KeyRecord] = []
+            if keys_text is not None:
+                keys, found = parse_keys(keys_text, str(args.keys), view.network())
+                problems += found
+            if problems:
+                return _refuse_recovery_input(problems, err)
+            try:
+                has_data = exchange_db_has_data(exchange_path)
+            except (plyvel.Error, OSError) as exc:
+                print(f"cannot open the exchange DB {exchange_path} (is the node running?): {exc}", file=err)
+                return EXIT_CANNOT_OPEN
+            if has_data and not args.force and not args.dry_run:
+                print(f"{exchange_path} holds an exchange DB with data: recover rebuilds a lost DB and replaces "
+                      "none by default. If this one is wrong, run again with --force (it is moved aside, never "
+                      "deleted). Nothing written.", file=err)
+                return EXIT_INPUT
+            try:
+                recovery = plan_recovery(view, keys, balances, deposits,
+                                         deposits_path=str(args.deposits or "DEPOSITS.csv"),
+                                         cover_reserve_with_liquid=args.cover_reserve_with_liquid,
+                                         progress=ScanProgress(err))
+            except RecoveryInputError as exc:
+                return _refuse_recovery_input(exc.problems, err)
+            except HaloExchangeError as exc:
+                print(f"recover: {exc}. Nothing written.", file=err)
+                return EXIT_INPUT
+    finally:
+        chain_db.close()
+
+    report = recovery.report
+    short = bool(report.short)
+    if args.dry_run:
+        report.outcome = "dry run: nothing written" + (" (an exchange DB with data is there: --force would move it "
+                                                       "aside)" if has_data else "")
+    elif short and not args.accept_short:
+        report.outcome = (f"the funds found cannot restore {len(report.short)} user(s): nothing written. Check the "
+                          "files and keys; where only reserve is short, --cover-reserve-with-liquid pays it in "
+                          "liquid; to write this recovery as it stands, run again with --accept-short")
+    else:
+        try:
+            moved = write_exchange_db(exchange_path, recovery.ops())
+        except (plyvel.Error, OSError, HaloExchangeError) as exc:
+            # Before the rename nothing is in place; the rename itself is atomic. Say where things stand.
+            print(f"recover: writing the new exchange DB failed: {exc}. {exchange_path} is "
+                  + ("in place" if exchange_path.exists() else "absent")
+                  + "; whatever was there before is unchanged or moved aside. Run recover again.", file=err)
+            return EXIT_CANNOT_OPEN
+        report.outcome = f"written to {exchange_path}" + (f" (the DB that was there is now {moved})" if moved
+                                                          else "")
+        report.outcome += ("; run `halo-exchange audit`, then start the node (with a new exec_pubkey if the signed "
+                           "exec hook is configured: the replay guard was in the lost DB)")
+    print(report.render())
+    return EXIT_SHORT if short else EXIT_OK
+
+
+def _refuse_recovery_input(problems: list[Problem], err: TextIO) -> int:
+    from halo_exchange.recover import EXIT_INPUT
+
+    print(f"recover: {len(problems)} problem(s) in the input, nothing written:", file=err)
+    for problem in problems:
+        print(f"  {problem}", file=err)
+    return EXIT_INPUT
+
+
+def _add_exec_commands(commands: argparse._SubParsersAction) -> None:
+    """``exec-keygen`` and ``sign-exec``, the operator's side of the signed exec hook (docs/exec.md): a key pair
+    whose private key goes into a new 0600 file, and a command signed as ``API(command)`` takes it."""
+    keygen = commands.add_parser("exec-keygen", help="make an exec key pair for the signed API(command) hook; "
+                                                     "prints the public key to install as exec_pubkey")
+    keygen.add_argument("--out", type=Path, required=True, help="the private key file to create (mode 0600)")
+    keygen.set_defaults(handler=None, run=_run_exec_keygen)
+
+    sign = commands.add_parser("sign-exec", help="sign a command for API(command); prints it as JSON")
+    sign.add_argument("file", help="the command's Python source ('-': standard input)")
+    sign.add_argument("--key", type=Path, required=True, help="the private key file exec-keygen made")
+    sign.add_argument("--nonce", type=int, metavar="N",
+                      help="put nonce=N (a whole number) on the first line, so that a source can be sent again")
+    sign.set_defaults(handler=None, run=_run_sign_exec)
+
+
+def _run_exec_keygen(args: argparse.Namespace) -> int:
+    key = new_private_key()
+    try:
+        # O_EXCL: an existing key file (perhaps the one the exchange trusts) is never replaced.
+        descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"halo-exchange exec-keygen: {args.out} exists; choose another file (a key is never overwritten)",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"halo-exchange exec-keygen: cannot create {args.out}: {exc.strerror}", file=sys.stderr)
+        return 1
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        stream.write(private_key_text(key))
+    public = public_key_hex(key.get_verifying_key())
+    print(public)
+    print(f"The private key is in {args.out} (mode 0600): keep it off the exchange's machine. Install the public "
+          f"key above in the exchange's config file (exec_pubkey = {public[:8]}...) or with --exec-pubkey, and "
+          "restart the node.", file=sys.stderr)
+    return 0
+
+
+def _run_sign_exec(args: argparse.Namespace) -> int:
+    try:
+        key = read_private_key(args.key)
+        source = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except ExecKeyError as exc:
+        print(f"halo-exchange sign-exec: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"halo-exchange sign-exec: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+    if args.nonce is not None:  # a whole number, so that the line is Python that runs
+        source = f"nonce={args.nonce}\n{source}"
+    command = sign_command(source, key)
+    print(json.dumps(command))
+    print(f"command {txhash(source)}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="halo-exchange", description="halo-exchange: operator tools of the "
                                      "exchange mode of a Halo-style BitBay node")
@@ -477,10 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     recover = commands.add_parser("recover", help="rebuild a lost exchange DB from the exchange's records of "
                                                   "balances, keys and deposits (node stopped; docs/recovery.md)")
-    from halo_exchange import recover as recover_command
-
-    recover_command.add_arguments(recover)
-    recover.set_defaults(handler=None, run=recover_command.run)
+    _add_recover_arguments(recover)
+    recover.set_defaults(handler=None, run=run_recover)
 
     backup = commands.add_parser("backup", help="a consistent copy of the exchange DB (running or stopped node)")
     backup.add_argument("--to", type=Path, required=True, metavar="DIR", help="a new (or empty) directory for the copy")
@@ -495,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="move an existing exchange DB aside (DATADIR/exchange.before-restore-TIME) and restore")
     restore.set_defaults(handler=None, run=_run_restore)
 
-    exec_tools.add_commands(commands)
+    _add_exec_commands(commands)
 
     peg = commands.add_parser("peg", help="inspect peg arithmetic and peg data")
     peg_commands = peg.add_subparsers(dest="peg_command", required=True)

@@ -19,15 +19,14 @@ The seed's procedure (its API notes, last section), automated, on a stopped node
    any point leaves either no new DB or the whole of it.
 
 The planning (:func:`plan_recovery`) is pure: it reads the chain through a view and returns the rebuilt
-ledger and its report; :func:`run` is the command.
+ledger and its report; the command around it (arguments, messages, exit codes) is
+``halo_exchange.cli.run_recover``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,7 +38,6 @@ from halo_exchange.chain.reader import ChainView
 from halo_exchange.chain.script import address_to_script, script_to_address
 from halo_exchange.chain.tx import OutPoint
 from halo_exchange.commands import EXCHANGE, POOL
-from halo_exchange.config import CHAIN_SUBDIR, EXCHANGE_SUBDIR
 from halo_exchange.engine import EXCHANGE_BUFFER
 from halo_exchange.errors import HaloExchangeError
 from halo_exchange.ledger.book import Book
@@ -62,11 +60,6 @@ from halo_exchange.recover_input import (
     KeyRecord,
     Problem,
     RecoveryInputError,
-    check_deposits,
-    parse_balances,
-    parse_deposits,
-    parse_keys,
-    read_text,
 )
 
 # The exchange-owned account the funds that are no user's known deposit are registered to before they go to the
@@ -500,119 +493,3 @@ def write_exchange_db(path: Path, ops: list[Op]) -> Path | None:
 
 
 # -- the command ---------------------------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--datadir", type=Path, required=True, help="the node's data directory")
-    parser.add_argument("--chain-db", type=Path, help="node chain DB (default: DATADIR/chain)")
-    parser.add_argument("--exchange-db", type=Path, help="exchange DB to rebuild (default: DATADIR/exchange)")
-    parser.add_argument("--balances", type=Path, required=True, help="CSV of user,liquid,reserve (satoshis)")
-    parser.add_argument("--keys", type=Path, required=True, help="the exchange's WIF private keys, one a line")
-    parser.add_argument("--deposits", type=Path, help="CSV of user,txid:n: the users' original deposits")
-    parser.add_argument("--dry-run", action="store_true", help="print the report, write nothing")
-    parser.add_argument("--force", action="store_true",
-                        help="replace an exchange DB that holds data (it is moved aside, never deleted)")
-    parser.add_argument("--cover-reserve-with-liquid", action="store_true",
-                        help="pay reserve the chain no longer holds from leftover liquid (users whole in value, "
-                             "more liquid and less reserve than recorded)")
-    parser.add_argument("--accept-short", action="store_true",
-                        help="write the recovery even when the funds found cannot restore every user "
-                             "(each user gets the same proportion of its record)")
-
-
-def run(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
-    """``halo-exchange recover``: exit 0 every user restored (exactly, or in value with
-    ``--cover-reserve-with-liquid``), 1 input refused (nothing written), 2 a DB cannot be opened (node running?)
-    or written, 3 the funds do not cover the records (written only with ``--accept-short``)."""
-    import plyvel
-
-    from halo_exchange.chain.reader import ChainReader
-
-    err = stderr or sys.stderr
-    chain_path = args.chain_db or args.datadir / CHAIN_SUBDIR
-    exchange_path = args.exchange_db or args.datadir / EXCHANGE_SUBDIR
-    if not (chain_path / "CURRENT").exists():
-        print(f"no node chain data at {chain_path}", file=err)
-        return EXIT_CANNOT_OPEN
-
-    problems: list[Problem] = []
-    balances: list[BalanceRecord] = []
-    deposits: list[DepositRecord] = []
-    text = read_text(args.balances, problems)
-    if text is not None:
-        balances, found = parse_balances(text, str(args.balances))
-        problems += found
-    if args.deposits is not None:
-        text = read_text(args.deposits, problems)
-        if text is not None:
-            deposits, found = parse_deposits(text, str(args.deposits))
-            problems += found + check_deposits(deposits, balances, str(args.deposits))
-    keys_text = read_text(args.keys, problems)
-
-    try:
-        chain_db = plyvel.DB(str(chain_path), create_if_missing=False, compression=None)
-    except (plyvel.Error, OSError) as exc:
-        print(f"cannot open the node DB {chain_path} (is the node running?): {exc}", file=err)
-        return EXIT_CANNOT_OPEN
-    try:
-        reader = ChainReader(chain_db)
-        with reader.snapshot() as view:
-            keys: list[KeyRecord] = []
-            if keys_text is not None:
-                keys, found = parse_keys(keys_text, str(args.keys), view.network())
-                problems += found
-            if problems:
-                return _refuse_input(problems, err)
-            try:
-                has_data = exchange_db_has_data(exchange_path)
-            except (plyvel.Error, OSError) as exc:
-                print(f"cannot open the exchange DB {exchange_path} (is the node running?): {exc}", file=err)
-                return EXIT_CANNOT_OPEN
-            if has_data and not args.force and not args.dry_run:
-                print(f"{exchange_path} holds an exchange DB with data: recover rebuilds a lost DB and replaces "
-                      "none by default. If this one is wrong, run again with --force (it is moved aside, never "
-                      "deleted). Nothing written.", file=err)
-                return EXIT_INPUT
-            try:
-                recovery = plan_recovery(view, keys, balances, deposits,
-                                         deposits_path=str(args.deposits or "DEPOSITS.csv"),
-                                         cover_reserve_with_liquid=args.cover_reserve_with_liquid,
-                                         progress=ScanProgress(err))
-            except RecoveryInputError as exc:
-                return _refuse_input(exc.problems, err)
-            except HaloExchangeError as exc:
-                print(f"recover: {exc}. Nothing written.", file=err)
-                return EXIT_INPUT
-    finally:
-        chain_db.close()
-
-    report = recovery.report
-    short = bool(report.short)
-    if args.dry_run:
-        report.outcome = "dry run: nothing written" + (" (an exchange DB with data is there: --force would move it "
-                                                       "aside)" if has_data else "")
-    elif short and not args.accept_short:
-        report.outcome = (f"the funds found cannot restore {len(report.short)} user(s): nothing written. Check the "
-                          "files and keys; where only reserve is short, --cover-reserve-with-liquid pays it in "
-                          "liquid; to write this recovery as it stands, run again with --accept-short")
-    else:
-        try:
-            moved = write_exchange_db(exchange_path, recovery.ops())
-        except (plyvel.Error, OSError, HaloExchangeError) as exc:
-            # Before the rename nothing is in place; the rename itself is atomic. Say where things stand.
-            print(f"recover: writing the new exchange DB failed: {exc}. {exchange_path} is "
-                  + ("in place" if exchange_path.exists() else "absent")
-                  + "; whatever was there before is unchanged or moved aside. Run recover again.", file=err)
-            return EXIT_CANNOT_OPEN
-        report.outcome = f"written to {exchange_path}" + (f" (the DB that was there is now {moved})" if moved
-                                                          else "")
-        report.outcome += ("; run `halo-exchange audit`, then start the node (with a new exec_pubkey if the signed "
-                           "exec hook is configured: the replay guard was in the lost DB)")
-    print(report.render())
-    return EXIT_SHORT if short else EXIT_OK
-
-
-def _refuse_input(problems: list[Problem], err: TextIO) -> int:
-    print(f"recover: {len(problems)} problem(s) in the input, nothing written:", file=err)
-    for problem in problems:
-        print(f"  {problem}", file=err)
-    return EXIT_INPUT

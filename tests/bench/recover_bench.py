@@ -25,9 +25,9 @@ from halo_exchange.chain import layout
 from halo_exchange.chain.keys import DEVNET, PrivateKey
 from halo_exchange.chain.script import address_to_script
 from halo_exchange.chain.tx import OutPoint, Transaction, TxIn, TxOut
+from halo_exchange.cli import run_recover
 from halo_exchange.engine import EXCHANGE_BUFFER
 from halo_exchange.peg.fractions import Fractions
-from halo_exchange.recover import run as run_recover
 
 USERS = 10_000
 FOREIGN_PER_USER = 4
