@@ -3,7 +3,8 @@
 Node processes call :func:`private_umask` first thing, so that everything they and their libraries create
 (LevelDB's files included, which have no mode option) is readable by the operator's user alone: folders 0700,
 files 0600. :func:`make_private_dir` creates a data dir with mode 0700 even where the umask is another's (a
-node built in code, in a test or a host process).
+node built in code, in a test or a host process). :func:`fsync_dir` makes a file's creation, rename or removal
+durable.
 """
 
 from __future__ import annotations
@@ -27,3 +28,12 @@ def make_private_dir(path: str | os.PathLike[str]) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, DIR_MODE)
     return path
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a file's creation, rename or removal in ``path`` durable (the entry lives in the directory)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

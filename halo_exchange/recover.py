@@ -40,6 +40,7 @@ from halo_exchange.chain.tx import OutPoint
 from halo_exchange.commands import EXCHANGE, POOL
 from halo_exchange.engine import EXCHANGE_BUFFER
 from halo_exchange.errors import HaloExchangeError
+from halo_exchange.files import fsync_dir
 from halo_exchange.ledger.book import Book
 from halo_exchange.ledger.coins import Coin, CoinIndex
 from halo_exchange.ledger.deposits import DEFAULT_CONFIRMATIONS, Deposit, DepositState, DepositTracker
@@ -461,14 +462,6 @@ def exchange_db_has_data(path: Path) -> bool:
         db.close()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_exchange_db(path: Path, ops: list[Op]) -> Path | None:
     """Write ``ops`` as the exchange DB at ``path``: into ``<path>.recovering`` as one synced batch, then
     renamed into place (after whatever was at ``path`` is moved aside, never deleted). Returns where the old
@@ -488,7 +481,7 @@ def write_exchange_db(path: Path, ops: list[Op]) -> Path | None:
         moved = path.with_name(f"{path.name}.before-recover-{stamp}")
         os.rename(path, moved)
     os.rename(staging, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return moved
 
 

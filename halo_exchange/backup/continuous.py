@@ -42,6 +42,7 @@ from halo_exchange.backup import journal as journal_mod
 from halo_exchange.backup.journal import JournalWriter, Op
 from halo_exchange.backup.snapshot import ChainIdentity, prepare_directory, snapshots, write_snapshot
 from halo_exchange.errors import BackupError, public_error
+from halo_exchange.files import fsync_dir
 from halo_exchange.ledger.store import SCHEMA_VERSION, SEQUENCE, ExchangeStore
 
 log = logging.getLogger(__name__)
@@ -398,7 +399,7 @@ class ContinuousBackup:
         for first, path in journal_mod.segments(self.directory):
             if first <= sequence and (self._journal is None or path != self._journal.path):
                 path.unlink(missing_ok=True)
-        journal_mod.fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     # -- status and close ----------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from halo_exchange.errors import BackupError
+from halo_exchange.files import fsync_dir
 
 Op = tuple[bytes, "bytes | None"]
 
@@ -84,15 +85,6 @@ def encode_record(sequence: int, ops: Sequence[Op], payload: bytes | None = None
     payload = encode_ops(ops) if payload is None else payload
     head = struct.pack("<QI", sequence, len(payload))
     return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a file's creation, rename or removal in ``path`` durable (the entry lives in the directory)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def segments(directory: Path) -> list[tuple[int, Path]]:

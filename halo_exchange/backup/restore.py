@@ -32,7 +32,7 @@ from halo_exchange.backup.snapshot import (
     write_snapshot,
 )
 from halo_exchange.errors import BackupError, RestoreRefused
-from halo_exchange.files import make_private_dir
+from halo_exchange.files import fsync_dir, make_private_dir
 from halo_exchange.ledger.store import SCHEMA, SCHEMA_VERSION, SEQUENCE, ExchangeStore
 from halo_exchange.serialize import pack_u64
 
@@ -201,7 +201,7 @@ def restore(from_dir: Path, exchange_dir: Path, identity: ChainIdentity | None, 
         moved = exchange_dir.with_name(f"{exchange_dir.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}")
         os.rename(exchange_dir, moved)
     os.rename(building, exchange_dir)
-    journal_mod.fsync_dir(exchange_dir.parent)
+    fsync_dir(exchange_dir.parent)
     return Restored(sequence, snapshot_sequence, len(replay.records), keys, [str(d) for d in replay.damage], moved,
                     time.monotonic() - started)
 

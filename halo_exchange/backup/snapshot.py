@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from halo_exchange.backup.journal import fsync_dir
 from halo_exchange.errors import BackupError
-from halo_exchange.files import make_private_dir
+from halo_exchange.files import fsync_dir, make_private_dir
 
 log = logging.getLogger(__name__)
 
