@@ -453,6 +453,45 @@ def control_rpc(datadir: Path, port: int) -> xmlrpc.client.ServerProxy:
     return xmlrpc.client.ServerProxy(f"http://{read_cookie(datadir)}@127.0.0.1:{port}")
 
 
+def db_contents(path: Path) -> dict[bytes, bytes]:
+    """Every key and value of the (closed) LevelDB at ``path``: to compare two DBs key for key."""
+    import plyvel
+
+    db = plyvel.DB(str(path), create_if_missing=False)
+    try:
+        return dict(db.iterator())
+    finally:
+        db.close()
+
+
+def credit_over_api(node: xmlrpc.client.ServerProxy, api: xmlrpc.client.ServerProxy, owner: str, amount: int,
+                    passw: str = "") -> str:
+    """In a running devnet process: pay ``amount`` from the node's wallet to a new exchange deposit address,
+    name ``owner`` and mine until it is credited, all over XML-RPC (the exchange started). The deposit's txid."""
+    wif, _ = api.GenerateDepositAddress(passw)
+    txid = node.sendtoaddress(address_of(wif), str(amount))  # a string of digits: past int32 too
+    node.generate(1)
+    wait_until(lambda: any(key.startswith(txid) for key in api.GetSpendable("", passw)))
+    assert api.Deposit(owner, [txid], passw) is True
+    node.generate(CONFIRMATIONS - 1)
+    wait_until(lambda: api.GetBalance(owner, passw))
+    return txid
+
+
+def mine_to_a_supply_change(node: xmlrpc.client.ServerProxy) -> dict:
+    """Mine (voting deflate) up to the last block of a cycle after which the supply moves: the next block
+    starts a cycle whose balances are re-valued. The node's peg info then."""
+    info = node.getpeginfo()
+    interval = info["interval"]
+    for _ in range(30):
+        node.generate(interval - 1 - node.getblockcount() % interval, "deflate")
+        info = node.getpeginfo()
+        if info["pegnext"] != info["peg"]:
+            return info
+        node.generate(1, "deflate")
+    raise AssertionError("the devnet supply never moved")
+
+
 def wait_for_control_rpc(datadir: Path, port: int, timeout: float = 30.0) -> xmlrpc.client.ServerProxy:
     """The control RPC client of a devnet starting on ``datadir``, once it answers (a cookie left by a killed
     run is refused until the new one is written)."""

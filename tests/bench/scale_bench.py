@@ -26,7 +26,7 @@ from pathlib import Path
 from halo_exchange.ledger.store import TRACKER_TIP, BookCodec, ExchangeStore
 from halo_exchange.serialize import pack_i64, pack_u32
 from tests.bench.book_bench import populate
-from tests.framework import free_port, spawn_python, wait_for_control_rpc, wait_until
+from tests.framework import free_port, mine_to_a_supply_change, spawn_python, wait_for_control_rpc, wait_until
 
 USERS = int(os.environ.get("SCALE_USERS", "1000000"))
 BUFFER = 3
@@ -70,16 +70,7 @@ def _chain_before_a_supply_change(datadir: Path) -> dict:
     process = _devnet(datadir, port, free_port(), "--no-exchange")
     try:
         node = wait_for_control_rpc(datadir, port)
-        info = node.getpeginfo()
-        interval = info["interval"]
-        for _ in range(30):
-            node.generate(interval - 1 - node.getblockcount() % interval, "deflate")
-            info = node.getpeginfo()
-            if info["pegnext"] != info["peg"]:
-                break
-            node.generate(1, "deflate")
-        else:
-            raise RuntimeError("the devnet supply never moved")
+        info = mine_to_a_supply_change(node)
         tip = node.getblockcount()
         info["tip"], info["time"] = tip, node.getblock(tip)["time"]
         node.stop()

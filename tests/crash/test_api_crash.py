@@ -16,7 +16,7 @@ import xmlrpc.client
 import pytest
 
 from halo_exchange.chain.params import COIN
-from tests.framework import address_of, free_port, running_devnet, wait_until
+from tests.framework import credit_over_api, free_port, running_devnet, wait_until
 
 CLIENTS = 4
 KILLS = 10
@@ -48,14 +48,7 @@ def test_acknowledged_trades_survive_sigkill(tmp_path) -> None:
         api = xmlrpc.client.ServerProxy(url)
         wait_until(lambda: api.GetCycle("") == 0)
         api.StartExchange("")
-        wif, _ = api.GenerateDepositAddress("")
-        address = address_of(wif)
-        txid = node.sendtoaddress(address, 10 * COIN)
-        node.generate(1)
-        wait_until(lambda: any(key.startswith(txid) for key in api.GetSpendable("", "")))
-        api.Deposit("karen", [txid], "")
-        node.generate(6)
-        wait_until(lambda: api.GetBalance("karen", ""))
+        credit_over_api(node, api, "karen", 10 * COIN)
         process.send_signal(signal.SIGKILL)
         process.wait()
 

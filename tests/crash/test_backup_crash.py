@@ -24,7 +24,7 @@ import pytest
 from halo_exchange.chain.params import COIN
 from halo_exchange.cli import main as cli_main
 from halo_exchange.config import EXCHANGE_SUBDIR
-from tests.framework import address_of, free_port, running_devnet, wait_until
+from tests.framework import credit_over_api, free_port, running_devnet, wait_until
 
 TRIALS = 20
 PAYEES = ["payee0", "payee1"]
@@ -72,13 +72,7 @@ def test_acknowledged_trades_survive_sigkill_and_the_loss_of_the_exchange_db(tmp
         api = xmlrpc.client.ServerProxy(url)
         wait_until(lambda: api.GetCycle("") == 0)
         api.StartExchange("")
-        wif, _ = api.GenerateDepositAddress("")
-        txid = node.sendtoaddress(address_of(wif), DEPOSIT)
-        node.generate(1)
-        wait_until(lambda: any(key.startswith(txid) for key in api.GetSpendable("", "")))
-        api.Deposit("karen", [txid], "")
-        node.generate(6)
-        wait_until(lambda: api.GetBalance("karen", ""))
+        credit_over_api(node, api, "karen", DEPOSIT)
         node.stop()
         assert process.wait(timeout=30) == 0
 

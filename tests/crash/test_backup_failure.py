@@ -24,13 +24,21 @@ import threading
 import xmlrpc.client
 from pathlib import Path
 
-import plyvel
 import pytest
 
 from halo_exchange.chain.params import COIN
 from halo_exchange.config import EXCHANGE_SUBDIR
 from halo_exchange.rpc.dispatch import FAULT_EXCHANGE_FAILED
-from tests.framework import address_of, fill, free_port, run_cli, running_devnet, small_filesystem, wait_until
+from tests.framework import (
+    credit_over_api,
+    db_contents,
+    fill,
+    free_port,
+    run_cli,
+    running_devnet,
+    small_filesystem,
+    wait_until,
+)
 
 CLIENTS = 4
 LEFT_FREE = 64 * 1024  # bytes the filler leaves to the backup: a few hundred journaled trades
@@ -70,13 +78,7 @@ def _trade(url: str, calls: int) -> tuple[dict[str, int], list[xmlrpc.client.Fau
 def _credit_karen(api: xmlrpc.client.ServerProxy, node: xmlrpc.client.ServerProxy) -> None:
     wait_until(lambda: api.GetCycle("") == 0)
     api.StartExchange("")
-    wif, _ = api.GenerateDepositAddress("")
-    txid = node.sendtoaddress(address_of(wif), DEPOSIT)
-    node.generate(1)
-    wait_until(lambda: any(key.startswith(txid) for key in api.GetSpendable("", "")))
-    api.Deposit("karen", [txid], "")
-    node.generate(6)
-    wait_until(lambda: api.GetBalance("karen", ""))
+    credit_over_api(node, api, "karen", DEPOSIT)
 
 
 def _held(api: xmlrpc.client.ServerProxy) -> dict[str, int]:
@@ -88,18 +90,12 @@ def _restore_and_audit(datadir: Path, backup: Path, tmp_path: Path) -> str:
     shutil.move(datadir / EXCHANGE_SUBDIR, tmp_path / "primary")
     result = run_cli("restore", "--from", str(backup), "--datadir", str(datadir))
     assert result.returncode == 0, result.stderr
-    assert _contents(datadir / EXCHANGE_SUBDIR) == _contents(tmp_path / "primary")
+    assert db_contents(datadir / EXCHANGE_SUBDIR) == db_contents(tmp_path / "primary")
     audit = run_cli("audit", "--datadir", str(datadir))
     assert audit.returncode == 0 and "result: OK" in audit.stdout, audit.stdout + audit.stderr
     return result.stdout
 
 
-def _contents(path: Path) -> dict[bytes, bytes]:
-    db = plyvel.DB(str(path), create_if_missing=False)
-    try:
-        return dict(db.iterator())
-    finally:
-        db.close()
 
 
 def _assert_status(datadir: Path, state: str) -> None:

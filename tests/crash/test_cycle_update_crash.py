@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from halo_exchange.chain.params import COIN
-from tests.framework import address_of, exchange_lag, free_port, run_cli, running_devnet, wait_until
+from tests.framework import (
+    credit_over_api,
+    exchange_lag,
+    free_port,
+    mine_to_a_supply_change,
+    run_cli,
+    running_devnet,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -45,25 +53,10 @@ def _prepare(datadir: Path, api_port: int) -> int:
         api = _api(api_port)
         wait_until(lambda: api.GetCycle("") == 0)
         assert api.StartExchange("", 1) is True
-        wif, _ = api.GenerateDepositAddress("")
-        txid = node.sendtoaddress(address_of(wif), str(5000 * COIN))  # past int32: a string of digits
-        node.generate(1)
-        wait_until(lambda: any(key.startswith(txid) for key in api.GetSpendable("", "")))
-        assert api.Deposit("whale", [txid], "") is True
-        node.generate(6)
-        wait_until(lambda: api.GetBalance("whale", ""))
+        credit_over_api(node, api, "whale", 5000 * COIN)
         for n in range(USERS):
             assert api.Trade("whale", (n + 1) * 1_000_000, f"user{n:04d}", "liquid", "") is True
-        info = node.getpeginfo()
-        interval = info["interval"]
-        for _ in range(30):
-            node.generate(interval - 1 - node.getblockcount() % interval, "deflate")
-            info = node.getpeginfo()
-            if info["pegnext"] != info["peg"]:
-                break
-            node.generate(1, "deflate")
-        else:
-            raise AssertionError("the supply never moved")
+        info = mine_to_a_supply_change(node)
         wait_until(lambda: exchange_lag_running(api, node))
         node.stop()
         assert process.wait(timeout=60) == 0

@@ -36,7 +36,7 @@ from halo_exchange.config import CHAIN_SUBDIR, EXCHANGE_SUBDIR
 from halo_exchange.rpc.dispatch import FAULT_EXCHANGE_FAILED
 from node_hooks.devnode.rpc import FAULT_NODE_STOPPED
 from tests.framework import (
-    address_of,
+    credit_over_api,
     fill,
     free_port,
     run_cli,
@@ -101,13 +101,7 @@ def test_full_disk_during_trade_load_stops_cleanly_and_loses_nothing(tmp_path) -
             api = xmlrpc.client.ServerProxy(url)
             wait_until(lambda: api.GetCycle("") == 0)
             api.StartExchange("")
-            wif, _ = api.GenerateDepositAddress("")
-            txid = node.sendtoaddress(address_of(wif), deposit)
-            node.generate(1)
-            wait_until(lambda: any(key.startswith(txid) for key in api.GetSpendable("", "")))
-            api.Deposit("karen", [txid], "")
-            node.generate(6)
-            wait_until(lambda: api.GetBalance("karen", ""))
+            credit_over_api(node, api, "karen", deposit)
 
             filler = fill(exchange_dir, LEFT_FREE)
             counters = {payee: [0] for payee in payees}

@@ -8,7 +8,6 @@ import json
 import xmlrpc.client
 from pathlib import Path
 
-import plyvel
 import pytest
 
 from halo_exchange.backup.restore import backup_command, restore
@@ -16,7 +15,7 @@ from halo_exchange.backup.snapshot import ChainIdentity
 from halo_exchange.chain.params import COIN
 from halo_exchange.config import EXCHANGE_SUBDIR
 from halo_exchange.errors import RestoreRefused
-from tests.framework import ServiceHarness, address_of, free_port, run_cli, running_devnet, wait_until
+from tests.framework import ServiceHarness, address_of, db_contents, free_port, run_cli, running_devnet, wait_until
 
 
 def test_backup_status_of_a_running_exchange(tmp_path, reactor_thread) -> None:
@@ -36,17 +35,11 @@ def test_backup_status_of_a_running_exchange(tmp_path, reactor_thread) -> None:
         assert status["last_snapshot_time"] > 0 and status["policy"] == "stop"
     assert exchange.service.backup_status()["state"] == "closed"
     restore(tmp_path / "backup", tmp_path / "restored", None)
-    assert _contents(tmp_path / "restored") == _contents(tmp_path / "on" / "exchange")
+    assert db_contents(tmp_path / "restored") == db_contents(tmp_path / "on" / "exchange")
     with ServiceHarness(tmp_path / "off") as exchange:
         assert exchange.service.backup_status()["state"] == "off"
 
 
-def _contents(path: Path) -> dict[bytes, bytes]:
-    db = plyvel.DB(str(path), create_if_missing=False)
-    try:
-        return dict(db.iterator())
-    finally:
-        db.close()
 
 
 def test_backup_and_restore_commands(tmp_path: Path) -> None:
@@ -117,7 +110,7 @@ def test_backup_of_a_running_exchange_through_its_own_store(tmp_path, reactor_th
         assert exchange.api.Trade("alice", 5, "bobby", "liquid", "") is True
     assert answer["keys"] == len(contents)
     restore(tmp_path / "copy", tmp_path / "restored", identity)
-    assert _contents(tmp_path / "restored") == contents
+    assert db_contents(tmp_path / "restored") == contents
 
 
 def test_a_backup_dir_of_another_chain_stops_the_start_with_one_line(tmp_path: Path) -> None:

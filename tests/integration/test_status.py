@@ -19,7 +19,7 @@ from halo_exchange.chain.params import COIN
 from halo_exchange.operator import ask
 from tests.framework import (
     ServiceHarness,
-    address_of,
+    credit_over_api,
     free_port,
     run_cli,
     running_devnet,
@@ -28,18 +28,6 @@ from tests.framework import (
 )
 
 PASSPHRASE = "correct horse battery"
-
-
-def _credit(node: xmlrpc.client.ServerProxy, api: xmlrpc.client.ServerProxy, owner: str, amount: int) -> str:
-    """Deposit ``amount`` to a new exchange address, name ``owner`` and confirm it until credited."""
-    wif, _ = api.GenerateDepositAddress("")
-    txid = node.sendtoaddress(address_of(wif), amount)
-    node.generate(1)
-    wait_until(lambda: any(key.startswith(txid) for key in api.GetSpendable("", "")))
-    assert api.Deposit(owner, [txid], "") is True
-    node.generate(6)
-    wait_until(lambda: api.GetBalance(owner, ""))
-    return txid
 
 
 def _status(datadir: Path, *flags: str) -> tuple[int, str, str]:
@@ -59,7 +47,7 @@ def test_status_shows_what_the_api_answers_then_not_reachable_once_stopped(tmp_p
         code, out, _ = _status(datadir)
         assert code == 1 and "the exchange is not started: StartExchange(passw, 1) starts it" in out
         assert api.StartExchange("", 1) is True
-        _credit(node, api, "karen", 5 * COIN)
+        credit_over_api(node, api, "karen", 5 * COIN)
         assert api.Trade("karen", COIN, "dave", "liquid", "") is True
         ok, withdraw_id = api.Withdraw("karen", 2 * COIN, node.getnewaddress(), "liquid", "")
         assert ok is True, withdraw_id
@@ -122,7 +110,7 @@ def test_a_locked_wallet_with_a_withdrawal_waiting_is_degraded_and_a_killed_node
         api = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{api_port}")
         wait_until(lambda: api.GetCycle("") == 0)
         assert api.StartExchange("", 1) is True
-        _credit(node, api, "karen", 5 * COIN)
+        credit_over_api(node, api, "karen", 5 * COIN)
         payee = node.getnewaddress()
         process.kill()
         process.wait()

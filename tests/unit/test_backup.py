@@ -11,7 +11,6 @@ import shutil
 import stat
 from pathlib import Path
 
-import plyvel
 import pytest
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import Clock
@@ -23,7 +22,7 @@ from halo_exchange.backup.restore import backup_stopped, restore
 from halo_exchange.backup.snapshot import MANIFEST, ChainIdentity, read_snapshot, snapshots
 from halo_exchange.errors import BackupError, RestoreRefused
 from halo_exchange.ledger.store import SEQUENCE, ExchangeStore, GroupCommit
-from tests.framework import fill, small_filesystem
+from tests.framework import db_contents, fill, small_filesystem
 
 DEVNET = ChainIdentity("devnet", "ab" * 32)
 
@@ -101,12 +100,6 @@ def _random_ops(rng: random.Random, keys: list[bytes]) -> list:
     return ops
 
 
-def _contents(path: Path) -> dict[bytes, bytes]:
-    db = plyvel.DB(str(path), create_if_missing=False)
-    try:
-        return dict(db.iterator())
-    finally:
-        db.close()
 
 
 def _backed_store(tmp_path: Path, policy: str = "stop") -> tuple[ExchangeStore, ContinuousBackup, Clock]:
@@ -146,7 +139,7 @@ def test_snapshot_plus_journal_restores_the_db_key_for_key(tmp_path) -> None:
 
     restored = restore(tmp_path / "backup", tmp_path / "restored", DEVNET)
     assert (restored.sequence, restored.snapshot_sequence, restored.replayed) == (60, 41, 19)
-    assert _contents(tmp_path / "restored") == _contents(tmp_path / "exchange")
+    assert db_contents(tmp_path / "restored") == db_contents(tmp_path / "exchange")
     reopened = ExchangeStore(str(tmp_path / "restored"))
     assert reopened.sequence == primary_sequence
     reopened.close()
@@ -164,7 +157,7 @@ def test_restore_ignores_a_torn_tail_and_reports_it(tmp_path) -> None:
     restored = restore(tmp_path / "backup", tmp_path / "restored", DEVNET)
     assert restored.sequence == 4 and restored.replayed == 4
     assert "torn record of batch 5" in restored.render()
-    assert b"k3" in _contents(tmp_path / "restored") and b"k4" not in _contents(tmp_path / "restored")
+    assert b"k3" in db_contents(tmp_path / "restored") and b"k4" not in db_contents(tmp_path / "restored")
 
 
 def test_restore_refusals(tmp_path) -> None:
@@ -181,7 +174,7 @@ def test_restore_refusals(tmp_path) -> None:
         restore(tmp_path / "backup", tmp_path / "exchange", DEVNET)
     done = restore(tmp_path / "backup", tmp_path / "exchange", DEVNET, force=True)
     assert done.moved_aside is not None and (done.moved_aside / "CURRENT").exists()
-    assert _contents(tmp_path / "exchange") == _contents(done.moved_aside)
+    assert db_contents(tmp_path / "exchange") == db_contents(done.moved_aside)
     manifest = tmp_path / "backup" / MANIFEST
     record = json.loads(manifest.read_text())
     record["schema"] = 99
@@ -236,8 +229,8 @@ def test_a_batch_journaled_but_never_written_is_dropped_at_start(tmp_path) -> No
     backup.close()
     store.close()
     restore(tmp_path / "backup", tmp_path / "restored", DEVNET)
-    assert _contents(tmp_path / "restored") == _contents(tmp_path / "exchange")
-    assert b"k2" not in _contents(tmp_path / "restored")
+    assert db_contents(tmp_path / "restored") == db_contents(tmp_path / "exchange")
+    assert b"k2" not in db_contents(tmp_path / "restored")
 
 
 def test_backup_of_another_chain_is_refused_at_start(tmp_path) -> None:
@@ -260,7 +253,7 @@ def test_backup_of_a_stopped_db_is_a_whole_snapshot(tmp_path) -> None:
     assert answer["sequence"] == 3
     [(sequence, path)] = snapshots(tmp_path / "copy")
     number, items = read_snapshot(path)
-    assert number == 3 and dict(items) == _contents(tmp_path / "exchange")
+    assert number == 3 and dict(items) == db_contents(tmp_path / "exchange")
     with pytest.raises(RestoreRefused, match="not an empty directory"):
         backup_stopped(tmp_path / "exchange", tmp_path / "copy", DEVNET)
 
@@ -323,7 +316,7 @@ def test_restore_after_heal_equals_the_db(tmp_path) -> None:
         store.close()
         restored = restore(tmp_path / "backup", tmp_path / "restored", DEVNET)
         assert restored.sequence == 4
-        assert _contents(tmp_path / "restored") == _contents(tmp_path / "exchange")
+        assert db_contents(tmp_path / "restored") == db_contents(tmp_path / "exchange")
 
 
 def test_start_up_sees_a_gap_in_the_journal_as_behind(tmp_path) -> None:
@@ -350,7 +343,7 @@ def test_start_up_sees_a_gap_in_the_journal_as_behind(tmp_path) -> None:
     store.close()
     restored = restore(tmp_path / "backup", tmp_path / "restored", DEVNET)
     assert restored.sequence == 11 and restored.damage == []
-    assert _contents(tmp_path / "restored") == _contents(tmp_path / "exchange")
+    assert db_contents(tmp_path / "restored") == db_contents(tmp_path / "exchange")
 
 
 def test_a_journal_past_its_limit_starts_a_snapshot(tmp_path) -> None:
@@ -368,7 +361,7 @@ def test_a_journal_past_its_limit_starts_a_snapshot(tmp_path) -> None:
     backup.close()
     store.close()
     restore(tmp_path / "backup", tmp_path / "restored", DEVNET)
-    assert _contents(tmp_path / "restored") == _contents(tmp_path / "exchange")
+    assert db_contents(tmp_path / "restored") == db_contents(tmp_path / "exchange")
 
 
 def test_a_batch_the_db_refused_after_the_journal_took_it_is_cancelled_and_never_restored(tmp_path) -> None:
@@ -399,5 +392,5 @@ def test_a_batch_the_db_refused_after_the_journal_took_it_is_cancelled_and_never
         store.close()
     restored = restore(tmp_path / "backup", tmp_path / "restored", DEVNET)
     assert restored.sequence == written
-    contents = _contents(tmp_path / "restored")
+    contents = db_contents(tmp_path / "restored")
     assert contents[b"kept"] == b"1" and b"big%d" % n not in contents and b"big%d" % (n - 1) in contents
