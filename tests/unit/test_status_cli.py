@@ -151,3 +151,16 @@ def test_the_socket_can_be_named_and_an_unknown_one_is_not_reachable(exchange, t
     assert _status(elsewhere, capsys=capsys)[0] == 0
     code, out, err = _status(elsewhere, "--socket", str(tmp_path / "none.sock"), capsys=capsys)
     assert code == 2 and "not reachable: no operator socket at" in err
+
+
+def test_a_cycle_update_under_way_is_shown_with_its_progress_and_is_healthy(exchange, capsys) -> None:
+    """While a large book is re-valued in steps, status says to which cycle and supply, how far it is, and that
+    balance calls wait for it; it is the exchange's normal work, not a problem."""
+    update = {"cycle": 3, "old_supply": 8, "new_supply": 11, "done": 250_000, "accounts": 1_000_000}
+    exchange.report = _report(exchange={"cycle_update": update})
+    code, out, _ = _status(exchange.datadir, capsys=capsys)
+    assert code == 0 and out.endswith("\nhealthy\n")
+    assert ("cycle update  to cycle 3, supply 8 -> 11: 250000 of 1000000 accounts (balance calls wait "
+            "for it)") in out
+    code, out, _ = _status(exchange.datadir, "--json", capsys=capsys)
+    assert json.loads(out)["exchange"]["cycle_update"] == update
