@@ -101,6 +101,7 @@ class ExchangeEngine:
         self.buffer = buffer
         self.liquid_limit, self.reserve_limit = liquid_limit, reserve_limit
         self.commit = GroupCommit(store, call_later)
+        self.commit.collect = self._change_ops
         self._call_later = call_later
         self._tidying = False
         self.cycle_chunk = cycle_chunk
@@ -161,11 +162,16 @@ class ExchangeEngine:
                                     deposit.height, "deposit"))
 
     def _persist(self, answer: object, extra: Iterable[Op] = ()) -> Deferred:
-        ops = (BookCodec.change_ops(self.book) + DepositCodec.change_ops(self.deposits) + self._payout_ops()
-               + list(extra))
-        done = self.commit.submit(ops)
+        """``answer`` once ``extra`` and everything changed so far are on disk: the batch of this turn writes
+        the change records as they are when it is flushed (:meth:`_change_ops`)."""
+        done = self.commit.submit(list(extra))
         done.addCallback(lambda _: answer)
         return done
+
+    def _change_ops(self) -> list[Op]:
+        """The writes that bring the store level with memory (consumes the change records): the group commit
+        reads them once per batch."""
+        return BookCodec.change_ops(self.book) + DepositCodec.change_ops(self.deposits) + self._payout_ops()
 
     def _payout_ops(self) -> list[Op]:
         ops: list[Op] = []
@@ -271,6 +277,9 @@ class ExchangeEngine:
     def _change_cycle(self, cycle: int, supply: int, network_supply: int) -> Deferred | None:
         """Re-value the book at a new cycle's effective supply: at once for a book of up to ``cycle_chunk``
         accounts (None), else in steps of that many accounts a reactor turn (a Deferred that fires once done)."""
+        # What changed before the update is written as it was: a step re-values accounts in memory before its
+        # own batch is written, and must not be read into an earlier batch (a restart would re-value it twice).
+        self.commit.collect_now()
         update = self.book.cycle_update(cycle, supply)
         if len(update.names) <= self.cycle_chunk or not update.moves:
             update.step(len(update.names))
@@ -288,15 +297,24 @@ class ExchangeEngine:
         assert finished is not None
         log.info("cycle %d: re-valuing %d accounts at effective supply %d, %d a turn", update.cycle,
                  len(update.names), update.new, self.cycle_chunk)
-        self._call_later(0, self._update_step, network_supply)
+        # The batch gathered before the update (the balances as they were) reaches the disk before the first
+        # step's: the steps are written from a thread, and the store takes batches in the order they come.
+        before = self.pending_writes()
+        if before is None:
+            self._call_later(0, self._update_step, network_supply)
+        else:
+            before.addBoth(lambda _: self._update_step(network_supply))
         return finished
 
     def _update_step(self, network_supply: int | None) -> None:
         """One step of the update under way, written with where it stopped (the last one with the book's new
         cycle and supply); then the next step, or the waiting work."""
         update = self._update
-        if update is None or self.commit.failure is not None or self._stopping:
-            return  # failed or stopping: a restart resumes the update from its last written step
+        if update is None or self._stopping:
+            return  # stopping: a restart resumes the update from its last written step
+        if self.commit.failure is not None:  # the batch before it failed: stop here too, the same way
+            self._fail_waiting(self.commit.failure)
+            return
         try:
             # Up to cycle_chunk accounts, and no longer than CYCLE_STEP_SECONDS: the reactor serves between steps.
             deadline = time.monotonic() + CYCLE_STEP_SECONDS
@@ -344,6 +362,9 @@ class ExchangeEngine:
         marked as under way, so nothing touches the half-updated book meanwhile."""
         self._update_writing = None
         self.commit.failed(exc if isinstance(exc, Exception) else RuntimeError(str(exc)), 0)
+        self._fail_waiting(exc)
+
+    def _fail_waiting(self, exc: BaseException) -> None:
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
             waiter.errback(StoreError(f"the cycle update failed: {exc}"))

@@ -174,8 +174,16 @@ class GroupCommit:
     ``submit(ops)`` returns a Deferred that fires once those ops are on disk. The first submission of a turn
     schedules a flush for the end of the turn (``call_later(0, ...)``, normally ``reactor.callLater``); every
     submission until then joins the same batch, in order. The write happens on the reactor thread: a synced
-    LevelDB batch takes about 0.2 ms here, and handing it to a writer thread was measured slower (the GIL
-    hand-back costs more than the fsync it overlaps).
+    LevelDB batch takes about 0.2 ms here, and handing it to a writer thread, or the fsync to a helper process,
+    was measured slower (docs/api.md).
+
+    ``collect``, when set, is called as a batch is flushed and returns the ops of what changed in memory since
+    the last batch (the engine's change records), written after the submitted ops. Reading them once per
+    batch rather than once per call packs a record that several calls of a turn changed (a payer's account,
+    the book's scalars) once. The submitted ops and the collected ones never share a key (docs/exchange-db.md:
+    settings, wallet, addresses, exec records and the cycle update's record are submitted; balances,
+    deposits and payouts are collected). :meth:`collect_now` reads the change records into the batch at once,
+    for a change of memory that must not be read with what came before it (a cycle update's first step).
 
     A batch that cannot be written fails every caller waiting on it, and the commit stays ``failed`` for
     good: memory is then ahead of the disk, and a later batch (holding only the keys changed since) would
@@ -191,6 +199,7 @@ class GroupCommit:
         self._waiting: list[Deferred] = []
         self.failure: Exception | None = None
         self.on_failure: Callable[[Exception], object] | None = None  # told once, when the first batch fails
+        self.collect: Callable[[], list[Op]] | None = None
         self.batches_written = 0
         self.last_write: float | None = None  # wall-clock time of the last batch written (the operator's status)
 
@@ -204,6 +213,13 @@ class GroupCommit:
         self._ops.extend(ops)
         self._waiting.append(done)
         return done
+
+    def collect_now(self) -> None:
+        """Read the change records into the batch being gathered now, not at its flush."""
+        if self.collect is not None and self.failure is None:
+            ops = self.collect()
+            if ops:
+                self.submit(ops).addErrback(lambda _: None)  # a failed batch is reported by failed()
 
     @property
     def pending(self) -> int:
@@ -219,6 +235,8 @@ class GroupCommit:
         ops, waiting = self._ops, self._waiting
         self._ops, self._waiting = [], []
         try:
+            if self.collect is not None:
+                ops += self.collect()
             self._store.write(ops)
         except Exception as exc:  # every caller of this batch learns it failed
             self.failed(exc, len(ops))

@@ -146,6 +146,33 @@ def test_a_stop_in_the_middle_of_the_update_resumes_it_from_the_db(harness: Engi
     assert harness.engine.book.check() == [] and harness.audit().ok
 
 
+def test_a_trade_of_the_turn_the_update_begins_in_reaches_the_disk_before_the_first_step(
+        harness: EngineHarness) -> None:
+    """A trade made in the same reactor turn as the block that begins an update (its batch not yet written) is
+    on disk, as it was, before the first step's batch: whatever order the turn's scheduled calls run in, the
+    DB ends equal to memory and to an update made at once after the trade. (Run in reverse here: a first step
+    written before the trade's batch would be overwritten by the trade's balances from before the update.)"""
+    _fund(harness)
+    engine = harness.engine
+    engine.cycle_chunk = CHUNK
+    height, block_hash = _to_next_cycle_with_a_supply_change(harness)
+    first_step = list(engine.book.accounts)[:CHUNK]
+    trade = engine.trade(first_step[0], COIN, first_step[1])
+    expected = copy.deepcopy(engine.book)
+    expected.new_cycle(height // harness.node.params.peg_interval,
+                       engine._effective(harness.node.reader.block_record(height).peg.supply))
+
+    connected = engine.block_connected(height, block_hash)
+    while harness.clock.calls:  # newest first
+        call = harness.clock.calls.pop()
+        call.func(*call.args, **call.kw)
+    assert trade.called and connected.called and engine.updating() is None
+    assert _balances(engine.book) == _balances(expected)
+    harness.reopen()
+    assert _balances(harness.engine.book) == _balances(expected) and harness.engine.book.pool == expected.pool
+    assert harness.engine.book.check() == [] and harness.audit().ok
+
+
 def test_the_escrow_settlement_of_the_last_step_is_what_reaches_the_disk(harness: EngineHarness) -> None:
     """A withdrawal waiting in escrow (its account the newest, so re-valued in the last step) has the part a
     deflation moved into reserve settled back to its user at the update's end: the DB holds the settled
