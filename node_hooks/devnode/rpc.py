@@ -37,12 +37,20 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 from halo_exchange.commands import is_whole
 from halo_exchange.config import DevnodeConfig
 from halo_exchange.rpc.codec import dump_response
-from node_hooks.devnode.errors import DevnodeError, InvalidParameter, NodeStopped, NotFound, TxRejected
+from node_hooks.devnode.errors import (
+    DevnodeError,
+    InvalidParameter,
+    NodeStopped,
+    NotFound,
+    TxRejected,
+    WalletWriteFailed,
+)
 from node_hooks.devnode.node import VOTES, DevNode
 from node_hooks.devnode.transport import HardenedHandler, HardenedServer, ServedInBackground, basic_auth_matches
 
 log = logging.getLogger(__name__)
 
+FAULT_WALLET_ERROR = -4  # the wallet could not be written (Bitcoin Core RPC_WALLET_ERROR, "Error: ...")
 FAULT_NOT_FOUND = -5  # unknown block, transaction or output (Bitcoin Core RPC_INVALID_ADDRESS_OR_KEY)
 FAULT_INVALID_PARAMETER = -8  # an argument the node refused (RPC_INVALID_PARAMETER)
 FAULT_TX_REJECTED = -26  # a transaction refused by a named rule (RPC_VERIFY_REJECTED)
@@ -119,7 +127,9 @@ class ControlMethods:
         return self._node.generate(n, vote)
 
     def getnewaddress(self) -> str:
-        """getnewaddress() -> a new address of the devnet wallet."""
+        """getnewaddress() -> a new address of the devnet wallet, stored before it is answered. When the wallet
+        cannot be written (a full disk): Fault -4 'Error: the wallet could not be written (...)', no address,
+        and the node stops."""
         return self._node.get_new_address()
 
     def sendtoaddress(self, address: Any, amount: Any) -> str:
@@ -207,6 +217,8 @@ def _node_fault(exc: DevnodeError) -> xmlrpc.client.Fault:
         return _fault(FAULT_INVALID_PARAMETER, str(exc))
     if isinstance(exc, NodeStopped):
         return _fault(FAULT_NODE_STOPPED, str(exc))
+    if isinstance(exc, WalletWriteFailed):
+        return _fault(FAULT_WALLET_ERROR, str(exc))
     return _fault(FAULT_INTERNAL, str(exc))
 
 
