@@ -25,7 +25,7 @@ import difflib
 import math
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from halo_exchange.chain.params import DEVNET
 from halo_exchange.errors import HaloExchangeError
@@ -43,6 +43,7 @@ DEFAULT_DATADIR = Path("data") / "devnet"
 CHAIN_SUBDIR, EXCHANGE_SUBDIR = "chain", "exchange"  # the node's DB and the plugin's DB, inside the data dir
 OPERATOR_SOCKET_NAME = "exchange.sock"  # the operator channel's socket, inside the data dir
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_Config = TypeVar("_Config", "DevnodeConfig", "NodeConfig")
 MASK = "***"
 
 
@@ -203,8 +204,31 @@ class ExchangeConfig:
         return self.operator_socket or self.datadir / OPERATOR_SOCKET_NAME
 
 
+class _NodeProcess:
+    """What the configurations of a node process (:class:`DevnodeConfig`, :class:`NodeConfig`) share: a data
+    dir holding the chain DB and the plugin's DB, and the :class:`ExchangeConfig` of the exchange mode it hosts."""
+
+    datadir: Path
+    exchange: ExchangeConfig
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "datadir", Path(self.datadir))
+        _validate(self)
+        # The plugin's DB lives in the node's data dir: derived here, so the two can never disagree.
+        if self.exchange.exchange_dir != self.exchange_dir:
+            object.__setattr__(self, "exchange", replace(self.exchange, exchange_dir=self.exchange_dir))
+
+    @property
+    def chain_dir(self) -> Path:
+        return self.datadir / CHAIN_SUBDIR
+
+    @property
+    def exchange_dir(self) -> Path:
+        return self.datadir / EXCHANGE_SUBDIR
+
+
 @dataclass(frozen=True)
-class DevnodeConfig:
+class DevnodeConfig(_NodeProcess):
     """The devnet node process: the ``[devnet]`` section, and the exchange mode it hosts."""
 
     datadir: Path = _setting(DEFAULT_DATADIR, _path)
@@ -230,21 +254,6 @@ class DevnodeConfig:
     bitbayd_rpc_password: str | None = _setting(None, _optional_text, secret=True)
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     config_file: Path | None = None  # where the file's values came from (None: defaults and flags only)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "datadir", Path(self.datadir))
-        _validate(self)
-        # The plugin's DB lives in the node's data dir: derived here, so the two can never disagree.
-        if self.exchange.exchange_dir != self.exchange_dir:
-            object.__setattr__(self, "exchange", replace(self.exchange, exchange_dir=self.exchange_dir))
-
-    @property
-    def chain_dir(self) -> Path:
-        return self.datadir / CHAIN_SUBDIR
-
-    @property
-    def exchange_dir(self) -> Path:
-        return self.datadir / EXCHANGE_SUBDIR
 
 
 _SECTIONS: dict[str, type] = {"devnet": DevnodeConfig, "exchange": ExchangeConfig}
@@ -330,8 +339,19 @@ def load_devnode_config(flags: Mapping[str, object] | None = None,
     be absent (not None), or it would override the file. ``config_file`` (``--config``) must exist; without
     it, ``<datadir>/halo-exchange.conf`` is read when it exists.
     """
-    given = {name: parse_setting(name, raw, f"--{name.replace('_', '-')}") for name, raw in (flags or {}).items()}
-    datadir = given.get("datadir", DEFAULT_DATADIR)
+    return _load_config(DevnodeConfig, "devnet", DEFAULT_DATADIR, flags, config_file)
+
+
+def _load_config(cls: type[_Config], section: str, default_datadir: Path, flags: Mapping[str, object] | None,
+                 config_file: str | Path | None) -> _Config:
+    """A node process's configuration ``cls``, whose own keys are the config file's ``[section]`` and the
+    rest ``[exchange]``: the defaults, then the config file, then ``flags`` (see :func:`load_devnode_config`)."""
+    def section_of(name: str) -> str:
+        return section if name in _keys(cls) else "exchange"
+
+    given = {name: parse_setting(name, raw, f"--{name.replace('_', '-')}", section_of(name))
+             for name, raw in (flags or {}).items()}
+    datadir = given.get("datadir", default_datadir)
     if config_file is not None:
         path: Path | None = Path(config_file)
         if not path.is_file():
@@ -340,14 +360,14 @@ def load_devnode_config(flags: Mapping[str, object] | None = None,
         path = datadir / CONFIG_FILE_NAME
         if not path.is_file():
             path = None
-    values = read_config_file(path) if path is not None else {}
+    values = read_config_file(path, (section, "exchange")) if path is not None else {}
     if config_file is None and path is not None and values.get("datadir", datadir) != datadir:
-        raise ConfigError(f"{path}: [devnet] datadir = {values['datadir']}: names another data dir than the one "
+        raise ConfigError(f"{path}: [{section}] datadir = {values['datadir']}: names another data dir than the one "
                           "the file is in; remove it, or pass the file with --config")
     values.update(given)
-    exchange = ExchangeConfig(**{name: v for name, v in values.items() if _KEYS[name][0] == "exchange"})
-    return DevnodeConfig(**{name: v for name, v in values.items() if _KEYS[name][0] == "devnet"},
-                         exchange=exchange, config_file=path)
+    exchange = ExchangeConfig(**{n: v for n, v in values.items() if section_of(n) == "exchange"})
+    return cls(**{n: v for n, v in values.items() if section_of(n) == section}, exchange=exchange,  # type: ignore[call-arg]
+               config_file=path)
 
 
 def describe(config: Any) -> str:
@@ -374,39 +394,26 @@ def _network(text: str) -> str:
     return text.lower()
 
 
-def _optional_text(text: str) -> str | None:
+def _text_or_unset(text: str) -> str | None:
+    """[node]'s optional texts: only an empty one is unset ("none" is a user or password like any other)."""
     return text or None
 
 
 @dataclass(frozen=True)
-class NodeConfig:
+class NodeConfig(_NodeProcess):
     """The follower node process (``halo-exchange node``): the ``[node]`` section, and the exchange mode it
     hosts (the ``[exchange]`` section, as for the devnet)."""
 
     datadir: Path = _setting(DEFAULT_NODE_DATADIR, _path)
-    bitbayd_url: str | None = _setting(None, _optional_text)  # http://[user:password@]host[:port]/
-    bitbayd_user: str | None = _setting(None, _optional_text)  # over the URL's user
-    bitbayd_password: str | None = _setting(None, _optional_text, secret=True)
+    bitbayd_url: str | None = _setting(None, _text_or_unset)  # http://[user:password@]host[:port]/
+    bitbayd_user: str | None = _setting(None, _text_or_unset)  # over the URL's user
+    bitbayd_password: str | None = _setting(None, _text_or_unset, secret=True)
     bitbayd_cookie_file: Path | None = _setting(None, _optional_path)  # when no user is given
     start_height: int = _setting(0, _int, _not_negative)  # a new data dir's first block
     network: str = _setting("mainnet", _network)
     log_level: str = _setting("INFO", _log_level)
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     config_file: Path | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "datadir", Path(self.datadir))
-        _validate(self)
-        if self.exchange.exchange_dir != self.exchange_dir:
-            object.__setattr__(self, "exchange", replace(self.exchange, exchange_dir=self.exchange_dir))
-
-    @property
-    def chain_dir(self) -> Path:
-        return self.datadir / CHAIN_SUBDIR
-
-    @property
-    def exchange_dir(self) -> Path:
-        return self.datadir / EXCHANGE_SUBDIR
 
     @property
     def bitbayd_url_shown(self) -> str:
@@ -427,25 +434,4 @@ def load_node_config(flags: Mapping[str, object] | None = None,
                      config_file: str | Path | None = None) -> NodeConfig:
     """The follower's configuration: defaults, then the config file's ``[node]`` and ``[exchange]``, then
     ``flags`` (as :func:`load_devnode_config`). ``halo-exchange node`` requires a ``bitbayd_url``."""
-    def section_of(name: str) -> str:
-        return "node" if name in _keys(NodeConfig) else "exchange"
-
-    given = {name: parse_setting(name, raw, f"--{name.replace('_', '-')}", section_of(name))
-             for name, raw in (flags or {}).items()}
-    datadir = given.get("datadir", DEFAULT_NODE_DATADIR)
-    if config_file is not None:
-        path: Path | None = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"--config {path}: no such file")
-    else:
-        path = datadir / CONFIG_FILE_NAME
-        if not path.is_file():
-            path = None
-    values = read_config_file(path, ("node", "exchange")) if path is not None else {}
-    if config_file is None and path is not None and values.get("datadir", datadir) != datadir:
-        raise ConfigError(f"{path}: [node] datadir = {values['datadir']}: names another data dir than the one "
-                          "the file is in; remove it, or pass the file with --config")
-    values.update(given)
-    exchange = ExchangeConfig(**{n: v for n, v in values.items() if section_of(n) == "exchange"})
-    return NodeConfig(**{n: v for n, v in values.items() if section_of(n) == "node"}, exchange=exchange,
-                      config_file=path)
+    return _load_config(NodeConfig, "node", DEFAULT_NODE_DATADIR, flags, config_file)

@@ -9,7 +9,11 @@ answered by an array in the same order. HTTP status as bitbayd sets it: 200 for 
 JSON body is authoritative. Basic auth is required when a user and password are configured (401 and no
 body otherwise), and not asked for when they are not (devnet only).
 
-Served by the stdlib ``ThreadingHTTPServer`` in its own threads, like the control RPC (``rpc.py``). Chain
+Served by the stdlib ``ThreadingHTTPServer`` in its own threads on the transport the control RPC (``rpc.py``)
+stands on too (``transport.py``): a strict Content-Length (missing 411; negative, malformed or conflicting 400;
+over 4 MiB 413), chunked bodies 411 and compressed ones 415, a status line for HTTP/2.0 (505) and garbage
+request lines (400), 60 s for a request from its first byte to its last (408; an idle keep-alive connection
+just closes), 256 connections at most (503), and a close() that cuts held connections after 1 s of grace. Chain
 reads go through ``node.reader`` snapshots (one snapshot per answer, so a block and its transactions
 agree); mempool reads through the DevNode's own short-locked methods; the node lock is never held across a
 request. Methods, fields and error codes are documented in docs/bitbayd-rpc.md, with where the devnet
@@ -18,15 +22,10 @@ differs from bitbayd.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
 import logging
 import re
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Callable
 
 from halo_exchange.chain.block import Block, BlockHeader, is_coinstake
@@ -52,9 +51,9 @@ from halo_exchange.serialize import display_hex, from_display_hex
 from node_hooks.devnode.errors import NodeStopped, TxRejected
 from node_hooks.devnode.node import DevNode
 from node_hooks.devnode.replies import flags_text
+from node_hooks.devnode.transport import HardenedHandler, HardenedServer, ServedInBackground, basic_auth_matches
 
 log = logging.getLogger(__name__)
-SHUTDOWN_POLL = 0.05  # how often serve_forever looks whether close() asked it to stop (rpc.SHUTDOWN_POLL)
 
 # bitbayd's error codes (rpcprotocol.h).
 RPC_MISC_ERROR = -1
@@ -69,7 +68,7 @@ RPC_INTERNAL_ERROR = -32603
 RPC_PARSE_ERROR = -32700
 
 MAX_BODY = 4 * 1024 * 1024  # a batch of raw transactions fits; more is refused with HTTP 413
-IDLE_TIMEOUT = 60.0  # seconds a keep-alive connection may sit idle before the server closes it
+IDLE_TIMEOUT = 60.0  # seconds a request may take from its first byte to its last (idle keep-alive: closed)
 COIN = 100_000_000
 _OUTPOINT = re.compile(r"^([0-9a-fA-F]{64}):([0-9]{1,9})$")
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
@@ -625,10 +624,12 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(HardenedHandler):
+    """JSON-RPC over the hardened transport (``transport.py``): basic auth, then the body
+    (:meth:`~node_hooks.devnode.transport.HardenedHandler.read_body`) and its answer; keep-alive."""
+
     protocol_version = "HTTP/1.1"  # keep-alive, as bitbayd
     server_version = "bitbayd-json-rpc/devnet"
-    timeout = IDLE_TIMEOUT
     server: _Server
 
     def do_POST(self) -> None:  # noqa: N802 (the stdlib's hook name)
@@ -636,26 +637,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._reply(401, b"", "text/plain", extra={"WWW-Authenticate": 'Basic realm="jsonrpc"'})
             return
-        length = self.headers.get("Content-Length")
-        try:
-            size = int(length) if length is not None else -1
-        except ValueError:
-            size = -1
-        if size < 0:
-            self.close_connection = True
-            self._reply(411 if length is None else 400, b"", "text/plain")
+        body = self.read_body()
+        if body is None:
             return
-        if size > MAX_BODY:
-            self.close_connection = True
-            self._reply(413, b"", "text/plain")
-            return
-        body = self.rfile.read(size)
-        status, answer = self.server.dispatcher.handle(body)
-        self._reply(status, json.dumps(answer).encode() + b"\n", "application/json")
+        with self.server.calling():
+            status, answer = self.server.dispatcher.handle(body)
+            self._reply(status, json.dumps(answer).encode() + b"\n", "application/json")
 
     def do_GET(self) -> None:  # noqa: N802
         self.close_connection = True
         self._reply(405, b"", "text/plain", extra={"Allow": "POST"})
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """A refusal of the transport (400, 408, 411, 413, 415, 505, ...): its reason as a line of plain text,
+        not the stdlib's HTML page; the connection closes."""
+        self.close_connection = True
+        self.log_error("code %d, message %s", code, message)
+        text = message or self.responses.get(code, ("",))[0]
+        self._reply(code, text.encode("latin-1", "replace") + b"\n", "text/plain")
 
     def _reply(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -663,64 +662,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in (extra or {}).items():
             self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
+        self.end_headers()  # says Connection: close when the connection closes
         self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature, `format` included
-        log.debug("bitbayd rpc %s: " + format, self.address_string(), *args)
+        self.wfile.flush()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False
-    block_on_close = True  # close() waits for in-flight answers
-    request_queue_size = 64
-    allow_reuse_address = True
+class _Server(HardenedServer, ThreadingHTTPServer):
+    """The bitbayd RPC on the hardened transport: a thread per connection, at most ``max_connections``; a
+    keep-alive connection idle for ``request_timeout`` is closed."""
+
+    max_body = MAX_BODY
+    request_timeout = IDLE_TIMEOUT
+    log_name = "bitbayd rpc"
 
     def __init__(self, address: tuple[str, int], dispatcher: _Dispatcher, credentials: bytes | None) -> None:
         super().__init__(address, _Handler)
         self.dispatcher = dispatcher
         self._credentials = credentials
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
 
     def authorized(self, header: str | None) -> bool:
-        if self._credentials is None:
-            return True
-        if header is None or not header.startswith("Basic "):
-            return False
-        try:
-            given = base64.b64decode(header[6:].strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return False
-        return hmac.compare_digest(given, self._credentials)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._connections_lock:
-                self._connections.discard(request)
-
-    def end_idle_connections(self) -> None:
-        """Shut the read side of every open connection: an idle keep-alive one ends at once, one with a
-        request in flight still gets its answer."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
+        return self._credentials is None or basic_auth_matches(header, self._credentials)
 
 
-class BitbaydRPCServer:
+class BitbaydRPCServer(ServedInBackground):
     """The bitbayd-compatible JSON-RPC of one node, served from background threads until :meth:`close`.
 
     ``user`` and ``password`` both set: HTTP basic auth required; both None: none (devnet only)."""
+
+    thread_name = "devnode-bitbayd-rpc"
 
     def __init__(self, node: DevNode, host: str = "127.0.0.1", port: int = 0, *, user: str | None = None,
                  password: str | None = None) -> None:
@@ -730,25 +699,10 @@ class BitbaydRPCServer:
         self._server = _Server((host, port), _Dispatcher(BitbaydMethods(node)), credentials)
         self.host = host
         self.port = self._server.server_address[1]
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL,),
-                                        name="devnode-bitbayd-rpc", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop listening, end idle connections, finish in-flight calls, release the port. Idempotent."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.end_idle_connections()
-        self._server.server_close()
 
 
 __all__ = ["BitbaydMethods", "BitbaydRPCServer", "RPCError", "script_asm", "value_from_amount"]

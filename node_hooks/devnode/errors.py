@@ -26,5 +26,10 @@ class TxRejected(DevnodeError):
         self.detail = message
 
 
+class WalletWriteFailed(DevnodeError):
+    """The wallet could not store a new key (a full disk, an I/O error): no address was handed out, and the
+    node stops (its DB takes no more writes it could lose)."""
+
+
 class NodeStopped(DevnodeError):
     """The node is stopping or stopped and takes no more commands."""

@@ -15,10 +15,7 @@ import argparse
 import contextlib
 import logging
 import sys
-from functools import partial
 from typing import Sequence
-
-import plyvel
 
 from halo_exchange import __version__
 from halo_exchange.chain.params import DEVNET
@@ -29,13 +26,12 @@ from halo_exchange.config import (
     describe,
     load_devnode_config,
 )
-from halo_exchange.files import private_umask
 from halo_exchange.logs import configure_logging
-from node_hooks import HookDispatcher
+from node_hooks import HookDispatcher, process
 from node_hooks.devnode.errors import NodeStopped
 from node_hooks.devnode.node import DevNode
-from node_hooks.exchange_mode import add_exchange_flags, enable_exchange_mode
-from node_hooks.preflight import StartupRefused, check_datadir_free, check_port_free, is_lock_error, port_refusal
+from node_hooks.exchange_mode import enable_exchange_mode
+from node_hooks.preflight import StartupRefused, check_datadir_free, check_port_free, port_refusal
 from node_hooks.signals import StopSignals
 
 log = logging.getLogger(__name__)
@@ -44,10 +40,8 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The devnet's flags. None has a default of its own: a flag not given leaves the config file's value
     (or the default in halo_exchange.config, which the help quotes)."""
-    flag = partial(parser.add_argument, default=argparse.SUPPRESS)
-    add_exchange_flags(flag, DevnodeConfig.log_level)
+    flag = process.add_node_flags(parser, DevnodeConfig)
     node = DevnodeConfig
-    flag("--datadir", metavar="DIR", help=f"data directory (default: {node.datadir})")
     flag("--rpc-host", help=f"control RPC address (default: {node.rpc_host})")
     flag("--rpc-port", help=f"control RPC port (default: {node.rpc_port})")
     flag("--rpc-no-auth", action="store_true", help="serve the control RPC without authentication (default: "
@@ -67,24 +61,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> DevnodeConfig:
     """The configuration the parsed command line asks for (ConfigError when it is wrong)."""
-    given = vars(args)
-    return load_devnode_config({name: given[name] for name in SETTING_NAMES if name in given}, given.get("config"))
+    return process.config_from_args(args, SETTING_NAMES, load_devnode_config)
 
 
 def start(args: argparse.Namespace) -> int:
     """Configure, set up logging and run the node; a bad configuration is one line on stderr and exit code 2."""
-    private_umask()  # data dir 0700, files 0600 (keys, wallet, cookie, LevelDB files, log file)
-    try:
-        config = config_from_args(args)
-        if (config.bitbayd_rpc_user is None) != (config.bitbayd_rpc_password is None):
-            raise ConfigError("bitbayd_rpc_user and bitbayd_rpc_password: set both (basic auth) or neither")
-        if (config.rpc_user is None) != (config.rpc_password is None):
-            raise ConfigError("rpc_user and rpc_password: set both (basic auth) or neither (the cookie file)")
-        configure_logging(config.log_level, config.log_file)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    return run(config)
+    return process.start(args, _configure, run)
+
+
+def _configure(args: argparse.Namespace) -> DevnodeConfig:
+    config = config_from_args(args)
+    if (config.bitbayd_rpc_user is None) != (config.bitbayd_rpc_password is None):
+        raise ConfigError("bitbayd_rpc_user and bitbayd_rpc_password: set both (basic auth) or neither")
+    if (config.rpc_user is None) != (config.rpc_password is None):
+        raise ConfigError("rpc_user and rpc_password: set both (basic auth) or neither (the cookie file)")
+    configure_logging(config.log_level, config.log_file)
+    return config
 
 
 def run(config: DevnodeConfig) -> int:
@@ -111,14 +103,10 @@ def run(config: DevnodeConfig) -> int:
     dispatcher = HookDispatcher()
     service = enable_exchange_mode(dispatcher, None if config.no_exchange else config.exchange)
     try:
-        node = DevNode(config.datadir, params, dispatcher=dispatcher)
-    except plyvel.Error as exc:  # another process opened the data dir since the check
-        if is_lock_error(exc):
-            return _refuse(f"a node is already running on {config.datadir}")
-        raise
-    if service is not None:
-        service.shutdown = node.request_stop  # the API's ShutDown stops this process cleanly
-        service.start_failed = lambda reason: node.request_stop()
+        node = process.open_node(lambda: DevNode(config.datadir, params, dispatcher=dispatcher), config.datadir)
+    except StartupRefused as exc:
+        return _refuse(str(exc))
+    process.let_exchange_stop(service, node)
     if node.params != params:
         log.warning("using the parameters stored in %s (interval %d), not the options", config.datadir,
                     node.params.peg_interval)
@@ -175,10 +163,7 @@ def run(config: DevnodeConfig) -> int:
 
 
 def _refuse(reason: str) -> int:
-    """The node cannot start (or run without the exchange it was asked for): one line on stderr, exit code 2."""
-    log.error("cannot start: %s", reason)
-    print(reason, file=sys.stderr)
-    return 2
+    return process.refuse(reason, log)
 
 
 def _install_signal_handlers(node: DevNode) -> StopSignals:

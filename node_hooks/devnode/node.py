@@ -56,7 +56,7 @@ from node_hooks import HookDispatcher, ServicesOf, TxStatus
 from node_hooks.devnode import replies
 from node_hooks.devnode.coins import CoinSelector
 from node_hooks.devnode.consensus import VOTES, CheckedTx
-from node_hooks.devnode.errors import InvalidParameter, NodeStopped, NotFound, TxRejected
+from node_hooks.devnode.errors import InvalidParameter, NodeStopped, NotFound, TxRejected, WalletWriteFailed
 from node_hooks.devnode.mempool import Mempool
 from node_hooks.devnode.producer import PREMINE_OUTPUTS, PREMINE_PER_OUTPUT, BlockProducer, genesis_block
 from node_hooks.devnode.store import ChainStore
@@ -70,6 +70,11 @@ REFUSED_BY_DEVNET = "refused-by-devnet"  # rejection rule of refuse_transactions
 # How long close() waits for the submission thread; it only ever waits for the node lock, which close()
 # has released by then, so this is a guard against a hook stuck on that thread, not an expected delay.
 _WORKER_JOIN_TIMEOUT = 10.0
+
+
+def _db_error_text(exc: plyvel.Error) -> str:
+    """LevelDB's own words for a failed operation (plyvel hands them over as bytes)."""
+    return exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
 
 
 def _txid_bytes(txid: str) -> bytes:
@@ -199,7 +204,7 @@ class DevNode:
         """The chain DB refused a write (a full disk, an I/O error): LevelDB wrote nothing of the batch and
         takes no more writes, so the node stops (main loop, exit code 1) rather than serve the exchange a chain
         it cannot extend. Logs one line; returns the NodeStopped to raise. Under the lock."""
-        text = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        text = _db_error_text(exc)
         if self.failure is None:
             self.failure = (f"the node stops: chain DB write failed while {what} ({public_error(Exception(text))}); "
                             f"free space or fix the disk, then restart the node")
@@ -423,8 +428,21 @@ class DevNode:
     # -- wallet -----------------------------------------------------------------------------------------
 
     def get_new_address(self) -> str:
-        self._check_running()
-        return self.wallet.new_address()
+        """A fresh wallet address, stored in the node DB before it is answered.
+
+        A write that fails (a full disk, an I/O error) hands out no address, leaves the wallet as it was and
+        stops the node, as a failed block write does: after a failed log append LevelDB still takes writes, but
+        loses them when it is next opened (measured on a full tmpfs), so the node must acknowledge nothing more.
+        """
+        with self._lock:
+            self._check_running()
+            try:
+                return self.wallet.new_address()
+            except plyvel.Error as exc:
+                self._write_failed("storing a new wallet key", exc)
+                cause = public_error(Exception(_db_error_text(exc)))
+                raise WalletWriteFailed(f"Error: the wallet could not be written ({cause}); no address was made. "
+                                        f"The node stops: free space or fix the disk, then restart it") from None
 
     def _script_for(self, address: str) -> bytes:
         if not is_valid_address(address, DEVNET_KEYS):

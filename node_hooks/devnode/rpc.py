@@ -23,21 +23,11 @@ Fault codes follow Bitcoin Core's RPC where it has one and JSON-RPC's otherwise 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
-import hmac
 import inspect
-import io
 import logging
 import os
 import re
 import secrets
-import socket
-import socketserver
-import sys
-import threading
-import time
 import xmlrpc.client
 from pathlib import Path
 from typing import Any, Callable
@@ -45,16 +35,22 @@ from urllib.parse import quote
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 from halo_exchange.commands import is_whole
-from halo_exchange.config import DevnodeConfig, ExchangeConfig
+from halo_exchange.config import DevnodeConfig
 from halo_exchange.rpc.codec import dump_response
-from node_hooks.devnode.errors import DevnodeError, InvalidParameter, NodeStopped, NotFound, TxRejected
+from node_hooks.devnode.errors import (
+    DevnodeError,
+    InvalidParameter,
+    NodeStopped,
+    NotFound,
+    TxRejected,
+    WalletWriteFailed,
+)
 from node_hooks.devnode.node import VOTES, DevNode
+from node_hooks.devnode.transport import HardenedHandler, HardenedServer, ServedInBackground, basic_auth_matches
 
 log = logging.getLogger(__name__)
-# How often serve_forever looks whether close() asked it to stop: the longest a stop waits for it (the
-# stdlib default, 0.5 s, made every SIGTERM take half a second).
-SHUTDOWN_POLL = 0.05
 
+FAULT_WALLET_ERROR = -4  # the wallet could not be written (Bitcoin Core RPC_WALLET_ERROR, "Error: ...")
 FAULT_NOT_FOUND = -5  # unknown block, transaction or output (Bitcoin Core RPC_INVALID_ADDRESS_OR_KEY)
 FAULT_INVALID_PARAMETER = -8  # an argument the node refused (RPC_INVALID_PARAMETER)
 FAULT_TX_REJECTED = -26  # a transaction refused by a named rule (RPC_VERIFY_REJECTED)
@@ -65,9 +61,6 @@ FAULT_INVALID_PARAMS = -32602  # wrong argument count or type
 FAULT_INTERNAL = -32603
 
 MAX_BODY = 64 * 1024
-REQUEST_TIMEOUT = ExchangeConfig.idle_timeout  # from a request's first byte to its last, as the API's
-MAX_CONNECTIONS = ExchangeConfig.max_connections  # as the API's; more are answered 503
-CLOSE_GRACE = 1.0  # how long close() waits for calls in flight before cutting their connections
 MAX_INT = 2**31 - 1  # the largest height or count a call takes
 COOKIE_FILE_NAME = ".cookie"  # in the data dir, while the node runs
 COOKIE_USER = "__cookie__"
@@ -134,7 +127,9 @@ class ControlMethods:
         return self._node.generate(n, vote)
 
     def getnewaddress(self) -> str:
-        """getnewaddress() -> a new address of the devnet wallet."""
+        """getnewaddress() -> a new address of the devnet wallet, stored before it is answered. When the wallet
+        cannot be written (a full disk): Fault -4 'Error: the wallet could not be written (...)', no address,
+        and the node stops."""
         return self._node.get_new_address()
 
     def sendtoaddress(self, address: Any, amount: Any) -> str:
@@ -222,6 +217,8 @@ def _node_fault(exc: DevnodeError) -> xmlrpc.client.Fault:
         return _fault(FAULT_INVALID_PARAMETER, str(exc))
     if isinstance(exc, NodeStopped):
         return _fault(FAULT_NODE_STOPPED, str(exc))
+    if isinstance(exc, WalletWriteFailed):
+        return _fault(FAULT_WALLET_ERROR, str(exc))
     return _fault(FAULT_INTERNAL, str(exc))
 
 
@@ -254,107 +251,17 @@ def remove_cookie(datadir: Path) -> None:
         pass
 
 
-def _authorized(header: str | None, credentials: str) -> bool:
-    """Whether an Authorization header carries exactly these basic-auth credentials (constant time)."""
-    scheme, _, token = (header or "").partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        given = base64.b64decode(token.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return hmac.compare_digest(given, credentials.encode("utf-8"))
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The connection's reading side with a deadline for the whole request, not for each ``recv``: a client
-    sending a byte now and then cannot hold a thread longer than ``REQUEST_TIMEOUT``."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self.deadline: float | None = None
-        self.received = 0  # bytes of the current request so far
-        self.timed_out = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.deadline is not None:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                self.timed_out = True
-                raise TimeoutError("request timed out")
-            self._sock.settimeout(remaining)
-        try:
-            count = self._sock.recv_into(buffer)
-        except TimeoutError:
-            self.timed_out = True
-            raise
-        self.received += count
-        return count
-
-
-class _RequestHandler(SimpleXMLRPCRequestHandler):
-    """The stdlib's handler, hardened as the API's transport (halo_exchange/rpc/http.py): a deadline for each
-    request, a status line on every refusal (HTTP/2.0 and garbage request lines too), a strict Content-Length
-    within ``MAX_BODY``, no transfer or content codings, and the body read here, never more than announced."""
+class _RequestHandler(HardenedHandler, SimpleXMLRPCRequestHandler):
+    """The stdlib's XML-RPC handler on the hardened transport (``transport.py``): basic auth, the path, then
+    the body (:meth:`~node_hooks.devnode.transport.HardenedHandler.read_body`) and the call."""
 
     rpc_paths = ("/", "/RPC2")
-    default_request_version = "HTTP/1.0"  # the stdlib's HTTP/0.9 default answers a bad request line with no status line
     encode_threshold = None  # answers are never gzipped
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.settimeout(self.server.request_timeout)  # type: ignore[attr-defined]
-        self._reader = _DeadlineReader(self.connection)
-        self.rfile = io.BufferedReader(self._reader)
-
-    def handle_one_request(self) -> None:
-        self._reader.deadline = time.monotonic() + self.server.request_timeout  # type: ignore[attr-defined]
-        self._reader.received = 0
-        self._reader.timed_out = False
-        self._answered = False
-        self.command, self.request_version, self.requestline = None, self.default_request_version, ""
-        super().handle_one_request()
-        if self._reader.timed_out:
-            self.close_connection = True
-            if self._reader.received and not self._answered:  # a partial request; an idle connection just closes
-                self._refuse(408, "the request did not arrive in time")
-
-    def parse_request(self) -> bool:
-        words = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n").split(" ")
-        if len(words) == 3 and words[2].startswith("HTTP/") and words[2] not in ("HTTP/1.0", "HTTP/1.1"):
-            self.command, self.request_version = None, self.default_request_version
-            self._refuse(505, "only HTTP/1.0 and HTTP/1.1 are served")
-            return False
-        return super().parse_request()
-
-    def send_response_only(self, code: int, message: str | None = None) -> None:
-        self._answered = True
-        super().send_response_only(code, message)
-
-    def _refuse(self, code: int, message: str) -> None:
-        self.close_connection = True
-        try:
-            self.send_error(code, message)
-            self.wfile.flush()
-        except OSError:
-            pass
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        self.close_connection = True
-        super().send_error(code, message, explain)
-
-    def end_headers(self) -> None:
-        sent = b"\r\n".join(getattr(self, "_headers_buffer", [])).lower()
-        if self.close_connection and b"\r\nconnection:" not in sent:
-            self.send_header("Connection", "close")
-        super().end_headers()
+    server: _Server
 
     def do_POST(self) -> None:  # noqa: N802 (the stdlib's hook name)
-        credentials = self.server.credentials  # type: ignore[attr-defined]
-        if credentials is not None and not _authorized(self.headers.get("authorization"), credentials):
+        credentials = self.server.credentials
+        if credentials is not None and not basic_auth_matches(self.headers.get("authorization"), credentials):
             log.warning("control rpc: request from %s refused (no or wrong credentials)", self.address_string())
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="halo-exchange devnet"')
@@ -363,40 +270,13 @@ class _RequestHandler(SimpleXMLRPCRequestHandler):
             self.end_headers()
             return
         if not self.is_rpc_path_valid():
-            self._refuse(404, "XML-RPC is served at / and /RPC2")
+            self.refuse(404, "XML-RPC is served at / and /RPC2")
             return
-        if self.headers.get_all("transfer-encoding"):
-            self._refuse(411, "send the body with a Content-Length (transfer codings are not served)")
+        body = self.read_body()
+        if body is None:
             return
-        encodings = [value.strip().lower() for header in self.headers.get_all("content-encoding") or []
-                     for value in header.split(",") if value.strip()]
-        if any(encoding != "identity" for encoding in encodings):
-            self._refuse(415, "compressed request bodies are not served")
-            return
-        lengths = {value.strip() for header in self.headers.get_all("content-length") or []
-                   for value in header.split(",")}
-        if not lengths:
-            self._refuse(411, "Content-Length required")
-            return
-        if len(lengths) != 1:
-            self._refuse(400, "conflicting Content-Length values")
-            return
-        length = lengths.pop()
-        if not (length.isascii() and length.isdigit()) or len(length) > 18:
-            self._refuse(400, "malformed Content-Length")
-            return
-        size = int(length)
-        if size > MAX_BODY:
-            self._refuse(413, f"request body over {MAX_BODY} bytes")
-            return
-        body = self.rfile.read(size)
-        if len(body) != size:  # the client went away, or timed out (handle_one_request answers 408)
-            self.close_connection = True
-            return
-        self._reader.deadline = None  # the request is in; the call may take its time
-        self.connection.settimeout(self.server.request_timeout)  # type: ignore[attr-defined]
-        with self.server.calling():  # type: ignore[attr-defined]
-            response = self.server._marshaled_dispatch(body)  # type: ignore[attr-defined]
+        with self.server.calling():
+            response = self.server._marshaled_dispatch(body)
             self.send_response(200)
             self.send_header("Content-Type", "text/xml")
             self.send_header("Content-Length", str(len(response)))
@@ -404,95 +284,20 @@ class _RequestHandler(SimpleXMLRPCRequestHandler):
             self.wfile.write(response)
             self.wfile.flush()
 
-    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature, `format` included
-        log.debug("control rpc %s: " + format, self.address_string(), *args)
 
+class _Server(HardenedServer, SimpleXMLRPCServer):
+    """The control calls on the hardened transport: a thread per connection, at most ``max_connections``."""
 
-class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
-    """A thread per connection, at most ``max_connections`` of them (more are answered 503 and closed); the
-    threads are daemons and close() does not wait for held connections, only (briefly) for calls in flight."""
-
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 64
-    allow_reuse_address = True
-    request_timeout = REQUEST_TIMEOUT
-    max_connections = MAX_CONNECTIONS
+    max_body = MAX_BODY
+    log_name = "control rpc"
 
     def __init__(self, address: tuple[str, int], methods: ControlMethods, credentials: str | None) -> None:
         super().__init__(address, requestHandler=_RequestHandler, logRequests=False, allow_none=False)
-        self.credentials = credentials
+        self.credentials = None if credentials is None else credentials.encode("utf-8")
         self._methods = methods
         self._calls: dict[str, Callable[..., Any]] = {name: getattr(methods, name) for name in _NAMES}
         self._calls["system.listMethods"] = self._list_methods
         self._calls["system.methodHelp"] = self._method_help
-        self._slots = threading.BoundedSemaphore(self.max_connections)
-        self._connections: set[socket.socket] = set()
-        self._in_flight = 0
-        self._lock = threading.Condition()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            log.warning("control rpc: connection from %s refused (%d open)", client_address[0], self.max_connections)
-            try:
-                request.settimeout(0.1)
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        with self._lock:
-            self._connections.add(request)
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._release(request)
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._release(request)
-
-    def _release(self, request: Any) -> None:
-        with self._lock:
-            if request not in self._connections:
-                return
-            self._connections.discard(request)
-        self._slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away (or was cut at close) is no error; anything else is logged, never printed."""
-        error = sys.exc_info()[1]
-        if isinstance(error, OSError):
-            log.debug("control rpc: connection from %s ended: %r", client_address[0], error)
-        else:
-            log.error("control rpc: connection from %s failed", client_address[0], exc_info=True)
-
-    @contextlib.contextmanager
-    def calling(self) -> Any:
-        """Around a call and its answer: close() waits a little for these."""
-        with self._lock:
-            self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-                self._lock.notify_all()
-
-    def end_connections(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for calls in flight to be answered (stop() reaches its caller), then cut
-        every connection, whatever its client holds."""
-        with self._lock:
-            self._lock.wait_for(lambda: self._in_flight == 0, grace)
-            connections = list(self._connections)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def _list_methods(self) -> list[str]:
         """system.listMethods() -> the names of every call."""
@@ -532,7 +337,7 @@ class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
             raise _node_fault(exc) from None
 
 
-class ControlRPCServer:
+class ControlRPCServer(ServedInBackground):
     """The control RPC of one node, served from background threads until :meth:`close`. ``credentials`` is
     the ``user:password`` every request must carry (HTTP basic auth), or None for no authentication (only
     ever asked for explicitly: ``--rpc-no-auth``)."""
@@ -543,7 +348,6 @@ class ControlRPCServer:
         self.credentials = credentials
         self.host = host
         self.port = self._server.server_address[1]
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -556,18 +360,3 @@ class ControlRPCServer:
             return self.url
         user, _, password = self.credentials.partition(":")
         return f"http://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}/"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL,), name="devnode-rpc",
-                                        daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop listening, let calls in flight answer (up to ``CLOSE_GRACE`` s), cut every connection, release
-        the port. Idempotent, and quick whatever clients hold open."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-        self._server.end_connections(CLOSE_GRACE)

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from functools import partial
 from pathlib import Path
 from typing import Sequence
-
-import plyvel
 
 from halo_exchange import __version__
 from halo_exchange.config import (
@@ -26,14 +22,13 @@ from halo_exchange.config import (
     describe,
     load_node_config,
 )
-from halo_exchange.files import private_umask
 from halo_exchange.logs import configure_logging
-from node_hooks import HookDispatcher
-from node_hooks.exchange_mode import add_exchange_flags, enable_exchange_mode
+from node_hooks import HookDispatcher, process
+from node_hooks.exchange_mode import enable_exchange_mode
 from node_hooks.follower.errors import FollowerError
 from node_hooks.follower.node import FollowerNode
 from node_hooks.follower.status_file import STATUS_FILE_NAME, StatusWriter
-from node_hooks.preflight import StartupRefused, check_datadir_free, check_port_free, is_lock_error
+from node_hooks.preflight import StartupRefused, check_datadir_free, check_port_free
 from node_hooks.signals import StopSignals
 
 log = logging.getLogger(__name__)
@@ -41,10 +36,8 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The follower's flags; a flag not given leaves the config file's value (or the default)."""
-    flag = partial(parser.add_argument, default=argparse.SUPPRESS)
-    add_exchange_flags(flag, NodeConfig.log_level)
+    flag = process.add_node_flags(parser, NodeConfig)
     node = NodeConfig
-    flag("--datadir", metavar="DIR", help=f"data directory (default: {node.datadir})")
     flag("--bitbayd", dest="bitbayd_url", metavar="URL",
          help="bitbayd's JSON-RPC, http://[user:password@]host[:port]/ (or bitbayd_url in [node])")
     flag("--start-height", metavar="H", help="first block of a new data dir (default: 0); older outputs are "
@@ -53,22 +46,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> NodeConfig:
-    given = vars(args)
-    return load_node_config({name: given[name] for name in NODE_SETTING_NAMES if name in given}, given.get("config"))
+    return process.config_from_args(args, NODE_SETTING_NAMES, load_node_config)
 
 
 def start(args: argparse.Namespace) -> int:
     """Configure, set up logging and run; a bad configuration is one line on stderr and exit code 2."""
-    private_umask()  # data dir 0700, files 0600 (keys, wallet, LevelDB files)
-    try:
-        config = config_from_args(args)
-        if not config.bitbayd_url:
-            raise ConfigError("no bitbayd to follow: give --bitbayd URL, or bitbayd_url in [node]")
-        configure_logging(config.log_level, None)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    return run(config)
+    return process.start(args, _configure, run)
+
+
+def _configure(args: argparse.Namespace) -> NodeConfig:
+    config = config_from_args(args)
+    if not config.bitbayd_url:
+        raise ConfigError("no bitbayd to follow: give --bitbayd URL, or bitbayd_url in [node]")
+    configure_logging(config.log_level, None)
+    return config
 
 
 def run(config: NodeConfig) -> int:
@@ -86,20 +77,14 @@ def run(config: NodeConfig) -> int:
     dispatcher = HookDispatcher()
     service = enable_exchange_mode(dispatcher, config.exchange)
     try:
-        node = FollowerNode(
+        node = process.open_node(lambda: FollowerNode(
             config.datadir, config.bitbayd_url or "", network=config.network, start_height=config.start_height,
             user=config.bitbayd_user, password=config.bitbayd_password, cookie_file=config.bitbayd_cookie_file,
             dispatcher=dispatcher,
-        )
-    except (FollowerError, ValueError) as exc:
+        ), config.datadir)
+    except (FollowerError, ValueError, StartupRefused) as exc:
         return _refuse(str(exc))
-    except plyvel.Error as exc:  # another process opened the data dir since the check
-        if is_lock_error(exc):
-            return _refuse(f"a node is already running on {config.datadir}")
-        raise
-    if service is not None:
-        service.shutdown = node.request_stop  # the API's ShutDown stops this process cleanly
-        service.start_failed = lambda reason: node.request_stop()
+    process.let_exchange_stop(service, node)
     status = StatusWriter(lambda: node.status().to_dict(), Path(config.datadir) / STATUS_FILE_NAME)
     signals = StopSignals(node.request_stop).install()
     try:
@@ -118,10 +103,7 @@ def run(config: NodeConfig) -> int:
 
 
 def _refuse(reason: str) -> int:
-    """The node cannot start (or run without the exchange it was asked for): one line on stderr, exit code 2."""
-    log.error("cannot start: %s", reason)
-    print(reason, file=sys.stderr)
-    return 2
+    return process.refuse(reason, log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

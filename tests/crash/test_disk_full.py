@@ -13,6 +13,9 @@ produced it answers Fault -28 naming the cause, the node stops by itself with a 
 names the cause without a traceback, and after space is freed the restarted node's tip is the last block
 acknowledged, with its record, tx index, UTXOs and undo record all there, and `halo-exchange audit` clean.
 
+The wallet on a full disk (the third test): getnewaddress until its key cannot be stored answers Fault -4
+"Error: the wallet could not be written (...)", hands out no address and stops the node.
+
 Mounting needs root and a kernel that allows it: elsewhere the tests skip and say why.
 """
 
@@ -34,7 +37,8 @@ from halo_exchange.chain import layout
 from halo_exchange.chain.params import COIN
 from halo_exchange.config import CHAIN_SUBDIR, EXCHANGE_SUBDIR
 from halo_exchange.rpc.dispatch import FAULT_EXCHANGE_FAILED
-from node_hooks.devnode.rpc import FAULT_NODE_STOPPED
+from node_hooks.devnode.node import DevNode
+from node_hooks.devnode.rpc import FAULT_NODE_STOPPED, FAULT_WALLET_ERROR, ControlRPCServer
 from tests.framework import (
     credit_over_api,
     fill,
@@ -234,3 +238,52 @@ def test_full_disk_under_the_chain_db_stops_the_node_with_no_block_half_connecte
         _assert_tip_whole(chain_dir, acknowledged + 1)
         result = run_cli("audit", "--datadir", str(datadir))
         assert result.returncode == 0, f"audit failed\n{result.stdout}\n{result.stderr}"
+
+
+def test_full_disk_during_getnewaddress_hands_out_no_address_and_stops_the_node(tmp_path) -> None:
+    """getnewaddress on a full disk (the chain DB, which holds the wallet keys, on a nearly filled tmpfs):
+    the call that cannot store its key answers Fault -4 'Error: the wallet could not be written (... No space
+    left on device)', with no address handed out; the wallet in memory is what it was; the node stops (later
+    calls -28), since LevelDB would lose what it took after a failed write. After space is freed, the reopened
+    wallet holds exactly the addresses that were answered."""
+    datadir = tmp_path / "node"
+    with small_filesystem(datadir / CHAIN_SUBDIR) as chain_dir:
+        node = DevNode(datadir)
+        server = ControlRPCServer(node, port=0, credentials=None)
+        server.start()
+        try:
+            rpc = xmlrpc.client.ServerProxy(server.url)
+            before = set(node.wallet.addresses)
+            answered = [rpc.getnewaddress()]
+            filler = fill(chain_dir, 0)
+            refused = None
+            for _ in range(10_000):
+                try:
+                    answered.append(rpc.getnewaddress())
+                except xmlrpc.client.Fault as fault:
+                    refused = fault
+                    break
+            assert refused is not None, "the wallet never failed to write"
+            assert refused.faultCode == FAULT_WALLET_ERROR, refused
+            assert refused.faultString.startswith("Error: the wallet could not be written ("), refused
+            assert "No space left on device" in refused.faultString and "no address was made" in refused.faultString
+            assert not re.search(r"/(tmp|work|home|root|srv)\b", refused.faultString), refused
+            # Nothing changed in memory: the wallet holds what it held and what was answered, no more.
+            assert set(node.wallet.addresses) == before | set(answered)
+            # The node stops: every later call says why.
+            assert node.wait_for_stop(0)
+            with pytest.raises(xmlrpc.client.Fault) as later:
+                rpc.getnewaddress()
+            assert later.value.faultCode == FAULT_NODE_STOPPED and "No space left on device" in later.value.faultString
+            assert set(node.wallet.addresses) == before | set(answered)
+        finally:
+            server.close()
+            node.close()
+        # Space is freed: the wallet reopened holds exactly the addresses answered (each stored before its answer).
+        filler.unlink()
+        node = DevNode(datadir)
+        try:
+            assert set(node.wallet.addresses) == before | set(answered)
+            assert node.get_new_address() not in answered  # and it takes new keys again
+        finally:
+            node.close()
