@@ -1,9 +1,8 @@
 """What the two node processes (``halo-exchange devnet``: ``devnode/main.py``; ``halo-exchange node``:
-``follower/main.py``) do alike around their node: the flags they share, read the configuration from the
-parsed flags, start (a
-private umask; a wrong configuration is one line on stderr and exit code 2), refuse to start (one line on
-stderr, exit code 2), open the node's data dir (another process on it is a refusal), and let exchange mode
-stop the node (the API's ShutDown, or a failed start)."""
+``follower/main.py``) do alike around their node: the flags they share, reading the configuration from the
+parsed flags, starting (a private umask; a wrong configuration is one line on stderr and exit code 2),
+refusing to start (one line on stderr, exit code 2), opening the node's data dir (another process on it is a
+refusal), and letting exchange mode stop the node (the API's ShutDown, or a failed start)."""
 
 from __future__ import annotations
 
