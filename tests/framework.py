@@ -26,10 +26,12 @@ test module: test modules import from it (and from ``tests.strategies``), never 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import xmlrpc.client
 from pathlib import Path
@@ -462,6 +464,36 @@ def db_contents(path: Path) -> dict[bytes, bytes]:
         return dict(db.iterator())
     finally:
         db.close()
+
+
+def trade_until_refused(url: str, payer: str, payees: Sequence[str],
+                        calls: int) -> tuple[dict[str, int], list[xmlrpc.client.Fault]]:
+    """One client thread per payee, each paying it 1 satoshi of ``payer``'s liquid per Trade call, ``calls``
+    times or until a call is refused (a fault, or the connection is lost): how many calls each had answered
+    True, and the faults. Fails if a client is still calling after 120 s."""
+    acknowledged = {payee: 0 for payee in payees}
+    faults: list[xmlrpc.client.Fault] = []
+
+    def client(payee: str) -> None:
+        proxy = xmlrpc.client.ServerProxy(url)
+        for _ in range(calls):
+            try:
+                answer = proxy.Trade(payer, 1, payee, "liquid", "")
+            except xmlrpc.client.Fault as fault:
+                faults.append(fault)
+                return
+            except (OSError, xmlrpc.client.ProtocolError, http.client.HTTPException):
+                return
+            assert answer is True, answer
+            acknowledged[payee] += 1
+
+    threads = [threading.Thread(target=client, args=(payee,), daemon=True) for payee in payees]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "the clients were still calling after 120 s"
+    return acknowledged, faults
 
 
 def credit_over_api(node: xmlrpc.client.ServerProxy, api: xmlrpc.client.ServerProxy, owner: str, amount: int,

@@ -17,10 +17,8 @@ Mounting needs root and a kernel that allows it: elsewhere the tests skip and sa
 
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
-import threading
 import xmlrpc.client
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from tests.framework import (
     run_cli,
     running_devnet,
     small_filesystem,
+    trade_until_refused,
     wait_until,
 )
 
@@ -46,33 +45,8 @@ DEPOSIT = 10 * COIN
 PAYEES = [f"payee{i}" for i in range(CLIENTS)]
 
 
-def _trader(url: str, payee: str, calls: int, acknowledged: dict[str, int],
-            faults: list[xmlrpc.client.Fault]) -> None:
-    """Pays 1 satoshi to ``payee`` per call, ``calls`` times or until a call is refused."""
-    proxy = xmlrpc.client.ServerProxy(url)
-    for _ in range(calls):
-        try:
-            answer = proxy.Trade("karen", 1, payee, "liquid", "")
-        except xmlrpc.client.Fault as fault:
-            faults.append(fault)
-            return
-        except (OSError, xmlrpc.client.ProtocolError, http.client.HTTPException):
-            return
-        assert answer is True, answer
-        acknowledged[payee] += 1
-
-
 def _trade(url: str, calls: int) -> tuple[dict[str, int], list[xmlrpc.client.Fault]]:
-    acknowledged = {payee: 0 for payee in PAYEES}
-    faults: list[xmlrpc.client.Fault] = []
-    threads = [threading.Thread(target=_trader, args=(url, payee, calls, acknowledged, faults), daemon=True)
-               for payee in PAYEES]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
-    return acknowledged, faults
+    return trade_until_refused(url, "karen", PAYEES, calls)
 
 
 def _credit_karen(api: xmlrpc.client.ServerProxy, node: xmlrpc.client.ServerProxy) -> None:

@@ -1,6 +1,9 @@
-"""A `halo-exchange devnet` killed with SIGKILL in the middle of a cycle update made in steps: the restart
-resumes the update from the exchange DB, and every user ends with exactly the balance of the same exchange
-left to finish the update undisturbed; `halo-exchange audit` passes.
+"""A `halo-exchange devnet` killed with SIGKILL, or sent SIGTERM, in the middle of a cycle update made in steps:
+the restart resumes the update from the exchange DB, and every user ends with exactly the balance of the same
+exchange left to finish the update undisturbed; `halo-exchange audit` passes. SIGTERM also stops the node
+cleanly (exit 0, nothing logged as an error, the exchange DB never closed under the step's writer thread), with
+the DB holding the update as far as its last written step. The in-process form of that stop (the service's stop
+path, called exactly while a step is in flight) is tests/integration/test_cycle_update_threads.py.
 
 The set-up (once): 300 users funded by trades, `cycle_step_accounts = 1` so that the update at the next cycle
 takes hundreds of reactor turns, and a chain mined to the block before a cycle whose supply moves. Each trial
@@ -10,8 +13,10 @@ within the update, restarts it and reads every balance. The reference is one mor
 
 from __future__ import annotations
 
+import copy
 import random
 import shutil
+import signal
 import time
 import xmlrpc.client
 from pathlib import Path
@@ -19,6 +24,12 @@ from pathlib import Path
 import pytest
 
 from halo_exchange.chain.params import COIN
+from halo_exchange.config import EXCHANGE_SUBDIR
+from halo_exchange.engine import EXCHANGE_BUFFER
+from halo_exchange.ledger.book import Book
+from halo_exchange.ledger.store import CycleUpdateCodec, ExchangeStore, load_state
+from halo_exchange.operator import ask
+from halo_exchange.peg.fractions import PEG_SIZE
 from tests.framework import (
     credit_over_api,
     exchange_lag,
@@ -45,8 +56,9 @@ def _configure(datadir: Path) -> None:
                                                  "[exchange]\ncycle_step_accounts = 1\n")
 
 
-def _prepare(datadir: Path, api_port: int) -> int:
-    """The funded exchange, stopped at the block before a supply-moving cycle; the cycle it will start."""
+def _prepare(datadir: Path, api_port: int) -> dict:
+    """The funded exchange, stopped at the block before a supply-moving cycle; the node's peg info there (the
+    cycle it will start is ``cycle + 1``, at ``pegnext``)."""
     datadir.mkdir(mode=0o700)
     _configure(datadir)
     with running_devnet(datadir, free_port(), api_port) as (process, node):
@@ -60,7 +72,7 @@ def _prepare(datadir: Path, api_port: int) -> int:
         wait_until(lambda: exchange_lag_running(api, node))
         node.stop()
         assert process.wait(timeout=60) == 0
-    return info["cycle"] + 1
+    return info
 
 
 def exchange_lag_running(api: xmlrpc.client.ServerProxy, node: xmlrpc.client.ServerProxy) -> bool:
@@ -105,7 +117,7 @@ def _balances(datadir: Path, api_port: int, cycle: int, kill_after: float | None
 def test_sigkill_during_a_stepped_cycle_update_resumes_it_exactly(tmp_path) -> None:
     api_port = free_port()
     base = tmp_path / "base"
-    cycle = _prepare(base, api_port)
+    cycle = _prepare(base, api_port)["cycle"] + 1
     reference_dir = tmp_path / "reference"
     shutil.copytree(base, reference_dir)
     _configure(reference_dir)
@@ -125,3 +137,72 @@ def test_sigkill_during_a_stepped_cycle_update_resumes_it_exactly(tmp_path) -> N
         audited = run_cli("audit", "--datadir", str(datadir))
         assert audited.returncode == 0, audited.stdout + audited.stderr
     assert resumed >= 1  # at least one kill landed inside the update (each trial is checked either way)
+
+
+def _stored(datadir: Path) -> tuple[Book, dict | None]:
+    """The book in the exchange DB of the stopped node, and the cycle update under way there (None if none)."""
+    store = ExchangeStore(str(datadir / EXCHANGE_SUBDIR))
+    try:
+        return load_state(store).book, CycleUpdateCodec.load(store)
+    finally:
+        store.close()
+
+
+def _problems(text: str) -> list[str]:
+    return [line for line in text.splitlines()
+            if "ERROR" in line or "Traceback" in line or "is closed" in line.lower() or "Fatal" in line]
+
+
+@pytest.mark.timeout(180)  # about 15 s
+def test_sigterm_during_a_stepped_cycle_update_stops_cleanly_and_the_next_start_resumes_it(tmp_path: Path) -> None:
+    datadir, api_port = tmp_path / "devnet", free_port()
+    info = _prepare(datadir, api_port)
+    log_file = datadir / "devnet.log"
+    socket_path = datadir / "exchange.sock"
+
+    book, _ = _stored(datadir)
+    expected = copy.deepcopy(book)
+    expected.new_cycle(info["cycle"] + 1, min(info["pegnext"] + EXCHANGE_BUFFER, PEG_SIZE - 1))
+    assert expected.supply != book.supply
+    total = sum(sum(book.balance(name)) for name in book.accounts)
+
+    with running_devnet(datadir, free_port(), api_port) as (process, node):
+        api = _api(api_port)
+        wait_until(lambda: api.GetCycle("") == info["cycle"])
+        node.generate(1, "nochange")  # the cycle's first block: the update begins, a step a turn
+
+        def under_way() -> dict | None:
+            update = ask(socket_path, "status")["exchange"]["cycle_update"]
+            return update if update is not None and 0 < update["done"] < update["accounts"] else None
+
+        progress = wait_until(under_way, timeout=20, interval=0.005)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        _, stderr = process.communicate()
+    assert _problems(log_file.read_text()) == [] and _problems(stderr) == [], stderr
+    assert "received SIGTERM" in log_file.read_text()
+
+    _, update = _stored(datadir)
+    assert update is not None, "the stop must land inside the update"  # else the test proved nothing
+    assert progress["done"] <= update["position"] < progress["accounts"]
+
+    with running_devnet(datadir, free_port(), api_port) as (process, node):
+        api = _api(api_port)
+        wait_until(lambda: api.GetCycle("") == info["cycle"] + 1, timeout=60)
+        for name in ["whale"] + [f"user{n:04d}" for n in range(USERS)]:
+            liquid, reserve = expected.balance(name)
+            assert api.GetBalance(name, "") == {"liquid": liquid, "reserve": reserve}, name
+        node.stop()
+        assert process.wait(timeout=60) == 0
+    assert "resuming the update a stop interrupted" in log_file.read_text()
+    assert _problems(log_file.read_text()) == []
+
+    book, update = _stored(datadir)
+    assert update is None and book.cycle == expected.cycle and book.supply == expected.supply
+    assert {name: book.balance(name) for name in book.accounts} == \
+           {name: expected.balance(name) for name in expected.accounts}
+    assert sum(sum(book.balance(name)) for name in book.accounts) == total
+    assert book.check() == []
+    assert exchange_lag(datadir) == 0
+    audited = run_cli("audit", "--datadir", str(datadir))
+    assert audited.returncode == 0 and "result: OK" in audited.stdout, audited.stdout + audited.stderr

@@ -22,10 +22,8 @@ Mounting needs root and a kernel that allows it: elsewhere the tests skip and sa
 from __future__ import annotations
 
 import contextlib
-import http.client
 import re
 import subprocess
-import threading
 import xmlrpc.client
 from pathlib import Path
 from typing import Iterator
@@ -46,6 +44,7 @@ from tests.framework import (
     run_cli,
     small_filesystem,
     spawn_python,
+    trade_until_refused,
     wait_for_control_rpc,
     wait_until,
 )
@@ -66,21 +65,6 @@ def devnet(datadir: Path, port: int, api_port: int, log: Path) -> Iterator[tuple
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def _trader(url: str, payee: str, acknowledged: list[int], faults: list[xmlrpc.client.Fault]) -> None:
-    """Pays 1 satoshi to ``payee`` per call, counting the calls answered True, until a call is refused."""
-    proxy = xmlrpc.client.ServerProxy(url)
-    for _ in range(100_000):
-        try:
-            answer = proxy.Trade("karen", 1, payee, "liquid", "")
-        except xmlrpc.client.Fault as fault:
-            faults.append(fault)
-            return
-        except (OSError, xmlrpc.client.ProtocolError, http.client.HTTPException):
-            return
-        assert answer is True, answer
-        acknowledged[0] += 1
 
 
 def _assert_clear_fault(fault: xmlrpc.client.Fault) -> None:
@@ -108,16 +92,7 @@ def test_full_disk_during_trade_load_stops_cleanly_and_loses_nothing(tmp_path) -
             credit_over_api(node, api, "karen", deposit)
 
             filler = fill(exchange_dir, LEFT_FREE)
-            counters = {payee: [0] for payee in payees}
-            faults: list[xmlrpc.client.Fault] = []
-            threads = [threading.Thread(target=_trader, args=(url, payee, counters[payee], faults), daemon=True)
-                       for payee in payees]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=120)
-            assert not any(thread.is_alive() for thread in threads), "the disk never filled"
-            acknowledged = {payee: counter[0] for payee, counter in counters.items()}
+            acknowledged, faults = trade_until_refused(url, "karen", payees, 100_000)
             assert sum(acknowledged.values()) > 0, "no trade went through before the disk was full"
 
             # Exchange mode stopped cleanly: every client was told why, and so is every later call.
