@@ -277,9 +277,6 @@ class ExchangeEngine:
     def _change_cycle(self, cycle: int, supply: int, network_supply: int) -> Deferred | None:
         """Re-value the book at a new cycle's effective supply: at once for a book of up to ``cycle_chunk``
         accounts (None), else in steps of that many accounts a reactor turn (a Deferred that fires once done)."""
-        # What changed before the update is written as it was: a step re-values accounts in memory before its
-        # own batch is written, and must not be read into an earlier batch (a restart would re-value it twice).
-        self.commit.collect_now()
         update = self.book.cycle_update(cycle, supply)
         if len(update.names) <= self.cycle_chunk or not update.moves:
             update.step(len(update.names))

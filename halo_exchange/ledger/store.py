@@ -182,8 +182,8 @@ class GroupCommit:
     batch rather than once per call packs a record that several calls of a turn changed (a payer's account,
     the book's scalars) once. The submitted ops and the collected ones never share a key (docs/exchange-db.md:
     settings, wallet, addresses, exec records and the cycle update's record are submitted; balances,
-    deposits and payouts are collected). :meth:`collect_now` reads the change records into the batch at once,
-    for a change of memory that must not be read with what came before it (a cycle update's first step).
+    deposits and payouts are collected). Whoever changes memory outside the turn's commands must not do it
+    between a submission and its flush: a cycle update's first step waits for that batch (engine.py).
 
     A batch that cannot be written fails every caller waiting on it, and the commit stays ``failed`` for
     good: memory is then ahead of the disk, and a later batch (holding only the keys changed since) would
@@ -213,13 +213,6 @@ class GroupCommit:
         self._ops.extend(ops)
         self._waiting.append(done)
         return done
-
-    def collect_now(self) -> None:
-        """Read the change records into the batch being gathered now, not at its flush."""
-        if self.collect is not None and self.failure is None:
-            ops = self.collect()
-            if ops:
-                self.submit(ops).addErrback(lambda _: None)  # a failed batch is reported by failed()
 
     @property
     def pending(self) -> int:
